@@ -1,0 +1,99 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "rsinit",
+    products: [
+        .library(name: "RSInitCore", targets: ["RSInitCore"]),
+        .executable(name: "rsinit", targets: ["rsinit"]),
+        .executable(name: "mongod-double", targets: ["mongod-double"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: - Targets
+
+        // libmongoc/libbson 1.x from the system (Debian: libmongoc-dev libbson-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CLibMongoC",
+            pkgConfig: "libmongoc-1.0",
+            providers: [.apt(["libmongoc-dev", "libbson-dev", "pkg-config"])]
+        ),
+        // The only Swift module that imports CLibMongoC: BSON model, client, errors.
+        .target(
+            name: "MongoCWrapper",
+            dependencies: [
+                "CLibMongoC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The product: replica-set bootstrap (and later the oplog tailer and bridge).
+        .target(
+            name: "RSInitCore",
+            dependencies: [
+                "MongoCWrapper",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "rsinit",
+            dependencies: [
+                "RSInitCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Test support, not shipped in the CLI: FakeMongod, a mongod 7.0 wire-protocol double.
+        .target(
+            name: "RSInitTestUtils",
+            dependencies: [
+                "MongoCWrapper",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "mongod-double",
+            dependencies: [
+                "RSInitTestUtils",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // MARK: - Tests
+
+        .testTarget(
+            name: "MongoCWrapperTests",
+            dependencies: ["MongoCWrapper", "RSInitTestUtils"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FakeMongodTests",
+            dependencies: ["MongoCWrapper", "RSInitTestUtils"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "RSInitCoreTests",
+            dependencies: ["RSInitCore", "MongoCWrapper", "RSInitTestUtils"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "RSInitCLITests",
+            dependencies: ["RSInitTestUtils", "MongoCWrapper"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

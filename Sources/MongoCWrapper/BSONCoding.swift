@@ -1,0 +1,368 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Reads values out of bytes that have been validated (or produced by us). Never traps on validated input.
+struct BSONReader {
+    let buffer: UnsafeRawBufferPointer
+
+    init(buffer: UnsafeRawBufferPointer) {
+        self.buffer = buffer
+    }
+
+    func int32(at offset: Int) -> Int32 {
+        Int32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: Int32.self))
+    }
+    func uint32(at offset: Int) -> UInt32 {
+        UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    }
+    func int64(at offset: Int) -> Int64 {
+        Int64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+    }
+    func uint64(at offset: Int) -> UInt64 {
+        UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
+    func string(_ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: buffer[range]), as: UTF8.self)
+    }
+
+    func bytes(_ range: Range<Int>) -> [UInt8] { Array(buffer[range]) }
+
+    /// End (exclusive) of the cstring starting at `offset` (the index of its NUL).
+    func cstringEnd(from offset: Int) -> Int {
+        var i = offset
+        while buffer[i] != 0 { i += 1 }
+        return i
+    }
+
+    /// Calls `body(type, keyRange, valueOffset)` for each element of the document at `start`; stop by returning false.
+    func forEachElement(documentAt start: Int, _ body: (UInt8, Range<Int>, Int) -> Bool) {
+        let end = start + Int(int32(at: start)) - 1
+        var offset = start + 4
+        while offset < end {
+            let type = buffer[offset]
+            let keyStart = offset + 1
+            let keyEnd = cstringEnd(from: keyStart)
+            let valueOffset = keyEnd + 1
+            if !body(type, keyStart..<keyEnd, valueOffset) { return }
+            offset = valueOffset + valueSize(type: type, at: valueOffset)
+        }
+    }
+
+    /// Byte size of a value of `type` at `offset`.
+    func valueSize(type: UInt8, at offset: Int) -> Int {
+        switch type {
+        case 0x01, 0x09, 0x11, 0x12: return 8
+        case 0x02, 0x0D, 0x0E: return 4 + Int(int32(at: offset))
+        case 0x03, 0x04, 0x0F: return Int(int32(at: offset))
+        case 0x05: return 5 + Int(int32(at: offset))
+        case 0x06, 0x0A, 0x7F, 0xFF: return 0
+        case 0x07: return 12
+        case 0x08: return 1
+        case 0x0B:
+            let patternEnd = cstringEnd(from: offset)
+            let optionsEnd = cstringEnd(from: patternEnd + 1)
+            return optionsEnd + 1 - offset
+        case 0x0C: return 4 + Int(int32(at: offset)) + 12
+        case 0x10: return 4
+        case 0x13: return 16
+        default: return 0
+        }
+    }
+
+    /// Decodes the value of `type` at `offset`.
+    func decodeValue(type: UInt8, at offset: Int) -> (value: BSONValue, size: Int) {
+        let size = valueSize(type: type, at: offset)
+        switch type {
+        case 0x01: return (.double(Double(bitPattern: uint64(at: offset))), size)
+        case 0x02: return (.string(lengthPrefixedString(at: offset)), size)
+        case 0x03: return (.document(BSONDocument(trustedBytes: bytes(offset..<offset + size))), size)
+        case 0x04: return (.array(decodeArray(at: offset)), size)
+        case 0x05:
+            let length = Int(int32(at: offset))
+            let subtype = buffer[offset + 4]
+            return (.binary(BSONBinary(subtype: subtype, data: bytes(offset + 5..<offset + 5 + length))), size)
+        case 0x06: return (.undefined, 0)
+        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)
+        case 0x08: return (.bool(buffer[offset] != 0), size)
+        case 0x09: return (.datetime(int64(at: offset)), size)
+        case 0x0A: return (.null, 0)
+        case 0x0B:
+            let patternEnd = cstringEnd(from: offset)
+            let optionsEnd = cstringEnd(from: patternEnd + 1)
+            let regex = BSONRegularExpression(
+                pattern: string(offset..<patternEnd),
+                options: string(patternEnd + 1..<optionsEnd)
+            )
+            return (.regex(regex), size)
+        case 0x0C:
+            let stringSize = 4 + Int(int32(at: offset))
+            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!
+            return (.dbPointer(namespace: lengthPrefixedString(at: offset), id: id), size)
+        case 0x0D: return (.javascript(lengthPrefixedString(at: offset)), size)
+        case 0x0E: return (.symbol(lengthPrefixedString(at: offset)), size)
+        case 0x0F:
+            let code = lengthPrefixedString(at: offset + 4)
+            let scopeOffset = offset + 4 + 4 + Int(int32(at: offset + 4))
+            let scopeSize = Int(int32(at: scopeOffset))
+            let scope = BSONDocument(trustedBytes: bytes(scopeOffset..<scopeOffset + scopeSize))
+            return (.javascriptWithScope(code: code, scope: scope), size)
+        case 0x10: return (.int32(int32(at: offset)), size)
+        case 0x11: return (.timestamp(BSONTimestamp(rawValue: uint64(at: offset))), size)
+        case 0x12: return (.int64(int64(at: offset)), size)
+        case 0x13: return (.decimal128(BSONDecimal128(low: uint64(at: offset), high: uint64(at: offset + 8))), size)
+        case 0x7F: return (.maxKey, 0)
+        case 0xFF: return (.minKey, 0)
+        default: return (.undefined, 0)  // unreachable for validated input
+        }
+    }
+
+    func lengthPrefixedString(at offset: Int) -> String {
+        let length = Int(int32(at: offset))
+        return string(offset + 4..<offset + 4 + length - 1)
+    }
+
+    func decodeArray(at offset: Int) -> [BSONValue] {
+        var values: [BSONValue] = []
+        let reader = self
+        reader.forEachElement(documentAt: offset) { type, _, valueOffset in
+            values.append(decodeValue(type: type, at: valueOffset).value)
+            return true
+        }
+        return values
+    }
+}
+
+/// Checks untrusted bytes without decoding them.
+enum BSONValidator {
+    static func validateDocument(_ bytes: [UInt8]) throws(BSONError) {
+        let failure: BSONError? = bytes.withUnsafeBytes { buffer in
+            guard buffer.count >= 5 else { return BSONError("document shorter than 5 bytes", offset: 0) }
+            let declared = Int(BSONReader(buffer: buffer).int32(at: 0))
+            guard declared == buffer.count else {
+                return BSONError("length prefix \(declared) does not match \(buffer.count) bytes", offset: 0)
+            }
+            do throws(BSONError) { try validate(buffer, documentAt: 0, limit: buffer.count, depth: 0) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    private static func validate(
+        _ buffer: UnsafeRawBufferPointer,
+        documentAt start: Int,
+        limit: Int,
+        depth: Int
+    ) throws(BSONError) {
+        let reader = BSONReader(buffer: buffer)
+        guard depth <= BSONDocument.maximumNestingDepth else {
+            throw BSONError("nesting deeper than \(BSONDocument.maximumNestingDepth)", offset: start)
+        }
+        guard start + 5 <= limit else { throw BSONError("truncated document", offset: start) }
+        let length = Int(reader.int32(at: start))
+        guard length >= 5, start + length <= limit else { throw BSONError("bad document length \(length)", offset: start) }
+        let end = start + length - 1
+        guard buffer[end] == 0 else { throw BSONError("document not terminated by 0x00", offset: end) }
+        var offset = start + 4
+        while offset < end {
+            let type = buffer[offset]
+            let keyStart = offset + 1
+            let keyEnd = try cstringEnd(buffer, from: keyStart, limit: end)
+            try checkUTF8(buffer, keyStart..<keyEnd)
+            let valueOffset = keyEnd + 1
+            let size = try valueSize(buffer, type: type, at: valueOffset, end: end, depth: depth)
+            offset = valueOffset + size
+            guard offset <= end else { throw BSONError("element overruns its document", offset: valueOffset) }
+        }
+    }
+
+    private static func cstringEnd(_ buffer: UnsafeRawBufferPointer, from: Int, limit: Int) throws(BSONError) -> Int {
+        var i = from
+        while i < limit {
+            if buffer[i] == 0 { return i }
+            i += 1
+        }
+        throw BSONError("unterminated C string", offset: from)
+    }
+
+    private static func checkUTF8(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) throws(BSONError) {
+        var iterator = UnsafeRawBufferPointer(rebasing: buffer[range]).makeIterator()
+        var decoder = UTF8()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return
+            case .error: throw BSONError("invalid UTF-8", offset: range.lowerBound)
+            }
+        }
+    }
+
+    private static func need(_ count: Int, at offset: Int, end: Int) throws(BSONError) {
+        guard count >= 0, offset + count <= end else { throw BSONError("value truncated", offset: offset) }
+    }
+
+    private static func lengthPrefixedString(
+        _ buffer: UnsafeRawBufferPointer,
+        at offset: Int,
+        end: Int
+    ) throws(BSONError) -> Int {
+        try need(4, at: offset, end: end)
+        let length = Int(BSONReader(buffer: buffer).int32(at: offset))
+        guard length >= 1 else { throw BSONError("bad string length \(length)", offset: offset) }
+        try need(4 + length, at: offset, end: end)
+        guard buffer[offset + 4 + length - 1] == 0 else {
+            throw BSONError("string not terminated by 0x00", offset: offset)
+        }
+        try checkUTF8(buffer, offset + 4..<offset + 4 + length - 1)
+        return 4 + length
+    }
+
+    private static func valueSize(
+        _ buffer: UnsafeRawBufferPointer,
+        type: UInt8,
+        at offset: Int,
+        end: Int,
+        depth: Int
+    ) throws(BSONError) -> Int {
+        let reader = BSONReader(buffer: buffer)
+        switch type {
+        case 0x01, 0x09, 0x11, 0x12:
+            try need(8, at: offset, end: end)
+            return 8
+        case 0x02, 0x0D, 0x0E:
+            return try lengthPrefixedString(buffer, at: offset, end: end)
+        case 0x03, 0x04:
+            try validate(buffer, documentAt: offset, limit: end, depth: depth + 1)
+            return Int(reader.int32(at: offset))
+        case 0x05:
+            try need(5, at: offset, end: end)
+            let length = Int(reader.int32(at: offset))
+            try need(5 + length, at: offset, end: end)
+            if buffer[offset + 4] == BSONBinary.binaryOld {
+                guard length >= 4, Int(reader.int32(at: offset + 5)) == length - 4 else {
+                    throw BSONError("binary subtype 2 with a bad inner length", offset: offset)
+                }
+            }
+            return 5 + length
+        case 0x06, 0x0A, 0x7F, 0xFF:
+            return 0
+        case 0x07:
+            try need(12, at: offset, end: end)
+            return 12
+        case 0x08:
+            try need(1, at: offset, end: end)
+            guard buffer[offset] <= 1 else { throw BSONError("boolean byte \(buffer[offset])", offset: offset) }
+            return 1
+        case 0x0B:
+            let patternEnd = try cstringEnd(buffer, from: offset, limit: end)
+            try checkUTF8(buffer, offset..<patternEnd)
+            let optionsEnd = try cstringEnd(buffer, from: patternEnd + 1, limit: end)
+            try checkUTF8(buffer, patternEnd + 1..<optionsEnd)
+            return optionsEnd + 1 - offset
+        case 0x0C:
+            let stringSize = try lengthPrefixedString(buffer, at: offset, end: end)
+            try need(stringSize + 12, at: offset, end: end)
+            return stringSize + 12
+        case 0x0F:
+            try need(4, at: offset, end: end)
+            let total = Int(reader.int32(at: offset))
+            try need(total, at: offset, end: end)
+            let stringSize = try lengthPrefixedString(buffer, at: offset + 4, end: offset + total)
+            let scopeOffset = offset + 4 + stringSize
+            try validate(buffer, documentAt: scopeOffset, limit: offset + total, depth: depth + 1)
+            guard scopeOffset + Int(reader.int32(at: scopeOffset)) == offset + total else {
+                throw BSONError("code-with-scope length mismatch", offset: offset)
+            }
+            return total
+        case 0x10:
+            try need(4, at: offset, end: end)
+            return 4
+        case 0x13:
+            try need(16, at: offset, end: end)
+            return 16
+        default:
+            throw BSONError("unknown element type 0x\(String(type, radix: 16))", offset: offset - 1)
+        }
+    }
+}
+
+/// Serialises values into BSON bytes.
+enum BSONWriter {
+    static func appendInt32(_ v: Int32, to out: inout [UInt8]) {
+        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+    }
+    static func appendInt64(_ v: Int64, to out: inout [UInt8]) {
+        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+    }
+    static func appendUInt64(_ v: UInt64, to out: inout [UInt8]) {
+        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+    }
+    static func appendCString(_ s: String, to out: inout [UInt8]) {
+        // A NUL inside a key would end it early; BSON cannot represent it, so it is dropped.
+        out.append(contentsOf: s.utf8.lazy.filter { $0 != 0 })
+        out.append(0)
+    }
+    static func appendString(_ s: String, to out: inout [UInt8]) {
+        let utf8 = s.utf8
+        appendInt32(Int32(utf8.count + 1), to: &out)
+        out.append(contentsOf: utf8)
+        out.append(0)
+    }
+
+    static func patchLength(of out: inout [UInt8], documentStart: Int) {
+        let length = Int32(out.count - documentStart)
+        withUnsafeBytes(of: length.littleEndian) { raw in
+            for i in 0..<4 { out[documentStart + i] = raw[i] }
+        }
+    }
+
+    static func appendElement(key: String, value: BSONValue, to out: inout [UInt8]) {
+        out.append(value.typeByte)
+        appendCString(key, to: &out)
+        appendValue(value, to: &out)
+    }
+
+    static func appendValue(_ value: BSONValue, to out: inout [UInt8]) {
+        switch value {
+        case .double(let v): appendUInt64(v.bitPattern, to: &out)
+        case .string(let s), .javascript(let s), .symbol(let s): appendString(s, to: &out)
+        case .document(let d): out.append(contentsOf: d.bytes)
+        case .array(let values):
+            let start = out.count
+            appendInt32(0, to: &out)
+            for (index, element) in values.enumerated() {
+                appendElement(key: String(index), value: element, to: &out)
+            }
+            out.append(0)
+            patchLength(of: &out, documentStart: start)
+        case .binary(let b):
+            appendInt32(Int32(b.data.count), to: &out)
+            out.append(b.subtype)
+            out.append(contentsOf: b.data)
+        case .undefined, .null, .minKey, .maxKey: break
+        case .objectID(let o): out.append(contentsOf: o.bytes)
+        case .bool(let b): out.append(b ? 1 : 0)
+        case .datetime(let v), .int64(let v): appendInt64(v, to: &out)
+        case .regex(let r):
+            appendCString(r.pattern, to: &out)
+            appendCString(r.options, to: &out)
+        case .dbPointer(let namespace, let id):
+            appendString(namespace, to: &out)
+            out.append(contentsOf: id.bytes)
+        case .javascriptWithScope(let code, let scope):
+            let start = out.count
+            appendInt32(0, to: &out)
+            appendString(code, to: &out)
+            out.append(contentsOf: scope.bytes)
+            patchLength(of: &out, documentStart: start)
+        case .int32(let v): appendInt32(v, to: &out)
+        case .timestamp(let t): appendUInt64(t.rawValue, to: &out)
+        case .decimal128(let d):
+            appendUInt64(d.low, to: &out)
+            appendUInt64(d.high, to: &out)
+        }
+    }
+}

@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An owned BSON document: the exact bytes, validated once on creation.
+///
+/// Lookups scan the top level and decode only the value asked for (the oplog tailer's hot path never converts a whole
+/// entry). Equality is byte equality. The type is a value type; appending copies on write.
+public struct BSONDocument: Sendable, Hashable {
+    /// The complete document bytes (length prefix through the trailing zero).
+    public private(set) var bytes: [UInt8]
+
+    /// An empty document.
+    public init() {
+        bytes = [5, 0, 0, 0, 0]
+    }
+
+    /// Takes a copy of untrusted bytes after checking that they form one well-formed BSON document: lengths, types,
+    /// terminators, UTF-8 of keys and strings, nesting (at most ``BSONDocument/maximumNestingDepth`` levels).
+    ///
+    /// - Throws: ``BSONError`` naming the first problem and its byte offset.
+    public init(bytes: [UInt8]) throws(BSONError) {
+        try BSONValidator.validateDocument(bytes)
+        self.bytes = bytes
+    }
+
+    /// Wraps bytes this module produced or already validated.
+    init(trustedBytes: [UInt8]) {
+        self.bytes = trustedBytes
+    }
+
+    /// The deepest nesting accepted from untrusted input (libbson's own limit for JSON is 100).
+    public static let maximumNestingDepth = 200
+
+    public var isEmpty: Bool { bytes.count == 5 }
+
+    /// The value of the first top-level field named `key`, decoding nothing else.
+    public subscript(key: String) -> BSONValue? {
+        guard let (type, offset) = locate(key) else { return nil }
+        return bytes.withUnsafeBytes { BSONReader(buffer: $0).decodeValue(type: type, at: offset).value }
+    }
+
+    /// The value at a dotted path (`"o2._id"`, `"lastWrite.opTime.ts"`), descending through sub-documents only.
+    public subscript(path path: String) -> BSONValue? {
+        var current = self
+        let parts = path.split(separator: ".", omittingEmptySubsequences: false)
+        for (index, part) in parts.enumerated() {
+            guard let value = current[String(part)] else { return nil }
+            if index == parts.count - 1 { return value }
+            guard case .document(let next) = value else { return nil }
+            current = next
+        }
+        return nil
+    }
+
+    /// Whether a top-level field named `key` exists.
+    public func contains(_ key: String) -> Bool { locate(key) != nil }
+
+    /// The BSON type byte of the top-level field `key`, without decoding its value.
+    public func typeByte(of key: String) -> UInt8? { locate(key)?.type }
+
+    /// The top-level keys in order.
+    public var keys: [String] {
+        bytes.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer)
+            var result: [String] = []
+            reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                result.append(reader.string(keyRange))
+                return true
+            }
+            return result
+        }
+    }
+
+    /// The name of the first field (a command's name).
+    public var firstKey: String? {
+        bytes.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer)
+            var result: String?
+            reader.forEachElement(documentAt: 0) { _, keyRange, _ in
+                result = reader.string(keyRange)
+                return false
+            }
+            return result
+        }
+    }
+
+    /// All top-level fields, decoded, in order.
+    public var elements: [(key: String, value: BSONValue)] {
+        bytes.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer)
+            var result: [(String, BSONValue)] = []
+            reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                result.append((reader.string(keyRange), reader.decodeValue(type: type, at: valueOffset).value))
+                return true
+            }
+            return result
+        }
+    }
+
+    /// Appends a field (duplicates are allowed, as in BSON itself).
+    public mutating func append(_ key: String, _ value: BSONValue) {
+        bytes.removeLast()
+        BSONWriter.appendElement(key: key, value: value, to: &bytes)
+        bytes.append(0)
+        BSONWriter.patchLength(of: &bytes, documentStart: 0)
+    }
+
+    /// Sets the first field named `key` to `value`, or appends it when absent. Rebuilds the document.
+    public mutating func set(_ key: String, _ value: BSONValue) {
+        guard contains(key) else {
+            append(key, value)
+            return
+        }
+        var rebuilt = BSONDocument()
+        var replaced = false
+        for (k, v) in elements {
+            if k == key && !replaced {
+                rebuilt.append(k, value)
+                replaced = true
+            } else {
+                rebuilt.append(k, v)
+            }
+        }
+        self = rebuilt
+    }
+
+    /// A copy without the top-level fields named in `keys`.
+    public func removing(_ keys: Set<String>) -> BSONDocument {
+        var rebuilt = BSONDocument()
+        for (k, v) in elements where !keys.contains(k) { rebuilt.append(k, v) }
+        return rebuilt
+    }
+
+    private func locate(_ key: String) -> (type: UInt8, offset: Int)? {
+        var key = key
+        return key.withUTF8 { keyBytes in
+            bytes.withUnsafeBytes { buffer in
+                let reader = BSONReader(buffer: buffer)
+                var found: (UInt8, Int)?
+                reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                    if keyRange.count == keyBytes.count
+                        && memcmp(buffer.baseAddress! + keyRange.lowerBound, keyBytes.baseAddress!, keyBytes.count) == 0
+                    {
+                        found = (type, valueOffset)
+                        return false
+                    }
+                    return true
+                }
+                return found
+            }
+        }
+    }
+}
+
+extension BSONDocument: ExpressibleByDictionaryLiteral {
+    /// Builds a document keeping the literal's order.
+    public init(dictionaryLiteral elements: (String, BSONValue)...) {
+        self.init()
+        for (k, v) in elements { append(k, v) }
+    }
+
+    /// Builds a document from ordered pairs.
+    public init(_ pairs: [(String, BSONValue)]) {
+        self.init()
+        for (k, v) in pairs { append(k, v) }
+    }
+}
+
+/// Malformed BSON input: what was wrong and where.
+public struct BSONError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let message: String
+    public let offset: Int
+
+    public init(_ message: String, offset: Int) {
+        self.message = message
+        self.offset = offset
+    }
+
+    public var description: String { "invalid BSON at byte \(offset): \(message)" }
+}

@@ -1,0 +1,99 @@
+internal import CLibMongoC
+
+extension BSONDocument {
+    /// Lends this document to C as a freshly allocated `bson_t` (a copy), destroyed when `body` returns.
+    func withBSONPointer<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
+        let pointer = bytes.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }
+        defer { bson_destroy(pointer) }
+        return try body(pointer)
+    }
+
+    /// Copies a borrowed `bson_t` (valid only until the C call's next step) into an owned, validated document.
+    init(copying pointer: OpaquePointer) throws(BSONError) {
+        let length = Int(rsinit_bson_length(pointer))
+        let data = bson_get_data(pointer)!
+        try self.init(bytes: Array(UnsafeBufferPointer(start: data, count: length)))
+    }
+
+    /// Canonical Extended JSON v2 (type-preserving), produced by libbson.
+    public var canonicalExtendedJSON: String {
+        withBSONPointer { pointer in
+            var length = 0
+            let json = bson_as_canonical_extended_json(pointer, &length)!
+            defer { bson_free(json) }
+            return String(cString: json)
+        }
+    }
+
+    /// Relaxed Extended JSON v2 (numbers and dates as plain JSON where lossless), produced by libbson.
+    public var relaxedExtendedJSON: String {
+        withBSONPointer { pointer in
+            var length = 0
+            let json = bson_as_relaxed_extended_json(pointer, &length)!
+            defer { bson_free(json) }
+            return String(cString: json)
+        }
+    }
+
+    /// Parses canonical or relaxed Extended JSON (or plain JSON) with libbson.
+    ///
+    /// - Throws: ``BSONError`` with libbson's message.
+    public init(extendedJSON json: String) throws(BSONError) {
+        var error = bson_error_t()
+        let utf8 = Array(json.utf8)
+        let parsed = utf8.withUnsafeBufferPointer { buffer in
+            bson_new_from_json(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!, buffer.count, &error)
+        }
+        guard let parsed else {
+            throw BSONError("Extended JSON: \(String(cString: rsinit_bson_error_message(&error)))", offset: 0)
+        }
+        defer { bson_destroy(parsed) }
+        try self.init(copying: parsed)
+    }
+}
+
+extension BSONDecimal128: CustomStringConvertible {
+    /// Parses a decimal string ("1.5", "-0", "NaN", "1E+6144", …) with libbson; nil if it is not a decimal128.
+    public init?(string: String) {
+        var value = bson_decimal128_t()
+        guard bson_decimal128_from_string(string, &value) else { return nil }
+        self.init(low: value.low, high: value.high)
+    }
+
+    /// libbson's canonical string form.
+    public var description: String {
+        var value = bson_decimal128_t(low: low, high: high)
+        var buffer = [CChar](repeating: 0, count: Int(BSON_DECIMAL128_STRING))
+        bson_decimal128_to_string(&value, &buffer)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+}
+
+/// Checks that the wrapper's mirrored constants match the C headers (used by a test; the mapping itself is pure).
+package enum LibMongoCConstantsCheck {
+    package static var mismatches: [String] {
+        var result: [String] = []
+        let domains: [(LibMongoCDomain, UInt32)] = [
+            (.client, MONGOC_ERROR_CLIENT.rawValue), (.stream, MONGOC_ERROR_STREAM.rawValue),
+            (.protocol, MONGOC_ERROR_PROTOCOL.rawValue), (.cursor, MONGOC_ERROR_CURSOR.rawValue),
+            (.query, MONGOC_ERROR_QUERY.rawValue), (.sasl, MONGOC_ERROR_SASL.rawValue),
+            (.bson, MONGOC_ERROR_BSON.rawValue), (.command, MONGOC_ERROR_COMMAND.rawValue),
+            (.scram, MONGOC_ERROR_SCRAM.rawValue), (.serverSelection, MONGOC_ERROR_SERVER_SELECTION.rawValue),
+            (.writeConcern, MONGOC_ERROR_WRITE_CONCERN.rawValue), (.server, MONGOC_ERROR_SERVER.rawValue),
+            (.pool, MONGOC_ERROR_POOL.rawValue),
+        ]
+        for (mirror, actual) in domains where mirror.rawValue != actual { result.append("domain \(mirror)") }
+        let codes: [(LibMongoCCode, UInt32)] = [
+            (.streamNameResolution, MONGOC_ERROR_STREAM_NAME_RESOLUTION.rawValue),
+            (.streamSocket, MONGOC_ERROR_STREAM_SOCKET.rawValue),
+            (.streamConnect, MONGOC_ERROR_STREAM_CONNECT.rawValue),
+            (.clientAuthenticate, MONGOC_ERROR_CLIENT_AUTHENTICATE.rawValue),
+            (.protocolInvalidReply, MONGOC_ERROR_PROTOCOL_INVALID_REPLY.rawValue),
+            (.protocolBadWireVersion, MONGOC_ERROR_PROTOCOL_BAD_WIRE_VERSION.rawValue),
+            (.commandInvalidArg, MONGOC_ERROR_COMMAND_INVALID_ARG.rawValue),
+            (.serverSelectionFailure, MONGOC_ERROR_SERVER_SELECTION_FAILURE.rawValue),
+        ]
+        for (mirror, actual) in codes where mirror.rawValue != actual { result.append("code \(mirror)") }
+        return result
+    }
+}

@@ -1,0 +1,210 @@
+internal import CLibMongoC
+public import Logging
+import Dispatch
+
+/// A connection to MongoDB through one libmongoc `mongoc_client_t`.
+///
+/// Threading: `mongoc_client_t` is not thread-safe and every libmongoc call blocks, so the handle is confined to a
+/// private serial `DispatchQueue` and every operation hops there; no libmongoc call ever runs on Swift's cooperative
+/// pool. That confinement is why the class is `@unchecked Sendable`. Cancellation is honoured between calls (a call
+/// that has started runs to its own timeout). Call ``close()`` for a deterministic teardown (`endSessions`,
+/// `killCursors`); `deinit` is only a fallback.
+public final class MongoClient: @unchecked Sendable {
+    /// The connection string (never print `.uri`; use `.redacted`).
+    public let connectionString: MongoConnectionString
+    private let queue: DispatchQueue
+    private let logger: Logger
+    private let secrets: [String]
+    /// Touched only on `queue`.
+    private var client: OpaquePointer?
+    /// Open cursors, destroyed before the client. Touched only on `queue`.
+    private var openCursors: [ObjectIdentifier: CursorBox] = [:]
+
+    /// Creates the client. No I/O happens until the first operation.
+    ///
+    /// - Throws: ``MongoError`` (``MongoError/Code/invalidURI``) when libmongoc rejects the URI.
+    public init(_ connectionString: MongoConnectionString, appName: String? = nil, logger: Logger) throws(MongoError) {
+        MongoRuntime.ensureInitialized()
+        self.connectionString = connectionString
+        self.logger = logger
+        self.secrets = connectionString.password.map { [$0] } ?? []
+        self.queue = DispatchQueue(label: "rsinit.mongoc.client")
+        var error = bson_error_t()
+        guard let uri = mongoc_uri_new_with_error(connectionString.uri, &error) else {
+            throw MongoError(code: .invalidURI, message: "invalid MongoDB URI \(connectionString.redacted)")
+        }
+        defer { mongoc_uri_destroy(uri) }
+        guard let created = mongoc_client_new_from_uri_with_error(uri, &error) else {
+            throw MongoError.from(&error, reply: nil, secrets: secrets)
+        }
+        mongoc_client_set_error_api(created, MONGOC_ERROR_API_VERSION_2)
+        if let appName { _ = mongoc_client_set_appname(created, appName) }
+        self.client = created
+    }
+
+    /// Convenience: parse `uri` and create the client.
+    public convenience init(uri: String, appName: String? = nil, logger: Logger) throws(MongoError) {
+        try self.init(MongoConnectionString(uri), appName: appName, logger: logger)
+    }
+
+    deinit {
+        // Fallback only: close() is the deterministic path. Never queue.sync here (deinit may run on the queue).
+        let leftovers = openCursors.values.map(\.pointer)
+        if let client {
+            let box = PointerBox(client: client, cursors: leftovers)
+            queue.async { box.destroy() }
+        }
+    }
+
+    /// Runs `body` with the client on the confined queue.
+    func withClient<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
+        if Task.isCancelled { throw MongoError(code: .cancelled, message: "cancelled before the call started") }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            queue.async {
+                guard let client = self.client else {
+                    continuation.resume(throwing: MongoError(code: .closed, message: "the MongoDB client is closed"))
+                    return
+                }
+                continuation.resume(with: Result { try body(client) })
+            }
+        }
+    }
+
+    /// Runs a command on `database` and returns the server's reply.
+    ///
+    /// Blocks a private thread, never the caller's executor. A reply with `ok: 0` throws.
+    /// - Throws: ``MongoError``.
+    public func runCommand(_ command: BSONDocument, database: String = "admin") async throws -> BSONDocument {
+        let secrets = self.secrets
+        let logger = self.logger
+        return try await withClient { client in
+            try command.withBSONPointer { commandPointer in
+                try withReplyBSON { reply in
+                    var error = bson_error_t()
+                    let ok = mongoc_client_command_simple(client, database, commandPointer, nil, reply, &error)
+                    let replyDocument = try? BSONDocument(copying: reply)
+                    guard ok else {
+                        let failure = MongoError.from(
+                            &error,
+                            reply: replyDocument.flatMap { $0.isEmpty ? nil : $0 },
+                            secrets: secrets
+                        )
+                        logger.debug(
+                            "command failed",
+                            metadata: [
+                                "rsinit.command": "\(command.firstKey ?? "?")", "rsinit.error": "\(failure)",
+                            ]
+                        )
+                        throw failure
+                    }
+                    guard let replyDocument else {
+                        throw MongoError(code: .invalidBSON, message: "the server's reply is not valid BSON")
+                    }
+                    return replyDocument
+                }
+            }
+        }
+    }
+
+    /// Opens a cursor with `mongoc_collection_find_with_opts`; the query is sent on the first ``MongoCursor/next()``.
+    ///
+    /// `options` are libmongoc's find options (`tailable`, `awaitData`, `maxAwaitTimeMS`, `batchSize`, `sort`,
+    /// `limit`, `projection`, …).
+    public func find(
+        database: String,
+        collection: String,
+        filter: BSONDocument = [:],
+        options: BSONDocument = [:]
+    ) async throws -> MongoCursor {
+        let cursor = try await withClient { client -> CursorBox in
+            let collectionPointer = mongoc_client_get_collection(client, database, collection)!
+            defer { mongoc_collection_destroy(collectionPointer) }
+            let pointer = filter.withBSONPointer { filterPointer in
+                options.withBSONPointer { optionsPointer in
+                    mongoc_collection_find_with_opts(collectionPointer, filterPointer, optionsPointer, nil)!
+                }
+            }
+            return CursorBox(pointer: pointer)
+        }
+        try await withClient { _ in self.openCursors[ObjectIdentifier(cursor)] = cursor }
+        return MongoCursor(client: self, box: cursor)
+    }
+
+    /// Destroys the client (sending `endSessions` and killing open cursors). Safe to call twice.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                for cursor in self.openCursors.values { mongoc_cursor_destroy(cursor.pointer) }
+                self.openCursors.removeAll()
+                if let client = self.client {
+                    mongoc_client_destroy(client)
+                    self.client = nil
+                }
+                continuation.resume()
+            }
+        }
+    }
+
+    // MARK: Cursor support (all on `queue`)
+
+    func cursorNext(_ box: CursorBox) async throws -> BSONDocument? {
+        let secrets = self.secrets
+        return try await withClient { _ in
+            guard self.openCursors[ObjectIdentifier(box)] != nil else {
+                throw MongoError(code: .closed, message: "the cursor is closed")
+            }
+            var document: OpaquePointer?
+            if mongoc_cursor_next(box.pointer, &document), let document {
+                // Borrowed until the next mongoc_cursor_next: copy now.
+                do { return try BSONDocument(copying: document) } catch {
+                    throw MongoError(code: .invalidBSON, message: "\(error)")
+                }
+            }
+            var error = bson_error_t()
+            var errorDocument: OpaquePointer?
+            if mongoc_cursor_error_document(box.pointer, &error, &errorDocument) {
+                let reply = errorDocument.flatMap { try? BSONDocument(copying: $0) }
+                throw MongoError.from(&error, reply: reply.flatMap { $0.isEmpty ? nil : $0 }, secrets: secrets)
+            }
+            box.alive = mongoc_cursor_more(box.pointer)
+            return nil
+        }
+    }
+
+    func cursorClose(_ box: CursorBox) async {
+        _ = try? await withClient { _ in
+            if self.openCursors.removeValue(forKey: ObjectIdentifier(box)) != nil {
+                mongoc_cursor_destroy(box.pointer)
+            }
+        }
+    }
+
+    func cursorCloseDetached(_ box: CursorBox) {
+        queue.async {
+            if self.openCursors.removeValue(forKey: ObjectIdentifier(box)) != nil, self.client != nil {
+                mongoc_cursor_destroy(box.pointer)
+            }
+        }
+    }
+}
+
+/// A libmongoc cursor pointer, touched only on its client's queue.
+final class CursorBox: @unchecked Sendable {
+    let pointer: OpaquePointer
+    var alive = true
+    init(pointer: OpaquePointer) { self.pointer = pointer }
+}
+
+/// Carries handles into the queue for the deinit fallback.
+private final class PointerBox: @unchecked Sendable {
+    let client: OpaquePointer
+    let cursors: [OpaquePointer]
+    init(client: OpaquePointer, cursors: [OpaquePointer]) {
+        self.client = client
+        self.cursors = cursors
+    }
+    func destroy() {
+        for cursor in cursors { mongoc_cursor_destroy(cursor) }
+        mongoc_client_destroy(client)
+    }
+}
