@@ -177,3 +177,10 @@ extension BSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(arrayLiteral elements: BSONValue...) { self = .array(elements) }
     public init(nilLiteral: ()) { self = .null }
 }
+
+extension BSONValue: ExpressibleByDictionaryLiteral {
+    /// A nested document literal, keeping the literal's order.
+    public init(dictionaryLiteral elements: (String, BSONValue)...) {
+        self = .document(BSONDocument(elements.map { ($0.0, $0.1) }))
+    }
+}

@@ -1,0 +1,932 @@
+import Foundation
+import MongoCWrapper
+
+/// mongod's code names for the codes the double sends.
+enum ServerCodeName {
+    static func name(_ code: Int32) -> String {
+        switch code {
+        case 2: return "BadValue"
+        case 9: return "FailedToParse"
+        case 13: return "Unauthorized"
+        case 14: return "TypeMismatch"
+        case 18: return "AuthenticationFailed"
+        case 23: return "AlreadyInitialized"
+        case 26: return "NamespaceNotFound"
+        case 43: return "CursorNotFound"
+        case 48: return "NamespaceExists"
+        case 50: return "MaxTimeMSExpired"
+        case 59: return "CommandNotFound"
+        case 74: return "NodeNotFound"
+        case 76: return "NoReplicationEnabled"
+        case 91: return "ShutdownInProgress"
+        case 93: return "InvalidReplicaSetConfig"
+        case 94: return "NotYetInitialized"
+        case 103: return "NewReplicaSetConfigurationIncompatible"
+        case 136: return "CappedPositionLost"
+        case 189: return "PrimarySteppedDown"
+        case 286: return "ChangeStreamHistoryLost"
+        case 10107: return "NotWritablePrimary"
+        case 11000: return "DuplicateKey"
+        case 11602: return "InterruptedDueToReplStateChange"
+        case 13435: return "NotPrimaryNoSecondaryOk"
+        case 13436: return "NotPrimaryOrSecondary"
+        default: return "UnknownError"
+        }
+    }
+}
+
+/// A command failure carried to the reply builder.
+struct CommandFailure: Error {
+    var code: Int32
+    var message: String
+    var extra: [(String, BSONValue)] = []
+}
+
+extension FakeMongodCore {
+    /// Commands an unauthenticated client may run when auth is required.
+    static let unauthenticatedCommands: Set<String> = [
+        "hello", "ismaster", "ping", "buildinfo", "saslstart", "saslcontinue", "authenticate", "endsessions",
+        "getnonce",
+    ]
+
+    /// Handles one request; may block (awaitData getMore, initiate) with the lock released.
+    func handle(_ request: WireRequest, context: FakeConnectionContext) -> FakeResponse {
+        let command = request.command
+        let name = command.firstKey ?? ""
+        let lower = name.lowercased()
+        let database = command["$db"]?.stringValue ?? {
+            if case .query(_, let ns, _, _) = request.kind { return String(ns.prefix { $0 != "." }) }
+            return "admin"
+        }()
+        let secondaryOk: Bool = {
+            if context.secondaryOkFlag { return true }
+            if let mode = command["$readPreference"]?.documentValue?["mode"]?.stringValue { return mode != "primary" }
+            return false
+        }()
+        condition.lock()
+        advance()
+        receivedCommands.append(lower)
+        if receivedCommands.count > 10_000 { receivedCommands.removeFirst(5_000) }
+        let result: Result<BSONDocument, CommandFailure>
+        var response: FakeResponse?
+        if configuration.auth == .required && !Self.unauthenticatedCommands.contains(lower) {
+            result = .failure(CommandFailure(code: 13, message: "command \(name) requires authentication"))
+        } else {
+            switch lower {
+            case "hello", "ismaster":
+                result = .success(hello(command, legacy: lower != "hello", context: context))
+            case "ping", "endsessions", "refreshsessions", "killallsessions":
+                result = .success([:])
+            case "buildinfo":
+                result = .success([
+                    "version": "7.0.14", "versionArray": [7, 0, 14, 0], "bits": 64, "maxBsonObjectSize": 16_777_216,
+                ])
+            case "saslstart", "saslcontinue", "authenticate":
+                result = .failure(CommandFailure(code: 18, message: "Authentication failed."))
+            case "replsetinitiate":
+                result = replSetInitiate(command)
+            case "replsetgetstatus":
+                result = replSetGetStatus()
+            case "replsetgetconfig":
+                result = replSetGetConfig()
+            case "replsetreconfig":
+                result = replSetReconfig(command)
+            case "replsetstepdown":
+                result = replSetStepDown(command)
+            case "appendoplognote":
+                result = appendOplogNote(command)
+            case "insert", "update", "delete", "create", "drop", "dropdatabase":
+                result = write(lower, command, database: database)
+            case "find":
+                result = find(command, database: database, secondaryOk: secondaryOk)
+            case "getmore":
+                switch getMore(command, database: database, context: context) {
+                case .hangUp:
+                    response = .hangUp
+                    result = .success([:])
+                case .result(let r):
+                    result = r
+                }
+            case "killcursors":
+                result = killCursors(command)
+            case "listdatabases", "dbstats":
+                result = readAllowed(database: database, secondaryOk: secondaryOk).map { _ in
+                    lower == "dbstats"
+                        ? ["db": .string(database), "collections": .int32(Int32(self.collections.count))]
+                        : ["databases": .array([]), "totalSize": 0]
+                }
+            default:
+                result = .failure(CommandFailure(code: 59, message: "no such command: '\(name)'"))
+            }
+        }
+        let document = finish(result)
+        condition.unlock()
+        if let response { return response }
+        return request.moreToCome ? .none : .reply(document)
+    }
+
+    /// Adds `ok`, error fields and the replica-set gossip fields.
+    private func finish(_ result: Result<BSONDocument, CommandFailure>) -> BSONDocument {
+        var document: BSONDocument
+        switch result {
+        case .success(let body):
+            document = body
+            document.append("ok", .double(1))
+        case .failure(let failure):
+            document = ["ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
+                "codeName": .string(ServerCodeName.name(failure.code))]
+            for (k, v) in failure.extra { document.append(k, v) }
+        }
+        if setName != nil {
+            let clusterTime = oplogExists ? lastTimestamp : BSONTimestamp(seconds: 0, increment: 0)
+            document.append(
+                "$clusterTime",
+                [
+                    "clusterTime": .timestamp(clusterTime),
+                    "signature": ["hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))),
+                        "keyId": .int64(0)],
+                ]
+            )
+            document.append("operationTime", .timestamp(clusterTime))
+        }
+        return document
+    }
+
+    // MARK: hello
+
+    func hello(_ command: BSONDocument, legacy: Bool, context: FakeConnectionContext) -> BSONDocument {
+        var reply = BSONDocument()
+        if command["helloOk"]?.isTruthy == true { reply.append("helloOk", true) }
+        let writable = phase == .standalone || phase == .primary
+        reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable))
+        switch phase {
+        case .standalone:
+            break
+        case .uninitialized, .removed:
+            reply.append("secondary", false)
+            reply.append("info", "Does not have a valid replica set config")
+            reply.append("isreplicaset", true)
+        case .startup2, .secondary, .drain, .primary:
+            // No topologyVersion: the double does not implement awaitable hello (spec §11.5).
+            let hosts = configMembers.filter { ($0["priority"]?.doubleValue ?? 1) > 0 && $0["arbiterOnly"]?.isTruthy != true }
+                .compactMap { $0["host"] }
+            let passives = configMembers.filter { ($0["priority"]?.doubleValue ?? 1) == 0 }.compactMap { $0["host"] }
+            reply.append("hosts", .array(hosts))
+            if !passives.isEmpty { reply.append("passives", .array(passives)) }
+            reply.append("setName", .string(setName ?? ""))
+            reply.append("setVersion", replicaSetConfig?["version"] ?? .int32(1))
+            reply.append("secondary", .bool(phase == .secondary || phase == .drain))
+            if phase == .drain || phase == .primary {
+                reply.append("primary", .string(selfHost ?? ""))
+            }
+            reply.append("me", .string(selfHost ?? ""))
+            if phase == .drain || phase == .primary {
+                var electionId: [UInt8] = [0x7f, 0xff, 0xff, 0xff]
+                withUnsafeBytes(of: term.bigEndian) { electionId.append(contentsOf: $0) }
+                reply.append("electionId", .objectID(BSONObjectID(bytes: electionId)!))
+            }
+            let opTime: BSONDocument = ["ts": .timestamp(lastTimestamp), "t": .int64(term)]
+            let lastWall = liveOplog.last?.document["wall"] ?? .datetime(nowMillis())
+            reply.append(
+                "lastWrite",
+                ["opTime": .document(opTime), "lastWriteDate": lastWall, "majorityOpTime": .document(opTime),
+                    "majorityWriteDate": lastWall]
+            )
+        }
+        reply.append("maxBsonObjectSize", .int32(16_777_216))
+        reply.append("maxMessageSizeBytes", .int32(48_000_000))
+        reply.append("maxWriteBatchSize", .int32(100_000))
+        reply.append("localTime", .datetime(nowMillis()))
+        reply.append("logicalSessionTimeoutMinutes", .int32(30))
+        reply.append("connectionId", .int32(context.connectionId))
+        reply.append("minWireVersion", .int32(0))
+        reply.append("maxWireVersion", .int32(configuration.maxWireVersion))
+        reply.append("readOnly", false)
+        return reply
+    }
+
+    // MARK: replSetInitiate
+
+    func replSetInitiate(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
+        guard let setName else {
+            return .failure(CommandFailure(code: 76, message: "This node was not started with replication enabled."))
+        }
+        guard replicaSetConfig == nil && !initiating else {
+            return .failure(CommandFailure(
+                code: 23,
+                message: "already initialized",
+                extra: [("info", "try querying local.system.replset to see current configuration")]
+            ))
+        }
+        initiating = true
+        let work = configuration.timings.initiate
+        let outcome = validateInitiate(command["replSetInitiate"], setName: setName)
+        // The work (and the isSelf slow path) happens without the lock, so concurrent initiates see "in progress".
+        condition.unlock()
+        var delay = work
+        if case .failure(let failure) = outcome, failure.message.hasPrefix("No host described") {
+            delay += configuration.selfNotFoundDelay
+        }
+        if delay > .zero { Thread.sleep(forTimeInterval: delay.seconds) }
+        condition.lock()
+        initiating = false
+        switch outcome {
+        case .failure(let failure):
+            return .failure(failure)
+        case .success(let (config, me, usedDefault)):
+            replicaSetConfig = config
+            selfHost = me
+            acceptedInitiates += 1
+            createOplog()
+            appendNoop(["msg": "initiating set"], includeTerm: false)
+            beginStartupSequence(firstElection: true)
+            if usedDefault {
+                return .success([
+                    "info2": "no configuration specified. Using a default configuration for the set",
+                    "me": .string(me),
+                ])
+            }
+            return .success([:])
+        }
+    }
+
+    /// Checks an initiate config the way mongod 7.0 does; returns the normalised config and self's host.
+    private func validateInitiate(
+        _ value: BSONValue?,
+        setName: String
+    ) -> Result<(BSONDocument, String, Bool), CommandFailure> {
+        guard case .document(let config) = value, !config.isEmpty else {
+            let me = "\(configuration.hostName ?? "127.0.0.1"):\(port)"
+            let members: [BSONValue] = [.document(["_id": 0, "host": .string(me)])]
+            return .success((normalizedConfig(setName: setName, members: members, version: 1), me, true))
+        }
+        func invalid(_ message: String) -> Result<(BSONDocument, String, Bool), CommandFailure> {
+            .failure(CommandFailure(code: 93, message: message))
+        }
+        guard let id = config["_id"] else { return invalid("BSON field 'ReplSetConfig._id' is missing but a required field") }
+        guard case .string(let name) = id else {
+            return invalid("BSON field 'ReplSetConfig._id' is the wrong type '\(Self.typeName(id))', expected type 'string'")
+        }
+        guard let membersValue = config["members"] else {
+            return invalid("BSON field 'ReplSetConfig.members' is missing but a required field")
+        }
+        guard case .array(let members) = membersValue else {
+            return invalid("BSON field 'ReplSetConfig.members' is the wrong type '\(Self.typeName(membersValue))', expected type 'array'")
+        }
+        var hosts: [String] = []
+        for (index, member) in members.enumerated() {
+            guard case .document(let m) = member else {
+                return invalid("Expected type of members.\(index) to be Object, but found \(Self.typeName(member))")
+            }
+            guard let host = m["host"]?.stringValue else {
+                return invalid("BSON field 'MemberConfig.host' is missing but a required field")
+            }
+            guard m["_id"]?.int64Value != nil else {
+                return invalid("BSON field 'MemberConfig._id' is missing but a required field")
+            }
+            hosts.append(host)
+        }
+        guard !members.isEmpty else { return invalid("Replica set configuration must contain at least one member") }
+        guard name == setName else {
+            return invalid(
+                "Rejecting initiate with a set name that differs from command line set name, initiate set name: "
+                    + "\(name), command line set name: \(setName)"
+            )
+        }
+        let version = config["version"]?.int64Value ?? 1
+        guard version == 1 else {
+            return invalid("Configuration used to initiate a replica set must  have version 1, but found \(version)")
+        }
+        let localCount = hosts.filter(Self.isLocalhostReference).count
+        if localCount > 0 && localCount < hosts.count {
+            return invalid(
+                "Either all host names in a replica set configuration must be localhost references, or none must "
+                    + "be; found \(localCount) out of \(hosts.count)"
+            )
+        }
+        let selfIndexes = hosts.indices.filter { mapsToSelf(hosts[$0]) }
+        let configText = "with {version: 1, term: 0} for replica set \(setName)"
+        if selfIndexes.isEmpty {
+            return invalid("No host described in new configuration \(configText) maps to this node")
+        }
+        if selfIndexes.count > 1 {
+            let names = selfIndexes.map { hosts[$0] }
+            return invalid("The hosts \(names.joined(separator: " and ")) all map to this node in new configuration \(configText)")
+        }
+        let selfIndex = selfIndexes[0]
+        let selfMember = members[selfIndex].documentValue!
+        if let priority = selfMember["priority"]?.doubleValue, priority == 0 {
+            return invalid(
+                "This node, \(hosts[selfIndex]), with _id \(selfMember["_id"]?.int64Value ?? 0) is not electable under "
+                    + "the new configuration \(configText)"
+            )
+        }
+        let unreachable = hosts.indices.filter { $0 != selfIndex && !configuration.reachablePeers.contains(hosts[$0]) }
+        if !unreachable.isEmpty {
+            let details = unreachable.map {
+                "\(hosts[$0]) failed with Error connecting to \(hosts[$0]) :: caused by :: Connection refused"
+            }
+            return .failure(CommandFailure(
+                code: 74,
+                message: "replSetInitiate quorum check failed because not all proposed set members responded "
+                    + "affirmatively: \(details.joined(separator: ", "))"
+            ))
+        }
+        return .success((normalizedConfig(setName: setName, members: members, version: 1), hosts[selfIndex], false))
+    }
+
+    static func typeName(_ value: BSONValue) -> String {
+        switch value {
+        case .double: return "double"
+        case .string: return "string"
+        case .document: return "object"
+        case .array: return "array"
+        case .binary: return "binData"
+        case .undefined: return "undefined"
+        case .objectID: return "objectId"
+        case .bool: return "bool"
+        case .datetime: return "date"
+        case .null: return "null"
+        case .regex: return "regex"
+        case .int32: return "int"
+        case .int64: return "long"
+        case .timestamp: return "timestamp"
+        case .decimal128: return "decimal"
+        default: return "unknown"
+        }
+    }
+
+    // MARK: replSetGetStatus / replSetGetConfig / reconfig / stepDown
+
+    func replSetGetStatus() -> Result<BSONDocument, CommandFailure> {
+        guard setName != nil else { return .failure(CommandFailure(code: 76, message: "not running with --replSet")) }
+        switch phase {
+        case .uninitialized, .standalone:
+            return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
+        case .removed:
+            return .failure(CommandFailure(
+                code: 93,
+                message: "Our replica set config is invalid or we are not a member of it",
+                extra: [
+                    ("state", .int32(10)), ("stateStr", "REMOVED"),
+                    ("uptime", .int32(Int32(Date().timeIntervalSince(startedAt)))),
+                    ("optime", ["ts": .timestamp(lastTimestamp), "t": .int64(term)]),
+                    ("optimeDate", .datetime(Int64(lastTimestamp.seconds) * 1000)),
+                    ("lastHeartbeatMessage", ""), ("syncSourceHost", ""), ("syncSourceId", .int32(-1)),
+                    ("infoMessage", ""),
+                ]
+            ))
+        case .startup2, .secondary, .drain, .primary:
+            break
+        }
+        let opTime: BSONDocument = ["ts": .timestamp(lastTimestamp), "t": .int64(term)]
+        let wall = BSONValue.datetime(Int64(lastTimestamp.seconds) * 1000)
+        let members = configMembers.map { member -> BSONValue in
+            let host = member["host"]?.stringValue ?? ""
+            var entry: BSONDocument = ["_id": member["_id"] ?? 0, "name": .string(host)]
+            if host == selfHost {
+                entry.append("health", .double(1))
+                entry.append("state", .int32(phase.memberStateCode))
+                entry.append("stateStr", .string(phase.stateString))
+                entry.append("uptime", .int32(Int32(Date().timeIntervalSince(startedAt))))
+                entry.append("optime", .document(opTime))
+                entry.append("optimeDate", wall)
+                entry.append("syncSourceHost", "")
+                entry.append("syncSourceId", -1)
+                entry.append("infoMessage", "")
+                if phase == .primary || phase == .drain {
+                    entry.append("electionTime", .timestamp(BSONTimestamp(seconds: UInt32(electionDate / 1000), increment: 1)))
+                    entry.append("electionDate", .datetime(electionDate))
+                }
+                entry.append("configVersion", replicaSetConfig?["version"] ?? 1)
+                entry.append("configTerm", .int64(term))
+                entry.append("self", true)
+                entry.append("lastHeartbeatMessage", "")
+            } else if configuration.reachablePeers.contains(host) {
+                entry.append("health", .double(1))
+                entry.append("state", 2)
+                entry.append("stateStr", "SECONDARY")
+                entry.append("optime", .document(opTime))
+                entry.append("pingMs", .int64(0))
+                entry.append("lastHeartbeatMessage", "")
+            } else {
+                entry.append("health", .double(0))
+                entry.append("state", 8)
+                entry.append("stateStr", "(not reachable/healthy)")
+                entry.append("pingMs", .int64(0))
+                entry.append("lastHeartbeatMessage", .string("Error connecting to \(host) :: caused by :: Connection refused"))
+            }
+            return .document(entry)
+        }
+        let votingMembers = Int32(configMembers.count)
+        return .success([
+            "set": .string(setName ?? ""), "date": .datetime(nowMillis()), "myState": .int32(phase.memberStateCode),
+            "term": .int64(term), "syncSourceHost": "", "syncSourceId": -1, "heartbeatIntervalMillis": .int64(2000),
+            "majorityVoteCount": .int32(votingMembers / 2 + 1), "writeMajorityCount": .int32(votingMembers / 2 + 1),
+            "votingMembersCount": .int32(votingMembers), "writableVotingMembersCount": .int32(votingMembers),
+            "optimes": [
+                "lastCommittedOpTime": .document(opTime), "readConcernMajorityOpTime": .document(opTime),
+                "appliedOpTime": .document(opTime), "durableOpTime": .document(opTime),
+            ],
+            "members": .array(members),
+        ])
+    }
+
+    func replSetGetConfig() -> Result<BSONDocument, CommandFailure> {
+        guard setName != nil else { return .failure(CommandFailure(code: 76, message: "not running with --replSet")) }
+        guard let replicaSetConfig else {
+            return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
+        }
+        return .success(["config": .document(replicaSetConfig)])
+    }
+
+    func replSetReconfig(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
+        guard let setName else { return .failure(CommandFailure(code: 76, message: "not running with --replSet")) }
+        guard let current = replicaSetConfig else {
+            return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
+        }
+        let force = command["force"]?.isTruthy ?? false
+        guard force || phase == .primary else {
+            return .failure(CommandFailure(
+                code: 10107,
+                message: "replSetReconfig should only be run on a writable PRIMARY. Current state \(phase.stateString);"
+            ))
+        }
+        guard let config = command["replSetReconfig"]?.documentValue, let members = config["members"]?.arrayValue,
+            config["_id"]?.stringValue == setName
+        else {
+            return .failure(CommandFailure(code: 93, message: "replSetReconfig: invalid config (wrong _id or no members)"))
+        }
+        let hosts = members.compactMap { $0.documentValue?["host"]?.stringValue }
+        guard hosts.contains(where: mapsToSelf) else {
+            return .failure(CommandFailure(
+                code: 74,
+                message: "No host described in new configuration with {version: \(config["version"]?.int64Value ?? 0), "
+                    + "term: \(term)} for replica set \(setName) maps to this node"
+            ))
+        }
+        let oldVersion = current["version"]?.int64Value ?? 1
+        let newVersion = force ? oldVersion + 10_000 + Int64.random(in: 0...100_000) : (config["version"]?.int64Value ?? oldVersion + 1)
+        replicaSetConfig = normalizedConfig(setName: setName, members: members, version: Int32(clamping: newVersion))
+        appendNoop(["msg": "Reconfig set", "version": .int32(Int32(clamping: newVersion))])
+        if phase == .removed || !(selfHost.map(mapsToSelf) ?? false) {
+            revalidateSelf(firstElection: false)
+        }
+        return .success([:])
+    }
+
+    func replSetStepDown(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
+        guard phase == .primary else { return .failure(CommandFailure(code: 10107, message: "not primary so can't step down")) }
+        let seconds = command["replSetStepDown"]?.int64Value ?? 60
+        stepDown(for: .seconds(seconds))
+        return .success([:])
+    }
+
+    /// Primary → SECONDARY until `duration` has passed, then a new election (term + 1).
+    func stepDown(for duration: Duration) {
+        guard phase == .primary || phase == .drain else { return }
+        phase = .secondary
+        topologyCounter += 1
+        stepDownUntil = .now + duration
+        phaseDeadline = .now + duration
+        condition.broadcast()
+    }
+
+    // MARK: appendOplogNote
+
+    func appendOplogNote(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
+        guard setName != nil else {
+            return .failure(CommandFailure(code: 76, message: "Must have replication set up to run \"appendOplogNote\""))
+        }
+        guard configuration.appendOplogNoteAllowed else {
+            return .failure(CommandFailure(
+                code: 13,
+                message: "not authorized on admin to execute command { appendOplogNote: 1, data: { ... }, $db: \"admin\" }"
+            ))
+        }
+        guard let data = command["data"]?.documentValue else {
+            return .failure(CommandFailure(code: 40414, message: "BSON field 'appendOplogNote.data' is missing but a required field"))
+        }
+        guard phase == .primary else { return .failure(CommandFailure(code: 10107, message: "not primary")) }
+        appendNoop(data)
+        return .success([:])
+    }
+
+    // MARK: Reads
+
+    func readAllowed(database: String, secondaryOk: Bool) -> Result<Void, CommandFailure> {
+        if phase == .standalone || phase == .primary || database == "local" { return .success(()) }
+        if !secondaryOk { return .failure(CommandFailure(code: 13435, message: "not primary and secondaryOk=false")) }
+        switch phase {
+        case .secondary, .drain: return .success(())
+        default: return .failure(CommandFailure(code: 13436, message: "node is not in primary or recovering state"))
+        }
+    }
+
+    func find(_ command: BSONDocument, database: String, secondaryOk: Bool) -> Result<BSONDocument, CommandFailure> {
+        if case .failure(let failure) = readAllowed(database: database, secondaryOk: secondaryOk) { return .failure(failure) }
+        guard let collection = command["find"]?.stringValue else {
+            return .failure(CommandFailure(code: 2, message: "collection name has invalid type"))
+        }
+        let namespace = "\(database).\(collection)"
+        let filter = command["filter"]?.documentValue ?? [:]
+        let batchSize = command["batchSize"]?.int64Value.map { Int($0) }
+        let limit = command["limit"]?.int64Value.map { Int($0) } ?? 0
+        let tailable = command["tailable"]?.isTruthy ?? false
+        let awaitData = command["awaitData"]?.isTruthy ?? false
+        let isOplog = namespace == "local.oplog.rs"
+        if isOplog && !oplogExists || !isOplog && collections[namespace] == nil {
+            return .success(["cursor": ["firstBatch": .array([]), "id": .int64(0), "ns": .string(namespace)]])
+        }
+        if tailable && !isOplog {
+            return .failure(CommandFailure(code: 2, message: "error processing query: \(namespace) tailable cursor requested on non capped collection"))
+        }
+        let cursor = ServerCursor(
+            id: nextCursorId,
+            namespace: namespace,
+            isOplog: isOplog,
+            tailable: tailable,
+            awaitData: awaitData,
+            filter: filter,
+            batchSize: batchSize
+        )
+        nextCursorId += 1
+        var batch: [BSONValue]
+        if isOplog {
+            if command["sort"]?.documentValue?["$natural"]?.int64Value == -1 {
+                // Reverse scan (find the newest entry): a plain, non-tailable cursor.
+                let matches = liveOplog.reversed().lazy.filter { DocumentMatcher.matches($0.document, filter) }
+                let wanted = limit > 0 ? limit : (batchSize ?? 101)
+                batch = matches.prefix(wanted).map { .document($0.document) }
+                return .success(["cursor": ["firstBatch": .array(batch), "id": .int64(0), "ns": .string(namespace)]])
+            }
+            batch = scanOplog(cursor, max: batchSize ?? 101).map { .document($0) }
+        } else {
+            var matches = collections[namespace]!.documents.filter { DocumentMatcher.matches($0, filter) }
+            if limit > 0 { matches = Array(matches.prefix(limit)) }
+            let first = batchSize ?? 101
+            batch = matches.prefix(first).map { .document($0) }
+            cursor.pending = Array(matches.dropFirst(first))
+        }
+        let open = cursor.tailable || !cursor.pending.isEmpty
+        if open { cursors[cursor.id] = cursor }
+        return .success([
+            "cursor": ["firstBatch": .array(batch), "id": .int64(open ? cursor.id : 0), "ns": .string(namespace)],
+        ])
+    }
+
+    /// Returns up to `max` matching oplog entries after the cursor's position and moves it.
+    func scanOplog(_ cursor: ServerCursor, max: Int) -> [BSONDocument] {
+        var index: Int
+        if let last = cursor.lastScanned {
+            index = oplogIndex(after: last, strict: true)
+        } else if let lower = Self.timestampLowerBound(cursor.filter) {
+            index = oplogIndex(after: lower.ts, strict: lower.strict)
+        } else {
+            index = oplogStart
+        }
+        var result: [BSONDocument] = []
+        let limit = max <= 0 ? Int.max : max
+        while index < oplog.count && result.count < limit {
+            let record = oplog[index]
+            if DocumentMatcher.matches(record.document, cursor.filter) { result.append(record.document) }
+            cursor.lastScanned = record.ts
+            index += 1
+        }
+        return result
+    }
+
+    /// The `ts` lower bound of an oplog filter (`ts: {$gt|$gte: T}` at the top level or inside `$and`).
+    static func timestampLowerBound(_ filter: BSONDocument) -> (ts: BSONTimestamp, strict: Bool)? {
+        if let ts = filter["ts"]?.documentValue {
+            if let t = ts["$gt"]?.timestampValue { return (t, true) }
+            if let t = ts["$gte"]?.timestampValue { return (t, false) }
+        }
+        for clause in filter["$and"]?.arrayValue?.compactMap(\.documentValue) ?? [] {
+            if let bound = timestampLowerBound(clause) { return bound }
+        }
+        return nil
+    }
+
+    enum GetMoreOutcome {
+        case result(Result<BSONDocument, CommandFailure>)
+        case hangUp
+    }
+
+    func getMore(_ command: BSONDocument, database: String, context: FakeConnectionContext) -> GetMoreOutcome {
+        guard let id = command["getMore"]?.int64Value else {
+            return .result(.failure(CommandFailure(code: 2, message: "getMore cursor id must be a long")))
+        }
+        if pendingGetMoreHangUps > 0 {
+            pendingGetMoreHangUps -= 1
+            return .hangUp
+        }
+        if !pendingGetMoreFailures.isEmpty {
+            let failure = pendingGetMoreFailures.removeFirst()
+            cursors[id] = nil
+            return .result(.failure(CommandFailure(code: failure.code, message: failure.message)))
+        }
+        guard let cursor = cursors[id] else {
+            return .result(.failure(CommandFailure(code: 43, message: "cursor id \(id) not found")))
+        }
+        let batchSize = command["batchSize"]?.int64Value.map { Int($0) } ?? cursor.batchSize ?? 0
+        if !cursor.isOplog {
+            let count = batchSize > 0 ? batchSize : cursor.pending.count
+            let batch = cursor.pending.prefix(count).map { BSONValue.document($0) }
+            cursor.pending.removeFirst(min(count, cursor.pending.count))
+            if cursor.pending.isEmpty { cursors[id] = nil }
+            return .result(.success(["cursor": ["nextBatch": .array(batch), "id": .int64(cursor.pending.isEmpty ? 0 : id),
+                "ns": .string(cursor.namespace)]]))
+        }
+        let maxTime = Duration.milliseconds(command["maxTimeMS"]?.int64Value ?? 1000)
+        let deadline = Date().addingTimeInterval(maxTime.seconds)
+        while true {
+            if let last = cursor.lastScanned, let oldest = liveOplog.first, oldest.ts > last {
+                cursors[id] = nil
+                return .result(.failure(CommandFailure(
+                    code: 136,
+                    message: "CollectionScan died due to position in capped collection being deleted. "
+                        + "Last seen record id: RecordId(\(last.rawValue))"
+                )))
+            }
+            let batch = scanOplog(cursor, max: batchSize > 0 ? batchSize : 10_000)
+            if !batch.isEmpty || !cursor.tailable || !cursor.awaitData || Date() >= deadline {
+                let alive = cursor.tailable
+                if !alive { cursors[id] = nil }
+                return .result(.success(["cursor": ["nextBatch": .array(batch.map { .document($0) }),
+                    "id": .int64(alive ? id : 0), "ns": .string(cursor.namespace)]]))
+            }
+            _ = condition.wait(until: deadline)
+            if generation != context.generation { return .hangUp }
+            if pendingGetMoreHangUps > 0 {
+                pendingGetMoreHangUps -= 1
+                return .hangUp
+            }
+            advance()
+        }
+    }
+
+    func killCursors(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
+        var killed: [BSONValue] = []
+        var notFound: [BSONValue] = []
+        for value in command["cursors"]?.arrayValue ?? [] {
+            guard let id = value.int64Value else { continue }
+            if cursors.removeValue(forKey: id) != nil { killed.append(.int64(id)) } else { notFound.append(.int64(id)) }
+        }
+        return .success(["cursorsKilled": .array(killed), "cursorsNotFound": .array(notFound),
+            "cursorsAlive": .array([]), "cursorsUnknown": .array([])])
+    }
+
+    // MARK: Writes
+
+    func write(_ name: String, _ command: BSONDocument, database: String) -> Result<BSONDocument, CommandFailure> {
+        guard phase == .standalone || phase == .primary else {
+            return .failure(CommandFailure(code: 10107, message: "not primary"))
+        }
+        guard let target = command.firstKey.flatMap({ command[$0] }) else {
+            return .failure(CommandFailure(code: 2, message: "missing target"))
+        }
+        let session = SessionInfo(command: command)
+        switch name {
+        case "dropdatabase":
+            let prefix = database + "."
+            let dropped = collections.keys.filter { $0.hasPrefix(prefix) }.sorted()
+            for namespace in dropped {
+                let uuid = collections[namespace]!.uuid
+                collections[namespace] = nil
+                logCommand(database: database, uuid: uuid, ["drop": .string(String(namespace.dropFirst(prefix.count)))])
+            }
+            logCommand(database: database, uuid: nil, ["dropDatabase": 1])
+            return .success(["dropped": .string(database)])
+        case "create":
+            guard let collection = target.stringValue else { return .failure(CommandFailure(code: 2, message: "bad name")) }
+            let namespace = "\(database).\(collection)"
+            guard collections[namespace] == nil else {
+                return .failure(CommandFailure(code: 48, message: "Collection \(namespace) already exists."))
+            }
+            _ = ensureCollection(namespace, database: database)
+            return .success([:])
+        case "drop":
+            guard let collection = target.stringValue else { return .failure(CommandFailure(code: 2, message: "bad name")) }
+            let namespace = "\(database).\(collection)"
+            guard let existing = collections.removeValue(forKey: namespace) else {
+                return .failure(CommandFailure(code: 26, message: "ns not found"))
+            }
+            logCommand(database: database, uuid: existing.uuid, ["drop": .string(collection)])
+            return .success(["ns": .string(namespace), "nIndexesWas": 1])
+        default:
+            break
+        }
+        guard let collection = target.stringValue else { return .failure(CommandFailure(code: 2, message: "bad name")) }
+        let namespace = "\(database).\(collection)"
+        switch name {
+        case "insert":
+            return insert(command["documents"]?.arrayValue ?? [], into: namespace, database: database, session: session)
+        case "update":
+            return update(command["updates"]?.arrayValue ?? [], in: namespace, database: database, session: session)
+        default:
+            return delete(command["deletes"]?.arrayValue ?? [], in: namespace, database: database, session: session)
+        }
+    }
+
+    /// Retryable-write session fields, written to the oplog when the client sent `txnNumber` (as mongod does).
+    struct SessionInfo {
+        var lsid: BSONDocument?
+        var txnNumber: Int64?
+        var previous: BSONDocument = ["ts": .timestamp(BSONTimestamp(seconds: 0, increment: 0)), "t": .int64(-1)]
+
+        init(command: BSONDocument) {
+            if let txn = command["txnNumber"]?.int64Value, let id = command["lsid"]?.documentValue?["id"] {
+                lsid = ["id": id, "uid": .binary(FakeMongodCore.anonymousSessionUID)]
+                txnNumber = txn
+            }
+        }
+    }
+
+    private func ensureCollection(_ namespace: String, database: String) -> BSONBinary {
+        if let existing = collections[namespace] { return existing.uuid }
+        let uuid = Self.randomUUID()
+        collections[namespace] = FakeCollection(uuid: uuid)
+        let name = String(namespace.dropFirst(database.count + 1))
+        logCommand(database: database, uuid: uuid, ["create": .string(name), "idIndex": ["v": 2, "key": ["_id": 1], "name": "_id_"]])
+        return uuid
+    }
+
+    private func logCommand(database: String, uuid: BSONBinary?, _ object: BSONDocument) {
+        if phase == .standalone { return }
+        var entry: BSONDocument = ["op": "c", "ns": .string("\(database).$cmd")]
+        if let uuid { entry.append("ui", .binary(uuid)) }
+        entry.append("o", .document(object))
+        appendOplog(entry)
+    }
+
+    private func logWrite(
+        op: String,
+        namespace: String,
+        uuid: BSONBinary,
+        object: BSONDocument,
+        object2: BSONDocument?,
+        session: inout SessionInfo,
+        statement: Int
+    ) {
+        if phase == .standalone { return }
+        var entry = BSONDocument()
+        if let lsid = session.lsid, let txn = session.txnNumber {
+            entry.append("lsid", .document(lsid))
+            entry.append("txnNumber", .int64(txn))
+        }
+        entry.append("op", .string(op))
+        entry.append("ns", .string(namespace))
+        entry.append("ui", .binary(uuid))
+        entry.append("o", .document(object))
+        if let object2 { entry.append("o2", .document(object2)) }
+        if session.txnNumber != nil { entry.append("stmtId", .int32(Int32(statement))) }
+        let ts = nextTimestamp()
+        entry.append("ts", .timestamp(ts))
+        entry.append("t", .int64(term))
+        entry.append("v", .int64(2))
+        entry.append("wall", .datetime(nowMillis()))
+        if session.txnNumber != nil {
+            entry.append("prevOpTime", .document(session.previous))
+            session.previous = ["ts": .timestamp(ts), "t": .int64(term)]
+        }
+        appendOplog(entry)
+    }
+
+    private func insert(
+        _ documents: [BSONValue],
+        into namespace: String,
+        database: String,
+        session: SessionInfo
+    ) -> Result<BSONDocument, CommandFailure> {
+        var session = session
+        let uuid = ensureCollection(namespace, database: database)
+        var inserted = 0
+        var writeErrors: [BSONValue] = []
+        for (index, value) in documents.enumerated() {
+            guard var document = value.documentValue else { continue }
+            if document["_id"] == nil {
+                var withID: BSONDocument = ["_id": .objectID(Self.randomObjectID())]
+                for (k, v) in document.elements { withID.append(k, v) }
+                document = withID
+            }
+            let id = document["_id"]!
+            if collections[namespace]!.documents.contains(where: { $0["_id"] == id }) {
+                writeErrors.append(.document([
+                    "index": .int32(Int32(index)), "code": 11000,
+                    "errmsg": .string("E11000 duplicate key error collection: \(namespace) index: _id_ dup key: { _id: \(id) }"),
+                ]))
+                break
+            }
+            collections[namespace]!.documents.append(document)
+            logWrite(op: "i", namespace: namespace, uuid: uuid, object: document, object2: ["_id": id],
+                session: &session, statement: index)
+            inserted += 1
+        }
+        var reply: BSONDocument = ["n": .int32(Int32(inserted))]
+        if !writeErrors.isEmpty { reply.append("writeErrors", .array(writeErrors)) }
+        return .success(reply)
+    }
+
+    private func update(
+        _ updates: [BSONValue],
+        in namespace: String,
+        database: String,
+        session: SessionInfo
+    ) -> Result<BSONDocument, CommandFailure> {
+        var session = session
+        var matched = 0
+        var modified = 0
+        var upserted: [BSONValue] = []
+        for (index, value) in updates.enumerated() {
+            guard let spec = value.documentValue, let query = spec["q"]?.documentValue,
+                let change = spec["u"]?.documentValue
+            else {
+                return .failure(CommandFailure(code: 9, message: "pipeline-style updates are not supported by the double"))
+            }
+            let multi = spec["multi"]?.isTruthy ?? false
+            let uuid = ensureCollection(namespace, database: database)
+            let indexes = collections[namespace]!.documents.indices.filter {
+                DocumentMatcher.matches(collections[namespace]!.documents[$0], query)
+            }
+            let targets = multi ? indexes : Array(indexes.prefix(1))
+            if targets.isEmpty, spec["upsert"]?.isTruthy == true {
+                var base = BSONDocument()
+                for (k, v) in query.elements where !k.hasPrefix("$") && !(v.documentValue?.firstKey?.hasPrefix("$") ?? false) {
+                    base.append(k, v)
+                }
+                let created: BSONDocument
+                do { created = try UpdateApplier.apply(change, to: base) } catch {
+                    return .failure(CommandFailure(code: error.code, message: error.message))
+                }
+                var document = created
+                if document["_id"] == nil {
+                    document = ["_id": .objectID(Self.randomObjectID())]
+                    for (k, v) in created.elements { document.append(k, v) }
+                }
+                collections[namespace]!.documents.append(document)
+                logWrite(op: "i", namespace: namespace, uuid: uuid, object: document, object2: ["_id": document["_id"]!],
+                    session: &session, statement: index)
+                upserted.append(.document(["index": .int32(Int32(index)), "_id": document["_id"]!]))
+                continue
+            }
+            for position in targets {
+                let old = collections[namespace]!.documents[position]
+                let new: BSONDocument
+                do { new = try UpdateApplier.apply(change, to: old) } catch {
+                    return .failure(CommandFailure(code: error.code, message: error.message))
+                }
+                matched += 1
+                guard new != old else { continue }
+                modified += 1
+                collections[namespace]!.documents[position] = new
+                let isReplacement = change.firstKey?.hasPrefix("$") != true
+                let object: BSONDocument = isReplacement ? new : ["$v": 2, "diff": .document(OplogDiff.diff(from: old, to: new))]
+                logWrite(op: "u", namespace: namespace, uuid: uuid, object: object, object2: ["_id": old["_id"] ?? .null],
+                    session: &session, statement: index)
+            }
+        }
+        var reply: BSONDocument = ["n": .int32(Int32(matched + upserted.count)), "nModified": .int32(Int32(modified))]
+        if !upserted.isEmpty { reply.append("upserted", .array(upserted)) }
+        return .success(reply)
+    }
+
+    private func delete(
+        _ deletes: [BSONValue],
+        in namespace: String,
+        database: String,
+        session: SessionInfo
+    ) -> Result<BSONDocument, CommandFailure> {
+        var session = session
+        var removed = 0
+        guard let collection = collections[namespace] else { return .success(["n": 0]) }
+        for (index, value) in deletes.enumerated() {
+            guard let spec = value.documentValue, let query = spec["q"]?.documentValue else { continue }
+            let limit = spec["limit"]?.int64Value ?? 0
+            var remaining = collections[namespace]!.documents
+            var kept: [BSONDocument] = []
+            var removedHere = 0
+            for document in remaining {
+                if (limit == 0 || removedHere < limit) && DocumentMatcher.matches(document, query) {
+                    removedHere += 1
+                    logWrite(op: "d", namespace: namespace, uuid: collection.uuid, object: ["_id": document["_id"] ?? .null],
+                        object2: nil, session: &session, statement: index)
+                } else {
+                    kept.append(document)
+                }
+            }
+            remaining = kept
+            collections[namespace]!.documents = remaining
+            removed += removedHere
+        }
+        return .success(["n": .int32(Int32(removed))])
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) seconds.
+    var seconds: Double {
+        let (s, attos) = components
+        return Double(s) + Double(attos) / 1e18
+    }
+}
