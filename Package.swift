@@ -77,7 +77,9 @@ let package = Package(
 
         .testTarget(
             name: "MongoCWrapperTests",
-            dependencies: ["MongoCWrapper", "RSInitTestUtils"],
+            dependencies: [
+                "MongoCWrapper", "RSInitTestUtils", .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -212,7 +212,8 @@ extension MongoError {
             mapped = .serverSelection
         case .stream:
             let lower = safeMessage.lowercased()
-            mapped = lower.contains("timeout") || lower.contains("timed out") ? .timeout : .network
+            // "socket error or timeout" is ambiguous (a hang-up reads the same); only explicit timeouts map here.
+            mapped = lower.contains("timed out") || lower.contains("socket timeout") ? .timeout : .network
         case .client:
             switch LibMongoCCode(rawValue: code) {
             case .clientAuthenticate: mapped = .authenticationFailed
