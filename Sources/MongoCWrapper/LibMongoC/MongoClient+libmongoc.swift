@@ -30,9 +30,7 @@ public final class MongoClient: @unchecked Sendable {
         self.secrets = connectionString.password.map { [$0] } ?? []
         self.queue = DispatchQueue(label: "rsinit.mongoc.client")
         var error = bson_error_t()
-        guard let uri = mongoc_uri_new_with_error(connectionString.uri, &error) else {
-            throw MongoError(code: .invalidURI, message: "invalid MongoDB URI \(connectionString.redacted)")
-        }
+        let uri = try connectionString.makeURI()
         defer { mongoc_uri_destroy(uri) }
         guard let created = mongoc_client_new_from_uri_with_error(uri, &error) else {
             throw MongoError.from(&error, reply: nil, secrets: secrets)

@@ -14,6 +14,9 @@ public struct MongoConnectionString: Sendable, CustomStringConvertible {
     /// Whether the URI carries a password.
     public let hasPassword: Bool
     let password: String?
+    /// Standard options applied on top of `uri` when a client is created (libmongoc cannot re-serialise a URI).
+    let int32Options: [String: Int32]
+    let boolOptions: [String: Bool]
 
     /// Parses with libmongoc.
     ///
@@ -44,32 +47,69 @@ public struct MongoConnectionString: Sendable, CustomStringConvertible {
         self.password = mongoc_uri_get_password(parsed).map { String(cString: $0) }
         self.hasPassword = password.map { !$0.isEmpty } ?? false
         if let password { MongoRuntime.registerSecret(password) }
+        self.int32Options = [:]
+        self.boolOptions = [:]
+    }
+
+    private init(copying other: MongoConnectionString, int32Options: [String: Int32], boolOptions: [String: Bool]) {
+        self.uri = other.uri
+        self.hosts = other.hosts
+        self.replicaSet = other.replicaSet
+        self.username = other.username
+        self.password = other.password
+        self.hasPassword = other.hasPassword
+        self.int32Options = int32Options
+        self.boolOptions = boolOptions
     }
 
     /// The URI with the password and secret options replaced by `***`.
     public var redacted: String { MongoURI.redacted(uri) }
     public var description: String { redacted }
 
-    /// A copy with standard URI options set through libmongoc (e.g. `directConnection`, `connectTimeoutMS`).
+    /// A copy with standard URI options (e.g. `directConnection`, `connectTimeoutMS`) that libmongoc sets on the
+    /// parsed URI when a client is created; they override the same options in the string.
+    ///
+    /// - Throws: ``MongoError`` (``MongoError/Code/invalidArgument``) when libmongoc rejects an option.
     public func settingOptions(int32 intOptions: [String: Int32] = [:], bool boolOptions: [String: Bool] = [:])
         throws(MongoError) -> MongoConnectionString
     {
+        let merged = MongoConnectionString(
+            copying: self,
+            int32Options: int32Options.merging(intOptions) { $1 },
+            boolOptions: self.boolOptions.merging(boolOptions) { $1 }
+        )
+        let check = try merged.makeURI()
+        mongoc_uri_destroy(check)
+        return merged
+    }
+
+    /// The option values that will be in effect, e.g. for display: `["directConnection": "true"]`.
+    public var overriddenOptions: [String: String] {
+        var result: [String: String] = [:]
+        for (k, v) in int32Options { result[k] = String(v) }
+        for (k, v) in boolOptions { result[k] = String(v) }
+        return result
+    }
+
+    /// A libmongoc URI with the overriding options applied; the caller destroys it.
+    func makeURI() throws(MongoError) -> OpaquePointer {
         var error = bson_error_t()
         guard let parsed = mongoc_uri_new_with_error(uri, &error) else {
             throw MongoError(code: .invalidURI, message: "invalid MongoDB URI \(redacted)")
         }
-        defer { mongoc_uri_destroy(parsed) }
-        for (name, value) in intOptions.sorted(by: { $0.key < $1.key }) {
+        for (name, value) in int32Options.sorted(by: { $0.key < $1.key }) {
             guard mongoc_uri_set_option_as_int32(parsed, name, value) else {
+                mongoc_uri_destroy(parsed)
                 throw MongoError(code: .invalidArgument, message: "cannot set URI option \(name)=\(value)")
             }
         }
         for (name, value) in boolOptions.sorted(by: { $0.key < $1.key }) {
             guard mongoc_uri_set_option_as_bool(parsed, name, value) else {
+                mongoc_uri_destroy(parsed)
                 throw MongoError(code: .invalidArgument, message: "cannot set URI option \(name)=\(value)")
             }
         }
-        return try MongoConnectionString(String(cString: mongoc_uri_get_string(parsed)))
+        return parsed
     }
 
     private static func hostAndPort(_ host: mongoc_host_list_t) -> String {
