@@ -145,7 +145,9 @@ enum BSONValidator {
             guard declared == buffer.count else {
                 return BSONError("length prefix \(declared) does not match \(buffer.count) bytes", offset: 0)
             }
-            do throws(BSONError) { try validate(buffer, documentAt: 0, limit: buffer.count, depth: 0) } catch { return error }
+            do throws(BSONError) { try validate(buffer, documentAt: 0, limit: buffer.count, depth: 0) } catch {
+                return error
+            }
             return nil
         }
         if let failure { throw failure }
@@ -163,7 +165,9 @@ enum BSONValidator {
         }
         guard start + 5 <= limit else { throw BSONError("truncated document", offset: start) }
         let length = Int(reader.int32(at: start))
-        guard length >= 5, start + length <= limit else { throw BSONError("bad document length \(length)", offset: start) }
+        guard length >= 5, start + length <= limit else {
+            throw BSONError("bad document length \(length)", offset: start)
+        }
         let end = start + length - 1
         guard buffer[end] == 0 else { throw BSONError("document not terminated by 0x00", offset: end) }
         var offset = start + 4

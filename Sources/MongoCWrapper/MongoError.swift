@@ -147,7 +147,8 @@ public struct MongoError: Error, Sendable, CustomStringConvertible, CustomDebugS
 /// libmongoc's error domains (`mongoc_error_domain_t`), mirrored so the mapping is pure and testable. A test checks
 /// these against the C enum.
 package enum LibMongoCDomain: UInt32, CaseIterable, Sendable {
-    case client = 1, stream, `protocol`, cursor, query, insert, sasl, bson, matcher, namespace, command, collection
+    case client = 1
+    case stream, `protocol`, cursor, query, insert, sasl, bson, matcher, namespace, command, collection
     case gridfs, scram, serverSelection, writeConcern, server, transaction, clientSideEncryption, pool
 }
 

@@ -71,14 +71,20 @@ import Testing
 
     // §14.3
     @Test func initiateWithAnEmptyConfigBuildsTheDefault() async throws {
-        let server = try startDouble(.uninitialized(setName: "steedos")) { $0.hostName = "c57886d0a663"; $0.selfHostNames.append("c57886d0a663") }
+        let server = try startDouble(.uninitialized(setName: "steedos")) {
+            $0.hostName = "c57886d0a663"
+            $0.selfHostNames.append("c57886d0a663")
+        }
         defer { server.stop() }
         try await withClient(server) { client in
             let reply = try await client.runCommand(["replSetInitiate": [:]])
             #expect(reply["info2"] == "no configuration specified. Using a default configuration for the set")
             #expect(reply["me"] == .string("c57886d0a663:\(server.port)"))
         }
-        #expect(server.replicaSetConfig?["members"]?.arrayValue?.first?.documentValue?["host"] == .string("c57886d0a663:\(server.port)"))
+        #expect(
+            server.replicaSetConfig?["members"]?.arrayValue?.first?.documentValue?["host"]
+                == .string("c57886d0a663:\(server.port)")
+        )
     }
 
     struct InitiateRejection: Sendable, CustomTestStringConvertible {
@@ -114,7 +120,14 @@ import Testing
         ),
         .init(
             name: "two members map to self",
-            config: { ["_id": "steedos", "members": [["_id": 0, "host": .string("127.0.0.1:\($0)")], ["_id": 1, "host": .string("localhost:\($0)")]]] },
+            config: {
+                [
+                    "_id": "steedos",
+                    "members": [
+                        ["_id": 0, "host": .string("127.0.0.1:\($0)")], ["_id": 1, "host": .string("localhost:\($0)")],
+                    ],
+                ]
+            },
             code: 93,
             message: {
                 "The hosts 127.0.0.1:\($0) and localhost:\($0) all map to this node in new configuration with {version: 1, term: 0} for replica set steedos"
@@ -122,7 +135,12 @@ import Testing
         ),
         .init(
             name: "mixed localhost and real hosts",
-            config: { ["_id": "steedos", "members": [["_id": 0, "host": .string("127.0.0.1:\($0)")], ["_id": 1, "host": "mongo2:27017"]]] },
+            config: {
+                [
+                    "_id": "steedos",
+                    "members": [["_id": 0, "host": .string("127.0.0.1:\($0)")], ["_id": 1, "host": "mongo2:27017"]],
+                ]
+            },
             code: 93,
             message: { _ in
                 "Either all host names in a replica set configuration must be localhost references, or none must be; found 1 out of 2"
@@ -130,7 +148,9 @@ import Testing
         ),
         .init(
             name: "self not electable",
-            config: { ["_id": "steedos", "members": [["_id": 0, "host": .string("127.0.0.1:\($0)"), "priority": 0]]] },
+            config: {
+                ["_id": "steedos", "members": [["_id": 0, "host": .string("127.0.0.1:\($0)"), "priority": 0]]]
+            },
             code: 93,
             message: {
                 "This node, 127.0.0.1:\($0), with _id 0 is not electable under the new configuration with {version: 1, term: 0} for replica set steedos"
@@ -138,7 +158,12 @@ import Testing
         ),
         .init(
             name: "unreachable member",
-            config: { ["_id": "steedos", "members": [["_id": 0, "host": .string("db1:\($0)")], ["_id": 1, "host": "db2:27017"]]] },
+            config: {
+                [
+                    "_id": "steedos",
+                    "members": [["_id": 0, "host": .string("db1:\($0)")], ["_id": 1, "host": "db2:27017"]],
+                ]
+            },
             code: 74,
             message: { _ in
                 "replSetInitiate quorum check failed because not all proposed set members responded affirmatively: db2:27017 failed with Error connecting to db2:27017 :: caused by :: Connection refused"
@@ -170,7 +195,10 @@ import Testing
         defer { server.stop() }
         try await withClient(server) { client in
             let start = ContinuousClock.now
-            let error = await commandError(client, ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": "mongodb:27017"]]]])
+            let error = await commandError(
+                client,
+                ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": "mongodb:27017"]]]]
+            )
             #expect(error?.serverCode == 93)
             #expect(ContinuousClock.now - start >= .milliseconds(300))
         }
@@ -179,7 +207,9 @@ import Testing
     @Test func secondAndConcurrentInitiatesGet23() async throws {
         let server = try startDouble(.uninitialized(setName: "steedos"), timings: .init(initiate: .milliseconds(200)))
         defer { server.stop() }
-        let config: BSONDocument = ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]]
+        let config: BSONDocument = [
+            "replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]
+        ]
         async let first: MongoError? = withClient(server) { await commandError($0, config) }
         async let second: MongoError? = withClient(server) { client in
             try await Task.sleep(for: .milliseconds(50))
@@ -200,20 +230,30 @@ import Testing
     // §14.4
     @Test func afterInitiateTheNodeWalksToAWritablePrimary() async throws {
         let timings = FakeMongodConfiguration.Timings(
-            startup2: .milliseconds(150), secondary: .milliseconds(150), drain: .milliseconds(150), initiate: .zero)
+            startup2: .milliseconds(400),
+            secondary: .milliseconds(400),
+            drain: .milliseconds(400),
+            initiate: .zero
+        )
         let server = try startDouble(.uninitialized(setName: "steedos"), timings: timings)
         defer { server.stop() }
         try await withClient(server) { client in
-            _ = try await client.runCommand(["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]])
-            var seen: [String] = []
+            _ = try await client.runCommand([
+                "replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]
+            ])
+            // hello and replSetGetStatus are separate calls, so record each one's own sequence of states.
+            var states: [Int64] = []
+            var helloStates: [String] = []
             var drainHello: BSONDocument?
             let deadline = ContinuousClock.now + .seconds(3)
             while ContinuousClock.now < deadline {
-                let hello = try await client.runCommand(["hello": 1])
                 let status = try await client.runCommand(["replSetGetStatus": 1])
-                let label = "\(status["myState"]!.int64Value!)/\(hello["isWritablePrimary"] == true)/\(hello["secondary"] == true)"
-                if seen.last != label { seen.append(label) }
-                if status["myState"] == .int32(1) && hello["isWritablePrimary"] == false {
+                let hello = try await client.runCommand(["hello": 1])
+                let state = status["myState"]!.int64Value!
+                if states.last != state { states.append(state) }
+                let label = "writable:\(hello["isWritablePrimary"] == true) secondary:\(hello["secondary"] == true)"
+                if helloStates.last != label { helloStates.append(label) }
+                if state == 1 && hello["isWritablePrimary"] == false {
                     drainHello = hello
                     let write = await commandError(client, ["insert": "c", "documents": [["a": 1]]], database: "app")
                     #expect(write?.serverCode == 10107)
@@ -221,8 +261,14 @@ import Testing
                 if hello["isWritablePrimary"] == true { break }
                 try await Task.sleep(for: .milliseconds(10))
             }
-            // STARTUP2 (5) → SECONDARY (2) → PRIMARY draining (1, secondary:true) → writable PRIMARY.
-            #expect(seen == ["5/false/false", "2/false/true", "1/false/true", "1/true/false"])
+            // STARTUP2 (5) → SECONDARY (2) → PRIMARY (1); hello: not writable → secondary (SECONDARY, then drain)
+            // → writable.
+            #expect(states == [5, 2, 1])
+            #expect(
+                helloStates == [
+                    "writable:false secondary:false", "writable:false secondary:true", "writable:true secondary:false",
+                ]
+            )
             #expect(drainHello?["secondary"] == true)
             let hello = try await client.runCommand(["hello": 1])
             #expect(hello["setName"] == "steedos")
@@ -246,13 +292,17 @@ import Testing
 
     // §14.5
     @Test func oplogLifecycle() async throws {
-        let server = try startDouble(.uninitialized(setName: "steedos")) { $0.periodicNoopInterval = .milliseconds(100) }
+        let server = try startDouble(.uninitialized(setName: "steedos")) {
+            $0.periodicNoopInterval = .milliseconds(100)
+        }
         defer { server.stop() }
         try await withClient(server) { client in
             let cursor = try await client.find(database: "local", collection: "oplog.rs")
             #expect(try await cursor.next() == nil)
             await cursor.close()
-            _ = try await client.runCommand(["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]])
+            _ = try await client.runCommand([
+                "replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]
+            ])
             #expect(await server.waitForPhase(.primary))
         }
         let entries = server.oplogEntries
@@ -271,10 +321,10 @@ import Testing
     }
 
     @Test func periodicNoopOnlyWhenIdle() async throws {
-        let server = try startDouble(.primary(setName: "rs0")) { $0.periodicNoopInterval = .milliseconds(150) }
+        let server = try startDouble(.primary(setName: "rs0")) { $0.periodicNoopInterval = .milliseconds(400) }
         defer { server.stop() }
         try await withClient(server) { client in
-            let deadline = ContinuousClock.now + .milliseconds(700)
+            let deadline = ContinuousClock.now + .milliseconds(1200)
             var i: Int32 = 0
             while ContinuousClock.now < deadline {
                 _ = try await client.runCommand(["insert": "busy", "documents": [["_id": .int32(i)]]], database: "app")
@@ -304,19 +354,41 @@ import Testing
         let sessionID = BSONValue.binary(BSONBinary(subtype: 4, data: Array(repeating: 9, count: 16)))
         try await withClient(server) { client in
             _ = try await client.runCommand(
-                ["insert": "users", "documents": [["_id": "a", "n": 1], ["_id": "b", "n": 2]], "lsid": ["id": sessionID],
-                 "txnNumber": .int64(3)], database: "company")
+                [
+                    "insert": "users", "documents": [["_id": "a", "n": 1], ["_id": "b", "n": 2]],
+                    "lsid": ["id": sessionID],
+                    "txnNumber": .int64(3),
+                ],
+                database: "company"
+            )
             _ = try await client.runCommand(
-                ["update": "users", "updates": [["q": ["_id": "a"], "u": ["$set": ["n": 5, "tags": ["x"]], "$unset": ["gone": 1]]]]],
-                database: "company")
-            _ = try await client.runCommand(["update": "users", "updates": [["q": ["_id": "a"], "u": ["$push": ["tags": "y"]]]]], database: "company")
-            _ = try await client.runCommand(["update": "users", "updates": [["q": ["_id": "b"], "u": ["fresh": true]]]], database: "company")
-            _ = try await client.runCommand(["delete": "users", "deletes": [["q": ["_id": "b"], "limit": 1]]], database: "company")
+                [
+                    "update": "users",
+                    "updates": [["q": ["_id": "a"], "u": ["$set": ["n": 5, "tags": ["x"]], "$unset": ["gone": 1]]]],
+                ],
+                database: "company"
+            )
+            _ = try await client.runCommand(
+                ["update": "users", "updates": [["q": ["_id": "a"], "u": ["$push": ["tags": "y"]]]]],
+                database: "company"
+            )
+            _ = try await client.runCommand(
+                ["update": "users", "updates": [["q": ["_id": "b"], "u": ["fresh": true]]]],
+                database: "company"
+            )
+            _ = try await client.runCommand(
+                ["delete": "users", "deletes": [["q": ["_id": "b"], "limit": 1]]],
+                database: "company"
+            )
         }
         let entries = server.oplogEntries.filter { $0["ns"] == "company.users" }
         #expect(entries.map { $0["op"]!.stringValue! } == ["i", "i", "u", "u", "u", "d"])
         let first = entries[0]
-        #expect(first.keys == ["lsid", "txnNumber", "op", "ns", "ui", "o", "o2", "stmtId", "ts", "t", "v", "wall", "prevOpTime"])
+        #expect(
+            first.keys == [
+                "lsid", "txnNumber", "op", "ns", "ui", "o", "o2", "stmtId", "ts", "t", "v", "wall", "prevOpTime",
+            ]
+        )
         #expect(first[path: "lsid.id"] == sessionID)
         #expect(first["txnNumber"] == .int64(3))
         #expect(first["stmtId"] == .int32(0))
@@ -337,17 +409,28 @@ import Testing
         let server = try startDouble(.primary(setName: "rs0"))
         defer { server.stop() }
         try await withClient(server) { client in
-            _ = try await client.runCommand(["insert": "c", "documents": [["_id": 1, "a": [["v": 1], ["v": 2], 3, 4]]]], database: "d")
             _ = try await client.runCommand(
-                ["update": "c", "updates": [["q": ["_id": 1], "u": ["_id": 1, "a": [["v": 1], ["v": 9], 30]]]]], database: "d")
-            _ = try await client.runCommand(["update": "c", "updates": [["q": ["_id": 1], "u": ["$set": ["a.1.v": 10, "a.2": 31]]]]], database: "d")
+                ["insert": "c", "documents": [["_id": 1, "a": [["v": 1], ["v": 2], 3, 4]]]],
+                database: "d"
+            )
+            _ = try await client.runCommand(
+                ["update": "c", "updates": [["q": ["_id": 1], "u": ["_id": 1, "a": [["v": 1], ["v": 9], 30]]]]],
+                database: "d"
+            )
+            _ = try await client.runCommand(
+                ["update": "c", "updates": [["q": ["_id": 1], "u": ["$set": ["a.1.v": 10, "a.2": 31]]]]],
+                database: "d"
+            )
         }
         let updates = server.oplogEntries.filter { $0["op"] == "u" }
         #expect(updates[0]["o"] == ["_id": 1, "a": [["v": 1], ["v": 9], 30]])
         #expect(updates[1]["o"] == ["$v": 2, "diff": ["sa": ["a": true, "s1": ["u": ["v": 10]], "u2": 31]]])
         // A shrinking array through $set of the whole field: an `l` section.
         try await withClient(server) { client in
-            _ = try await client.runCommand(["update": "c", "updates": [["q": ["_id": 1], "u": ["$set": ["a": [["v": 1]]]]]]], database: "d")
+            _ = try await client.runCommand(
+                ["update": "c", "updates": [["q": ["_id": 1], "u": ["$set": ["a": [["v": 1]]]]]]],
+                database: "d"
+            )
         }
         #expect(server.oplogEntries.last?["o"] == ["$v": 2, "diff": ["sa": ["a": true, "l": 1]]])
     }
@@ -367,7 +450,10 @@ import Testing
             #expect(status?.message == "Our replica set config is invalid or we are not a member of it")
             #expect(status?.reply?["state"] == .int32(10))
             #expect(status?.reply?["stateStr"] == "REMOVED")
-            let initiate = await commandError(client, ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]])
+            let initiate = await commandError(
+                client,
+                ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]]
+            )
             #expect(initiate?.serverCode == 23)
             let config = try await client.runCommand(["replSetGetConfig": 1])
             #expect(config[path: "config.members"]?.arrayValue?.first?.documentValue?["host"] == "old-host:27017")
@@ -382,7 +468,11 @@ import Testing
         defer { server.stop() }
         // The stored host "mongodb:27017" only maps to self if the port matches; use the bound port instead.
         try await withClient(server) { client in
-            _ = try await client.runCommand(["replSetReconfig": ["_id": "steedos", "version": 2, "members": [["_id": 0, "host": .string("mongodb:\(server.port)")]]], "force": true])
+            _ = try await client.runCommand([
+                "replSetReconfig": [
+                    "_id": "steedos", "version": 2, "members": [["_id": 0, "host": .string("mongodb:\(server.port)")]],
+                ], "force": true,
+            ])
         }
         #expect(await server.waitForPhase(.primary))
         server.restart(selfHostNames: ["c57886d0a663"])
@@ -390,7 +480,12 @@ import Testing
         try await withClient(server) { client in
             #expect(await commandError(client, ["replSetGetStatus": 1])?.serverCode == 93)
             _ = try await client.runCommand(
-                ["replSetReconfig": ["_id": "steedos", "version": 3, "members": [["_id": 0, "host": .string("c57886d0a663:\(server.port)")]]], "force": true])
+                [
+                    "replSetReconfig": [
+                        "_id": "steedos", "version": 3,
+                        "members": [["_id": 0, "host": .string("c57886d0a663:\(server.port)")]],
+                    ], "force": true,
+                ])
         }
         #expect(await server.waitForPhase(.primary))
         let version = server.replicaSetConfig?["version"]?.int64Value ?? 0
@@ -403,7 +498,10 @@ import Testing
         defer { server.stop() }
         try await withClient(server) { client in
             _ = try await client.runCommand(["ping": 1])
-            let error = await commandError(client, ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]])
+            let error = await commandError(
+                client,
+                ["replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(server.hostAndPort)]]]]
+            )
             #expect(error?.serverCode == 13)
             #expect(error?.code == .unauthorized)
             #expect(error?.message == "command replSetInitiate requires authentication")
@@ -426,7 +524,10 @@ import Testing
             // The old socket is gone: the next command fails or reconnects; keep trying briefly.
             var reply: BSONDocument?
             for _ in 0..<50 {
-                if let r = try? await client.runCommand(["hello": 1]), r["isWritablePrimary"] == true { reply = r; break }
+                if let r = try? await client.runCommand(["hello": 1]), r["isWritablePrimary"] == true {
+                    reply = r
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(reply?["isWritablePrimary"] == true)
@@ -443,16 +544,25 @@ import Testing
         defer { server.stop() }
         try await withClient(server) { client in
             let cursor = try await client.find(
-                database: "local", collection: "oplog.rs", filter: [:],
-                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 100])
+                database: "local",
+                collection: "oplog.rs",
+                filter: [:],
+                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 100]
+            )
             while try await cursor.next() != nil {}
-            server.failNextGetMore(code: 136, message: "CollectionScan died due to position in capped collection being deleted.")
+            server.failNextGetMore(
+                code: 136,
+                message: "CollectionScan died due to position in capped collection being deleted."
+            )
             let error = await #expect(throws: MongoError.self) { _ = try await cursor.next() }
             #expect(error?.code == .cappedPositionLost)
             await cursor.close()
             let second = try await client.find(
-                database: "local", collection: "oplog.rs", filter: [:],
-                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 2000])
+                database: "local",
+                collection: "oplog.rs",
+                filter: [:],
+                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 2000]
+            )
             while try await second.next() != nil {}
             server.hangUpNextGetMore()
             let hangUp = await #expect(throws: MongoError.self) { _ = try await second.next() }
@@ -466,18 +576,27 @@ import Testing
         defer { server.stop() }
         try await withClient(server) { client in
             let cursor = try await client.find(
-                database: "local", collection: "oplog.rs", filter: [:],
-                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 100, "batchSize": 1])
+                database: "local",
+                collection: "oplog.rs",
+                filter: [:],
+                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 100, "batchSize": 1]
+            )
             _ = try await cursor.next()
             for i in 0..<5 { server.appendOplogEntry(["op": "n", "ns": "", "o": ["i": .int32(Int32(i))]]) }
             server.truncateOplog(keepingLast: 2)
             var failure: MongoError?
             do { while try await cursor.next() != nil {} } catch let error as MongoError { failure = error }
             #expect(failure?.serverCode == 136)
-            #expect(failure?.message.hasPrefix("CollectionScan died due to position in capped collection being deleted.") == true)
+            #expect(
+                failure?.message.hasPrefix("CollectionScan died due to position in capped collection being deleted.")
+                    == true
+            )
             // A find from before the oldest entry starts at the oldest entry.
-            let fresh = try await client.find(database: "local", collection: "oplog.rs",
-                filter: ["ts": ["$gte": .timestamp(BSONTimestamp(seconds: 0, increment: 0))]])
+            let fresh = try await client.find(
+                database: "local",
+                collection: "oplog.rs",
+                filter: ["ts": ["$gte": .timestamp(BSONTimestamp(seconds: 0, increment: 0))]]
+            )
             let first = try await fresh.next()
             #expect(first?["ts"] == server.oplogEntries.first?["ts"])
             await fresh.close()

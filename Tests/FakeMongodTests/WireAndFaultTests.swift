@@ -36,7 +36,12 @@ import Testing
         #expect(unknown["code"] == .int32(59))
         #expect(unknown["codeName"] == "CommandNotFound")
         #expect(unknown["errmsg"] == "no such command: 'frobnicate'")
-        #expect(raw.command(["endSessions": [["id": .binary(BSONBinary(subtype: 4, data: Array(repeating: 1, count: 16)))]], "$db": "admin"])?["ok"] == .double(1))
+        #expect(
+            raw.command([
+                "endSessions": [["id": .binary(BSONBinary(subtype: 4, data: Array(repeating: 1, count: 16)))]],
+                "$db": "admin",
+            ])?["ok"] == .double(1)
+        )
         let killed = try #require(raw.command(["killCursors": "oplog.rs", "cursors": [.int64(42)], "$db": "local"]))
         #expect(killed["cursorsNotFound"] == [.int64(42)])
         #expect(killed["cursorsKilled"] == [])
@@ -48,7 +53,9 @@ import Testing
 
     // §14.14
     @Test func noTopologyVersion() async throws {
-        for scenario: FakeMongodConfiguration.Scenario in [.standalone, .uninitialized(setName: "a"), .primary(setName: "a")] {
+        for scenario: FakeMongodConfiguration.Scenario in [
+            .standalone, .uninitialized(setName: "a"), .primary(setName: "a"),
+        ] {
             let server = try startDouble(scenario)
             defer { server.stop() }
             try await withClient(server) { client in
@@ -63,11 +70,15 @@ import Testing
         let server = try startDouble(.primary(setName: "rs0"))
         defer { server.stop() }
         let raw = try RawWireClient(port: server.port)
-        let found = try #require(raw.command(["find": "oplog.rs", "filter": [:], "tailable": true, "awaitData": true, "$db": "local"]))
+        let found = try #require(
+            raw.command(["find": "oplog.rs", "filter": [:], "tailable": true, "awaitData": true, "$db": "local"])
+        )
         let id = try #require(found[path: "cursor.id"]?.int64Value)
         #expect(id != 0)
         let start = ContinuousClock.now
-        let more = try #require(raw.command(["getMore": .int64(id), "collection": "oplog.rs", "maxTimeMS": .int64(300), "$db": "local"]))
+        let more = try #require(
+            raw.command(["getMore": .int64(id), "collection": "oplog.rs", "maxTimeMS": .int64(300), "$db": "local"])
+        )
         #expect(ContinuousClock.now - start >= .milliseconds(290))
         #expect(more[path: "cursor.nextBatch"] == [])
         #expect(more[path: "cursor.id"] == .int64(id))
@@ -79,15 +90,21 @@ import Testing
         try await withClient(server) { client in
             let writer = try MongoClient(uri: server.uri, logger: logger)
             let cursor = try await client.find(
-                database: "local", collection: "oplog.rs",
-                filter: ["ns": "app.c"], options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 5000])
+                database: "local",
+                collection: "oplog.rs",
+                filter: ["ns": "app.c"],
+                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 5000]
+            )
             _ = try await cursor.next()
             var latencies: [Duration] = []
             for i in 0..<20 {
                 async let received = cursor.next()
                 try await Task.sleep(for: .milliseconds(20))  // let the getMore start waiting
                 let start = ContinuousClock.now
-                _ = try await writer.runCommand(["insert": "c", "documents": [["_id": .int32(Int32(i))]]], database: "app")
+                _ = try await writer.runCommand(
+                    ["insert": "c", "documents": [["_id": .int32(Int32(i))]]],
+                    database: "app"
+                )
                 let document = try await received
                 latencies.append(ContinuousClock.now - start)
                 #expect(document?["o"] == ["_id": .int32(Int32(i))])
@@ -125,7 +142,7 @@ import Testing
     // §14.17
     @Test func ephemeralPortsDoNotCollide() throws {
         let servers = try (0..<5).map { _ in try startDouble(.standalone) }
-        defer { servers.forEach { $0.stop() } }
+        defer { for server in servers { server.stop() } }
         #expect(Set(servers.map(\.port)).count == 5)
     }
 
@@ -155,7 +172,8 @@ import Testing
     @Test func delayedListening() async throws {
         let server = try startDouble(.uninitialized(setName: "s")) { $0.listenDelay = .milliseconds(400) }
         defer { server.stop() }
-        let uri = "mongodb://127.0.0.1:\(server.port)/?directConnection=true&connectTimeoutMS=200&serverSelectionTimeoutMS=200"
+        let uri =
+            "mongodb://127.0.0.1:\(server.port)/?directConnection=true&connectTimeoutMS=200&serverSelectionTimeoutMS=200"
         try await withClient(server, uri: uri) { client in
             #expect(await commandError(client, ["ping": 1])?.code == .serverSelection)
         }
@@ -169,7 +187,8 @@ import Testing
     @Test func refusedForAWhileThenBack() async throws {
         let server = try startDouble(.primary(setName: "rs0"))
         defer { server.stop() }
-        let uri = "mongodb://127.0.0.1:\(server.port)/?directConnection=true&connectTimeoutMS=200&serverSelectionTimeoutMS=200"
+        let uri =
+            "mongodb://127.0.0.1:\(server.port)/?directConnection=true&connectTimeoutMS=200&serverSelectionTimeoutMS=200"
         server.refuseConnections(for: .milliseconds(400))
         try await withClient(server, uri: uri) { client in
             #expect(await commandError(client, ["ping": 1])?.code == .serverSelection)
@@ -198,7 +217,8 @@ import Testing
     @Test func silentListenerTimesOutAtConnectTimeout() async throws {
         let server = try startDouble(.primary(setName: "rs0")) { $0.silent = true }
         defer { server.stop() }
-        let uri = "mongodb://127.0.0.1:\(server.port)/?directConnection=true&connectTimeoutMS=300&serverSelectionTimeoutMS=300"
+        let uri =
+            "mongodb://127.0.0.1:\(server.port)/?directConnection=true&connectTimeoutMS=300&serverSelectionTimeoutMS=300"
         let start = ContinuousClock.now
         try await withClient(server, uri: uri) { client in
             let error = await commandError(client, ["ping": 1])
@@ -212,12 +232,15 @@ import Testing
         let server = try startDouble(.primary(setName: "rs0"))
         defer { server.stop() }
         try await withClient(server) { client in
-            server.stepDown(for: .milliseconds(200))
+            server.stepDown(for: .seconds(1))
             let hello = try await client.runCommand(["hello": 1])
             #expect(hello["isWritablePrimary"] == false)
             #expect(hello["secondary"] == true)
-            #expect(await commandError(client, ["insert": "c", "documents": [["_id": 1]]], database: "a")?.serverCode == 10107)
-            #expect(await server.waitForPhase(.primary))
+            #expect(
+                await commandError(client, ["insert": "c", "documents": [["_id": 1]]], database: "a")?.serverCode
+                    == 10107
+            )
+            #expect(await server.waitForPhase(.primary, timeout: .seconds(10)))
             let after = try await client.runCommand(["hello": 1])
             #expect(after["electionId"] == .objectID(BSONObjectID(hex: "7fffffff0000000000000002")!))
             #expect(server.oplogEntries.filter { $0[path: "o.msg"] == "new primary" }.count == 2)
@@ -233,7 +256,9 @@ import Testing
                     try await withClient(server) { client in
                         for j in 0..<10 {
                             _ = try await client.runCommand(
-                                ["insert": "c", "documents": [["_id": .int32(Int32(index * 100 + j))]]], database: "load")
+                                ["insert": "c", "documents": [["_id": .int32(Int32(index * 100 + j))]]],
+                                database: "load"
+                            )
                         }
                         return try await client.runCommand(["hello": 1])["connectionId"]?.int64Value.map(Int.init) ?? -1
                     }

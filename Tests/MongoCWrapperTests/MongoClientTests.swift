@@ -23,9 +23,17 @@ let testLogger = Logger(label: "rsinit.test")
         defer { server.stop() }
         let client = try MongoClient(uri: server.uri, logger: testLogger)
         let documents = (0..<250).map { BSONValue.document(["_id": .int32(Int32($0)), "even": .bool($0 % 2 == 0)]) }
-        let inserted = try await client.runCommand(["insert": "items", "documents": .array(documents)], database: "app")
+        let inserted = try await client.runCommand(
+            ["insert": "items", "documents": .array(documents)],
+            database: "app"
+        )
         #expect(inserted["n"] == .int32(250))
-        let cursor = try await client.find(database: "app", collection: "items", filter: ["even": true], options: ["batchSize": 40])
+        let cursor = try await client.find(
+            database: "app",
+            collection: "items",
+            filter: ["even": true],
+            options: ["batchSize": 40]
+        )
         var ids: [Int64] = []
         while let document = try await cursor.next() { ids.append(document["_id"]!.int64Value!) }
         #expect(ids == stride(from: 0, to: 250, by: 2).map { Int64($0) })
@@ -105,7 +113,9 @@ let testLogger = Logger(label: "rsinit.test")
 
     @Test func blockingCallsDoNotOccupyTheCooperativePool() async throws {
         // Eight tailable getMores block for ~1 s each; the cooperative pool (2 threads here) must stay free.
-        let server = try FakeMongod.start(FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil))
+        let server = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
         defer { server.stop() }
         let clients = try (0..<8).map { _ in try MongoClient(uri: server.uri, logger: testLogger) }
         let start = ContinuousClock.now

@@ -1,6 +1,6 @@
 internal import CLibMongoC
-public import Logging
 import Dispatch
+public import Logging
 
 /// A connection to MongoDB through one libmongoc `mongoc_client_t`.
 ///

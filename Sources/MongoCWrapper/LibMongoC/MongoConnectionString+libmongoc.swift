@@ -70,7 +70,10 @@ public struct MongoConnectionString: Sendable, CustomStringConvertible {
     /// parsed URI when a client is created; they override the same options in the string.
     ///
     /// - Throws: ``MongoError`` (``MongoError/Code/invalidArgument``) when libmongoc rejects an option.
-    public func settingOptions(int32 intOptions: [String: Int32] = [:], bool boolOptions: [String: Bool] = [:])
+    public func settingOptions(
+        int32 intOptions: [String: Int32] = [:],
+        bool boolOptions: [String: Bool] = [:]
+    )
         throws(MongoError) -> MongoConnectionString
     {
         let merged = MongoConnectionString(

@@ -189,7 +189,11 @@ enum UpdateApplier {
             return .int64(base.int64Value! &+ delta.int64Value!)
         default:
             guard let a = base.doubleValue, let b = delta.doubleValue else {
-                throw UpdateFailure(code: 14, codeName: "TypeMismatch", message: "Cannot apply $inc to a non-numeric value")
+                throw UpdateFailure(
+                    code: 14,
+                    codeName: "TypeMismatch",
+                    message: "Cannot apply $inc to a non-numeric value"
+                )
             }
             return .double(a + b)
         }

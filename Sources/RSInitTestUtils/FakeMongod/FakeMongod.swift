@@ -35,7 +35,8 @@ public final class FakeMongod: @unchecked Sendable {
     }
 
     /// Binds and starts listening (after `configuration.listenDelay`, connections are refused until then).
-    public static func start(_ configuration: FakeMongodConfiguration = FakeMongodConfiguration()) throws -> FakeMongod {
+    public static func start(_ configuration: FakeMongodConfiguration = FakeMongodConfiguration()) throws -> FakeMongod
+    {
         let socket = try bindSocket(port: configuration.port)
         let port = boundPort(socket)
         let server = FakeMongod(core: FakeMongodCore(configuration: configuration), listener: socket, port: port)
@@ -69,17 +70,10 @@ public final class FakeMongod: @unchecked Sendable {
         networkLock.lock()
         let wasStopped = stopped
         stopped = true
-        let sockets = openSockets
-        let listenSocket = listener
-        listener = -1
-        listening = false
         networkLock.unlock()
         guard !wasStopped else { return }
-        if listenSocket >= 0 {
-            _ = Glibc.shutdown(listenSocket, Int32(SHUT_RDWR))
-            _ = Glibc.close(listenSocket)
-        }
-        for socket in sockets { _ = Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
+        closeListener()
+        shutdownOpenSockets()
         core.locked {
             core.generation += 1
             core.condition.broadcast()
@@ -89,7 +83,12 @@ public final class FakeMongod: @unchecked Sendable {
     // MARK: - Test API: state
 
     /// The current member phase.
-    public var phase: FakeMongodPhase { core.locked { core.advance(); return core.phase } }
+    public var phase: FakeMongodPhase {
+        core.locked {
+            core.advance()
+            return core.phase
+        }
+    }
 
     /// How many `replSetInitiate` calls succeeded.
     public var acceptedInitiateCount: Int { core.locked { core.acceptedInitiates } }
@@ -178,14 +177,19 @@ public final class FakeMongod: @unchecked Sendable {
 
     /// Closes every open client connection (the listener stays up).
     public func dropConnections() {
-        networkLock.lock()
-        let sockets = openSockets
-        networkLock.unlock()
         core.locked {
             core.generation += 1
             core.condition.broadcast()
         }
-        for socket in sockets { _ = Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
+        shutdownOpenSockets()
+    }
+
+    /// Shuts down (never closes) every open connection. Under `networkLock`, so no fd in the set can have been
+    /// closed and reused by another socket: only a connection's own thread closes its fd, also under the lock.
+    private func shutdownOpenSockets() {
+        networkLock.lock()
+        for socket in openSockets { _ = Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
+        networkLock.unlock()
     }
 
     /// Stops listening for `duration` (connections are refused), then listens again on the same port.
@@ -229,7 +233,9 @@ public final class FakeMongod: @unchecked Sendable {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 else {
             let code = errno
@@ -260,16 +266,19 @@ public final class FakeMongod: @unchecked Sendable {
         Thread.detachNewThread { [self] in self.acceptLoop(fd) }
     }
 
+    /// Stops accepting. A running accept loop owns the listening fd and closes it itself when `accept` fails, so
+    /// the fd number cannot be reused (e.g. by another double's listener) while that loop might still call `accept`.
     private func closeListener() {
         networkLock.lock()
         let fd = listener
+        let acceptLoopOwnsIt = listening
         listener = -1
         listening = false
-        networkLock.unlock()
         if fd >= 0 {
             _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-            _ = Glibc.close(fd)
+            if !acceptLoopOwnsIt { _ = Glibc.close(fd) }
         }
+        networkLock.unlock()
     }
 
     private func reopenListener() {
@@ -299,8 +308,12 @@ public final class FakeMongod: @unchecked Sendable {
         while true {
             let client = accept(fd, nil, nil)
             if client < 0 {
-                if errno == EINTR { continue }
-                return  // listener closed
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                    usleep(1000)
+                    continue
+                }
+                Glibc.close(fd)  // closeListener() shut it down; this loop owns the close
+                return
             }
             var yes: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
@@ -326,8 +339,8 @@ public final class FakeMongod: @unchecked Sendable {
         defer {
             networkLock.lock()
             openSockets.remove(fd)
-            networkLock.unlock()
             Glibc.close(fd)
+            networkLock.unlock()
         }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
@@ -344,7 +357,11 @@ public final class FakeMongod: @unchecked Sendable {
                 networkLock.unlock()
                 if silent { continue }
                 let secondaryOk: Bool
-                if case .query(let flags, _, _, _) = request.kind { secondaryOk = flags & 0x4 != 0 } else { secondaryOk = false }
+                if case .query(let flags, _, _, _) = request.kind {
+                    secondaryOk = flags & 0x4 != 0
+                } else {
+                    secondaryOk = false
+                }
                 let context = FakeConnectionContext(
                     connectionId: connectionId,
                     secondaryOkFlag: secondaryOk,
@@ -361,9 +378,17 @@ public final class FakeMongod: @unchecked Sendable {
                     let replyID = nextReplyID()
                     switch request.kind {
                     case .query:
-                        bytes = MongoWireCodec.encodeReply(requestID: replyID, responseTo: request.requestID, document: document)
+                        bytes = MongoWireCodec.encodeReply(
+                            requestID: replyID,
+                            responseTo: request.requestID,
+                            document: document
+                        )
                     case .message:
-                        bytes = MongoWireCodec.encodeMessage(requestID: replyID, responseTo: request.requestID, document: document)
+                        bytes = MongoWireCodec.encodeMessage(
+                            requestID: replyID,
+                            responseTo: request.requestID,
+                            document: document
+                        )
                     }
                     if !sendAll(fd, bytes) { return }
                 }
@@ -381,7 +406,9 @@ public final class FakeMongod: @unchecked Sendable {
     private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if sent <= 0 {
                 if sent < 0 && errno == EINTR { continue }
                 return false

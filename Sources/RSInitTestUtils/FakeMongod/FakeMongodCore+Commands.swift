@@ -54,10 +54,12 @@ extension FakeMongodCore {
         let command = request.command
         let name = command.firstKey ?? ""
         let lower = name.lowercased()
-        let database = command["$db"]?.stringValue ?? {
-            if case .query(_, let ns, _, _) = request.kind { return String(ns.prefix { $0 != "." }) }
-            return "admin"
-        }()
+        let database =
+            command["$db"]?.stringValue
+            ?? {
+                if case .query(_, let ns, _, _) = request.kind { return String(ns.prefix { $0 != "." }) }
+                return "admin"
+            }()
         let secondaryOk: Bool = {
             if context.secondaryOkFlag { return true }
             if let mode = command["$readPreference"]?.documentValue?["mode"]?.stringValue { return mode != "primary" }
@@ -133,8 +135,10 @@ extension FakeMongodCore {
             document = body
             document.append("ok", .double(1))
         case .failure(let failure):
-            document = ["ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
-                "codeName": .string(ServerCodeName.name(failure.code))]
+            document = [
+                "ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
+                "codeName": .string(ServerCodeName.name(failure.code)),
+            ]
             for (k, v) in failure.extra { document.append(k, v) }
         }
         if setName != nil {
@@ -143,8 +147,10 @@ extension FakeMongodCore {
                 "$clusterTime",
                 [
                     "clusterTime": .timestamp(clusterTime),
-                    "signature": ["hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))),
-                        "keyId": .int64(0)],
+                    "signature": [
+                        "hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))),
+                        "keyId": .int64(0),
+                    ],
                 ]
             )
             document.append("operationTime", .timestamp(clusterTime))
@@ -168,8 +174,10 @@ extension FakeMongodCore {
             reply.append("isreplicaset", true)
         case .startup2, .secondary, .drain, .primary:
             // No topologyVersion: the double does not implement awaitable hello (spec §11.5).
-            let hosts = configMembers.filter { ($0["priority"]?.doubleValue ?? 1) > 0 && $0["arbiterOnly"]?.isTruthy != true }
-                .compactMap { $0["host"] }
+            let hosts = configMembers.filter {
+                ($0["priority"]?.doubleValue ?? 1) > 0 && $0["arbiterOnly"]?.isTruthy != true
+            }
+            .compactMap { $0["host"] }
             let passives = configMembers.filter { ($0["priority"]?.doubleValue ?? 1) == 0 }.compactMap { $0["host"] }
             reply.append("hosts", .array(hosts))
             if !passives.isEmpty { reply.append("passives", .array(passives)) }
@@ -189,8 +197,10 @@ extension FakeMongodCore {
             let lastWall = liveOplog.last?.document["wall"] ?? .datetime(nowMillis())
             reply.append(
                 "lastWrite",
-                ["opTime": .document(opTime), "lastWriteDate": lastWall, "majorityOpTime": .document(opTime),
-                    "majorityWriteDate": lastWall]
+                [
+                    "opTime": .document(opTime), "lastWriteDate": lastWall, "majorityOpTime": .document(opTime),
+                    "majorityWriteDate": lastWall,
+                ]
             )
         }
         reply.append("maxBsonObjectSize", .int32(16_777_216))
@@ -212,11 +222,13 @@ extension FakeMongodCore {
             return .failure(CommandFailure(code: 76, message: "This node was not started with replication enabled."))
         }
         guard replicaSetConfig == nil && !initiating else {
-            return .failure(CommandFailure(
-                code: 23,
-                message: "already initialized",
-                extra: [("info", "try querying local.system.replset to see current configuration")]
-            ))
+            return .failure(
+                CommandFailure(
+                    code: 23,
+                    message: "already initialized",
+                    extra: [("info", "try querying local.system.replset to see current configuration")]
+                )
+            )
         }
         initiating = true
         let work = configuration.timings.initiate
@@ -263,15 +275,21 @@ extension FakeMongodCore {
         func invalid(_ message: String) -> Result<(BSONDocument, String, Bool), CommandFailure> {
             .failure(CommandFailure(code: 93, message: message))
         }
-        guard let id = config["_id"] else { return invalid("BSON field 'ReplSetConfig._id' is missing but a required field") }
+        guard let id = config["_id"] else {
+            return invalid("BSON field 'ReplSetConfig._id' is missing but a required field")
+        }
         guard case .string(let name) = id else {
-            return invalid("BSON field 'ReplSetConfig._id' is the wrong type '\(Self.typeName(id))', expected type 'string'")
+            return invalid(
+                "BSON field 'ReplSetConfig._id' is the wrong type '\(Self.typeName(id))', expected type 'string'"
+            )
         }
         guard let membersValue = config["members"] else {
             return invalid("BSON field 'ReplSetConfig.members' is missing but a required field")
         }
         guard case .array(let members) = membersValue else {
-            return invalid("BSON field 'ReplSetConfig.members' is the wrong type '\(Self.typeName(membersValue))', expected type 'array'")
+            return invalid(
+                "BSON field 'ReplSetConfig.members' is the wrong type '\(Self.typeName(membersValue))', expected type 'array'"
+            )
         }
         var hosts: [String] = []
         for (index, member) in members.enumerated() {
@@ -311,7 +329,9 @@ extension FakeMongodCore {
         }
         if selfIndexes.count > 1 {
             let names = selfIndexes.map { hosts[$0] }
-            return invalid("The hosts \(names.joined(separator: " and ")) all map to this node in new configuration \(configText)")
+            return invalid(
+                "The hosts \(names.joined(separator: " and ")) all map to this node in new configuration \(configText)"
+            )
         }
         let selfIndex = selfIndexes[0]
         let selfMember = members[selfIndex].documentValue!
@@ -326,11 +346,13 @@ extension FakeMongodCore {
             let details = unreachable.map {
                 "\(hosts[$0]) failed with Error connecting to \(hosts[$0]) :: caused by :: Connection refused"
             }
-            return .failure(CommandFailure(
-                code: 74,
-                message: "replSetInitiate quorum check failed because not all proposed set members responded "
-                    + "affirmatively: \(details.joined(separator: ", "))"
-            ))
+            return .failure(
+                CommandFailure(
+                    code: 74,
+                    message: "replSetInitiate quorum check failed because not all proposed set members responded "
+                        + "affirmatively: \(details.joined(separator: ", "))"
+                )
+            )
         }
         return .success((normalizedConfig(setName: setName, members: members, version: 1), hosts[selfIndex], false))
     }
@@ -364,18 +386,20 @@ extension FakeMongodCore {
         case .uninitialized, .standalone:
             return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
         case .removed:
-            return .failure(CommandFailure(
-                code: 93,
-                message: "Our replica set config is invalid or we are not a member of it",
-                extra: [
-                    ("state", .int32(10)), ("stateStr", "REMOVED"),
-                    ("uptime", .int32(Int32(Date().timeIntervalSince(startedAt)))),
-                    ("optime", ["ts": .timestamp(lastTimestamp), "t": .int64(term)]),
-                    ("optimeDate", .datetime(Int64(lastTimestamp.seconds) * 1000)),
-                    ("lastHeartbeatMessage", ""), ("syncSourceHost", ""), ("syncSourceId", .int32(-1)),
-                    ("infoMessage", ""),
-                ]
-            ))
+            return .failure(
+                CommandFailure(
+                    code: 93,
+                    message: "Our replica set config is invalid or we are not a member of it",
+                    extra: [
+                        ("state", .int32(10)), ("stateStr", "REMOVED"),
+                        ("uptime", .int32(Int32(Date().timeIntervalSince(startedAt)))),
+                        ("optime", ["ts": .timestamp(lastTimestamp), "t": .int64(term)]),
+                        ("optimeDate", .datetime(Int64(lastTimestamp.seconds) * 1000)),
+                        ("lastHeartbeatMessage", ""), ("syncSourceHost", ""), ("syncSourceId", .int32(-1)),
+                        ("infoMessage", ""),
+                    ]
+                )
+            )
         case .startup2, .secondary, .drain, .primary:
             break
         }
@@ -395,7 +419,10 @@ extension FakeMongodCore {
                 entry.append("syncSourceId", -1)
                 entry.append("infoMessage", "")
                 if phase == .primary || phase == .drain {
-                    entry.append("electionTime", .timestamp(BSONTimestamp(seconds: UInt32(electionDate / 1000), increment: 1)))
+                    entry.append(
+                        "electionTime",
+                        .timestamp(BSONTimestamp(seconds: UInt32(electionDate / 1000), increment: 1))
+                    )
                     entry.append("electionDate", .datetime(electionDate))
                 }
                 entry.append("configVersion", replicaSetConfig?["version"] ?? 1)
@@ -414,7 +441,10 @@ extension FakeMongodCore {
                 entry.append("state", 8)
                 entry.append("stateStr", "(not reachable/healthy)")
                 entry.append("pingMs", .int64(0))
-                entry.append("lastHeartbeatMessage", .string("Error connecting to \(host) :: caused by :: Connection refused"))
+                entry.append(
+                    "lastHeartbeatMessage",
+                    .string("Error connecting to \(host) :: caused by :: Connection refused")
+                )
             }
             return .document(entry)
         }
@@ -447,26 +477,36 @@ extension FakeMongodCore {
         }
         let force = command["force"]?.isTruthy ?? false
         guard force || phase == .primary else {
-            return .failure(CommandFailure(
-                code: 10107,
-                message: "replSetReconfig should only be run on a writable PRIMARY. Current state \(phase.stateString);"
-            ))
+            return .failure(
+                CommandFailure(
+                    code: 10107,
+                    message:
+                        "replSetReconfig should only be run on a writable PRIMARY. Current state \(phase.stateString);"
+                )
+            )
         }
         guard let config = command["replSetReconfig"]?.documentValue, let members = config["members"]?.arrayValue,
             config["_id"]?.stringValue == setName
         else {
-            return .failure(CommandFailure(code: 93, message: "replSetReconfig: invalid config (wrong _id or no members)"))
+            return .failure(
+                CommandFailure(code: 93, message: "replSetReconfig: invalid config (wrong _id or no members)")
+            )
         }
         let hosts = members.compactMap { $0.documentValue?["host"]?.stringValue }
         guard hosts.contains(where: mapsToSelf) else {
-            return .failure(CommandFailure(
-                code: 74,
-                message: "No host described in new configuration with {version: \(config["version"]?.int64Value ?? 0), "
-                    + "term: \(term)} for replica set \(setName) maps to this node"
-            ))
+            return .failure(
+                CommandFailure(
+                    code: 74,
+                    message:
+                        "No host described in new configuration with {version: \(config["version"]?.int64Value ?? 0), "
+                        + "term: \(term)} for replica set \(setName) maps to this node"
+                )
+            )
         }
         let oldVersion = current["version"]?.int64Value ?? 1
-        let newVersion = force ? oldVersion + 10_000 + Int64.random(in: 0...100_000) : (config["version"]?.int64Value ?? oldVersion + 1)
+        let newVersion =
+            force
+            ? oldVersion + 10_000 + Int64.random(in: 0...100_000) : (config["version"]?.int64Value ?? oldVersion + 1)
         replicaSetConfig = normalizedConfig(setName: setName, members: members, version: Int32(clamping: newVersion))
         appendNoop(["msg": "Reconfig set", "version": .int32(Int32(clamping: newVersion))])
         if phase == .removed || !(selfHost.map(mapsToSelf) ?? false) {
@@ -476,7 +516,9 @@ extension FakeMongodCore {
     }
 
     func replSetStepDown(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
-        guard phase == .primary else { return .failure(CommandFailure(code: 10107, message: "not primary so can't step down")) }
+        guard phase == .primary else {
+            return .failure(CommandFailure(code: 10107, message: "not primary so can't step down"))
+        }
         let seconds = command["replSetStepDown"]?.int64Value ?? 60
         stepDown(for: .seconds(seconds))
         return .success([:])
@@ -496,16 +538,26 @@ extension FakeMongodCore {
 
     func appendOplogNote(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
         guard setName != nil else {
-            return .failure(CommandFailure(code: 76, message: "Must have replication set up to run \"appendOplogNote\""))
+            return .failure(
+                CommandFailure(code: 76, message: "Must have replication set up to run \"appendOplogNote\"")
+            )
         }
         guard configuration.appendOplogNoteAllowed else {
-            return .failure(CommandFailure(
-                code: 13,
-                message: "not authorized on admin to execute command { appendOplogNote: 1, data: { ... }, $db: \"admin\" }"
-            ))
+            return .failure(
+                CommandFailure(
+                    code: 13,
+                    message:
+                        "not authorized on admin to execute command { appendOplogNote: 1, data: { ... }, $db: \"admin\" }"
+                )
+            )
         }
         guard let data = command["data"]?.documentValue else {
-            return .failure(CommandFailure(code: 40414, message: "BSON field 'appendOplogNote.data' is missing but a required field"))
+            return .failure(
+                CommandFailure(
+                    code: 40414,
+                    message: "BSON field 'appendOplogNote.data' is missing but a required field"
+                )
+            )
         }
         guard phase == .primary else { return .failure(CommandFailure(code: 10107, message: "not primary")) }
         appendNoop(data)
@@ -524,7 +576,9 @@ extension FakeMongodCore {
     }
 
     func find(_ command: BSONDocument, database: String, secondaryOk: Bool) -> Result<BSONDocument, CommandFailure> {
-        if case .failure(let failure) = readAllowed(database: database, secondaryOk: secondaryOk) { return .failure(failure) }
+        if case .failure(let failure) = readAllowed(database: database, secondaryOk: secondaryOk) {
+            return .failure(failure)
+        }
         guard let collection = command["find"]?.stringValue else {
             return .failure(CommandFailure(code: 2, message: "collection name has invalid type"))
         }
@@ -539,7 +593,12 @@ extension FakeMongodCore {
             return .success(["cursor": ["firstBatch": .array([]), "id": .int64(0), "ns": .string(namespace)]])
         }
         if tailable && !isOplog {
-            return .failure(CommandFailure(code: 2, message: "error processing query: \(namespace) tailable cursor requested on non capped collection"))
+            return .failure(
+                CommandFailure(
+                    code: 2,
+                    message: "error processing query: \(namespace) tailable cursor requested on non capped collection"
+                )
+            )
         }
         let cursor = ServerCursor(
             id: nextCursorId,
@@ -571,7 +630,7 @@ extension FakeMongodCore {
         let open = cursor.tailable || !cursor.pending.isEmpty
         if open { cursors[cursor.id] = cursor }
         return .success([
-            "cursor": ["firstBatch": .array(batch), "id": .int64(open ? cursor.id : 0), "ns": .string(namespace)],
+            "cursor": ["firstBatch": .array(batch), "id": .int64(open ? cursor.id : 0), "ns": .string(namespace)]
         ])
     }
 
@@ -635,26 +694,42 @@ extension FakeMongodCore {
             let batch = cursor.pending.prefix(count).map { BSONValue.document($0) }
             cursor.pending.removeFirst(min(count, cursor.pending.count))
             if cursor.pending.isEmpty { cursors[id] = nil }
-            return .result(.success(["cursor": ["nextBatch": .array(batch), "id": .int64(cursor.pending.isEmpty ? 0 : id),
-                "ns": .string(cursor.namespace)]]))
+            return .result(
+                .success([
+                    "cursor": [
+                        "nextBatch": .array(batch), "id": .int64(cursor.pending.isEmpty ? 0 : id),
+                        "ns": .string(cursor.namespace),
+                    ]
+                ])
+            )
         }
         let maxTime = Duration.milliseconds(command["maxTimeMS"]?.int64Value ?? 1000)
         let deadline = Date().addingTimeInterval(maxTime.seconds)
         while true {
             if let last = cursor.lastScanned, let oldest = liveOplog.first, oldest.ts > last {
                 cursors[id] = nil
-                return .result(.failure(CommandFailure(
-                    code: 136,
-                    message: "CollectionScan died due to position in capped collection being deleted. "
-                        + "Last seen record id: RecordId(\(last.rawValue))"
-                )))
+                return .result(
+                    .failure(
+                        CommandFailure(
+                            code: 136,
+                            message: "CollectionScan died due to position in capped collection being deleted. "
+                                + "Last seen record id: RecordId(\(last.rawValue))"
+                        )
+                    )
+                )
             }
             let batch = scanOplog(cursor, max: batchSize > 0 ? batchSize : 10_000)
             if !batch.isEmpty || !cursor.tailable || !cursor.awaitData || Date() >= deadline {
                 let alive = cursor.tailable
                 if !alive { cursors[id] = nil }
-                return .result(.success(["cursor": ["nextBatch": .array(batch.map { .document($0) }),
-                    "id": .int64(alive ? id : 0), "ns": .string(cursor.namespace)]]))
+                return .result(
+                    .success([
+                        "cursor": [
+                            "nextBatch": .array(batch.map { .document($0) }),
+                            "id": .int64(alive ? id : 0), "ns": .string(cursor.namespace),
+                        ]
+                    ])
+                )
             }
             _ = condition.wait(until: deadline)
             if generation != context.generation { return .hangUp }
@@ -673,8 +748,10 @@ extension FakeMongodCore {
             guard let id = value.int64Value else { continue }
             if cursors.removeValue(forKey: id) != nil { killed.append(.int64(id)) } else { notFound.append(.int64(id)) }
         }
-        return .success(["cursorsKilled": .array(killed), "cursorsNotFound": .array(notFound),
-            "cursorsAlive": .array([]), "cursorsUnknown": .array([])])
+        return .success([
+            "cursorsKilled": .array(killed), "cursorsNotFound": .array(notFound),
+            "cursorsAlive": .array([]), "cursorsUnknown": .array([]),
+        ])
     }
 
     // MARK: Writes
@@ -699,7 +776,9 @@ extension FakeMongodCore {
             logCommand(database: database, uuid: nil, ["dropDatabase": 1])
             return .success(["dropped": .string(database)])
         case "create":
-            guard let collection = target.stringValue else { return .failure(CommandFailure(code: 2, message: "bad name")) }
+            guard let collection = target.stringValue else {
+                return .failure(CommandFailure(code: 2, message: "bad name"))
+            }
             let namespace = "\(database).\(collection)"
             guard collections[namespace] == nil else {
                 return .failure(CommandFailure(code: 48, message: "Collection \(namespace) already exists."))
@@ -707,7 +786,9 @@ extension FakeMongodCore {
             _ = ensureCollection(namespace, database: database)
             return .success([:])
         case "drop":
-            guard let collection = target.stringValue else { return .failure(CommandFailure(code: 2, message: "bad name")) }
+            guard let collection = target.stringValue else {
+                return .failure(CommandFailure(code: 2, message: "bad name"))
+            }
             let namespace = "\(database).\(collection)"
             guard let existing = collections.removeValue(forKey: namespace) else {
                 return .failure(CommandFailure(code: 26, message: "ns not found"))
@@ -748,7 +829,11 @@ extension FakeMongodCore {
         let uuid = Self.randomUUID()
         collections[namespace] = FakeCollection(uuid: uuid)
         let name = String(namespace.dropFirst(database.count + 1))
-        logCommand(database: database, uuid: uuid, ["create": .string(name), "idIndex": ["v": 2, "key": ["_id": 1], "name": "_id_"]])
+        logCommand(
+            database: database,
+            uuid: uuid,
+            ["create": .string(name), "idIndex": ["v": 2, "key": ["_id": 1], "name": "_id_"]]
+        )
         return uuid
     }
 
@@ -812,15 +897,26 @@ extension FakeMongodCore {
             }
             let id = document["_id"]!
             if collections[namespace]!.documents.contains(where: { $0["_id"] == id }) {
-                writeErrors.append(.document([
-                    "index": .int32(Int32(index)), "code": 11000,
-                    "errmsg": .string("E11000 duplicate key error collection: \(namespace) index: _id_ dup key: { _id: \(id) }"),
-                ]))
+                writeErrors.append(
+                    .document([
+                        "index": .int32(Int32(index)), "code": 11000,
+                        "errmsg": .string(
+                            "E11000 duplicate key error collection: \(namespace) index: _id_ dup key: { _id: \(id) }"
+                        ),
+                    ])
+                )
                 break
             }
             collections[namespace]!.documents.append(document)
-            logWrite(op: "i", namespace: namespace, uuid: uuid, object: document, object2: ["_id": id],
-                session: &session, statement: index)
+            logWrite(
+                op: "i",
+                namespace: namespace,
+                uuid: uuid,
+                object: document,
+                object2: ["_id": id],
+                session: &session,
+                statement: index
+            )
             inserted += 1
         }
         var reply: BSONDocument = ["n": .int32(Int32(inserted))]
@@ -842,7 +938,9 @@ extension FakeMongodCore {
             guard let spec = value.documentValue, let query = spec["q"]?.documentValue,
                 let change = spec["u"]?.documentValue
             else {
-                return .failure(CommandFailure(code: 9, message: "pipeline-style updates are not supported by the double"))
+                return .failure(
+                    CommandFailure(code: 9, message: "pipeline-style updates are not supported by the double")
+                )
             }
             let multi = spec["multi"]?.isTruthy ?? false
             let uuid = ensureCollection(namespace, database: database)
@@ -852,7 +950,8 @@ extension FakeMongodCore {
             let targets = multi ? indexes : Array(indexes.prefix(1))
             if targets.isEmpty, spec["upsert"]?.isTruthy == true {
                 var base = BSONDocument()
-                for (k, v) in query.elements where !k.hasPrefix("$") && !(v.documentValue?.firstKey?.hasPrefix("$") ?? false) {
+                for (k, v) in query.elements
+                where !k.hasPrefix("$") && !(v.documentValue?.firstKey?.hasPrefix("$") ?? false) {
                     base.append(k, v)
                 }
                 let created: BSONDocument
@@ -865,8 +964,15 @@ extension FakeMongodCore {
                     for (k, v) in created.elements { document.append(k, v) }
                 }
                 collections[namespace]!.documents.append(document)
-                logWrite(op: "i", namespace: namespace, uuid: uuid, object: document, object2: ["_id": document["_id"]!],
-                    session: &session, statement: index)
+                logWrite(
+                    op: "i",
+                    namespace: namespace,
+                    uuid: uuid,
+                    object: document,
+                    object2: ["_id": document["_id"]!],
+                    session: &session,
+                    statement: index
+                )
                 upserted.append(.document(["index": .int32(Int32(index)), "_id": document["_id"]!]))
                 continue
             }
@@ -881,9 +987,17 @@ extension FakeMongodCore {
                 modified += 1
                 collections[namespace]!.documents[position] = new
                 let isReplacement = change.firstKey?.hasPrefix("$") != true
-                let object: BSONDocument = isReplacement ? new : ["$v": 2, "diff": .document(OplogDiff.diff(from: old, to: new))]
-                logWrite(op: "u", namespace: namespace, uuid: uuid, object: object, object2: ["_id": old["_id"] ?? .null],
-                    session: &session, statement: index)
+                let object: BSONDocument =
+                    isReplacement ? new : ["$v": 2, "diff": .document(OplogDiff.diff(from: old, to: new))]
+                logWrite(
+                    op: "u",
+                    namespace: namespace,
+                    uuid: uuid,
+                    object: object,
+                    object2: ["_id": old["_id"] ?? .null],
+                    session: &session,
+                    statement: index
+                )
             }
         }
         var reply: BSONDocument = ["n": .int32(Int32(matched + upserted.count)), "nModified": .int32(Int32(modified))]
@@ -909,8 +1023,15 @@ extension FakeMongodCore {
             for document in remaining {
                 if (limit == 0 || removedHere < limit) && DocumentMatcher.matches(document, query) {
                     removedHere += 1
-                    logWrite(op: "d", namespace: namespace, uuid: collection.uuid, object: ["_id": document["_id"] ?? .null],
-                        object2: nil, session: &session, statement: index)
+                    logWrite(
+                        op: "d",
+                        namespace: namespace,
+                        uuid: collection.uuid,
+                        object: ["_id": document["_id"] ?? .null],
+                        object2: nil,
+                        session: &session,
+                        statement: index
+                    )
                 } else {
                     kept.append(document)
                 }

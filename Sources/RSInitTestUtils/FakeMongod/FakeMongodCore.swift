@@ -304,7 +304,8 @@ final class FakeMongodCore: @unchecked Sendable {
             appendOplog([
                 "op": "i", "ns": "admin.system.keys", "ui": .binary(keysUUID),
                 "o": [
-                    "_id": .int64(id), "purpose": "HMAC", "key": .binary(BSONBinary(subtype: 0, data: Array(repeating: 7, count: 20))),
+                    "_id": .int64(id), "purpose": "HMAC",
+                    "key": .binary(BSONBinary(subtype: 0, data: Array(repeating: 7, count: 20))),
                     "expiresAt": .timestamp(BSONTimestamp(seconds: lastTimestamp.seconds + 7_776_000, increment: 0)),
                 ],
                 "o2": ["_id": .int64(id)],
@@ -352,8 +353,10 @@ final class FakeMongodCore: @unchecked Sendable {
     /// Whether `host` ("name:port", port defaulting to 27017) names this process.
     func mapsToSelf(_ host: String) -> Bool {
         let (name, hostPort) = Self.splitHost(host)
-        let names = Set((configuration.selfHostNames + ["127.0.0.1"] + [configuration.hostName].compactMap { $0 })
-            .map { $0.lowercased() })
+        let names = Set(
+            (configuration.selfHostNames + ["127.0.0.1"] + [configuration.hostName].compactMap { $0 })
+                .map { $0.lowercased() }
+        )
         return names.contains(name.lowercased()) && hostPort == Int(port)
     }
 

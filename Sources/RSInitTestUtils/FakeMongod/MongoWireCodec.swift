@@ -154,7 +154,8 @@ public enum MongoWireCodec {
     }
 
     /// An OP_QUERY command (what libmongoc sends for the handshake); used by tests of the codec.
-    public static func encodeQuery(requestID: Int32, namespace: String, flags: Int32, command: BSONDocument) -> [UInt8] {
+    public static func encodeQuery(requestID: Int32, namespace: String, flags: Int32, command: BSONDocument) -> [UInt8]
+    {
         var out: [UInt8] = []
         appendHeader(&out, requestID: requestID, responseTo: 0, opCode: opQuery)
         appendInt32(&out, flags)
@@ -179,8 +180,10 @@ public enum MongoWireCodec {
     }
 
     private static func readInt32(_ bytes: [UInt8], _ offset: Int) -> Int32 {
-        Int32(bitPattern: UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
-            | UInt32(bytes[offset + 3]) << 24)
+        Int32(
+            bitPattern: UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
+                | UInt32(bytes[offset + 3]) << 24
+        )
     }
 
     private static func appendInt32(_ out: inout [UInt8], _ value: Int32) {

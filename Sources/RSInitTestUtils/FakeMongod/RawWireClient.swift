@@ -21,7 +21,9 @@ public final class RawWireClient {
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 else {
             Glibc.close(fd)
@@ -37,7 +39,9 @@ public final class RawWireClient {
     public func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { return }
             offset += n
         }
@@ -45,20 +49,33 @@ public final class RawWireClient {
 
     /// Sends an OP_MSG (optionally with a kind-1 document sequence) and returns the request ID used.
     @discardableResult
-    public func sendMessage(_ command: BSONDocument, flagBits: UInt32 = 0, sequence: (String, [BSONDocument])? = nil) -> Int32 {
+    public func sendMessage(
+        _ command: BSONDocument,
+        flagBits: UInt32 = 0,
+        sequence: (String, [BSONDocument])? = nil
+    ) -> Int32 {
         requestID += 1
-        var bytes = MongoWireCodec.encodeMessage(requestID: requestID, responseTo: 0, flagBits: flagBits, document: command)
+        var bytes = MongoWireCodec.encodeMessage(
+            requestID: requestID,
+            responseTo: 0,
+            flagBits: flagBits,
+            document: command
+        )
         if let (identifier, documents) = sequence {
             var section: [UInt8] = [1, 0, 0, 0, 0]
             section += Array(identifier.utf8) + [0]
             for document in documents { section += document.bytes }
             let size = UInt32(section.count - 1)
-            section[1] = UInt8(size & 0xFF); section[2] = UInt8(size >> 8 & 0xFF)
-            section[3] = UInt8(size >> 16 & 0xFF); section[4] = UInt8(size >> 24)
+            section[1] = UInt8(size & 0xFF)
+            section[2] = UInt8(size >> 8 & 0xFF)
+            section[3] = UInt8(size >> 16 & 0xFF)
+            section[4] = UInt8(size >> 24)
             bytes += section
             let total = UInt32(bytes.count)
-            bytes[0] = UInt8(total & 0xFF); bytes[1] = UInt8(total >> 8 & 0xFF)
-            bytes[2] = UInt8(total >> 16 & 0xFF); bytes[3] = UInt8(total >> 24)
+            bytes[0] = UInt8(total & 0xFF)
+            bytes[1] = UInt8(total >> 8 & 0xFF)
+            bytes[2] = UInt8(total >> 16 & 0xFF)
+            bytes[3] = UInt8(total >> 24)
         }
         send(bytes)
         return requestID
@@ -100,7 +117,9 @@ public final class RawWireClient {
     }
 
     private func le32(_ bytes: [UInt8], _ offset: Int) -> Int32 {
-        Int32(bitPattern: UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
-            | UInt32(bytes[offset + 3]) << 24)
+        Int32(
+            bitPattern: UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
+                | UInt32(bytes[offset + 3]) << 24
+        )
     }
 }

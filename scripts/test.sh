@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite in one command, on a fresh Debian/Ubuntu machine with Swift installed:
+#   1. installs the system packages it needs (libmongoc/libbson 1.x, pkg-config, redis-server) when missing;
+#   2. starts a throw-away redis-server on a free loopback port (stopped on exit) and exports RSINIT_REDIS_URL;
+#   3. checks formatting, builds once (warnings are errors for our targets), and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for package in libmongoc-dev libbson-dev pkg-config redis-server; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+redis_port=""
+for _ in $(seq 1 50); do
+    candidate=$((20000 + RANDOM % 30000))
+    if port_is_free "$candidate"; then redis_port=$candidate; break; fi
+done
+[ -n "$redis_port" ] || { echo "no free loopback port for redis-server" >&2; exit 1; }
+redis_dir=$(mktemp -d)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --dir "$redis_dir" --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+cleanup() {
+    if [ -f "$redis_dir/redis.pid" ]; then kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true; fi
+    rm -rf "$redis_dir"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+    sleep 0.05
+done
+export RSINIT_REDIS_URL="redis://127.0.0.1:$redis_port"
+echo "==> redis-server on $RSINIT_REDIS_URL"
+
+echo "==> swift format lint"
+swift format lint --strict --recursive Package.swift Sources Tests
+
+echo "==> swift build --build-tests"
+swift build --build-tests
+
+echo "==> swift test"
+swift test --skip-build "$@"
