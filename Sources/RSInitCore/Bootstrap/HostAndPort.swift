@@ -1,0 +1,57 @@
+/// A `host:port` pair as used in replica-set member configs.
+public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to `defaultPort`.
+    public init?(parsing text: String, defaultPort: Int = 27017) {
+        let trimmed = text.trimmingWhitespace()
+        guard !trimmed.isEmpty, !trimmed.contains("/"), !trimmed.contains(" "), !trimmed.contains("@") else {
+            return nil
+        }
+        var host = trimmed
+        var port = defaultPort
+        if trimmed.hasPrefix("[") {
+            guard let close = trimmed.firstIndex(of: "]") else { return nil }
+            host = String(trimmed[trimmed.index(after: trimmed.startIndex)..<close])
+            let rest = trimmed[trimmed.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":"), let parsed = Int(rest.dropFirst()) else { return nil }
+                port = parsed
+            }
+        } else if let colon = trimmed.lastIndex(of: ":") {
+            guard trimmed.firstIndex(of: ":") == colon, let parsed = Int(trimmed[trimmed.index(after: colon)...]) else {
+                return nil
+            }
+            host = String(trimmed[..<colon])
+            port = parsed
+        }
+        guard !host.isEmpty, (1...65535).contains(port) else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    /// Whether the host is a loopback reference (`localhost`, `127.x.x.x`, `::1`): only reachable from inside
+    /// mongod's own network namespace.
+    public var isLoopback: Bool {
+        let lower = host.lowercased()
+        return lower == "localhost" || lower.hasSuffix(".localhost") || lower.hasPrefix("127.") || lower == "::1"
+            || lower == "0:0:0:0:0:0:0:1"
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

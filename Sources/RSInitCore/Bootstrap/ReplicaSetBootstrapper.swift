@@ -1,0 +1,331 @@
+import Foundation
+public import Logging
+import MongoCWrapper
+
+/// Bootstraps a MongoDB replica set idempotently and proves it is usable: waits for mongod, initiates the set
+/// (or verifies an existing one), waits for a writable primary, and shows that the oplog advances.
+///
+/// The decisions are ``BootstrapStateMachine``'s; this type only performs its actions through libmongoc. Every
+/// blocking libmongoc call runs on the client's own thread; cancellation is honoured between calls.
+public struct ReplicaSetBootstrapper: Sendable {
+    public let configuration: BootstrapConfiguration
+    private let logger: Logger
+
+    public init(configuration: BootstrapConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Runs the bootstrap. `progress` is called once per phase change.
+    ///
+    /// - Throws: ``BootstrapFailure`` (with the documented exit code in ``BootstrapFailure/exitCode``), or
+    ///   `CancellationError`.
+    public func run(progress: @escaping @Sendable (BootstrapStateMachine.Phase) -> Void = { _ in }) async throws
+        -> BootstrapReport
+    {
+        try configuration.validate()
+        var machine = BootstrapStateMachine(
+            mode: .bootstrap,
+            setName: configuration.setName,
+            members: configuration.members,
+            forceReconfig: configuration.forceReconfig
+        )
+        return try await execute(&machine, progress: progress)
+    }
+
+    /// Waits until the set has a writable primary and a moving oplog, never initiating (a health check).
+    ///
+    /// - Throws: ``BootstrapFailure``.
+    public func waitUntilReady(progress: @escaping @Sendable (BootstrapStateMachine.Phase) -> Void = { _ in })
+        async throws -> BootstrapReport
+    {
+        var machine = BootstrapStateMachine(mode: .waitOnly, setName: configuration.setName, members: configuration.members)
+        return try await execute(&machine, progress: progress)
+    }
+
+    // MARK: - The shell
+
+    private func execute(
+        _ machine: inout BootstrapStateMachine,
+        progress: @Sendable (BootstrapStateMachine.Phase) -> Void
+    ) async throws -> BootstrapReport {
+        let client = try makeClient()
+        do {
+            let report = try await execute(&machine, client: client, progress: progress)
+            await client.close()
+            return report
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    private func execute(
+        _ machine: inout BootstrapStateMachine,
+        client: MongoClient,
+        progress: @Sendable (BootstrapStateMachine.Phase) -> Void
+    ) async throws -> BootstrapReport {
+        let start = ContinuousClock.now
+        let deadline = start + configuration.timeout
+        var reported: BootstrapStateMachine.Phase?
+        var reachableAt: ContinuousClock.Instant?
+        var primaryAt: ContinuousClock.Instant?
+        var lastHello: HelloSummary?
+        var lastStatus: StatusSummary?
+        var proof: OplogProof = .note
+        var repaired = false
+        var action = machine.start()
+        while true {
+            if machine.phase != reported {
+                reported = machine.phase
+                logger.debug("bootstrap phase", metadata: ["rsinit.phase": "\(machine.phase)"])
+                progress(machine.phase)
+            }
+            try Task.checkCancellation()
+            if ContinuousClock.now >= deadline, !isTerminal(action) {
+                action = machine.deadlinePassed(after: configuration.timeout)
+                continue
+            }
+            switch action {
+            case .probe(let attempt):
+                try await sleep(configuration.backoff, attempt: attempt - 1, deadline: deadline, skipFirst: attempt == 0)
+                guard ContinuousClock.now < deadline else { continue }
+                do {
+                    let hello = HelloSummary(try await client.runCommand(["hello": 1]))
+                    reachableAt = reachableAt ?? .now
+                    lastHello = hello
+                    action = machine.probeSucceeded(hello)
+                } catch let error as MongoError {
+                    action = machine.probeFailed(error)
+                }
+            case .fetchStatus:
+                do {
+                    let status = StatusSummary(try await client.runCommand(["replSetGetStatus": 1]))
+                    lastStatus = status
+                    action = machine.statusReplied(status)
+                } catch let error as MongoError {
+                    action = machine.statusFailed(error)
+                }
+            case .initiate(let attempt):
+                try await sleep(configuration.backoff, attempt: attempt - 1, deadline: deadline, skipFirst: attempt == 0)
+                guard ContinuousClock.now < deadline else { continue }
+                do {
+                    logger.debug("replSetInitiate", metadata: ["rsinit.config": "\(machine.initiateConfig.relaxedExtendedJSON)"])
+                    _ = try await client.runCommand(["replSetInitiate": .document(machine.initiateConfig)])
+                    action = machine.initiateSucceeded()
+                } catch let error as MongoError {
+                    action = machine.initiateFailed(error)
+                }
+            case .fetchStoredConfig:
+                let reply = try? await client.runCommand(["replSetGetConfig": 1])
+                action = machine.storedConfigFetched(reply)
+            case .forceReconfig(let stored):
+                logger.warning(
+                    "forcing a reconfig of a REMOVED node",
+                    metadata: ["rsinit.members": "\(configuration.members.map(\.description))"]
+                )
+                do {
+                    _ = try await client.runCommand(["replSetReconfig": .document(reconfigured(stored)), "force": true])
+                    repaired = true
+                    action = machine.forceReconfigSucceeded()
+                } catch let error as MongoError {
+                    action = machine.forceReconfigFailed(error)
+                }
+            case .pollPrimary(let attempt):
+                // Short, capped polls: a writable primary is noticed within ~50 ms (hello is cheap).
+                try await sleep(Backoff(initial: .milliseconds(10), maximum: .milliseconds(50)), attempt: attempt - 1,
+                    deadline: deadline, skipFirst: attempt == 0)
+                guard ContinuousClock.now < deadline else { continue }
+                do {
+                    let hello = HelloSummary(try await client.runCommand(["hello": 1]))
+                    lastHello = hello
+                    var status: StatusSummary?
+                    if configuration.members.count > 1 || !hello.isWritablePrimary {
+                        status = try? StatusSummary(await client.runCommand(["replSetGetStatus": 1]))
+                        if let status { lastStatus = status }
+                    }
+                    action = machine.primaryPolled(hello, status: status)
+                    if case .proveOplog = action { primaryAt = .now }
+                } catch let error as MongoError {
+                    action = machine.primaryPollFailed(error)
+                }
+            case .proveOplog:
+                primaryAt = primaryAt ?? .now
+                reachableAt = reachableAt ?? .now
+                switch await proveOplog(client, deadline: deadline) {
+                case .success(let how):
+                    proof = how
+                    action = machine.oplogProved()
+                case .failure(let failure):
+                    action = failure.kind == .oplogNotAdvancing ? machine.oplogProofFailed(failure.message) : .fail(failure)
+                }
+            case .finish:
+                if machine.phase != reported { progress(machine.phase) }
+                let end = ContinuousClock.now
+                let status = configuration.members.count > 1 ? lastStatus : nil
+                return BootstrapReport(
+                    setName: configuration.setName,
+                    primary: lastHello?.primary,
+                    hosts: lastHello?.hosts ?? [],
+                    initiated: machine.initiatedByUs,
+                    repaired: repaired,
+                    oplogProof: proof,
+                    reachableAfterMs: ((reachableAt ?? end) - start).milliseconds,
+                    primaryAfterMs: ((primaryAt ?? end) - start).milliseconds,
+                    totalMs: (end - start).milliseconds,
+                    unhealthyMembers: status?.unhealthyMembers ?? [],
+                    warnings: warnings(hello: lastHello, existing: machine.foundExistingSet)
+                )
+            case .fail(let failure):
+                if machine.phase != reported { progress(machine.phase) }
+                throw failure
+            }
+        }
+    }
+
+    private func isTerminal(_ action: BootstrapStateMachine.Action) -> Bool {
+        switch action {
+        case .finish, .fail: return true
+        default: return false
+        }
+    }
+
+    private func makeClient() throws(BootstrapFailure) -> MongoClient {
+        let attemptMs = Int32(clamping: configuration.attemptTimeout.milliseconds)
+        do {
+            // Direct connection: an uninitialised member is selectable only in Single topology. socketTimeoutMS
+            // covers mongod's isSelf slow path (up to 30 s inside replSetInitiate).
+            let direct = try configuration.connectionString.settingOptions(
+                int32: [
+                    "connectTimeoutMS": attemptMs, "serverSelectionTimeoutMS": attemptMs, "socketTimeoutMS": 45_000,
+                    "heartbeatFrequencyMS": 500,
+                ],
+                bool: ["directConnection": true, "serverSelectionTryOnce": true]
+            )
+            return try MongoClient(direct, appName: "rsinit", logger: logger)
+        } catch {
+            throw BootstrapFailure(.usage, error.message, fix: "check --uri (see the MongoDB connection string docs)")
+        }
+    }
+
+    private func sleep(_ backoff: Backoff, attempt: Int, deadline: ContinuousClock.Instant, skipFirst: Bool = false)
+        async throws
+    {
+        if skipFirst || attempt < 0 { return }
+        let delay = backoff.delay(attempt: attempt, jitter: Double.random(in: 0...1))
+        let until = min(ContinuousClock.now + delay, deadline)
+        if until > .now { try await Task.sleep(until: until, clock: .continuous) }
+    }
+
+    private func reconfigured(_ stored: BSONDocument) -> BSONDocument {
+        let version = stored["version"]?.int64Value ?? 1
+        var members: [BSONValue] = []
+        for (index, member) in configuration.members.enumerated() {
+            var document: BSONDocument = ["_id": .int32(Int32(index)), "host": .string(member.description)]
+            if configuration.members.count > 1 { document.append("priority", .double(index == 0 ? 2 : 1)) }
+            members.append(.document(document))
+        }
+        var config = stored.removing(["members", "version"])
+        config.append("version", .int32(Int32(clamping: version + 1)))
+        config.append("members", .array(members))
+        return config
+    }
+
+    private func warnings(hello: HelloSummary?, existing: Bool) -> [String] {
+        guard existing, let hosts = hello?.hosts, !hosts.isEmpty else { return [] }
+        let wanted = Set(configuration.members.map { $0.description.lowercased() })
+        let stored = Set(hosts.map { $0.lowercased() })
+        guard wanted != stored else { return [] }
+        var text = "the existing config lists member host(s) [\(hosts.joined(separator: ", "))], not "
+            + "[\(configuration.members.map(\.description).joined(separator: ", "))]"
+        if hosts.compactMap({ HostAndPort(parsing: $0) }).contains(where: \.isLoopback) {
+            text += "; clients outside mongod's container will be sent to their own localhost unless they use "
+                + "directConnection=true (change it with rs.reconfig on the primary)"
+        }
+        return [text]
+    }
+
+    // MARK: - Oplog proof
+
+    private func proveOplog(_ client: MongoClient, deadline: ContinuousClock.Instant) async -> Result<OplogProof, BootstrapFailure> {
+        do {
+            let newest = try await client.find(
+                database: "local", collection: "oplog.rs", options: ["sort": ["$natural": -1], "limit": 1])
+            let last = try await newest.next()
+            await newest.close()
+            guard let last, let since = last["ts"]?.timestampValue else {
+                return .failure(BootstrapFailure(.oplogNotAdvancing, "local.oplog.rs does not exist or is empty"))
+            }
+            let token = HexToken.random()
+            do {
+                _ = try await client.runCommand([
+                    "appendOplogNote": 1, "data": ["msg": "rsinit oplog check", "rsinit": .string(token)],
+                ])
+            } catch let error as MongoError where error.code == .unauthorized || error.code == .commandNotFound {
+                logger.debug("appendOplogNote not permitted; watching lastWrite", metadata: ["rsinit.error": "\(error)"])
+                return await proveByLastWrite(client, since: since, deadline: deadline)
+            }
+            let cursor = try await client.find(
+                database: "local",
+                collection: "oplog.rs",
+                filter: ["ts": ["$gte": .timestamp(since)], "op": "n"],
+                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 500]
+            )
+            var found = false
+            do {
+                while !found && ContinuousClock.now < deadline {
+                    guard let entry = try await cursor.next() else {
+                        if !cursor.isAlive { break }
+                        continue
+                    }
+                    found = entry[path: "o.rsinit"] == .string(token)
+                }
+            } catch {
+                await cursor.close()
+                throw error
+            }
+            await cursor.close()
+            if found { return .success(.note) }
+            return .failure(BootstrapFailure(.oplogNotAdvancing, "the appendOplogNote marker was not read back from the oplog"))
+        } catch let error as MongoError {
+            if error.code == .unauthorized || error.code == .authenticationFailed {
+                return .failure(BootstrapFailure(.auth, "reading local.oplog.rs was refused: \(error.message)",
+                    fix: "use a user with read access to the local database (e.g. clusterMonitor + read on local)"))
+            }
+            return .failure(BootstrapFailure(.oplogNotAdvancing, "reading the oplog failed: \(error.message)"))
+        } catch {
+            return .failure(BootstrapFailure(.oplogNotAdvancing, "\(error)"))
+        }
+    }
+
+    private func proveByLastWrite(
+        _ client: MongoClient,
+        since: BSONTimestamp,
+        deadline: ContinuousClock.Instant
+    ) async -> Result<OplogProof, BootstrapFailure> {
+        let limit = min(deadline, ContinuousClock.now + configuration.noopProofTimeout)
+        var baseline: BSONTimestamp?
+        while ContinuousClock.now < limit {
+            if let hello = try? HelloSummary(await client.runCommand(["hello": 1])), let ts = hello.lastWrite {
+                if let baseline, ts > baseline { return .success(.lastWrite) }
+                if baseline == nil { baseline = max(ts, since) }
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        return .failure(BootstrapFailure(
+            .oplogNotAdvancing,
+            "hello.lastWrite did not advance within \(configuration.noopProofTimeout.formattedSeconds) and "
+                + "appendOplogNote is not permitted for this user"
+        ))
+    }
+}
+
+enum HexToken {
+    static func random() -> String {
+        (0..<8).map { _ in String(UInt8.random(in: 0...255), radix: 16).leftPaddedHex }.joined()
+    }
+}
+
+extension String {
+    fileprivate var leftPaddedHex: String { count == 1 ? "0" + self : self }
+}

@@ -1,0 +1,100 @@
+import Foundation
+public import Logging
+public import MongoCWrapper
+
+/// What `rsinit status` prints: the node's kind and the set's state, from one `hello` and `replSetGetStatus`.
+public struct ReplicaSetStatusReport: Sendable, Codable, Equatable {
+    /// "standalone", "uninitialized", "removed", "member" or "mongos".
+    public var kind: String
+    public var setName: String?
+    /// This node's state name (PRIMARY, SECONDARY, STARTUP2, …).
+    public var state: String?
+    public var writablePrimary: Bool
+    public var primary: String?
+    public var hosts: [String]
+    public var members: [MemberStatus]
+    /// The newest oplog write as "seconds.increment".
+    public var lastWrite: String?
+}
+
+/// Reads the replica set's state for `rsinit status`.
+public struct ReplicaSetStatusReader: Sendable {
+    let connectionString: MongoConnectionString
+    let attemptTimeout: Duration
+    let logger: Logger
+
+    public init(connectionString: MongoConnectionString, attemptTimeout: Duration = .seconds(2), logger: Logger) {
+        self.connectionString = connectionString
+        self.attemptTimeout = attemptTimeout
+        self.logger = logger
+    }
+
+    /// One look at the node.
+    ///
+    /// - Throws: ``BootstrapFailure`` (unreachable, auth, usage).
+    public func read() async throws(BootstrapFailure) -> ReplicaSetStatusReport {
+        let ms = Int32(clamping: attemptTimeout.milliseconds)
+        let client: MongoClient
+        do {
+            let direct = try connectionString.settingOptions(
+                int32: ["connectTimeoutMS": ms, "serverSelectionTimeoutMS": ms],
+                bool: ["directConnection": true]
+            )
+            client = try MongoClient(direct, appName: "rsinit", logger: logger)
+        } catch {
+            throw BootstrapFailure(.usage, error.message)
+        }
+        let result = await Self.read(client)
+        await client.close()
+        return try result.get()
+    }
+
+    private static func read(_ client: MongoClient) async -> Result<ReplicaSetStatusReport, BootstrapFailure> {
+        let hello: HelloSummary
+        do {
+            hello = HelloSummary(try await client.runCommand(["hello": 1]))
+        } catch let error as MongoError {
+            if error.code == .authenticationFailed || error.code == .unauthorized {
+                return .failure(BootstrapFailure(.auth, "authentication failed: \(error.message)", fix: "check the credentials in --uri"))
+            }
+            return .failure(BootstrapFailure(.unreachable, "mongod did not answer: \(error.message)",
+                fix: "check that mongod runs and that --host/--port (or --uri) reach it from here"))
+        } catch {
+            return .failure(BootstrapFailure(.unreachable, "\(error)"))
+        }
+        var report = ReplicaSetStatusReport(
+            kind: "member",
+            setName: hello.setName,
+            state: nil,
+            writablePrimary: hello.isWritablePrimary && hello.setName != nil,
+            primary: hello.primary,
+            hosts: hello.hosts,
+            members: [],
+            lastWrite: hello.lastWrite.map { "\($0.seconds).\($0.increment)" }
+        )
+        if hello.isMongos { report.kind = "mongos"; return .success(report) }
+        if hello.isStandalone { report.kind = "standalone"; return .success(report) }
+        do {
+            let status = StatusSummary(try await client.runCommand(["replSetGetStatus": 1]))
+            report.setName = status.setName
+            report.state = MemberStateName.name(status.myState)
+            if status.myState == 1 && !hello.isWritablePrimary { report.state = "PRIMARY (draining)" }
+            report.members = status.members
+        } catch let error as MongoError {
+            switch error.code {
+            case .notYetInitialized: report.kind = "uninitialized"
+            case .invalidReplicaSetConfig:
+                report.kind = "removed"
+                report.state = "REMOVED"
+            case .unauthorized, .authenticationFailed:
+                return .failure(BootstrapFailure(.auth, "replSetGetStatus was refused: \(error.message)",
+                    fix: "pass credentials of a user with the clusterMonitor role in --uri"))
+            default:
+                report.state = "unknown (\(error.message))"
+            }
+        } catch {
+            report.state = "unknown"
+        }
+        return .success(report)
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import RSInitCore
+
+/// Entry point: applies RSINIT_* environment variables, parses, runs, and maps every failure to a documented exit
+/// code without a stack trace (usage errors exit 2, not ArgumentParser's 64).
+@main
+enum Main {
+    static func main() async {
+        let arguments = EnvironmentArguments.merge(
+            Array(CommandLine.arguments.dropFirst()),
+            environment: ProcessInfo.processInfo.environment
+        )
+        do {
+            var command = try RSInitCommand.parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let exit as ExitCode {
+            Foundation.exit(exit.rawValue)
+        } catch {
+            let code = RSInitCommand.exitCode(for: error)
+            let message = RSInitCommand.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
+}
+
+/// Maps `RSINIT_*` environment variables to flags that are not already on the command line.
+enum EnvironmentArguments {
+    struct Entry {
+        let variable: String
+        let flag: String
+        let isBoolean: Bool
+        /// Commands that accept the flag ("" is the root bootstrap command).
+        let commands: Set<String>
+    }
+
+    static let all: Set<String> = ["", "status", "wait"]
+    static let table: [Entry] = [
+        Entry(variable: "RSINIT_HOST", flag: "--host", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_URI", flag: "--uri", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_MEMBER_HOST", flag: "--member-host", isBoolean: false, commands: [""]),
+        Entry(variable: "RSINIT_MEMBERS", flag: "--members", isBoolean: false, commands: [""]),
+        Entry(variable: "RSINIT_ALLOW_LOCALHOST_MEMBER", flag: "--allow-localhost-member", isBoolean: true, commands: [""]),
+        Entry(variable: "RSINIT_FORCE_RECONFIG", flag: "--force-reconfig", isBoolean: true, commands: [""]),
+        Entry(variable: "RSINIT_JSON", flag: "--json", isBoolean: true, commands: all),
+        Entry(variable: "RSINIT_QUIET", flag: "--quiet", isBoolean: true, commands: all),
+        Entry(variable: "RSINIT_VERBOSE", flag: "--verbose", isBoolean: true, commands: all),
+    ]
+
+    static func merge(_ arguments: [String], environment: [String: String]) -> [String] {
+        let subcommands: Set<String> = ["status", "wait"]
+        let command = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? ""
+        if arguments.contains("--help") || arguments.contains("-h") || arguments.contains("--version") {
+            return arguments
+        }
+        var merged = arguments
+        for entry in table where entry.commands.contains(command) {
+            guard let value = environment[entry.variable], !value.isEmpty else { continue }
+            let present = arguments.contains { $0 == entry.flag || $0.hasPrefix(entry.flag + "=") }
+            guard !present else { continue }
+            if entry.isBoolean {
+                if ["1", "true", "yes", "on"].contains(value.lowercased()) { merged.append(entry.flag) }
+            } else {
+                merged.append(entry.flag)
+                merged.append(value)
+            }
+        }
+        return merged
+    }
+}
