@@ -14,6 +14,6 @@ public struct Backoff: Sendable, Equatable {
         var base = initial * (1 << exponent)
         if base > maximum || base < .zero { base = maximum }
         let factor = 0.8 + 0.4 * min(max(jitter, 0), 1)
-        return base * factor
+        return .milliseconds(Int64((Double(base.milliseconds) * factor).rounded()))
     }
 }

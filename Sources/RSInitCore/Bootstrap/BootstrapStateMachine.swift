@@ -191,6 +191,7 @@ public struct BootstrapStateMachine: Sendable {
         case .nodeNotFound:
             // Other members not answering yet (still starting): retry until the deadline.
             initiateAttempts += 1
+            phase = .initiating
             return .initiate(attempt: initiateAttempts)
         case .noReplicationEnabled:
             return notReplicaSet()
