@@ -65,7 +65,9 @@ struct RSInitCommand: AsyncParsableCommand {
 
     @Flag(
         name: .customLong("force-reconfig"),
-        help: ArgumentHelp("Repair a REMOVED node with a forced reconfig to the member hosts (env RSINIT_FORCE_RECONFIG).")
+        help: ArgumentHelp(
+            "Repair a REMOVED node with a forced reconfig to the member hosts (env RSINIT_FORCE_RECONFIG)."
+        )
     )
     var forceReconfig = false
 
@@ -102,7 +104,9 @@ struct RSInitCommand: AsyncParsableCommand {
 
     private func memberHosts(_ connectionString: MongoConnectionString) throws(BootstrapFailure) -> [HostAndPort] {
         if let members {
-            let parsed = members.split(separator: ",").map { HostAndPort(parsing: String($0)) }
+            let parsed = members.split(separator: ",", omittingEmptySubsequences: false).map {
+                HostAndPort(parsing: String($0))
+            }
             guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
                 throw BootstrapFailure(.usage, "invalid --members \"\(members)\"", fix: "use host:port,host:port")
             }
@@ -113,7 +117,11 @@ struct RSInitCommand: AsyncParsableCommand {
         }
         if let memberHost {
             guard let parsed = HostAndPort(parsing: memberHost) else {
-                throw BootstrapFailure(.usage, "invalid --member-host \"\(memberHost)\"", fix: "use host:port, e.g. mongodb:27017")
+                throw BootstrapFailure(
+                    .usage,
+                    "invalid --member-host \"\(memberHost)\"",
+                    fix: "use host:port, e.g. mongodb:27017"
+                )
             }
             return [parsed]
         }
@@ -176,7 +184,8 @@ struct WaitCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         do {
             let connectionString = try connection.connectionString()
-            let seed = connectionString.hosts.first.flatMap { HostAndPort(parsing: $0) } ?? HostAndPort(host: "?", port: 27017)
+            let seed =
+                connectionString.hosts.first.flatMap { HostAndPort(parsing: $0) } ?? HostAndPort(host: "?", port: 27017)
             let configuration = BootstrapConfiguration(
                 connectionString: connectionString,
                 setName: connection.setName,

@@ -95,10 +95,14 @@ enum StatusText {
         case "removed": lines.append("REMOVED: this node is not in its stored replica set config")
         default:
             lines.append("replica set \(status.setName ?? "?"): this node is \(status.state ?? "?")")
-            lines.append("writable primary: \(status.writablePrimary ? "yes" : "no")\(status.primary.map { " (\($0))" } ?? "")")
+            lines.append(
+                "writable primary: \(status.writablePrimary ? "yes" : "no")\(status.primary.map { " (\($0))" } ?? "")"
+            )
         }
         for member in status.members {
-            lines.append("  \(member.name)  \(member.stateStr)  health \(member.health)\(member.isSelf ? "  (self)" : "")")
+            lines.append(
+                "  \(member.name)  \(member.stateStr)  health \(member.health)\(member.isSelf ? "  (self)" : "")"
+            )
         }
         if let lastWrite = status.lastWrite { lines.append("last oplog write: \(lastWrite)") }
         return lines.joined(separator: "\n")

@@ -52,7 +52,12 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_MEMBER_HOST", flag: "--member-host", isBoolean: false, commands: [""]),
         Entry(variable: "RSINIT_MEMBERS", flag: "--members", isBoolean: false, commands: [""]),
-        Entry(variable: "RSINIT_ALLOW_LOCALHOST_MEMBER", flag: "--allow-localhost-member", isBoolean: true, commands: [""]),
+        Entry(
+            variable: "RSINIT_ALLOW_LOCALHOST_MEMBER",
+            flag: "--allow-localhost-member",
+            isBoolean: true,
+            commands: [""]
+        ),
         Entry(variable: "RSINIT_FORCE_RECONFIG", flag: "--force-reconfig", isBoolean: true, commands: [""]),
         Entry(variable: "RSINIT_JSON", flag: "--json", isBoolean: true, commands: all),
         Entry(variable: "RSINIT_QUIET", flag: "--quiet", isBoolean: true, commands: all),

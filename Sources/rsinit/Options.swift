@@ -19,7 +19,10 @@ struct ConnectionOptions: ParsableArguments {
     )
     var uri: String?
 
-    @Option(name: .customLong("set-name"), help: "The replica set name mongod runs with (--replSet) (env RSINIT_SET_NAME).")
+    @Option(
+        name: .customLong("set-name"),
+        help: "The replica set name mongod runs with (--replSet) (env RSINIT_SET_NAME)."
+    )
     var setName = "steedos"
 
     @Option(
@@ -34,14 +37,22 @@ struct ConnectionOptions: ParsableArguments {
     func connectionString() throws(BootstrapFailure) -> MongoConnectionString {
         if let uri {
             do { return try MongoConnectionString(uri) } catch {
-                throw BootstrapFailure(.usage, error.message, fix: "check --uri (mongodb://[user:pass@]host[:port]/?options)")
+                throw BootstrapFailure(
+                    .usage,
+                    error.message,
+                    fix: "check --uri (mongodb://[user:pass@]host[:port]/?options)"
+                )
             }
         }
         guard let host else {
             throw BootstrapFailure(.usage, "no mongod given", fix: "pass --host (e.g. --host mongodb) or --uri")
         }
         guard let seed = HostAndPort(parsing: host, defaultPort: port) else {
-            throw BootstrapFailure(.usage, "invalid --host \"\(host)\"", fix: "pass a host name or IP address (optionally host:port)")
+            throw BootstrapFailure(
+                .usage,
+                "invalid --host \"\(host)\"",
+                fix: "pass a host name or IP address (optionally host:port)"
+            )
         }
         guard (1...65535).contains(port) else { throw BootstrapFailure(.usage, "invalid --port \(port)") }
         do { return try MongoConnectionString("mongodb://\(seed.description)/") } catch {

@@ -230,9 +230,9 @@ import Testing
     // §14.4
     @Test func afterInitiateTheNodeWalksToAWritablePrimary() async throws {
         let timings = FakeMongodConfiguration.Timings(
-            startup2: .milliseconds(400),
-            secondary: .milliseconds(400),
-            drain: .milliseconds(400),
+            startup2: .seconds(1),
+            secondary: .seconds(1),
+            drain: .seconds(1),
             initiate: .zero
         )
         let server = try startDouble(.uninitialized(setName: "steedos"), timings: timings)
@@ -245,7 +245,7 @@ import Testing
             var states: [Int64] = []
             var helloStates: [String] = []
             var drainHello: BSONDocument?
-            let deadline = ContinuousClock.now + .seconds(3)
+            let deadline = ContinuousClock.now + .seconds(8)
             while ContinuousClock.now < deadline {
                 let status = try await client.runCommand(["replSetGetStatus": 1])
                 let hello = try await client.runCommand(["hello": 1])

@@ -45,9 +45,14 @@ final class PhaseRecorder: Sendable {
     var all: [BootstrapStateMachine.Phase] { phases.withLock { $0 } }
 }
 
-func runBootstrap(_ configuration: BootstrapConfiguration, recorder: PhaseRecorder? = nil) async -> Result<BootstrapReport, BootstrapFailure> {
+func runBootstrap(
+    _ configuration: BootstrapConfiguration,
+    recorder: PhaseRecorder? = nil
+) async -> Result<BootstrapReport, BootstrapFailure> {
     do {
-        let report = try await ReplicaSetBootstrapper(configuration: configuration, logger: bootstrapLogger).run { recorder?.record($0) }
+        let report = try await ReplicaSetBootstrapper(configuration: configuration, logger: bootstrapLogger).run {
+            recorder?.record($0)
+        }
         return .success(report)
     } catch let failure as BootstrapFailure {
         return .failure(failure)
@@ -58,7 +63,9 @@ func runBootstrap(_ configuration: BootstrapConfiguration, recorder: PhaseRecord
 
 func runWait(_ configuration: BootstrapConfiguration) async -> Result<BootstrapReport, BootstrapFailure> {
     do {
-        return .success(try await ReplicaSetBootstrapper(configuration: configuration, logger: bootstrapLogger).waitUntilReady())
+        return .success(
+            try await ReplicaSetBootstrapper(configuration: configuration, logger: bootstrapLogger).waitUntilReady()
+        )
     } catch let failure as BootstrapFailure {
         return .failure(failure)
     } catch {
@@ -90,7 +97,11 @@ extension Result where Failure == BootstrapFailure {
         #expect(report.primary == server.hostAndPort)
         #expect(report.hosts == [server.hostAndPort])
         #expect(server.acceptedInitiateCount == 1)
-        #expect(server.replicaSetConfig?["members"] == [.document(server.replicaSetConfig!["members"]!.arrayValue![0].documentValue!)])
+        #expect(
+            server.replicaSetConfig?["members"] == [
+                .document(server.replicaSetConfig!["members"]!.arrayValue![0].documentValue!)
+            ]
+        )
         #expect(server.replicaSetConfig?[path: "_id"] == "steedos")
         #expect(server.oplogEntries.contains { $0[path: "o.msg"] == "rsinit oplog check" })
         #expect(recorder.all.first == .waitingForMongod)
@@ -100,7 +111,10 @@ extension Result where Failure == BootstrapFailure {
         // One progress line per state change, not per attempt.
         #expect(recorder.all.count == Set(recorder.all.map { "\($0)" }).count)
         // The member host is the name given, not what mongod would pick.
-        #expect(server.replicaSetConfig?["members"]?.arrayValue?.first?.documentValue?["host"] == .string(server.hostAndPort))
+        #expect(
+            server.replicaSetConfig?["members"]?.arrayValue?.first?.documentValue?["host"]
+                == .string(server.hostAndPort)
+        )
     }
 
     @Test func delayedStart() async throws {
@@ -108,6 +122,8 @@ extension Result where Failure == BootstrapFailure {
         defer { server.stop() }
         let report = try await runBootstrap(try bootstrapConfiguration(server)).get()
         #expect(report.reachableAfterMs >= 700)
+        // Retries dial again at once (no 5 s libmongoc cooldown): noticed within a backoff step or two.
+        #expect(report.reachableAfterMs < 2500)
         #expect(report.initiated)
     }
 
@@ -162,7 +178,9 @@ extension Result where Failure == BootstrapFailure {
     @Test func memberHostThatDoesNotMapToTheNode() async throws {
         let server = try double(.uninitialized(setName: "steedos")) { $0.selfNotFoundDelay = .milliseconds(200) }
         defer { server.stop() }
-        let result = await runBootstrap(try bootstrapConfiguration(server, members: ["mongodb:27017"]) { $0.allowLocalhostMember = false })
+        let result = await runBootstrap(
+            try bootstrapConfiguration(server, members: ["mongodb:27017"]) { $0.allowLocalhostMember = false }
+        )
         #expect(result.failureKind == .invalidConfig)
         #expect(result.failureText.contains("No host described in new configuration"))
         #expect(result.failureText.contains("does not resolve to this mongod"))
@@ -186,7 +204,10 @@ extension Result where Failure == BootstrapFailure {
         defer { server.stop() }
         let report = try await runBootstrap(try bootstrapConfiguration(server) { $0.forceReconfig = true }).get()
         #expect(report.repaired)
-        #expect(server.replicaSetConfig?["members"]?.arrayValue?.first?.documentValue?["host"] == .string(server.hostAndPort))
+        #expect(
+            server.replicaSetConfig?["members"]?.arrayValue?.first?.documentValue?["host"]
+                == .string(server.hostAndPort)
+        )
         #expect((server.replicaSetConfig?["version"]?.int64Value ?? 0) > 10_000)
     }
 
@@ -197,7 +218,8 @@ extension Result where Failure == BootstrapFailure {
         #expect(result.failureKind == .auth)
         #expect(result.failureText.contains("localhost exception"))
         let badPassword = await runBootstrap(
-            try bootstrapConfiguration(server, uri: "mongodb://root:hunter2@127.0.0.1:\(server.port)/?authSource=admin"))
+            try bootstrapConfiguration(server, uri: "mongodb://root:hunter2@127.0.0.1:\(server.port)/?authSource=admin")
+        )
         #expect(badPassword.failureKind == .auth)
         #expect(!badPassword.failureText.contains("hunter2"))
     }
@@ -252,7 +274,9 @@ extension Result where Failure == BootstrapFailure {
         let server = try double(.uninitialized(setName: "steedos")) { $0.silent = true }
         defer { server.stop() }
         let start = ContinuousClock.now
-        let result = await runBootstrap(try bootstrapConfiguration(server, timeout: .seconds(2)) { $0.attemptTimeout = .milliseconds(300) })
+        let result = await runBootstrap(
+            try bootstrapConfiguration(server, timeout: .seconds(2)) { $0.attemptTimeout = .milliseconds(300) }
+        )
         #expect(result.failureKind == .unreachable)
         #expect(ContinuousClock.now - start < .seconds(4))
     }
@@ -268,7 +292,9 @@ extension Result where Failure == BootstrapFailure {
     @Test func deadlineWhileTheOplogDoesNotMove() async throws {
         let server = try double(.primary(setName: "steedos")) { $0.appendOplogNoteAllowed = false }
         defer { server.stop() }
-        let result = await runBootstrap(try bootstrapConfiguration(server, timeout: .seconds(5)) { $0.noopProofTimeout = .milliseconds(600) })
+        let result = await runBootstrap(
+            try bootstrapConfiguration(server, timeout: .seconds(5)) { $0.noopProofTimeout = .milliseconds(600) }
+        )
         #expect(result.failureKind == .oplogNotAdvancing)
     }
 
@@ -290,7 +316,8 @@ extension Result where Failure == BootstrapFailure {
         let server = try double(.uninitialized(setName: "steedos")) { $0.selfHostNames = ["db1"] }
         defer { server.stop() }
         let result = await runBootstrap(
-            try bootstrapConfiguration(server, members: ["db1:\(server.port)", "db2:27017"], timeout: .seconds(1)))
+            try bootstrapConfiguration(server, members: ["db1:\(server.port)", "db2:27017"], timeout: .seconds(1))
+        )
         #expect(result.failureKind == .invalidConfig)
         #expect(result.failureText.contains("db2:27017 failed with Error connecting"))
         #expect(server.receivedCommandNames.filter { $0 == "replsetinitiate" }.count >= 2)
@@ -308,13 +335,16 @@ extension Result where Failure == BootstrapFailure {
         let server = try double(.removed(setName: "steedos", storedHosts: ["old:27017"]))
         defer { server.stop() }
         let reader = ReplicaSetStatusReader(
-            connectionString: try MongoConnectionString("mongodb://127.0.0.1:\(server.port)/"), logger: bootstrapLogger)
+            connectionString: try MongoConnectionString("mongodb://127.0.0.1:\(server.port)/"),
+            logger: bootstrapLogger
+        )
         let removed = try await reader.read()
         #expect(removed.kind == "removed")
         let primary = try double(.primary(setName: "rs0"))
         defer { primary.stop() }
         let status = try await ReplicaSetStatusReader(
-            connectionString: try MongoConnectionString("mongodb://127.0.0.1:\(primary.port)/"), logger: bootstrapLogger
+            connectionString: try MongoConnectionString("mongodb://127.0.0.1:\(primary.port)/"),
+            logger: bootstrapLogger
         ).read()
         #expect(status.kind == "member")
         #expect(status.state == "PRIMARY")

@@ -4,12 +4,22 @@ import Testing
 
 func hello(_ document: BSONDocument) -> HelloSummary { HelloSummary(document) }
 
-let ghostHello = hello(["isWritablePrimary": false, "secondary": false, "isreplicaset": true, "info": "Does not have a valid replica set config"])
+let ghostHello = hello([
+    "isWritablePrimary": false, "secondary": false, "isreplicaset": true,
+    "info": "Does not have a valid replica set config",
+])
 let standaloneHello = hello(["isWritablePrimary": true, "maxWireVersion": 21])
 let mongosHello = hello(["ismaster": true, "msg": "isdbgrid"])
-let primaryHello = hello(["isWritablePrimary": true, "secondary": false, "setName": "steedos", "hosts": ["mongodb:27017"], "primary": "mongodb:27017"])
-let drainHello = hello(["isWritablePrimary": false, "secondary": true, "setName": "steedos", "hosts": ["mongodb:27017"]])
-let startup2Hello = hello(["isWritablePrimary": false, "secondary": false, "setName": "steedos", "hosts": ["mongodb:27017"]])
+let primaryHello = hello([
+    "isWritablePrimary": true, "secondary": false, "setName": "steedos", "hosts": ["mongodb:27017"],
+    "primary": "mongodb:27017",
+])
+let drainHello = hello([
+    "isWritablePrimary": false, "secondary": true, "setName": "steedos", "hosts": ["mongodb:27017"],
+])
+let startup2Hello = hello([
+    "isWritablePrimary": false, "secondary": false, "setName": "steedos", "hosts": ["mongodb:27017"],
+])
 
 func serverError(_ code: Int32, _ message: String = "m") -> MongoError {
     MongoError(code: MongoError.classify(serverCode: code), message: message, serverCode: code)
@@ -20,14 +30,30 @@ let networkError = MongoError(code: .serverSelection, message: "No suitable serv
 func status(set: String = "steedos", myState: Int32 = 1, members: [BSONValue]? = nil) -> StatusSummary {
     StatusSummary([
         "set": .string(set), "myState": .int32(myState),
-        "members": .array(members ?? [["_id": 0, "name": "mongodb:27017", "health": 1.0, "state": .int32(myState), "stateStr": "X", "self": true]]),
+        "members": .array(
+            members ?? [
+                [
+                    "_id": 0, "name": "mongodb:27017", "health": 1.0, "state": .int32(myState), "stateStr": "X",
+                    "self": true,
+                ]
+            ]
+        ),
     ])
 }
 
-func machine(_ mode: BootstrapStateMachine.Mode = .bootstrap, members: [String] = ["mongodb:27017"], force: Bool = false)
+func machine(
+    _ mode: BootstrapStateMachine.Mode = .bootstrap,
+    members: [String] = ["mongodb:27017"],
+    force: Bool = false
+)
     -> BootstrapStateMachine
 {
-    BootstrapStateMachine(mode: mode, setName: "steedos", members: members.compactMap { HostAndPort(parsing: $0) }, forceReconfig: force)
+    BootstrapStateMachine(
+        mode: mode,
+        setName: "steedos",
+        members: members.compactMap { HostAndPort(parsing: $0) },
+        forceReconfig: force
+    )
 }
 
 func failureKind(_ action: BootstrapStateMachine.Action) -> BootstrapFailure.Kind? {
@@ -64,7 +90,10 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
         #expect(failureKind(mismatch) == .invalidConfig)
         #expect(failureText(mismatch).contains("\"rs0\""))
         var auth = machine()
-        #expect(failureKind(auth.probeFailed(MongoError(code: .authenticationFailed, message: "Authentication failed."))) == .auth)
+        #expect(
+            failureKind(auth.probeFailed(MongoError(code: .authenticationFailed, message: "Authentication failed.")))
+                == .auth
+        )
         var wire = machine()
         #expect(failureKind(wire.probeFailed(MongoError(code: .incompatibleServer, message: "wire"))) == .unreachable)
         var waitOnly = machine(.waitOnly)
@@ -117,7 +146,11 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
 
         var noSelf = machine()
         let rejected = noSelf.initiateFailed(
-            serverError(93, "No host described in new configuration with {version: 1, term: 0} for replica set steedos maps to this node"))
+            serverError(
+                93,
+                "No host described in new configuration with {version: 1, term: 0} for replica set steedos maps to this node"
+            )
+        )
         #expect(failureKind(rejected) == .invalidConfig)
         #expect(failureText(rejected).contains("mongodb:27017"))
         #expect(failureText(rejected).contains("does not resolve to this mongod"))
@@ -139,7 +172,9 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
     }
 
     @Test func removedNodeIsDiagnosedAndOnlyRepairedWhenForced() {
-        let stored: BSONDocument = ["config": ["_id": "steedos", "version": 1, "members": [["_id": 0, "host": "c57886d0a663:27017"]]]]
+        let stored: BSONDocument = [
+            "config": ["_id": "steedos", "version": 1, "members": [["_id": 0, "host": "c57886d0a663:27017"]]]
+        ]
         var diagnose = machine()
         let failed = diagnose.storedConfigFetched(stored)
         #expect(failureKind(failed) == .invalidConfig)
@@ -166,7 +201,10 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
         #expect(sm.primaryPollFailed(MongoError(code: .network, message: "stepdown")) == .pollPrimary(attempt: 3))
         // Writable but another set's name is not ready either.
         var other = machine()
-        #expect(failureKind(other.primaryPolled(hello(["isWritablePrimary": true, "setName": "x"]), status: nil)) == .invalidConfig)
+        #expect(
+            failureKind(other.primaryPolled(hello(["isWritablePrimary": true, "setName": "x"]), status: nil))
+                == .invalidConfig
+        )
         #expect(sm.primaryPolled(primaryHello, status: nil) == .proveOplog)
         #expect(sm.oplogProved() == .finish)
         #expect(sm.phase == .ready)
@@ -216,13 +254,20 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
     }
 
     @Test func initiateConfigShape() {
-        #expect(machine().initiateConfig == ["_id": "steedos", "version": 1, "members": [["_id": 0, "host": "mongodb:27017"]]])
+        #expect(
+            machine().initiateConfig == [
+                "_id": "steedos", "version": 1, "members": [["_id": 0, "host": "mongodb:27017"]],
+            ]
+        )
         let multi = machine(members: ["db1:27017", "db2:27018"]).initiateConfig
         #expect(
             multi == [
                 "_id": "steedos", "version": 1,
-                "members": [["_id": 0, "host": "db1:27017", "priority": 2.0], ["_id": 1, "host": "db2:27018", "priority": 1.0]],
-            ])
+                "members": [
+                    ["_id": 0, "host": "db1:27017", "priority": 2.0], ["_id": 1, "host": "db2:27018", "priority": 1.0],
+                ],
+            ]
+        )
     }
 
     @Test func exitCodes() {
@@ -248,15 +293,20 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
         #expect(HostAndPort(parsing: input) == nil)
     }
 
-    @Test(arguments: [("localhost", true), ("127.0.0.1", true), ("127.1.2.3", true), ("::1", true), ("LOCALHOST", true),
-        ("mongodb", false), ("10.0.0.1", false), ("localhost.example.com", false)])
+    @Test(arguments: [
+        ("localhost", true), ("127.0.0.1", true), ("127.1.2.3", true), ("::1", true), ("LOCALHOST", true),
+        ("mongodb", false), ("10.0.0.1", false), ("localhost.example.com", false),
+    ])
     func loopbackDetection(_ host: String, _ loopback: Bool) {
         #expect(HostAndPort(host: host, port: 27017).isLoopback == loopback)
     }
 
     @Test func validationRefusesLoopbackUnlessAllowed() throws {
         let uri = try MongoConnectionString("mongodb://127.0.0.1:27017/")
-        var configuration = BootstrapConfiguration(connectionString: uri, members: [HostAndPort(host: "localhost", port: 27017)])
+        var configuration = BootstrapConfiguration(
+            connectionString: uri,
+            members: [HostAndPort(host: "localhost", port: 27017)]
+        )
         #expect(throws: BootstrapFailure.self) { try configuration.validate() }
         do { try configuration.validate() } catch {
             #expect(error.kind == .usage)

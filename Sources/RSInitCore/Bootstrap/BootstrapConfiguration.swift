@@ -49,13 +49,20 @@ public struct BootstrapConfiguration: Sendable {
     /// - Throws: ``BootstrapFailure`` of kind ``BootstrapFailure/Kind/usage``.
     public func validate() throws(BootstrapFailure) {
         guard !setName.isEmpty, !setName.contains("/"), !setName.contains(" "), !setName.hasPrefix("$") else {
-            throw BootstrapFailure(.usage, "invalid replica set name \"\(setName)\"", fix: "use a plain name such as steedos")
+            throw BootstrapFailure(
+                .usage,
+                "invalid replica set name \"\(setName)\"",
+                fix: "use a plain name such as steedos"
+            )
         }
         guard !members.isEmpty else {
             throw BootstrapFailure(.usage, "no member host given", fix: "pass --member-host host:port or --members")
         }
         guard Set(members).count == members.count else {
-            throw BootstrapFailure(.usage, "a member host is listed twice: \(members.map(\.description).joined(separator: ", "))")
+            throw BootstrapFailure(
+                .usage,
+                "a member host is listed twice: \(members.map(\.description).joined(separator: ", "))"
+            )
         }
         let loopback = members.filter(\.isLoopback)
         if !loopback.isEmpty && !allowLocalhostMember {

@@ -104,7 +104,11 @@ public struct BootstrapStateMachine: Sendable {
     public mutating func probeSucceeded(_ hello: HelloSummary) -> Action {
         probeAttempts = 0
         if hello.isMongos {
-            return fail(.usage, "this is a mongos, not a mongod", fix: "point --host/--uri at a mongod started with --replSet")
+            return fail(
+                .usage,
+                "this is a mongos, not a mongod",
+                fix: "point --host/--uri at a mongod started with --replSet"
+            )
         }
         if hello.isStandalone { return notReplicaSet() }
         if let actual = hello.setName, actual != setName { return setNameMismatch(actual) }
@@ -121,8 +125,11 @@ public struct BootstrapStateMachine: Sendable {
         case .authenticationFailed, .unauthorized:
             return authFailure(error)
         case .incompatibleServer:
-            return fail(.unreachable, "mongod speaks an unsupported wire version: \(error.message)",
-                fix: "use MongoDB 3.6 or newer")
+            return fail(
+                .unreachable,
+                "mongod speaks an unsupported wire version: \(error.message)",
+                fix: "use MongoDB 3.6 or newer"
+            )
         default:
             lastProbeError = error
             probeAttempts += 1
@@ -135,8 +142,11 @@ public struct BootstrapStateMachine: Sendable {
         guard status.setName == setName else { return setNameMismatch(status.setName) }
         if phase == .checkingState { foundExistingSet = true }
         guard status.selfMember != nil else {
-            return fail(.invalidConfig, "replSetGetStatus lists no member with self: true; this node is not in set \(setName)",
-                fix: "check the member hosts with `rsinit status`")
+            return fail(
+                .invalidConfig,
+                "replSetGetStatus lists no member with self: true; this node is not in set \(setName)",
+                fix: "check the member hosts with `rsinit status`"
+            )
         }
         pollAttempts = 0
         phase = .waitingForPrimary(MemberStateName.name(status.myState))
@@ -230,8 +240,11 @@ public struct BootstrapStateMachine: Sendable {
         switch error.code {
         case .unauthorized, .authenticationFailed: return authFailure(error)
         default:
-            return fail(.invalidConfig, "the forced reconfig was rejected: \(error.message)",
-                fix: "check that --member-host names this node as mongod sees itself")
+            return fail(
+                .invalidConfig,
+                "the forced reconfig was rejected: \(error.message)",
+                fix: "check that --member-host names this node as mongod sees itself"
+            )
         }
     }
 
@@ -276,8 +289,11 @@ public struct BootstrapStateMachine: Sendable {
     }
 
     public mutating func oplogProofFailed(_ detail: String) -> Action {
-        fail(.oplogNotAdvancing, "the oplog is not advancing: \(detail)",
-            fix: "check mongod's log; a primary writes a no-op at least every 10 s")
+        fail(
+            .oplogNotAdvancing,
+            "the oplog is not advancing: \(detail)",
+            fix: "check mongod's log; a primary writes a no-op at least every 10 s"
+        )
     }
 
     /// The overall deadline passed while in the current phase.
@@ -286,17 +302,30 @@ public struct BootstrapStateMachine: Sendable {
         switch phase {
         case .waitingForMongod, .checkingState:
             let reason = lastProbeError.map { ": \($0.message)" } ?? ""
-            return fail(.unreachable, "mongod did not answer within \(seconds)\(reason)",
-                fix: "check that mongod runs and that --host/--port (or --uri) reach it from here")
+            return fail(
+                .unreachable,
+                "mongod did not answer within \(seconds)\(reason)",
+                fix: "check that mongod runs and that --host/--port (or --uri) reach it from here"
+            )
         case .initiating where lastInitiateError?.code == .nodeNotFound:
-            return fail(.invalidConfig, "not all members answered within \(seconds): \(lastInitiateError!.message)",
-                fix: "start every member with --replSet \(setName) and check that each --members host resolves from the others")
+            return fail(
+                .invalidConfig,
+                "not all members answered within \(seconds): \(lastInitiateError!.message)",
+                fix:
+                    "start every member with --replSet \(setName) and check that each --members host resolves from the others"
+            )
         case .initiating, .verifying, .repairing, .waitingForPrimary:
-            return fail(.noWritablePrimary, "no writable primary within \(seconds) (last state: \(phaseState))",
-                fix: "check mongod's log; raise --timeout for slow starts")
+            return fail(
+                .noWritablePrimary,
+                "no writable primary within \(seconds) (last state: \(phaseState))",
+                fix: "check mongod's log; raise --timeout for slow starts"
+            )
         case .provingOplog:
-            return fail(.oplogNotAdvancing, "the oplog did not advance within \(seconds)",
-                fix: "check mongod's log; a primary writes a no-op at least every 10 s")
+            return fail(
+                .oplogNotAdvancing,
+                "the oplog did not advance within \(seconds)",
+                fix: "check mongod's log; a primary writes a no-op at least every 10 s"
+            )
         case .ready, .failed:
             return .finish
         }
@@ -329,19 +358,28 @@ public struct BootstrapStateMachine: Sendable {
     }
 
     private mutating func notReplicaSet() -> Action {
-        fail(.notReplicaSet, "mongod is running without --replSet (a standalone server)",
-            fix: "start mongod with --replSet \(setName) (and --bind_ip_all in a container)")
+        fail(
+            .notReplicaSet,
+            "mongod is running without --replSet (a standalone server)",
+            fix: "start mongod with --replSet \(setName) (and --bind_ip_all in a container)"
+        )
     }
 
     private mutating func setNameMismatch(_ actual: String) -> Action {
-        fail(.invalidConfig, "mongod belongs to replica set \"\(actual)\", not \"\(setName)\"",
-            fix: "pass --set-name \(actual), or start mongod with --replSet \(setName)")
+        fail(
+            .invalidConfig,
+            "mongod belongs to replica set \"\(actual)\", not \"\(setName)\"",
+            fix: "pass --set-name \(actual), or start mongod with --replSet \(setName)"
+        )
     }
 
     private mutating func authFailure(_ error: MongoError) -> Action {
         if error.code == .authenticationFailed {
-            return fail(.auth, "authentication failed: \(error.message)",
-                fix: "check the user name, password and authSource in --uri")
+            return fail(
+                .auth,
+                "authentication failed: \(error.message)",
+                fix: "check the user name, password and authSource in --uri"
+            )
         }
         return fail(
             .auth,

@@ -20,7 +20,9 @@ public struct ReplicaSetBootstrapper: Sendable {
     ///
     /// - Throws: ``BootstrapFailure`` (with the documented exit code in ``BootstrapFailure/exitCode``), or
     ///   `CancellationError`.
-    public func run(progress: @escaping @Sendable (BootstrapStateMachine.Phase) -> Void = { _ in }) async throws
+    public func run(
+        progress: @escaping @Sendable (BootstrapStateMachine.Phase) -> Void = { _ in }
+    ) async throws
         -> BootstrapReport
     {
         try configuration.validate()
@@ -36,10 +38,16 @@ public struct ReplicaSetBootstrapper: Sendable {
     /// Waits until the set has a writable primary and a moving oplog, never initiating (a health check).
     ///
     /// - Throws: ``BootstrapFailure``.
-    public func waitUntilReady(progress: @escaping @Sendable (BootstrapStateMachine.Phase) -> Void = { _ in })
+    public func waitUntilReady(
+        progress: @escaping @Sendable (BootstrapStateMachine.Phase) -> Void = { _ in }
+    )
         async throws -> BootstrapReport
     {
-        var machine = BootstrapStateMachine(mode: .waitOnly, setName: configuration.setName, members: configuration.members)
+        var machine = BootstrapStateMachine(
+            mode: .waitOnly,
+            setName: configuration.setName,
+            members: configuration.members
+        )
         return try await execute(&machine, progress: progress)
     }
 
@@ -49,22 +57,23 @@ public struct ReplicaSetBootstrapper: Sendable {
         _ machine: inout BootstrapStateMachine,
         progress: @Sendable (BootstrapStateMachine.Phase) -> Void
     ) async throws -> BootstrapReport {
-        let client = try makeClient()
+        let connection = ClientSlot(try makeClient())
         do {
-            let report = try await execute(&machine, client: client, progress: progress)
-            await client.close()
+            let report = try await execute(&machine, connection: connection, progress: progress)
+            await connection.client.close()
             return report
         } catch {
-            await client.close()
+            await connection.client.close()
             throw error
         }
     }
 
     private func execute(
         _ machine: inout BootstrapStateMachine,
-        client: MongoClient,
+        connection: ClientSlot,
         progress: @Sendable (BootstrapStateMachine.Phase) -> Void
     ) async throws -> BootstrapReport {
+        var client: MongoClient { connection.client }
         let start = ContinuousClock.now
         let deadline = start + configuration.timeout
         var reported: BootstrapStateMachine.Phase?
@@ -88,8 +97,18 @@ public struct ReplicaSetBootstrapper: Sendable {
             }
             switch action {
             case .probe(let attempt):
-                try await sleep(configuration.backoff, attempt: attempt - 1, deadline: deadline, skipFirst: attempt == 0)
+                try await sleep(
+                    configuration.backoff,
+                    attempt: attempt - 1,
+                    deadline: deadline,
+                    skipFirst: attempt == 0
+                )
                 guard ContinuousClock.now < deadline else { continue }
+                if attempt > 0 {
+                    // A single-threaded libmongoc client keeps a failed server in a 5 s cooldown ("No servers yet
+                    // eligible for rescan"); a fresh client dials again at once.
+                    await connection.replace(with: try makeClient())
+                }
                 do {
                     let hello = HelloSummary(try await client.runCommand(["hello": 1]))
                     reachableAt = reachableAt ?? .now
@@ -107,10 +126,18 @@ public struct ReplicaSetBootstrapper: Sendable {
                     action = machine.statusFailed(error)
                 }
             case .initiate(let attempt):
-                try await sleep(configuration.backoff, attempt: attempt - 1, deadline: deadline, skipFirst: attempt == 0)
+                try await sleep(
+                    configuration.backoff,
+                    attempt: attempt - 1,
+                    deadline: deadline,
+                    skipFirst: attempt == 0
+                )
                 guard ContinuousClock.now < deadline else { continue }
                 do {
-                    logger.debug("replSetInitiate", metadata: ["rsinit.config": "\(machine.initiateConfig.relaxedExtendedJSON)"])
+                    logger.debug(
+                        "replSetInitiate",
+                        metadata: ["rsinit.config": "\(machine.initiateConfig.relaxedExtendedJSON)"]
+                    )
                     _ = try await client.runCommand(["replSetInitiate": .document(machine.initiateConfig)])
                     action = machine.initiateSucceeded()
                 } catch let error as MongoError {
@@ -133,8 +160,12 @@ public struct ReplicaSetBootstrapper: Sendable {
                 }
             case .pollPrimary(let attempt):
                 // Short, capped polls: a writable primary is noticed within ~50 ms (hello is cheap).
-                try await sleep(Backoff(initial: .milliseconds(10), maximum: .milliseconds(50)), attempt: attempt - 1,
-                    deadline: deadline, skipFirst: attempt == 0)
+                try await sleep(
+                    Backoff(initial: .milliseconds(10), maximum: .milliseconds(50)),
+                    attempt: attempt - 1,
+                    deadline: deadline,
+                    skipFirst: attempt == 0
+                )
                 guard ContinuousClock.now < deadline else { continue }
                 do {
                     let hello = HelloSummary(try await client.runCommand(["hello": 1]))
@@ -157,7 +188,8 @@ public struct ReplicaSetBootstrapper: Sendable {
                     proof = how
                     action = machine.oplogProved()
                 case .failure(let failure):
-                    action = failure.kind == .oplogNotAdvancing ? machine.oplogProofFailed(failure.message) : .fail(failure)
+                    action =
+                        failure.kind == .oplogNotAdvancing ? machine.oplogProofFailed(failure.message) : .fail(failure)
                 }
             case .finish:
                 if machine.phase != reported { progress(machine.phase) }
@@ -208,7 +240,12 @@ public struct ReplicaSetBootstrapper: Sendable {
         }
     }
 
-    private func sleep(_ backoff: Backoff, attempt: Int, deadline: ContinuousClock.Instant, skipFirst: Bool = false)
+    private func sleep(
+        _ backoff: Backoff,
+        attempt: Int,
+        deadline: ContinuousClock.Instant,
+        skipFirst: Bool = false
+    )
         async throws
     {
         if skipFirst || attempt < 0 { return }
@@ -236,10 +273,12 @@ public struct ReplicaSetBootstrapper: Sendable {
         let wanted = Set(configuration.members.map { $0.description.lowercased() })
         let stored = Set(hosts.map { $0.lowercased() })
         guard wanted != stored else { return [] }
-        var text = "the existing config lists member host(s) [\(hosts.joined(separator: ", "))], not "
+        var text =
+            "the existing config lists member host(s) [\(hosts.joined(separator: ", "))], not "
             + "[\(configuration.members.map(\.description).joined(separator: ", "))]"
         if hosts.compactMap({ HostAndPort(parsing: $0) }).contains(where: \.isLoopback) {
-            text += "; clients outside mongod's container will be sent to their own localhost unless they use "
+            text +=
+                "; clients outside mongod's container will be sent to their own localhost unless they use "
                 + "directConnection=true (change it with rs.reconfig on the primary)"
         }
         return [text]
@@ -247,10 +286,16 @@ public struct ReplicaSetBootstrapper: Sendable {
 
     // MARK: - Oplog proof
 
-    private func proveOplog(_ client: MongoClient, deadline: ContinuousClock.Instant) async -> Result<OplogProof, BootstrapFailure> {
+    private func proveOplog(
+        _ client: MongoClient,
+        deadline: ContinuousClock.Instant
+    ) async -> Result<OplogProof, BootstrapFailure> {
         do {
             let newest = try await client.find(
-                database: "local", collection: "oplog.rs", options: ["sort": ["$natural": -1], "limit": 1])
+                database: "local",
+                collection: "oplog.rs",
+                options: ["sort": ["$natural": -1], "limit": 1]
+            )
             let last = try await newest.next()
             await newest.close()
             guard let last, let since = last["ts"]?.timestampValue else {
@@ -262,7 +307,10 @@ public struct ReplicaSetBootstrapper: Sendable {
                     "appendOplogNote": 1, "data": ["msg": "rsinit oplog check", "rsinit": .string(token)],
                 ])
             } catch let error as MongoError where error.code == .unauthorized || error.code == .commandNotFound {
-                logger.debug("appendOplogNote not permitted; watching lastWrite", metadata: ["rsinit.error": "\(error)"])
+                logger.debug(
+                    "appendOplogNote not permitted; watching lastWrite",
+                    metadata: ["rsinit.error": "\(error)"]
+                )
                 return await proveByLastWrite(client, since: since, deadline: deadline)
             }
             let cursor = try await client.find(
@@ -286,11 +334,18 @@ public struct ReplicaSetBootstrapper: Sendable {
             }
             await cursor.close()
             if found { return .success(.note) }
-            return .failure(BootstrapFailure(.oplogNotAdvancing, "the appendOplogNote marker was not read back from the oplog"))
+            return .failure(
+                BootstrapFailure(.oplogNotAdvancing, "the appendOplogNote marker was not read back from the oplog")
+            )
         } catch let error as MongoError {
             if error.code == .unauthorized || error.code == .authenticationFailed {
-                return .failure(BootstrapFailure(.auth, "reading local.oplog.rs was refused: \(error.message)",
-                    fix: "use a user with read access to the local database (e.g. clusterMonitor + read on local)"))
+                return .failure(
+                    BootstrapFailure(
+                        .auth,
+                        "reading local.oplog.rs was refused: \(error.message)",
+                        fix: "use a user with read access to the local database (e.g. clusterMonitor + read on local)"
+                    )
+                )
             }
             return .failure(BootstrapFailure(.oplogNotAdvancing, "reading the oplog failed: \(error.message)"))
         } catch {
@@ -312,11 +367,24 @@ public struct ReplicaSetBootstrapper: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(250))
         }
-        return .failure(BootstrapFailure(
-            .oplogNotAdvancing,
-            "hello.lastWrite did not advance within \(configuration.noopProofTimeout.formattedSeconds) and "
-                + "appendOplogNote is not permitted for this user"
-        ))
+        return .failure(
+            BootstrapFailure(
+                .oplogNotAdvancing,
+                "hello.lastWrite did not advance within \(configuration.noopProofTimeout.formattedSeconds) and "
+                    + "appendOplogNote is not permitted for this user"
+            )
+        )
+    }
+}
+
+/// The current client of a run; replaced after a failed probe. Only touched by the run's own task.
+final class ClientSlot: @unchecked Sendable {
+    private(set) var client: MongoClient
+    init(_ client: MongoClient) { self.client = client }
+    func replace(with newClient: MongoClient) async {
+        let old = client
+        client = newClient
+        await old.close()
     }
 }
 

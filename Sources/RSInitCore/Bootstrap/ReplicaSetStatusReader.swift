@@ -55,10 +55,21 @@ public struct ReplicaSetStatusReader: Sendable {
             hello = HelloSummary(try await client.runCommand(["hello": 1]))
         } catch let error as MongoError {
             if error.code == .authenticationFailed || error.code == .unauthorized {
-                return .failure(BootstrapFailure(.auth, "authentication failed: \(error.message)", fix: "check the credentials in --uri"))
+                return .failure(
+                    BootstrapFailure(
+                        .auth,
+                        "authentication failed: \(error.message)",
+                        fix: "check the credentials in --uri"
+                    )
+                )
             }
-            return .failure(BootstrapFailure(.unreachable, "mongod did not answer: \(error.message)",
-                fix: "check that mongod runs and that --host/--port (or --uri) reach it from here"))
+            return .failure(
+                BootstrapFailure(
+                    .unreachable,
+                    "mongod did not answer: \(error.message)",
+                    fix: "check that mongod runs and that --host/--port (or --uri) reach it from here"
+                )
+            )
         } catch {
             return .failure(BootstrapFailure(.unreachable, "\(error)"))
         }
@@ -72,8 +83,14 @@ public struct ReplicaSetStatusReader: Sendable {
             members: [],
             lastWrite: hello.lastWrite.map { "\($0.seconds).\($0.increment)" }
         )
-        if hello.isMongos { report.kind = "mongos"; return .success(report) }
-        if hello.isStandalone { report.kind = "standalone"; return .success(report) }
+        if hello.isMongos {
+            report.kind = "mongos"
+            return .success(report)
+        }
+        if hello.isStandalone {
+            report.kind = "standalone"
+            return .success(report)
+        }
         do {
             let status = StatusSummary(try await client.runCommand(["replSetGetStatus": 1]))
             report.setName = status.setName
@@ -87,8 +104,13 @@ public struct ReplicaSetStatusReader: Sendable {
                 report.kind = "removed"
                 report.state = "REMOVED"
             case .unauthorized, .authenticationFailed:
-                return .failure(BootstrapFailure(.auth, "replSetGetStatus was refused: \(error.message)",
-                    fix: "pass credentials of a user with the clusterMonitor role in --uri"))
+                return .failure(
+                    BootstrapFailure(
+                        .auth,
+                        "replSetGetStatus was refused: \(error.message)",
+                        fix: "pass credentials of a user with the clusterMonitor role in --uri"
+                    )
+                )
             default:
                 report.state = "unknown (\(error.message))"
             }
