@@ -61,8 +61,8 @@ import Testing
             _ = try await client.runCommand(["ping": 1])
         }
         // A primary read (no $readPreference) → 13435, which libmongoc never sends here: use the raw client.
-        let raw = try RawWireClient(port: server.port)
-        let reply = raw.command(["find": "c", "$db": "app"])
+        let port = server.port
+        let reply = try await onDedicatedThread { try RawWireClient(port: port).command(["find": "c", "$db": "app"]) }
         #expect(reply?["code"] == .int32(13435))
         #expect(reply?["errmsg"] == "not primary and secondaryOk=false")
         #expect(reply?["codeName"] == "NotPrimaryNoSecondaryOk")
@@ -477,6 +477,7 @@ import Testing
         #expect(await server.waitForPhase(.primary))
         server.restart(selfHostNames: ["c57886d0a663"])
         #expect(server.phase == .removed)
+        #expect(await server.waitUntilListening())
         try await withClient(server) { client in
             #expect(await commandError(client, ["replSetGetStatus": 1])?.serverCode == 93)
             _ = try await client.runCommand(

@@ -4,51 +4,64 @@ import MongoCWrapper
 import RSInitTestUtils
 import Testing
 
+/// Runs blocking socket work on a new thread and awaits it (never blocks the cooperative pool).
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
 @Suite struct WireFidelityTests {
     // §14.10–12
-    @Test func opQueryIsAnsweredWithOpReplyAndNamesAreCaseInsensitive() throws {
-        let server = try startDouble(.primary(setName: "rs0"))
-        defer { server.stop() }
-        let raw = try RawWireClient(port: server.port)
-        for name in ["isMaster", "ismaster", "ISMASTER", "hello"] {
-            let id = raw.sendQuery([name: 1, "helloOk": true], flags: 4)
+    @Test func opQueryIsAnsweredWithOpReplyAndNamesAreCaseInsensitive() async throws {
+        try await onDedicatedThread {
+            let server = try startDouble(.primary(setName: "rs0"))
+            defer { server.stop() }
+            let raw = try RawWireClient(port: server.port)
+            for name in ["isMaster", "ismaster", "ISMASTER", "hello"] {
+                let id = raw.sendQuery([name: 1, "helloOk": true], flags: 4)
+                let reply = try #require(raw.receive())
+                #expect(reply.opCode == MongoWireCodec.opReply)
+                #expect(reply.responseTo == id)
+                #expect(reply.document["helloOk"] == true)
+                #expect(reply.document[name.lowercased() == "hello" ? "isWritablePrimary" : "ismaster"] == true)
+            }
+            raw.sendQuery(["$query": ["ping": 1]])
+            #expect(raw.receive()?.document["ok"] == .double(1))
+            let id = raw.sendMessage(["PiNg": 1, "$db": "admin"])
             let reply = try #require(raw.receive())
-            #expect(reply.opCode == MongoWireCodec.opReply)
+            #expect(reply.opCode == MongoWireCodec.opMsg)
             #expect(reply.responseTo == id)
-            #expect(reply.document["helloOk"] == true)
-            #expect(reply.document[name.lowercased() == "hello" ? "isWritablePrimary" : "ismaster"] == true)
         }
-        raw.sendQuery(["$query": ["ping": 1]])
-        #expect(raw.receive()?.document["ok"] == .double(1))
-        let id = raw.sendMessage(["PiNg": 1, "$db": "admin"])
-        let reply = try #require(raw.receive())
-        #expect(reply.opCode == MongoWireCodec.opMsg)
-        #expect(reply.responseTo == id)
     }
 
     // §14.13
-    @Test func everyCommandIsAnswered() throws {
-        let server = try startDouble(.primary(setName: "rs0"))
-        defer { server.stop() }
-        let raw = try RawWireClient(port: server.port)
-        let unknown = try #require(raw.command(["frobnicate": 1, "$db": "admin"]))
-        #expect(unknown["ok"] == .double(0))
-        #expect(unknown["code"] == .int32(59))
-        #expect(unknown["codeName"] == "CommandNotFound")
-        #expect(unknown["errmsg"] == "no such command: 'frobnicate'")
-        #expect(
-            raw.command([
-                "endSessions": [["id": .binary(BSONBinary(subtype: 4, data: Array(repeating: 1, count: 16)))]],
-                "$db": "admin",
-            ])?["ok"] == .double(1)
-        )
-        let killed = try #require(raw.command(["killCursors": "oplog.rs", "cursors": [.int64(42)], "$db": "local"]))
-        #expect(killed["cursorsNotFound"] == [.int64(42)])
-        #expect(killed["cursorsKilled"] == [])
-        #expect(killed["cursorsAlive"] == [])
-        #expect(killed["cursorsUnknown"] == [])
-        let missing = try #require(raw.command(["getMore": .int64(42), "collection": "oplog.rs", "$db": "local"]))
-        #expect(missing["code"] == .int32(43))
+    @Test func everyCommandIsAnswered() async throws {
+        try await onDedicatedThread {
+            let server = try startDouble(.primary(setName: "rs0"))
+            defer { server.stop() }
+            let raw = try RawWireClient(port: server.port)
+            let unknown = try #require(raw.command(["frobnicate": 1, "$db": "admin"]))
+            #expect(unknown["ok"] == .double(0))
+            #expect(unknown["code"] == .int32(59))
+            #expect(unknown["codeName"] == "CommandNotFound")
+            #expect(unknown["errmsg"] == "no such command: 'frobnicate'")
+            #expect(
+                raw.command([
+                    "endSessions": [["id": .binary(BSONBinary(subtype: 4, data: Array(repeating: 1, count: 16)))]],
+                    "$db": "admin",
+                ])?["ok"] == .double(1)
+            )
+            let killed = try #require(
+                raw.command(["killCursors": "oplog.rs", "cursors": [.int64(42)], "$db": "local"])
+            )
+            #expect(killed["cursorsNotFound"] == [.int64(42)])
+            #expect(killed["cursorsKilled"] == [])
+            #expect(killed["cursorsAlive"] == [])
+            #expect(killed["cursorsUnknown"] == [])
+            let missing = try #require(raw.command(["getMore": .int64(42), "collection": "oplog.rs", "$db": "local"]))
+            #expect(missing["code"] == .int32(43))
+        }
     }
 
     // §14.14
@@ -66,22 +79,24 @@ import Testing
     }
 
     // §14.15
-    @Test func tailableGetMoreWaitsForMaxTimeThenReturnsEmptyWithTheSameId() throws {
-        let server = try startDouble(.primary(setName: "rs0"))
-        defer { server.stop() }
-        let raw = try RawWireClient(port: server.port)
-        let found = try #require(
-            raw.command(["find": "oplog.rs", "filter": [:], "tailable": true, "awaitData": true, "$db": "local"])
-        )
-        let id = try #require(found[path: "cursor.id"]?.int64Value)
-        #expect(id != 0)
-        let start = ContinuousClock.now
-        let more = try #require(
-            raw.command(["getMore": .int64(id), "collection": "oplog.rs", "maxTimeMS": .int64(300), "$db": "local"])
-        )
-        #expect(ContinuousClock.now - start >= .milliseconds(290))
-        #expect(more[path: "cursor.nextBatch"] == [])
-        #expect(more[path: "cursor.id"] == .int64(id))
+    @Test func tailableGetMoreWaitsForMaxTimeThenReturnsEmptyWithTheSameId() async throws {
+        try await onDedicatedThread {
+            let server = try startDouble(.primary(setName: "rs0"))
+            defer { server.stop() }
+            let raw = try RawWireClient(port: server.port)
+            let found = try #require(
+                raw.command(["find": "oplog.rs", "filter": [:], "tailable": true, "awaitData": true, "$db": "local"])
+            )
+            let id = try #require(found[path: "cursor.id"]?.int64Value)
+            #expect(id != 0)
+            let start = ContinuousClock.now
+            let more = try #require(
+                raw.command(["getMore": .int64(id), "collection": "oplog.rs", "maxTimeMS": .int64(300), "$db": "local"])
+            )
+            #expect(ContinuousClock.now - start >= .milliseconds(290))
+            #expect(more[path: "cursor.nextBatch"] == [])
+            #expect(more[path: "cursor.id"] == .int64(id))
+        }
     }
 
     @Test func tailingLatencyAnInsertWakesAWaitingGetMore() async throws {
@@ -120,23 +135,27 @@ import Testing
     }
 
     // §14.16
-    @Test func moreToComeGetsNoReply() throws {
-        let server = try startDouble(.primary(setName: "rs0"))
-        defer { server.stop() }
-        let raw = try RawWireClient(port: server.port)
-        raw.sendMessage(["insert": "c", "documents": [["_id": 1]], "$db": "app"], flagBits: 0x2)
-        let id = raw.sendMessage(["ping": 1, "$db": "admin"])
-        let reply = try #require(raw.receive())
-        #expect(reply.responseTo == id)
-        #expect(server.documents(in: "app.c").count == 1)
+    @Test func moreToComeGetsNoReply() async throws {
+        try await onDedicatedThread {
+            let server = try startDouble(.primary(setName: "rs0"))
+            defer { server.stop() }
+            let raw = try RawWireClient(port: server.port)
+            raw.sendMessage(["insert": "c", "documents": [["_id": 1]], "$db": "app"], flagBits: 0x2)
+            let id = raw.sendMessage(["ping": 1, "$db": "admin"])
+            let reply = try #require(raw.receive())
+            #expect(reply.responseTo == id)
+            #expect(server.documents(in: "app.c").count == 1)
+        }
     }
 
-    @Test func kindOneDocumentSequencesAreMerged() throws {
-        let server = try startDouble(.primary(setName: "rs0"))
-        defer { server.stop() }
-        let raw = try RawWireClient(port: server.port)
-        raw.sendMessage(["insert": "c", "$db": "app"], sequence: ("documents", [["_id": 1], ["_id": 2]]))
-        #expect(raw.receive()?.document["n"] == .int32(2))
+    @Test func kindOneDocumentSequencesAreMerged() async throws {
+        try await onDedicatedThread {
+            let server = try startDouble(.primary(setName: "rs0"))
+            defer { server.stop() }
+            let raw = try RawWireClient(port: server.port)
+            raw.sendMessage(["insert": "c", "$db": "app"], sequence: ("documents", [["_id": 1], ["_id": 2]]))
+            #expect(raw.receive()?.document["n"] == .int32(2))
+        }
     }
 
     // §14.17
@@ -157,14 +176,16 @@ import Testing
         }
     }
 
-    @Test func malformedFramesCloseTheConnectionNotTheServer() throws {
-        let server = try startDouble(.primary(setName: "rs0"))
-        defer { server.stop() }
-        let raw = try RawWireClient(port: server.port)
-        raw.send([8, 0, 0, 0, 1, 2, 3, 4])  // length 8 < 16
-        #expect(raw.receive() == nil)
-        let fresh = try RawWireClient(port: server.port)
-        #expect(fresh.command(["ping": 1, "$db": "admin"])?["ok"] == .double(1))
+    @Test func malformedFramesCloseTheConnectionNotTheServer() async throws {
+        try await onDedicatedThread {
+            let server = try startDouble(.primary(setName: "rs0"))
+            defer { server.stop() }
+            let raw = try RawWireClient(port: server.port)
+            raw.send([8, 0, 0, 0, 1, 2, 3, 4])  // length 8 < 16
+            #expect(raw.receive() == nil)
+            let fresh = try RawWireClient(port: server.port)
+            #expect(fresh.command(["ping": 1, "$db": "admin"])?["ok"] == .double(1))
+        }
     }
 }
 

@@ -29,11 +29,24 @@ enum CLI {
         return root.appendingPathComponent(".build/debug/rsinit")
     }()
 
+    /// Runs the binary; waits on a dedicated thread so the cooperative pool is never blocked.
     static func run(
         _ arguments: [String],
         environment: [String: String] = [:],
         timeout: TimeInterval = 60
-    ) throws -> CLIRun {
+    ) async throws
+        -> CLIRun
+    {
+        try await onDedicatedThread { try runBlocking(arguments, environment: environment, timeout: timeout) }
+    }
+
+    private static func runBlocking(
+        _ arguments: [String],
+        environment: [String: String],
+        timeout: TimeInterval
+    ) throws
+        -> CLIRun
+    {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
@@ -45,27 +58,34 @@ enum CLI {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // Drain both pipes concurrently so a chatty child never blocks.
+        // Drain both pipes on their own threads so a chatty child never blocks.
         let outData = Mutexed<Data>(Data())
         let errData = Mutexed<Data>(Data())
-        let group = DispatchGroup()
+        let done = DispatchSemaphore(value: 0)
         for (pipe, sink) in [(out, outData), (err, errData)] {
-            group.enter()
-            DispatchQueue.global().async {
+            Thread.detachNewThread {
                 sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
-                group.leave()
+                done.signal()
             }
         }
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        group.wait()
+        done.wait()
+        done.wait()
         return CLIRun(
             exitCode: process.terminationStatus,
             stdout: String(decoding: outData.get(), as: UTF8.self),
             stderr: String(decoding: errData.get(), as: UTF8.self)
         )
+    }
+}
+
+/// Runs blocking work on a new thread and awaits it.
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
     }
 }
 
@@ -103,8 +123,8 @@ func expectNoCrashOutput(_ run: CLIRun) {
 }
 
 @Suite struct CLIHelpTests {
-    @Test func helpDocumentsFlagsEnvironmentAndExitCodes() throws {
-        let run = try CLI.run(["--help"])
+    @Test func helpDocumentsFlagsEnvironmentAndExitCodes() async throws {
+        let run = try await CLI.run(["--help"])
         #expect(run.exitCode == 0)
         for flag in [
             "--host", "--port", "--uri", "--set-name", "--timeout", "--member-host", "--members",
@@ -123,14 +143,14 @@ func expectNoCrashOutput(_ run: CLIRun) {
         #expect(run.stdout.contains("EXIT CODES"))
         for code in 2...8 { #expect(run.stdout.contains("  \(code)  "), "exit code \(code) undocumented") }
         for subcommand in ["status", "wait"] {
-            let sub = try CLI.run([subcommand, "--help"])
+            let sub = try await CLI.run([subcommand, "--help"])
             #expect(sub.exitCode == 0)
             #expect(sub.stdout.contains("--host") && sub.stdout.contains("--json"))
         }
     }
 
-    @Test func version() throws {
-        let run = try CLI.run(["--version"])
+    @Test func version() async throws {
+        let run = try await CLI.run(["--version"])
         #expect(run.exitCode == 0)
         #expect(run.stdout.contains("libmongoc 1."))
     }
@@ -140,15 +160,15 @@ func expectNoCrashOutput(_ run: CLIRun) {
         ["--uri", "notmongodb://x"], ["--host", "localhost"], ["--host", "db", "--members", "a:1,,b"],
         ["--host", "db", "--member-host", "db:99999"], ["--uri", "mongodb://a:1,b:2/"], ["status"],
     ])
-    func usageErrorsExit2(_ arguments: [String]) throws {
-        let run = try CLI.run(arguments + ["--timeout", "1"].filter { _ in !arguments.contains("--timeout") })
+    func usageErrorsExit2(_ arguments: [String]) async throws {
+        let run = try await CLI.run(arguments + ["--timeout", "1"].filter { _ in !arguments.contains("--timeout") })
         #expect(run.exitCode == 2, "\(arguments): \(run.stderr)")
         #expect(!run.stderr.isEmpty)
         expectNoCrashOutput(run)
     }
 
-    @Test func loopbackMemberIsExplained() throws {
-        let run = try CLI.run(["--host", "127.0.0.1"])
+    @Test func loopbackMemberIsExplained() async throws {
+        let run = try await CLI.run(["--host", "127.0.0.1"])
         #expect(run.exitCode == 2)
         #expect(run.stderr.contains("refusing loopback member host 127.0.0.1:27017"))
         #expect(run.stderr.contains("--allow-localhost-member"))
@@ -156,10 +176,12 @@ func expectNoCrashOutput(_ run: CLIRun) {
 }
 
 @Suite struct CLIBootstrapTests {
-    @Test func bootstrapsAndPrintsTheJSONSchema() throws {
+    @Test func bootstrapsAndPrintsTheJSONSchema() async throws {
         let server = try startDouble(.uninitialized(setName: "steedos"))
         defer { server.stop() }
-        let run = try CLI.run(["--host", "127.0.0.1", "--port", "\(server.port)", "--allow-localhost-member", "--json"])
+        let run = try await CLI.run([
+            "--host", "127.0.0.1", "--port", "\(server.port)", "--allow-localhost-member", "--json",
+        ])
         #expect(run.exitCode == 0, "\(run.stderr)")
         let json = try #require(run.json)
         #expect(Set(json.keys) == ["command", "outcome", "exitCode", "elapsedMs", "report"])
@@ -178,20 +200,23 @@ func expectNoCrashOutput(_ run: CLIRun) {
         #expect(server.acceptedInitiateCount == 1)
     }
 
-    @Test func environmentVariablesAndFlagsWin() throws {
+    @Test func environmentVariablesAndFlagsWin() async throws {
         let server = try startDouble(.uninitialized(setName: "steedos"))
         defer { server.stop() }
         let env = [
             "RSINIT_HOST": "127.0.0.1", "RSINIT_PORT": "1", "RSINIT_ALLOW_LOCALHOST_MEMBER": "true", "RSINIT_JSON": "1",
             "RSINIT_QUIET": "yes", "RSINIT_TIMEOUT": "20s", "RSINIT_SET_NAME": "steedos",
         ]
-        let run = try CLI.run(["--port", "\(server.port)"], environment: env)
+        let run = try await CLI.run(["--port", "\(server.port)"], environment: env)
         #expect(run.exitCode == 0, "\(run.stderr)")
         #expect(run.json?["outcome"] as? String == "ready")
         #expect(run.stderr.isEmpty)
-        let wait = try CLI.run(["wait"], environment: ["RSINIT_HOST": "127.0.0.1", "RSINIT_PORT": "\(server.port)"])
+        let wait = try await CLI.run(
+            ["wait"],
+            environment: ["RSINIT_HOST": "127.0.0.1", "RSINIT_PORT": "\(server.port)"]
+        )
         #expect(wait.exitCode == 0, "\(wait.stderr)")
-        let memberHost = try CLI.run(
+        let memberHost = try await CLI.run(
             ["status", "--json"],
             environment: ["RSINIT_URI": server.uri, "RSINIT_MEMBER_HOST": "x:1"]
         )
@@ -206,8 +231,8 @@ func expectNoCrashOutput(_ run: CLIRun) {
         let arguments = [
             "--host", "127.0.0.1", "--port", "\(server.port)", "--allow-localhost-member", "--json", "--quiet",
         ]
-        async let first = Task.detached { try CLI.run(arguments) }.value
-        async let second = Task.detached { try CLI.run(arguments) }.value
+        async let first = CLI.run(arguments)
+        async let second = CLI.run(arguments)
         let runs = try await [first, second]
         #expect(runs.map(\.exitCode) == [0, 0], "\(runs.map(\.stderr))")
         let initiated = runs.compactMap { ($0.json?["report"] as? [String: Any])?["initiated"] as? Bool }
@@ -278,11 +303,11 @@ func expectNoCrashOutput(_ run: CLIRun) {
     ]
 
     @Test(arguments: exitCases)
-    func exitCodes(_ c: ExitCase) throws {
+    func exitCodes(_ c: ExitCase) async throws {
         let server = try startDouble(c.scenario, configure: c.configure)
         if c.stopFirst { server.stop() }
         defer { server.stop() }
-        let run = try CLI.run(
+        let run = try await CLI.run(
             ["--host", "127.0.0.1", "--port", "\(server.port)", "--allow-localhost-member", "--json"] + c.extra
         )
         #expect(run.exitCode == c.code, "\(run.stderr)")
@@ -295,33 +320,35 @@ func expectNoCrashOutput(_ run: CLIRun) {
         expectNoCrashOutput(run)
     }
 
-    @Test func credentialsNeverPrinted() throws {
+    @Test func credentialsNeverPrinted() async throws {
         let server = try startDouble(.uninitialized(setName: "steedos")) { $0.auth = .required }
         defer { server.stop() }
         let uri = "mongodb://root:hunter2@127.0.0.1:\(server.port)/?authSource=admin"
-        let run = try CLI.run(["--uri", uri, "--allow-localhost-member", "--json", "--verbose", "--timeout", "3"])
+        let run = try await CLI.run(["--uri", uri, "--allow-localhost-member", "--json", "--verbose", "--timeout", "3"])
         #expect(run.exitCode == 6, "\(run.stderr)")
         #expect(!run.stdout.contains("hunter2"))
         #expect(!run.stderr.contains("hunter2"))
         #expect(run.stderr.contains("root:***@"))
     }
 
-    @Test func statusAndWait() throws {
+    @Test func statusAndWait() async throws {
         let server = try startDouble(.primary(setName: "steedos"))
         defer { server.stop() }
-        let status = try CLI.run(["status", "--host", "127.0.0.1", "--port", "\(server.port)", "--json"])
+        let status = try await CLI.run(["status", "--host", "127.0.0.1", "--port", "\(server.port)", "--json"])
         #expect(status.exitCode == 0)
         let report = try #require(status.json?["status"] as? [String: Any])
         #expect(report["state"] as? String == "PRIMARY")
         #expect(report["writablePrimary"] as? Bool == true)
-        let text = try CLI.run(["status", "--host", "127.0.0.1", "--port", "\(server.port)"])
+        let text = try await CLI.run(["status", "--host", "127.0.0.1", "--port", "\(server.port)"])
         #expect(text.stdout.contains("replica set steedos: this node is PRIMARY"))
-        let wait = try CLI.run(["wait", "--host", "127.0.0.1", "--port", "\(server.port)", "--json"])
+        let wait = try await CLI.run(["wait", "--host", "127.0.0.1", "--port", "\(server.port)", "--json"])
         #expect(wait.exitCode == 0)
         #expect(wait.json?["outcome"] as? String == "ready")
         let uninitialized = try startDouble(.uninitialized(setName: "steedos"))
         defer { uninitialized.stop() }
-        let notReady = try CLI.run(["wait", "--host", "127.0.0.1", "--port", "\(uninitialized.port)", "--timeout", "1"])
+        let notReady = try await CLI.run([
+            "wait", "--host", "127.0.0.1", "--port", "\(uninitialized.port)", "--timeout", "1",
+        ])
         #expect(notReady.exitCode == 7)
         #expect(uninitialized.acceptedInitiateCount == 0)
     }

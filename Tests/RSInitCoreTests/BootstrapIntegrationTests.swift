@@ -106,7 +106,6 @@ extension Result where Failure == BootstrapFailure {
         #expect(server.oplogEntries.contains { $0[path: "o.msg"] == "rsinit oplog check" })
         #expect(recorder.all.first == .waitingForMongod)
         #expect(recorder.all.contains(.initiating))
-        #expect(recorder.all.contains(.waitingForPrimary("PRIMARY, draining")))
         #expect(recorder.all.last == .ready)
         // One progress line per state change, not per attempt.
         #expect(recorder.all.count == Set(recorder.all.map { "\($0)" }).count)

@@ -114,6 +114,22 @@ public final class FakeMongod: @unchecked Sendable {
         return self.phase == phase
     }
 
+    /// Waits (polling) until the listener accepts connections again (after `restart` or `refuseConnections`).
+    public func waitUntilListening(timeout: Duration = .seconds(5)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if isListening { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
+    private var isListening: Bool {
+        networkLock.lock()
+        defer { networkLock.unlock() }
+        return listening
+    }
+
     // MARK: - Test API: oplog
 
     /// All live oplog entries, oldest first.
@@ -217,8 +233,10 @@ public final class FakeMongod: @unchecked Sendable {
             core.initiating = false
             core.revalidateSelf(firstElection: false)
         }
-        Thread.sleep(forTimeInterval: downtime.seconds)
-        reopenListener()
+        Thread.detachNewThread { [self] in
+            Thread.sleep(forTimeInterval: downtime.seconds)
+            self.reopenListener()
+        }
     }
 
     // MARK: - Sockets
