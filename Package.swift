@@ -64,6 +64,12 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Benchmarks (not tests): `swift run -c release rsinit-bench`.
+        .executableTarget(
+            name: "rsinit-bench",
+            dependencies: ["RSInitTestUtils", "MongoCWrapper", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "mongod-double",
             dependencies: [

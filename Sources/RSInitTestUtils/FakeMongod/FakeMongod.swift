@@ -90,6 +90,9 @@ public final class FakeMongod: @unchecked Sendable {
         }
     }
 
+    /// When the node last became a writable primary through an election (nil for `.primary` scenarios).
+    public var writablePrimarySince: ContinuousClock.Instant? { core.locked { core.writableSince } }
+
     /// How many `replSetInitiate` calls succeeded.
     public var acceptedInitiateCount: Int { core.locked { core.acceptedInitiates } }
 

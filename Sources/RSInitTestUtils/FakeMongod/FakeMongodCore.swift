@@ -86,6 +86,8 @@ final class FakeMongodCore: @unchecked Sendable {
     var startedAt = Date()
     var generation = 0
     var stepDownUntil: ContinuousClock.Instant?
+    /// When the node last became a writable primary (for the bootstrap benchmark).
+    var writableSince: ContinuousClock.Instant?
 
     // Data
     var oplogExists = false
@@ -176,6 +178,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 phaseDeadline = deadline + configuration.timings.drain
             case .drain:
                 phase = .primary
+                writableSince = .now
                 topologyCounter += 1
                 phaseDeadline = nil
                 appendNoop(["msg": "new primary"])
