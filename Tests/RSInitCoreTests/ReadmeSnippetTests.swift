@@ -1,0 +1,25 @@
+import Logging
+import MongoCWrapper
+import RSInitCore
+import RSInitTestUtils
+import Testing
+
+/// The README's library snippet, compiled and run (against the double instead of mongodb:27017).
+@Suite struct ReadmeSnippetTests {
+    @Test func librarySnippet() async throws {
+        let server = try FakeMongod.start(FakeMongodConfiguration(scenario: .uninitialized(setName: "steedos")))
+        defer { server.stop() }
+        // --- README snippet (host and port substituted) ---
+        let configuration = BootstrapConfiguration(
+            connectionString: try MongoConnectionString("mongodb://127.0.0.1:\(server.port)/"),
+            setName: "steedos",
+            members: [HostAndPort(host: "127.0.0.1", port: Int(server.port))],
+            allowLocalhostMember: true
+        )
+        let report = try await ReplicaSetBootstrapper(configuration: configuration, logger: Logger(label: "app"))
+            .run { phase in print("rsinit:", phase) }
+        print(report.primary ?? "?", report.initiated, report.oplogProof)
+        // --- end ---
+        #expect(report.initiated)
+    }
+}
