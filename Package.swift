@@ -96,6 +96,7 @@ let package = Package(
         .testTarget(
             name: "RSInitCoreTests",
             dependencies: ["RSInitCore", "MongoCWrapper", "RSInitTestUtils"],
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),
         .testTarget(

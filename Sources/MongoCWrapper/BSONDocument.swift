@@ -55,6 +55,31 @@ public struct BSONDocument: Sendable, Hashable {
         return nil
     }
 
+    /// The values of several top-level fields in one pass, decoding only those (the oplog hot path).
+    /// `keys` must be distinct; a missing field is nil.
+    public func values(forKeys keys: [String]) -> [BSONValue?] {
+        var result = [BSONValue?](repeating: nil, count: keys.count)
+        let wanted = keys.map { Array($0.utf8) }
+        var remaining = keys.count
+        bytes.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer)
+            reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                for index in wanted.indices where result[index] == nil && wanted[index].count == keyRange.count {
+                    let matches = wanted[index].withUnsafeBytes { key in
+                        memcmp(buffer.baseAddress! + keyRange.lowerBound, key.baseAddress!, key.count) == 0
+                    }
+                    if matches {
+                        result[index] = reader.decodeValue(type: type, at: valueOffset).value
+                        remaining -= 1
+                        break
+                    }
+                }
+                return remaining > 0
+            }
+        }
+        return result
+    }
+
     /// Whether a top-level field named `key` exists.
     public func contains(_ key: String) -> Bool { locate(key) != nil }
 

@@ -1,0 +1,65 @@
+public import MongoCWrapper
+
+/// The fields of one `local.oplog.rs` entry that the tailer needs, read in one pass without converting the rest.
+public struct OplogEntry: Sendable, Equatable {
+    /// `i`, `u`, `d`, `c`, `n` (or anything else a future server writes).
+    public var op: String
+    /// `db.collection`, `db.$cmd` for commands, `""` for no-ops.
+    public var namespace: String
+    public var timestamp: BSONTimestamp?
+    /// `wall` in milliseconds since the epoch.
+    public var wall: Int64?
+    /// The operation: document, update spec, delete key or command.
+    public var object: BSONDocument?
+    /// `o2` (the update's `{_id}` query).
+    public var object2: BSONDocument?
+    public var fromMigrate: Bool
+    /// The session (`lsid.id`) and `txnNumber` that link a multi-entry transaction.
+    public var sessionID: BSONValue?
+    public var transactionNumber: Int64?
+
+    static let fieldNames = ["op", "ns", "ts", "wall", "o", "o2", "fromMigrate", "lsid", "txnNumber"]
+
+    /// Reads the entry; inner `applyOps` entries have no `ts`/`wall` (they inherit the outer ones).
+    public init(_ document: BSONDocument) {
+        let v = document.values(forKeys: Self.fieldNames)
+        op = v[0]?.stringValue ?? ""
+        namespace = v[1]?.stringValue ?? ""
+        timestamp = v[2]?.timestampValue
+        if case .datetime(let ms) = v[3] { wall = ms } else { wall = nil }
+        object = v[4]?.documentValue
+        object2 = v[5]?.documentValue
+        fromMigrate = v[6]?.isTruthy ?? false
+        sessionID = v[7]?.documentValue?["id"]
+        transactionNumber = v[8]?.int64Value
+    }
+
+    /// The document id: `o2._id` for updates, `o._id` otherwise.
+    public var documentID: BSONValue? {
+        if op == "u", let id = object2?["_id"] { return id }
+        return object?["_id"] ?? object2?["_id"]
+    }
+}
+
+/// `db.collection` split at the first dot (`foo.system.indexes` → `foo`, `system.indexes`; `foo` → `foo`, ``).
+public struct Namespace: Sendable, Hashable, CustomStringConvertible {
+    public var database: String
+    public var collection: String
+
+    public init(database: String, collection: String) {
+        self.database = database
+        self.collection = collection
+    }
+
+    public init(_ namespace: String) {
+        if let dot = namespace.firstIndex(of: ".") {
+            database = String(namespace[..<dot])
+            collection = String(namespace[namespace.index(after: dot)...])
+        } else {
+            database = namespace
+            collection = ""
+        }
+    }
+
+    public var description: String { collection.isEmpty ? database : "\(database).\(collection)" }
+}

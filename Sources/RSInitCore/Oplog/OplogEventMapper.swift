@@ -1,0 +1,258 @@
+public import MongoCWrapper
+
+/// Turns oplog entries into ``ChangeEvent``s, in order, and tracks the position a restart must resume from.
+///
+/// Pure (no I/O): skips no-ops, `fromMigrate`, `system.*`, `config`, `local`, `admin` (except transactions and
+/// renames) and filtered namespaces; expands `applyOps` (nested, with a running transaction index); holds
+/// `partialTxn` chains and prepared transactions until they commit (dropping aborted ones); maps `drop`,
+/// `dropDatabase`, `renameCollection` and `create` to command events. Every entry, skipped or not, advances
+/// ``lastRead``; ``resumePosition`` never passes the first entry of a transaction that has not committed yet.
+public struct OplogEventMapper: Sendable {
+    /// Why an entry produced no event (for metrics and logs).
+    public enum Skip: String, Sendable, CaseIterable {
+        case noop, fromMigrate, internalNamespace, filtered, otherCommand, pendingTransaction, abortedTransaction
+        case malformed
+    }
+
+    /// What one entry did.
+    public enum Disposition: Sendable, Equatable {
+        case emitted(Int)
+        case skipped(Skip)
+    }
+
+    public struct Configuration: Sendable {
+        public var fieldsMode: ChangedFieldsMode
+        public var filter: NamespaceFilter
+        /// Attach the inserted / replacement document to events.
+        public var includeFullDocuments: Bool
+
+        public init(fieldsMode: ChangedFieldsMode = .deep, filter: NamespaceFilter = .everything, includeFullDocuments: Bool = false) {
+            self.fieldsMode = fieldsMode
+            self.filter = filter
+            self.includeFullDocuments = includeFullDocuments
+        }
+    }
+
+    private struct PendingTransaction {
+        /// The position before the chain's first entry (nil: before the start position itself).
+        var resumeBefore: BSONTimestamp?
+        var operations: [BSONDocument]
+    }
+
+    private struct TransactionKey: Hashable {
+        let session: BSONValue
+        let number: Int64
+    }
+
+    public let configuration: Configuration
+    /// The newest entry read (every entry advances it).
+    public private(set) var lastRead: BSONTimestamp?
+    private var pending: [TransactionKey: PendingTransaction] = [:]
+    /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
+    public private(set) var unprocessableFieldCount = 0
+
+    /// - Parameter startPosition: the entry the tail resumes after (already handled), if any.
+    public init(configuration: Configuration, startPosition: BSONTimestamp?) {
+        self.configuration = configuration
+        self.lastRead = startPosition
+    }
+
+    /// Where a restart must resume (`ts >= resumePosition`, that entry being already handled): ``lastRead``, or
+    /// just before the oldest transaction still waiting for its commit.
+    public var resumePosition: BSONTimestamp? {
+        guard !pending.isEmpty else { return lastRead }
+        let befores = pending.values.map(\.resumeBefore)
+        if befores.contains(where: { $0 == nil }) { return nil }
+        return befores.compactMap { $0 }.min()
+    }
+
+    /// Whether a multi-entry transaction is waiting for its commit.
+    public var hasPendingTransactions: Bool { !pending.isEmpty }
+
+    /// Maps one entry, appending its events to `events`.
+    public mutating func map(_ document: BSONDocument, into events: inout [ChangeEvent]) -> Disposition {
+        let entry = OplogEntry(document)
+        let previous = lastRead
+        if let ts = entry.timestamp { lastRead = ts }
+        guard let ts = entry.timestamp else { return .skipped(.malformed) }
+        if entry.op == "n" { return .skipped(.noop) }
+        if entry.fromMigrate { return .skipped(.fromMigrate) }
+        let namespace = Namespace(entry.namespace)
+        if entry.op == "c" && namespace.collection == "$cmd" {
+            return mapCommand(entry, database: namespace.database, ts: ts, previous: previous, into: &events)
+        }
+        let before = events.count
+        let disposition = mapOperation(entry, ts: ts, wall: entry.wall, transactionIndex: 0, into: &events)
+        if case .skipped = disposition { return disposition }
+        return .emitted(events.count - before)
+    }
+
+    // MARK: - Commands and transactions
+
+    private mutating func mapCommand(
+        _ entry: OplogEntry,
+        database: String,
+        ts: BSONTimestamp,
+        previous: BSONTimestamp?,
+        into events: inout [ChangeEvent]
+    ) -> Disposition {
+        guard let object = entry.object, let name = object.firstKey else { return .skipped(.malformed) }
+        let key = entry.sessionID.flatMap { session in entry.transactionNumber.map { TransactionKey(session: session, number: $0) } }
+        switch name {
+        case "applyOps":
+            let isPartial = object["partialTxn"]?.isTruthy ?? false
+            let isPrepare = object["prepare"]?.isTruthy ?? false
+            let operations = (object["applyOps"]?.arrayValue ?? []).compactMap(\.documentValue)
+            if let key, isPartial || isPrepare {
+                var chain = pending[key] ?? PendingTransaction(resumeBefore: previous, operations: [])
+                chain.operations += operations
+                pending[key] = chain
+                return .skipped(.pendingTransaction)
+            }
+            var all = operations
+            if let key, let chain = pending.removeValue(forKey: key) { all = chain.operations + operations }
+            return emitTransaction(all, ts: ts, wall: entry.wall, into: &events)
+        case "commitTransaction":
+            guard let key, let chain = pending.removeValue(forKey: key) else { return .skipped(.otherCommand) }
+            return emitTransaction(chain.operations, ts: ts, wall: entry.wall, into: &events)
+        case "abortTransaction":
+            if let key { pending.removeValue(forKey: key) }
+            return .skipped(.abortedTransaction)
+        default:
+            let before = events.count
+            let disposition = commandEvent(name: name, object: object, database: database, ts: ts, wall: entry.wall,
+                transactionIndex: 0, into: &events)
+            if case .skipped = disposition { return disposition }
+            return .emitted(events.count - before)
+        }
+    }
+
+    private mutating func emitTransaction(
+        _ operations: [BSONDocument],
+        ts: BSONTimestamp,
+        wall: Int64?,
+        into events: inout [ChangeEvent]
+    ) -> Disposition {
+        var index = 0
+        let before = events.count
+        expand(operations, ts: ts, wall: wall, index: &index, into: &events)
+        let emitted = events.count - before
+        return emitted > 0 ? .emitted(emitted) : .skipped(.filtered)
+    }
+
+    /// Depth-first through nested `applyOps`; every inner operation takes the next index, emitted or not, so
+    /// indexes (and dedupe keys) are stable whatever the filter.
+    private mutating func expand(
+        _ operations: [BSONDocument],
+        ts: BSONTimestamp,
+        wall: Int64?,
+        index: inout Int,
+        into events: inout [ChangeEvent]
+    ) {
+        for document in operations {
+            let inner = OplogEntry(document)
+            if inner.op == "c", let nested = inner.object?["applyOps"]?.arrayValue {
+                expand(nested.compactMap(\.documentValue), ts: ts, wall: wall, index: &index, into: &events)
+                continue
+            }
+            let namespace = Namespace(inner.namespace)
+            if inner.op == "c", namespace.collection == "$cmd", let object = inner.object, let name = object.firstKey {
+                _ = commandEvent(name: name, object: object, database: namespace.database, ts: ts, wall: wall,
+                    transactionIndex: index, into: &events)
+            } else {
+                _ = mapOperation(inner, ts: ts, wall: wall, transactionIndex: index, into: &events)
+            }
+            index += 1
+        }
+    }
+
+    private func commandEvent(
+        name: String,
+        object: BSONDocument,
+        database: String,
+        ts: BSONTimestamp,
+        wall: Int64?,
+        transactionIndex: Int,
+        into events: inout [ChangeEvent]
+    ) -> Disposition {
+        let namespace: Namespace
+        var renamedTo: Namespace?
+        switch name {
+        case "drop", "create":
+            guard let collection = object[name]?.stringValue else { return .skipped(.malformed) }
+            namespace = Namespace(database: database, collection: collection)
+        case "dropDatabase":
+            namespace = Namespace(database: database, collection: "")
+        case "renameCollection":
+            guard let from = object[name]?.stringValue, let to = object["to"]?.stringValue else { return .skipped(.malformed) }
+            namespace = Namespace(from)
+            renamedTo = Namespace(to)
+        default:
+            return .skipped(.otherCommand)
+        }
+        let sourceInternal = Self.isInternal(namespace)
+        let targetInternal = renamedTo.map(Self.isInternal) ?? true
+        if sourceInternal && targetInternal { return .skipped(.internalNamespace) }
+        let visible = configuration.filter.includes(namespace) || renamedTo.map(configuration.filter.includes) == true
+        guard visible else { return .skipped(.filtered) }
+        events.append(ChangeEvent(
+            kind: .command, namespace: namespace, documentID: nil, changedFields: [], timestamp: ts,
+            transactionIndex: transactionIndex, wallTime: wall, fullDocument: nil,
+            command: ChangeEvent.Command(name: name, renamedTo: renamedTo)))
+        return .emitted(1)
+    }
+
+    /// `config`, `local`, `admin` and `system.*` collections are internal.
+    static func isInternal(_ namespace: Namespace) -> Bool {
+        switch namespace.database {
+        case "config", "local", "admin": return true
+        default: return namespace.collection.hasPrefix("system.")
+        }
+    }
+
+    // MARK: - CRUD
+
+    private mutating func mapOperation(
+        _ entry: OplogEntry,
+        ts: BSONTimestamp,
+        wall: Int64?,
+        transactionIndex: Int,
+        into events: inout [ChangeEvent]
+    ) -> Disposition {
+        if entry.fromMigrate { return .skipped(.fromMigrate) }
+        let namespace = Namespace(entry.namespace)
+        if Self.isInternal(namespace) { return .skipped(.internalNamespace) }
+        guard configuration.filter.includes(namespace) else { return .skipped(.filtered) }
+        guard let object = entry.object else { return .skipped(.malformed) }
+        let kind: ChangeEvent.Kind
+        var fields: [String]
+        var full: BSONDocument?
+        switch entry.op {
+        case "i":
+            kind = .insert
+            fields = object.keys
+            full = object
+        case "d":
+            kind = .delete
+            fields = []
+        case "u":
+            if case .replacement = ChangedFields.format(of: object) {
+                kind = .replace
+                fields = object.keys
+                full = object
+            } else {
+                kind = .update
+                let result = ChangedFields.update(object, mode: configuration.fieldsMode)
+                fields = result.fields
+                unprocessableFieldCount += result.unprocessable
+            }
+        default:
+            return .skipped(.otherCommand)
+        }
+        events.append(ChangeEvent(
+            kind: kind, namespace: namespace, documentID: entry.documentID, changedFields: fields, timestamp: ts,
+            transactionIndex: transactionIndex, wallTime: wall,
+            fullDocument: configuration.includeFullDocuments ? full : nil, command: nil))
+        return .emitted(1)
+    }
+}
