@@ -31,10 +31,13 @@ struct ChangedFieldsVector: Sendable, CustomTestStringConvertible {
 @Suite struct ChangedFieldsTests {
     @Test(arguments: ChangedFieldsVector.all)
     func vector(_ vector: ChangedFieldsVector) throws {
-        let modes: [ChangedFieldsMode] = vector.mode == "any" ? [.top, .deep] : [ChangedFieldsMode(rawValue: vector.mode)!]
+        let modes: [ChangedFieldsMode] =
+            vector.mode == "any" ? [.top, .deep] : [ChangedFieldsMode(rawValue: vector.mode)!]
         for mode in modes {
             var mapper = OplogEventMapper(configuration: .init(fieldsMode: mode), startPosition: nil)
-            var entry: BSONDocument = ["op": .string(vector.op), "ns": "foo.bar", "ts": .timestamp(BSONTimestamp(seconds: 1234, increment: 0))]
+            var entry: BSONDocument = [
+                "op": .string(vector.op), "ns": "foo.bar", "ts": .timestamp(BSONTimestamp(seconds: 1234, increment: 0)),
+            ]
             entry.append("o", .document(vector.object))
             if vector.op == "u" { entry.append("o2", ["_id": "someid"]) }
             var events: [ChangeEvent] = []

@@ -22,25 +22,33 @@ func mapAll(
     @Test func parserVectors() {
         let (events, _, _) = mapAll([
             entry(#"{"ts":{"$timestamp":{"t":1234,"i":0}},"op":"i","ns":"foo.Bar","o":{"_id":"someid","foo":"bar"}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":1234,"i":1}},"op":"u","ns":"foo.Bar","o":{"new":"data"},"o2":{"_id":"updateid"}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":1234,"i":1}},"op":"u","ns":"foo.Bar","o":{"new":"data"},"o2":{"_id":"updateid"}}"#
+            ),
             entry(#"{"ts":{"$timestamp":{"t":1234,"i":2}},"op":"d","ns":"foo.Bar","o":{"_id":"someid"}}"#),
         ])
         #expect(events.map(\.kind) == [.insert, .replace, .delete])
         #expect(events.map(\.documentID) == ["someid", "updateid", "someid"])
-        #expect(events.allSatisfy { $0.namespace == Namespace(database: "foo", collection: "Bar") && $0.transactionIndex == 0 })
+        #expect(
+            events.allSatisfy {
+                $0.namespace == Namespace(database: "foo", collection: "Bar") && $0.transactionIndex == 0
+            }
+        )
         #expect(events.map(\.changedFields) == [["_id", "foo"], ["new"], []])
     }
 
     // §9f P05: nested applyOps, outer ts, running index
     @Test func nestedApplyOps() {
         let (events, mapper, dispositions) = mapAll([
-            entry(#"""
+            entry(
+                #"""
                 {"ts":{"$timestamp":{"t":1234,"i":0}},"wall":{"$date":"2020-01-01T00:00:00Z"},"op":"c","ns":"admin.$cmd","o":{"applyOps":[
                   {"op":"c","ns":"admin.$cmd","o":{"applyOps":[{"op":"i","ns":"foo.Bar","o":{"_id":"id1","foo":"baz"}}]}},
                   {"op":"i","ns":"foo.Bar","o":{"_id":"id1","foo":"bar"}},
                   {"op":"u","ns":"foo.Bar","o":{"foo":"quux"},"o2":{"_id":"id2"}},
                   {"op":"d","ns":"foo.Bar","o":{"_id":"id3"}}]}}
-                """#)
+                """#
+            )
         ])
         #expect(dispositions == [.emitted(4)])
         #expect(events.map(\.kind) == [.insert, .insert, .replace, .delete])
@@ -53,11 +61,13 @@ func mapAll(
     // §9e A08
     @Test func transactionWithInsertAndDiffUpdate() {
         let (events, _, _) = mapAll([
-            entry(#"""
+            entry(
+                #"""
                 {"ts":{"$timestamp":{"t":9,"i":1}},"op":"c","ns":"admin.$cmd","o":{"applyOps":[
                   {"op":"i","ns":"test.Tx","o":{"_id":"foo","bar":"baz"}},
                   {"op":"u","ns":"test.Tx","o2":{"_id":"foo"},"o":{"$v":2,"diff":{"u":{"bar":"quux"}}}}]}}
-                """#)
+                """#
+            )
         ])
         #expect(events.map(\.kind) == [.insert, .update])
         #expect(events.map(\.changedFields) == [["_id", "bar"], ["bar"]])
@@ -78,7 +88,9 @@ func mapAll(
         let (events, mapper, dispositions) = mapAll([
             entry(#"{"ts":{"$timestamp":{"t":1,"i":1}},"op":"n","ns":"","o":{"msg":"periodic noop"}}"#),
             entry(#"{"ts":{"$timestamp":{"t":1,"i":2}},"op":"i","ns":"foo.system.indexes","o":{"_id":1}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":1,"i":3}},"op":"d","ns":"config.transactions","o":{"_id":{"id":{"$binary":{"base64":"AAAAAAAAAAAAAAAAAAAAAA==","subType":"04"}}}}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":1,"i":3}},"op":"d","ns":"config.transactions","o":{"_id":{"id":{"$binary":{"base64":"AAAAAAAAAAAAAAAAAAAAAA==","subType":"04"}}}}}"#
+            ),
             entry(#"{"ts":{"$timestamp":{"t":1,"i":4}},"op":"i","ns":"local.x","o":{"_id":1}}"#),
             entry(#"{"ts":{"$timestamp":{"t":1,"i":5}},"op":"i","ns":"admin.system.keys","o":{"_id":1}}"#),
             entry(#"{"ts":{"$timestamp":{"t":1,"i":6}},"op":"i","ns":"admin.users","o":{"_id":1}}"#),
@@ -87,11 +99,15 @@ func mapAll(
             entry(#"{"ts":{"$timestamp":{"t":1,"i":9}},"op":"c","ns":"config.$cmd","o":{"create":"transactions"}}"#),
         ])
         #expect(events.isEmpty)
-        #expect(dispositions == [
-            .skipped(.noop), .skipped(.internalNamespace), .skipped(.internalNamespace), .skipped(.internalNamespace),
-            .skipped(.internalNamespace), .skipped(.internalNamespace), .skipped(.fromMigrate), .skipped(.otherCommand),
-            .skipped(.internalNamespace),
-        ])
+        #expect(
+            dispositions == [
+                .skipped(.noop), .skipped(.internalNamespace), .skipped(.internalNamespace),
+                .skipped(.internalNamespace),
+                .skipped(.internalNamespace), .skipped(.internalNamespace), .skipped(.fromMigrate),
+                .skipped(.otherCommand),
+                .skipped(.internalNamespace),
+            ]
+        )
         #expect(mapper.lastRead == ts(1, 9))
         #expect(mapper.resumePosition == ts(1, 9))
     }
@@ -101,8 +117,12 @@ func mapAll(
         let (events, _, _) = mapAll([
             entry(#"{"ts":{"$timestamp":{"t":2,"i":1}},"op":"c","ns":"tests.$cmd","o":{"drop":"Foo"}}"#),
             entry(#"{"ts":{"$timestamp":{"t":2,"i":2}},"op":"c","ns":"tests.$cmd","o":{"dropDatabase":1}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":2,"i":3}},"op":"c","ns":"admin.$cmd","o":{"renameCollection":"tests.a","to":"tests.b","stayTemp":false}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":2,"i":4}},"op":"c","ns":"tests.$cmd","o":{"create":"Bar","idIndex":{"v":2}}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":2,"i":3}},"op":"c","ns":"admin.$cmd","o":{"renameCollection":"tests.a","to":"tests.b","stayTemp":false}}"#
+            ),
+            entry(
+                #"{"ts":{"$timestamp":{"t":2,"i":4}},"op":"c","ns":"tests.$cmd","o":{"create":"Bar","idIndex":{"v":2}}}"#
+            ),
         ])
         #expect(events.map { $0.command?.name } == ["drop", "dropDatabase", "renameCollection", "create"])
         #expect(events.map(\.namespace.description) == ["tests.Foo", "tests", "tests.a", "tests.Bar"])
@@ -111,13 +131,20 @@ func mapAll(
     }
 
     @Test func partialTransactionChainsEmitOnlyWhenCommitted() {
-        let lsid = #""lsid":{"id":{"$binary":{"base64":"AQEBAQEBAQEBAQEBAQEBAQ==","subType":"04"}}},"txnNumber":{"$numberLong":"7"}"#
+        let lsid =
+            #""lsid":{"id":{"$binary":{"base64":"AQEBAQEBAQEBAQEBAQEBAQ==","subType":"04"}}},"txnNumber":{"$numberLong":"7"}"#
         let documents = [
             entry(#"{"ts":{"$timestamp":{"t":5,"i":1}},"op":"i","ns":"app.c","o":{"_id":"before"}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":5,"i":2}},"op":"c","ns":"admin.$cmd",\#(lsid),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"t1"}}],"partialTxn":true}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":5,"i":2}},"op":"c","ns":"admin.$cmd",\#(lsid),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"t1"}}],"partialTxn":true}}"#
+            ),
             entry(#"{"ts":{"$timestamp":{"t":5,"i":3}},"op":"i","ns":"app.c","o":{"_id":"interleaved"}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":5,"i":4}},"op":"c","ns":"admin.$cmd",\#(lsid),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"t2"}}],"partialTxn":true}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":5,"i":5}},"op":"c","ns":"admin.$cmd",\#(lsid),"o":{"applyOps":[{"op":"d","ns":"app.c","o":{"_id":"t3"}}],"count":3}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":5,"i":4}},"op":"c","ns":"admin.$cmd",\#(lsid),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"t2"}}],"partialTxn":true}}"#
+            ),
+            entry(
+                #"{"ts":{"$timestamp":{"t":5,"i":5}},"op":"c","ns":"admin.$cmd",\#(lsid),"o":{"applyOps":[{"op":"d","ns":"app.c","o":{"_id":"t3"}}],"count":3}}"#
+            ),
         ]
         var mapper = OplogEventMapper(configuration: .init(), startPosition: ts(5, 0))
         var events: [ChangeEvent] = []
@@ -134,15 +161,33 @@ func mapAll(
     }
 
     @Test func preparedTransactionsCommitOrAbort() {
-        let lsidA = #""lsid":{"id":{"$binary":{"base64":"AgICAgICAgICAgICAgICAg==","subType":"04"}}},"txnNumber":{"$numberLong":"1"}"#
-        let lsidB = #""lsid":{"id":{"$binary":{"base64":"AwMDAwMDAwMDAwMDAwMDAw==","subType":"04"}}},"txnNumber":{"$numberLong":"1"}"#
-        let (events, mapper, dispositions) = mapAll([
-            entry(#"{"ts":{"$timestamp":{"t":6,"i":1}},"op":"c","ns":"admin.$cmd",\#(lsidA),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"a"}}],"prepare":true}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":6,"i":2}},"op":"c","ns":"admin.$cmd",\#(lsidB),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"b"}}],"prepare":true}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":6,"i":3}},"op":"c","ns":"admin.$cmd",\#(lsidB),"o":{"abortTransaction":1}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":6,"i":4}},"op":"c","ns":"admin.$cmd",\#(lsidA),"o":{"commitTransaction":1,"commitTimestamp":{"$timestamp":{"t":6,"i":1}}}}"#),
-        ], start: ts(6, 0))
-        #expect(dispositions == [.skipped(.pendingTransaction), .skipped(.pendingTransaction), .skipped(.abortedTransaction), .emitted(1)])
+        let lsidA =
+            #""lsid":{"id":{"$binary":{"base64":"AgICAgICAgICAgICAgICAg==","subType":"04"}}},"txnNumber":{"$numberLong":"1"}"#
+        let lsidB =
+            #""lsid":{"id":{"$binary":{"base64":"AwMDAwMDAwMDAwMDAwMDAw==","subType":"04"}}},"txnNumber":{"$numberLong":"1"}"#
+        let (events, mapper, dispositions) = mapAll(
+            [
+                entry(
+                    #"{"ts":{"$timestamp":{"t":6,"i":1}},"op":"c","ns":"admin.$cmd",\#(lsidA),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"a"}}],"prepare":true}}"#
+                ),
+                entry(
+                    #"{"ts":{"$timestamp":{"t":6,"i":2}},"op":"c","ns":"admin.$cmd",\#(lsidB),"o":{"applyOps":[{"op":"i","ns":"app.c","o":{"_id":"b"}}],"prepare":true}}"#
+                ),
+                entry(
+                    #"{"ts":{"$timestamp":{"t":6,"i":3}},"op":"c","ns":"admin.$cmd",\#(lsidB),"o":{"abortTransaction":1}}"#
+                ),
+                entry(
+                    #"{"ts":{"$timestamp":{"t":6,"i":4}},"op":"c","ns":"admin.$cmd",\#(lsidA),"o":{"commitTransaction":1,"commitTimestamp":{"$timestamp":{"t":6,"i":1}}}}"#
+                ),
+            ],
+            start: ts(6, 0)
+        )
+        #expect(
+            dispositions == [
+                .skipped(.pendingTransaction), .skipped(.pendingTransaction), .skipped(.abortedTransaction),
+                .emitted(1),
+            ]
+        )
         #expect(events.map(\.documentID) == ["a"])
         #expect(events.first?.timestamp == ts(6, 4))
         #expect(!mapper.hasPendingTransactions)
@@ -151,9 +196,11 @@ func mapAll(
 
     @Test func documentIDsOfEveryBSONTypeAreCarriedExactly() {
         let ids: [BSONValue] = [
-            "someid", "", "-x", "~y", "{z", "56e1fc72e0c917e9c4714161", .objectID(BSONObjectID(hex: "56e1fc72e0c917e9c4714161")!),
+            "someid", "", "-x", "~y", "{z", "56e1fc72e0c917e9c4714161",
+            .objectID(BSONObjectID(hex: "56e1fc72e0c917e9c4714161")!),
             .int32(1234), .int64(.max), .double(-0.0), .double(.nan), .bool(true), .null, .datetime(-1),
-            .binary(BSONBinary(subtype: 4, data: Array(repeating: 1, count: 16))), .decimal128(BSONDecimal128(low: 15, high: 0x303E_0000_0000_0000)),
+            .binary(BSONBinary(subtype: 4, data: Array(repeating: 1, count: 16))),
+            .decimal128(BSONDecimal128(low: 15, high: 0x303E_0000_0000_0000)),
             .timestamp(ts(1, 2)), .document(["a": 1, "b": [1, 2]]), .array([1, "x"]), .minKey, .maxKey,
             .regex(BSONRegularExpression(pattern: "a", options: "i")), .symbol("s"), .javascript("f()"),
         ]
@@ -173,7 +220,9 @@ func mapAll(
         let documents = [
             entry(#"{"ts":{"$timestamp":{"t":8,"i":1}},"op":"i","ns":"app.c","o":{"_id":1,"a":2}}"#),
             entry(#"{"ts":{"$timestamp":{"t":8,"i":2}},"op":"u","ns":"app.c","o2":{"_id":1},"o":{"_id":1,"b":3}}"#),
-            entry(#"{"ts":{"$timestamp":{"t":8,"i":3}},"op":"u","ns":"app.c","o2":{"_id":1},"o":{"$v":2,"diff":{"u":{"b":4}}}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":8,"i":3}},"op":"u","ns":"app.c","o2":{"_id":1},"o":{"$v":2,"diff":{"u":{"b":4}}}}"#
+            ),
         ]
         let (with, _, _) = mapAll(documents, configuration: .init(includeFullDocuments: true))
         #expect(with.map { $0.fullDocument != nil } == [true, true, false])
@@ -198,8 +247,13 @@ func mapAll(
         #expect(filter.serverFilter == ["app", "shop", "tenant_*"])
         // Filtered transaction operations keep their indexes (stable dedupe keys).
         let (events, _, _) = mapAll(
-            [entry(#"{"ts":{"$timestamp":{"t":3,"i":1}},"op":"c","ns":"admin.$cmd","o":{"applyOps":[{"op":"i","ns":"shop.carts","o":{"_id":1}},{"op":"i","ns":"shop.orders","o":{"_id":2}}]}}"#)],
-            configuration: .init(filter: filter))
+            [
+                entry(
+                    #"{"ts":{"$timestamp":{"t":3,"i":1}},"op":"c","ns":"admin.$cmd","o":{"applyOps":[{"op":"i","ns":"shop.carts","o":{"_id":1}},{"op":"i","ns":"shop.orders","o":{"_id":2}}]}}"#
+                )
+            ],
+            configuration: .init(filter: filter)
+        )
         #expect(events.map(\.transactionIndex) == [1])
     }
 }

@@ -118,7 +118,9 @@ public enum ChangedFields {
                     fallBack(prefix, into: &collector)
                     continue
                 }
-                for (field, fieldValue) in section.elements { flatten(fieldValue, path: join(prefix, field), into: &collector) }
+                for (field, fieldValue) in section.elements {
+                    flatten(fieldValue, path: join(prefix, field), into: &collector)
+                }
             case "d", "b":
                 guard case .document(let section) = value else {
                     fallBack(prefix, into: &collector)
@@ -160,7 +162,8 @@ public enum ChangedFields {
                 continue
             }
             let index = key.dropFirst()
-            guard let first = key.first, first == "u" || first == "s", !index.isEmpty, index.allSatisfy(\.isNumber) else {
+            guard let first = key.first, first == "u" || first == "s", !index.isEmpty, index.allSatisfy(\.isNumber)
+            else {
                 collector.add(path)  // unknown array-diff key: fall back to the array
                 continue
             }

@@ -29,7 +29,8 @@ public struct NamespaceFilter: Sendable, Equatable {
     public static let everything = NamespaceFilter()
 
     public func includes(_ namespace: Namespace) -> Bool {
-        if excludes.contains(where: { $0.matches(namespace) && ($0.collection == "*" || !namespace.collection.isEmpty) }) {
+        if excludes.contains(where: { $0.matches(namespace) && ($0.collection == "*" || !namespace.collection.isEmpty) }
+        ) {
             return false
         }
         return includes.isEmpty || includes.contains { $0.matches(namespace) }

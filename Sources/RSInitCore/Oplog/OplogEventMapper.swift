@@ -26,7 +26,11 @@ public struct OplogEventMapper: Sendable {
         /// Attach the inserted / replacement document to events.
         public var includeFullDocuments: Bool
 
-        public init(fieldsMode: ChangedFieldsMode = .deep, filter: NamespaceFilter = .everything, includeFullDocuments: Bool = false) {
+        public init(
+            fieldsMode: ChangedFieldsMode = .deep,
+            filter: NamespaceFilter = .everything,
+            includeFullDocuments: Bool = false
+        ) {
             self.fieldsMode = fieldsMode
             self.filter = filter
             self.includeFullDocuments = includeFullDocuments
@@ -97,7 +101,9 @@ public struct OplogEventMapper: Sendable {
         into events: inout [ChangeEvent]
     ) -> Disposition {
         guard let object = entry.object, let name = object.firstKey else { return .skipped(.malformed) }
-        let key = entry.sessionID.flatMap { session in entry.transactionNumber.map { TransactionKey(session: session, number: $0) } }
+        let key = entry.sessionID.flatMap { session in
+            entry.transactionNumber.map { TransactionKey(session: session, number: $0) }
+        }
         switch name {
         case "applyOps":
             let isPartial = object["partialTxn"]?.isTruthy ?? false
@@ -120,8 +126,15 @@ public struct OplogEventMapper: Sendable {
             return .skipped(.abortedTransaction)
         default:
             let before = events.count
-            let disposition = commandEvent(name: name, object: object, database: database, ts: ts, wall: entry.wall,
-                transactionIndex: 0, into: &events)
+            let disposition = commandEvent(
+                name: name,
+                object: object,
+                database: database,
+                ts: ts,
+                wall: entry.wall,
+                transactionIndex: 0,
+                into: &events
+            )
             if case .skipped = disposition { return disposition }
             return .emitted(events.count - before)
         }
@@ -157,8 +170,15 @@ public struct OplogEventMapper: Sendable {
             }
             let namespace = Namespace(inner.namespace)
             if inner.op == "c", namespace.collection == "$cmd", let object = inner.object, let name = object.firstKey {
-                _ = commandEvent(name: name, object: object, database: namespace.database, ts: ts, wall: wall,
-                    transactionIndex: index, into: &events)
+                _ = commandEvent(
+                    name: name,
+                    object: object,
+                    database: namespace.database,
+                    ts: ts,
+                    wall: wall,
+                    transactionIndex: index,
+                    into: &events
+                )
             } else {
                 _ = mapOperation(inner, ts: ts, wall: wall, transactionIndex: index, into: &events)
             }
@@ -184,7 +204,9 @@ public struct OplogEventMapper: Sendable {
         case "dropDatabase":
             namespace = Namespace(database: database, collection: "")
         case "renameCollection":
-            guard let from = object[name]?.stringValue, let to = object["to"]?.stringValue else { return .skipped(.malformed) }
+            guard let from = object[name]?.stringValue, let to = object["to"]?.stringValue else {
+                return .skipped(.malformed)
+            }
             namespace = Namespace(from)
             renamedTo = Namespace(to)
         default:
@@ -195,10 +217,19 @@ public struct OplogEventMapper: Sendable {
         if sourceInternal && targetInternal { return .skipped(.internalNamespace) }
         let visible = configuration.filter.includes(namespace) || renamedTo.map(configuration.filter.includes) == true
         guard visible else { return .skipped(.filtered) }
-        events.append(ChangeEvent(
-            kind: .command, namespace: namespace, documentID: nil, changedFields: [], timestamp: ts,
-            transactionIndex: transactionIndex, wallTime: wall, fullDocument: nil,
-            command: ChangeEvent.Command(name: name, renamedTo: renamedTo)))
+        events.append(
+            ChangeEvent(
+                kind: .command,
+                namespace: namespace,
+                documentID: nil,
+                changedFields: [],
+                timestamp: ts,
+                transactionIndex: transactionIndex,
+                wallTime: wall,
+                fullDocument: nil,
+                command: ChangeEvent.Command(name: name, renamedTo: renamedTo)
+            )
+        )
         return .emitted(1)
     }
 
@@ -249,10 +280,19 @@ public struct OplogEventMapper: Sendable {
         default:
             return .skipped(.otherCommand)
         }
-        events.append(ChangeEvent(
-            kind: kind, namespace: namespace, documentID: entry.documentID, changedFields: fields, timestamp: ts,
-            transactionIndex: transactionIndex, wallTime: wall,
-            fullDocument: configuration.includeFullDocuments ? full : nil, command: nil))
+        events.append(
+            ChangeEvent(
+                kind: kind,
+                namespace: namespace,
+                documentID: entry.documentID,
+                changedFields: fields,
+                timestamp: ts,
+                transactionIndex: transactionIndex,
+                wallTime: wall,
+                fullDocument: configuration.includeFullDocuments ? full : nil,
+                command: nil
+            )
+        )
         return .emitted(1)
     }
 }

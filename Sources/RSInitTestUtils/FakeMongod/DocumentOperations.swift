@@ -1,3 +1,4 @@
+import Foundation
 import MongoCWrapper
 
 /// Orders BSON values the way MongoDB compares them across types (MinKey < null < numbers < strings < objects <
@@ -79,7 +80,9 @@ enum DocumentMatcher {
                 else { return false }
             default:
                 let value = document[path: key]
-                if case .document(let operators) = condition, operators.firstKey?.hasPrefix("$") == true {
+                if case .regex = condition {
+                    if !apply("$regex", condition, value) { return false }
+                } else if case .document(let operators) = condition, operators.firstKey?.hasPrefix("$") == true {
                     for (op, operand) in operators.elements where !apply(op, operand, value) { return false }
                 } else if !equals(value, condition) {
                     return false
@@ -105,6 +108,16 @@ enum DocumentMatcher {
         case "$in": return operand.arrayValue?.contains { equals(value, $0) } ?? false
         case "$nin": return !(operand.arrayValue?.contains { equals(value, $0) } ?? false)
         case "$exists": return (value != nil) == operand.isTruthy
+        case "$regex":
+            guard case .string(let text)? = value else { return false }
+            let pattern: String
+            switch operand {
+            case .regex(let regex): pattern = regex.pattern
+            case .string(let string): pattern = string
+            default: return false
+            }
+            guard let expression = try? NSRegularExpression(pattern: pattern) else { return false }
+            return expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
         case "$gt", "$gte", "$lt", "$lte":
             guard let value, BSONOrdering.typeRank(value) == BSONOrdering.typeRank(operand) else { return false }
             let c = BSONOrdering.compare(value, operand)

@@ -1,0 +1,346 @@
+import Foundation
+public import Logging
+public import MongoCWrapper
+
+/// Where a tail starts.
+public enum OplogStart: Sendable, Equatable {
+    /// After the newest entry at start-up (the default).
+    case end
+    /// At the first entry with `ts >= T`; fails if the oplog no longer reaches back to `T`.
+    case at(BSONTimestamp)
+    /// After a checkpoint: the entry with this `ts` was fully handled and must still be in the oplog.
+    case after(BSONTimestamp)
+}
+
+/// History the tail needed is gone: the oplog rolled over past the position (or the position is not in this
+/// oplog at all). Never silently skipped; callers must decide (fail, or restart from the end knowingly).
+public struct OplogHistoryLost: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The position the tail needed.
+    public var position: BSONTimestamp
+    /// The oldest entry still in the oplog, when known.
+    public var oldestAvailable: BSONTimestamp?
+    public var reason: String
+
+    public var description: String {
+        "oplog history lost: \(reason) (needed \(position)\(oldestAvailable.map { ", oldest available \($0)" } ?? ""))"
+    }
+}
+
+/// One oplog batch turned into events, with the positions after it.
+public struct OplogBatch: Sendable {
+    /// Events in oplog order.
+    public var events: [ChangeEvent]
+    /// Where a restart must resume (checkpoint this after the events are delivered).
+    public var resumePosition: BSONTimestamp?
+    /// The newest entry read.
+    public var lastRead: BSONTimestamp?
+    /// Entries read in this batch (skipped ones included).
+    public var entriesRead: Int
+    /// Entries that produced no event, by reason.
+    public var skipped: [OplogEventMapper.Skip: Int]
+    /// `wall` of the newest entry read (ms since the epoch), for lag.
+    public var lastWallTime: Int64?
+}
+
+/// How the tailer reads.
+public struct OplogTailerConfiguration: Sendable {
+    public var connectionString: MongoConnectionString
+    public var start: OplogStart
+    public var mapping: OplogEventMapper.Configuration
+    /// Entries per find/getMore.
+    public var batchSize: Int
+    /// How long a getMore waits for new entries (`maxTimeMS` on getMore); bounds how fast cancellation acts.
+    public var maxAwaitTime: Duration
+    /// Backoff between re-establish attempts after errors.
+    public var backoff: Backoff
+
+    public init(
+        connectionString: MongoConnectionString,
+        start: OplogStart = .end,
+        mapping: OplogEventMapper.Configuration = .init(),
+        batchSize: Int = 1000,
+        maxAwaitTime: Duration = .seconds(1),
+        backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+    ) {
+        self.connectionString = connectionString
+        self.start = start
+        self.mapping = mapping
+        self.batchSize = batchSize
+        self.maxAwaitTime = maxAwaitTime
+        self.backoff = backoff
+    }
+}
+
+/// Tails `local.oplog.rs` with a tailable awaitData cursor and yields ``OplogBatch``es in order.
+///
+/// Pull-based: no getMore is sent until the consumer asks for the next batch, so a slow consumer holds the
+/// oplog read (bounded memory). The cursor is re-established after network errors, cursor loss, stepdowns and
+/// restarts, continuing after the last entry read (nothing lost, nothing repeated). A position the oplog no longer
+/// holds throws ``OplogHistoryLost``. Iteration ends (returns nil) when the task is cancelled, within one
+/// `maxAwaitTime`.
+public struct OplogTailer: AsyncSequence, Sendable {
+    public typealias Element = OplogBatch
+
+    public let configuration: OplogTailerConfiguration
+    let logger: Logger
+
+    public init(configuration: OplogTailerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(session: TailSession(configuration: configuration, logger: logger))
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let session: TailSession
+
+        public mutating func next() async throws -> OplogBatch? {
+            try await session.next()
+        }
+
+        /// Closes the connection now (otherwise it closes when iteration ends).
+        public func close() async { await session.close() }
+    }
+}
+
+/// The state of one tail; used by one task at a time (the iterator's owner), hence `@unchecked Sendable`.
+public final class TailSession: @unchecked Sendable {
+    let configuration: OplogTailerConfiguration
+    let logger: Logger
+    private var client: MongoClient?
+    private var cursorID: Int64 = 0
+    private var mapper: OplogEventMapper
+    /// The first batch of a freshly established cursor starts with the already-handled entry: skip it.
+    private var skipFirstEntry: BSONTimestamp?
+    private var pendingFirstBatch: [BSONValue] = []
+    private var failures = 0
+    private var finished = false
+    private var establishedOnce = false
+    /// How many times the cursor was re-established (for metrics and tests).
+    public private(set) var reestablishCount = 0
+
+    init(configuration: OplogTailerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        let startPosition: BSONTimestamp?
+        if case .after(let position) = configuration.start { startPosition = position } else { startPosition = nil }
+        self.mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: startPosition)
+    }
+
+    deinit {
+        // Fallback only: iteration ending closes the client.
+    }
+
+    func close() async {
+        finished = true
+        if let client {
+            if cursorID != 0 {
+                _ = try? await client.runCommand(
+                    ["killCursors": "oplog.rs", "cursors": [.int64(cursorID)]],
+                    database: "local"
+                )
+            }
+            await client.close()
+        }
+        client = nil
+        cursorID = 0
+    }
+
+    func next() async throws -> OplogBatch? {
+        while !finished {
+            if Task.isCancelled {
+                await close()
+                return nil
+            }
+            do {
+                if client == nil || (cursorID == 0 && pendingFirstBatch.isEmpty) {
+                    try await establish()
+                }
+                let documents: [BSONValue]
+                if !pendingFirstBatch.isEmpty {
+                    documents = pendingFirstBatch
+                    pendingFirstBatch = []
+                } else {
+                    documents = try await getMore()
+                }
+                failures = 0
+                if let batch = process(documents) { return batch }
+            } catch let lost as OplogHistoryLost {
+                await close()
+                throw lost
+            } catch is CancellationError {
+                await close()
+                return nil
+            } catch let error as MongoError {
+                guard isRecoverable(error) else {
+                    await close()
+                    throw error
+                }
+                logger.debug("oplog cursor lost; re-establishing", metadata: ["rsinit.error": "\(error)"])
+                failures += 1
+                await dropConnection(keepClient: error.code == .cursorNotFound || error.code == .cappedPositionLost)
+                let delay = configuration.backoff.delay(attempt: failures - 1, jitter: Double.random(in: 0...1))
+                try? await Task.sleep(for: delay)
+            }
+        }
+        return nil
+    }
+
+    private func isRecoverable(_ error: MongoError) -> Bool {
+        switch error.code {
+        case .network, .timeout, .serverSelection, .cursorNotFound, .cappedPositionLost, .notWritablePrimary,
+            .notPrimaryNoSecondaryOk, .notPrimaryOrSecondary, .stateChangeInterrupted, .shutdownInProgress,
+            .maxTimeExpired, .cancelled:
+            return true
+        default:
+            return error.isTransient
+        }
+    }
+
+    private func dropConnection(keepClient: Bool) async {
+        cursorID = 0
+        pendingFirstBatch = []
+        if !keepClient, let client {
+            // A single-threaded libmongoc client keeps a failed server in a 5 s cooldown; start afresh.
+            await client.close()
+            self.client = nil
+        }
+    }
+
+    private func makeClient() throws -> MongoClient {
+        let options = try configuration.connectionString.settingOptions(int32: ["serverSelectionTimeoutMS": 5000])
+        return try MongoClient(options, appName: "rsinit-tail", logger: logger)
+    }
+
+    /// Opens the cursor at the right place and verifies that the resume entry is still there.
+    private func establish() async throws {
+        if client == nil { client = try makeClient() }
+        guard let client else { return }
+        if establishedOnce { reestablishCount += 1 }
+        establishedOnce = true
+        var filter: BSONDocument
+        skipFirstEntry = nil
+        if let position = mapper.lastRead {
+            filter = ["ts": ["$gte": .timestamp(position)]]
+            skipFirstEntry = position
+        } else {
+            switch configuration.start {
+            case .end:
+                guard let newest = try await boundary(client, newest: true) else {
+                    throw MongoError(
+                        code: .serverError,
+                        message: "local.oplog.rs is missing or empty: is mongod a replica set member?"
+                    )
+                }
+                filter = ["ts": ["$gte": .timestamp(newest)]]
+                skipFirstEntry = newest
+                mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: newest)
+            case .at(let position):
+                if let oldest = try await boundary(client, newest: false), oldest > position {
+                    throw OplogHistoryLost(
+                        position: position,
+                        oldestAvailable: oldest,
+                        reason: "the oplog no longer reaches back to the requested timestamp"
+                    )
+                }
+                filter = ["ts": ["$gte": .timestamp(position)]]
+            case .after(let position):
+                filter = ["ts": ["$gte": .timestamp(position)]]
+                skipFirstEntry = position
+            }
+        }
+        if let databases = configuration.mapping.filter.serverFilter {
+            let pattern = "^(" + databases.map(Glob.regex).joined(separator: "|") + ")\\."
+            filter = [
+                "$and": [
+                    .document(filter),
+                    [
+                        "$or": [
+                            ["ns": ["$regex": .regex(BSONRegularExpression(pattern: pattern, options: ""))]],
+                            ["op": "n"], ["ns": "admin.$cmd"],
+                        ]
+                    ],
+                ]
+            ]
+        }
+        let reply = try await client.runCommand(
+            [
+                "find": "oplog.rs", "filter": .document(filter), "tailable": true, "awaitData": true,
+                "batchSize": .int32(Int32(configuration.batchSize)),
+            ],
+            database: "local"
+        )
+        cursorID = reply[path: "cursor.id"]?.int64Value ?? 0
+        var batch = reply[path: "cursor.firstBatch"]?.arrayValue ?? []
+        if let expected = skipFirstEntry {
+            // MongoDB's own fetcher rule: the first entry returned must be the one we resume after.
+            let first = batch.first?.documentValue?["ts"]?.timestampValue
+            guard first == expected else {
+                let oldest = try? await boundary(client, newest: false)
+                let newest = try? await boundary(client, newest: true)
+                let reason: String
+                if let newest = newest ?? nil, newest < expected {
+                    reason =
+                        "the position is newer than every entry in this oplog (another cluster, or a restored backup?)"
+                } else {
+                    reason = "the entry at the position is gone: the oplog rolled over past it"
+                }
+                throw OplogHistoryLost(position: expected, oldestAvailable: oldest ?? nil, reason: reason)
+            }
+            batch.removeFirst()
+        }
+        pendingFirstBatch = batch
+        if batch.isEmpty && cursorID == 0 {
+            throw MongoError(code: .cursorNotFound, message: "the oplog cursor closed at once")
+        }
+    }
+
+    private func boundary(_ client: MongoClient, newest: Bool) async throws -> BSONTimestamp? {
+        let reply = try await client.runCommand(
+            [
+                "find": "oplog.rs", "filter": [:], "sort": ["$natural": newest ? -1 : 1], "limit": 1,
+                "projection": ["ts": 1],
+            ],
+            database: "local"
+        )
+        return reply[path: "cursor.firstBatch"]?.arrayValue?.first?.documentValue?["ts"]?.timestampValue
+    }
+
+    private func getMore() async throws -> [BSONValue] {
+        guard let client, cursorID != 0 else { throw MongoError(code: .cursorNotFound, message: "no open cursor") }
+        let reply = try await client.runCommand(
+            [
+                "getMore": .int64(cursorID), "collection": "oplog.rs",
+                "batchSize": .int64(Int64(configuration.batchSize)),
+                "maxTimeMS": .int64(configuration.maxAwaitTime.milliseconds),
+            ],
+            database: "local"
+        )
+        cursorID = reply[path: "cursor.id"]?.int64Value ?? 0
+        return reply[path: "cursor.nextBatch"]?.arrayValue ?? []
+    }
+
+    /// Maps a batch; nil when it held no entries.
+    private func process(_ documents: [BSONValue]) -> OplogBatch? {
+        guard !documents.isEmpty else { return nil }
+        var events: [ChangeEvent] = []
+        events.reserveCapacity(documents.count)
+        var skipped: [OplogEventMapper.Skip: Int] = [:]
+        var lastWall: Int64?
+        for value in documents {
+            guard case .document(let document) = value else { continue }
+            if case .skipped(let reason) = mapper.map(document, into: &events) { skipped[reason, default: 0] += 1 }
+            if case .datetime(let wall)? = document["wall"] { lastWall = wall }
+        }
+        return OplogBatch(
+            events: events,
+            resumePosition: mapper.resumePosition,
+            lastRead: mapper.lastRead,
+            entriesRead: documents.count,
+            skipped: skipped,
+            lastWallTime: lastWall
+        )
+    }
+}
