@@ -67,7 +67,9 @@ let package = Package(
         // Benchmarks (not tests): `swift run -c release rsinit-bench`.
         .executableTarget(
             name: "rsinit-bench",
-            dependencies: ["RSInitTestUtils", "MongoCWrapper", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(

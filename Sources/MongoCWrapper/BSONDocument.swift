@@ -58,15 +58,29 @@ public struct BSONDocument: Sendable, Hashable {
     /// The values of several top-level fields in one pass, decoding only those (the oplog hot path).
     /// `keys` must be distinct; a missing field is nil.
     public func values(forKeys keys: [String]) -> [BSONValue?] {
-        var result = [BSONValue?](repeating: nil, count: keys.count)
-        let wanted = keys.map { Array($0.utf8) }
-        var remaining = keys.count
+        values(for: BSONKeySet(keys))
+    }
+
+    /// The values of a precomputed set of top-level keys in one pass (no per-call key encoding).
+    public func values(for keySet: BSONKeySet) -> [BSONValue?] {
+        let wanted = keySet.keys
+        var result = [BSONValue?](repeating: nil, count: wanted.count)
+        var remaining = wanted.count
         bytes.withUnsafeBytes { buffer in
             let reader = BSONReader(buffer: buffer)
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                let firstByte = buffer[keyRange.lowerBound]
                 for index in wanted.indices where result[index] == nil && wanted[index].count == keyRange.count {
-                    let matches = wanted[index].withUnsafeBytes { key in
-                        memcmp(buffer.baseAddress! + keyRange.lowerBound, key.baseAddress!, key.count) == 0
+                    let key = wanted[index]
+                    guard key.isEmpty || key[0] == firstByte else { continue }
+                    var matches = true
+                    var position = 1
+                    while position < key.count {
+                        if key[position] != buffer[keyRange.lowerBound + position] {
+                            matches = false
+                            break
+                        }
+                        position += 1
                     }
                     if matches {
                         result[index] = reader.decodeValue(type: type, at: valueOffset).value
@@ -85,6 +99,18 @@ public struct BSONDocument: Sendable, Hashable {
 
     /// The BSON type byte of the top-level field `key`, without decoding its value.
     public func typeByte(of key: String) -> UInt8? { locate(key)?.type }
+
+    /// Visits the top-level fields in order: the key, the BSON type byte, and a decoder for the value that is
+    /// only paid for when called (the oplog hot path inspects keys and types far more often than values).
+    public func forEachField(_ body: (_ key: String, _ type: UInt8, _ value: () -> BSONValue) -> Void) {
+        bytes.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer)
+            reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                body(reader.string(keyRange), type, { reader.decodeValue(type: type, at: valueOffset).value })
+                return true
+            }
+        }
+    }
 
     /// The top-level keys in order.
     public var keys: [String] {
@@ -177,6 +203,15 @@ public struct BSONDocument: Sendable, Hashable {
                 return found
             }
         }
+    }
+}
+
+/// Top-level keys encoded once, for repeated ``BSONDocument/values(for:)`` lookups on a hot path.
+public struct BSONKeySet: Sendable {
+    let keys: [[UInt8]]
+
+    public init(_ keys: [String]) {
+        self.keys = keys.map { Array($0.utf8) }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MongoCWrapper
+import RSInitCore
 import RSInitTestUtils
 
 #if canImport(Glibc)
@@ -31,7 +32,7 @@ enum Bench {
             default: selected.append(argument)
             }
         }
-        if selected.isEmpty { selected = ["bootstrap", "coldstart", "serve"] }
+        if selected.isEmpty { selected = ["bootstrap", "coldstart", "serve", "map", "fuzz", "tail"] }
         print(
             "rsinit-bench on \(ProcessInfo.processInfo.activeProcessorCount) cores, libmongoc \(MongoRuntime.libmongocVersion)"
         )
@@ -40,6 +41,9 @@ enum Bench {
             case "bootstrap": try bootstrap(rsinit: rsinit, runs: runs)
             case "coldstart": try coldStart(rsinit: rsinit, runs: runs)
             case "serve": try await serve(entries: entries)
+            case "map": mapping(entries: entries)
+            case "fuzz": fuzz(count: entries * 10)
+            case "tail": try await tail(entries: entries)
             default: print("unknown benchmark \(name)")
             }
         }
@@ -116,6 +120,159 @@ enum Bench {
             if status == 0 { samples.append(end - start) }
         }
         summary("cold start: rsinit --version", samples, target: "info")
+    }
+
+    /// A realistic mix (as a Meteor app writes): inserts, $v:2 updates (incl. arrays), replacements, deletes,
+    /// transactions, no-ops and internal entries, with ObjectId and Random.id() string ids.
+    static func realisticEntries(_ count: Int) -> [BSONDocument] {
+        let uuid = BSONValue.binary(BSONBinary(subtype: 4, data: Array(repeating: 3, count: 16)))
+        var result: [BSONDocument] = []
+        result.reserveCapacity(count)
+        for i in 0..<count {
+            let ts = BSONValue.timestamp(
+                BSONTimestamp(seconds: 1_700_000_000 + UInt32(i / 1000), increment: UInt32(i % 1000 + 1))
+            )
+            let id: BSONValue =
+                i % 2 == 0
+                ? .objectID(BSONObjectID(bytes: (0..<12).map { UInt8(truncatingIfNeeded: i >> ($0 % 4 * 8)) })!)
+                : .string("Yx\(i)abcdefghijklmn".prefix(17).description)
+            var entry: BSONDocument = ["lsid": ["id": uuid], "txnNumber": .int64(Int64(i))]
+            switch i % 10 {
+            case 0, 1, 2:
+                entry.append("op", "i")
+                entry.append("ns", "meteor.tasks")
+                entry.append("ui", uuid)
+                entry.append(
+                    "o",
+                    [
+                        "_id": id, "text": .string("task \(i)"), "createdAt": .datetime(1_700_000_000_000),
+                        "owner": "Kd8sJ2kQ9mNpLx4Rt", "checked": false, "tags": ["a", "b"],
+                        "meta": ["v": 1, "src": "web"],
+                    ]
+                )
+                entry.append("o2", ["_id": id])
+            case 3, 4, 5:
+                entry.append("op", "u")
+                entry.append("ns", "meteor.tasks")
+                entry.append("ui", uuid)
+                entry.append(
+                    "o",
+                    [
+                        "$v": 2,
+                        "diff": [
+                            "u": ["checked": true, "updatedAt": .datetime(1)],
+                            "stags": ["a": true, "u2": "c"], "smeta": ["i": ["by": "x"]],
+                        ],
+                    ]
+                )
+                entry.append("o2", ["_id": id])
+            case 6:
+                entry.append("op", "u")
+                entry.append("ns", "meteor.users")
+                entry.append("ui", uuid)
+                entry.append("o", ["$v": 2, "diff": ["sservices": ["sresume": ["u": ["loginTokens": []]]]]])
+                entry.append("o2", ["_id": id])
+            case 7:
+                entry.append("op", "d")
+                entry.append("ns", "meteor.tasks")
+                entry.append("ui", uuid)
+                entry.append("o", ["_id": id])
+            case 8:
+                entry.append("op", "c")
+                entry.append("ns", "admin.$cmd")
+                entry.append(
+                    "o",
+                    [
+                        "applyOps": [
+                            ["op": "i", "ns": "meteor.orders", "ui": uuid, "o": ["_id": id, "total": 10]],
+                            [
+                                "op": "u", "ns": "meteor.stock", "ui": uuid, "o": ["$v": 2, "diff": ["u": ["n": 9]]],
+                                "o2": ["_id": "sku1"],
+                            ],
+                        ]
+                    ]
+                )
+            default:
+                entry = ["op": "n", "ns": "", "o": ["msg": "periodic noop"]]
+            }
+            entry.append("ts", ts)
+            entry.append("t", .int64(1))
+            entry.append("v", .int64(2))
+            entry.append("wall", .datetime(1_700_000_000_000 + Int64(i)))
+            result.append(entry)
+        }
+        return result
+    }
+
+    /// Entries mapped per second on one core (the tailer's CPU cost per entry).
+    static func mapping(entries: Int) {
+        let fixture = realisticEntries(100_000)
+        for mode in [ChangedFieldsMode.deep, .top] {
+            var mapper = OplogEventMapper(configuration: .init(fieldsMode: mode), startPosition: nil)
+            var events: [ChangeEvent] = []
+            events.reserveCapacity(4096)
+            var mapped = 0
+            var produced = 0
+            let start = ContinuousClock.now
+            while mapped < entries {
+                for document in fixture {
+                    _ = mapper.map(document, into: &events)
+                    produced += events.count
+                    events.removeAll(keepingCapacity: true)
+                }
+                mapped += fixture.count
+            }
+            let elapsed = seconds(ContinuousClock.now - start)
+            print(
+                "map (\(mode.rawValue)): \(mapped) realistic entries → \(produced) events in \(Int(elapsed * 1000)) ms = \(Int(Double(mapped) / elapsed)) entries/s on one core  [target ≥ 500,000/s]"
+            )
+        }
+    }
+
+    /// Random entries and update specs through the mapper: no crash, no hang.
+    static func fuzz(count: Int) {
+        var generator = SystemRandomNumberGenerator()
+        var mapper = OplogEventMapper(configuration: .init(fieldsMode: .deep), startPosition: nil)
+        var events: [ChangeEvent] = []
+        let start = ContinuousClock.now
+        for index in 0..<count {
+            events.removeAll(keepingCapacity: true)
+            _ = mapper.map(FuzzInput.random(index: index, using: &generator), into: &events)
+        }
+        print(
+            "fuzz: \(count) random oplog entries mapped without a crash in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms"
+        )
+    }
+
+    /// End to end: entries/s from the double through libmongoc and the tailer into events.
+    static func tail(entries: Int) async throws {
+        let server = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { server.stop() }
+        let start = server.lastOplogTimestamp
+        for document in realisticEntries(entries) { server.appendOplogEntry(document.removing(["ts"])) }
+        let tailer = OplogTailer(
+            configuration: OplogTailerConfiguration(
+                connectionString: try MongoConnectionString(server.uri),
+                start: .after(start),
+                batchSize: 10_000
+            ),
+            logger: Logger(label: "bench")
+        )
+        var read = 0
+        var produced = 0
+        let began = ContinuousClock.now
+        var iterator = tailer.makeAsyncIterator()
+        while read < entries, let batch = try await iterator.next() {
+            read += batch.entriesRead
+            produced += batch.events.count
+        }
+        let elapsed = seconds(ContinuousClock.now - began)
+        await iterator.close()
+        print(
+            "tail: \(read) entries from the double through libmongoc + OplogTailer → \(produced) events in \(Int(elapsed * 1000)) ms = \(Int(Double(read) / elapsed)) entries/s end to end"
+        )
     }
 
     static func serve(entries: Int) async throws {

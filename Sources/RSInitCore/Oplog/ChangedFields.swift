@@ -32,13 +32,15 @@ public enum ChangedFields {
 
     /// F12–F18: `$v` must be numeric 2 and `diff` a document for a v2 diff; `$set` or `$unset` makes it classic.
     public static func format(of object: BSONDocument) -> UpdateFormat {
-        let values = object.values(forKeys: ["$v", "diff", "$set", "$unset"])
+        let values = object.values(for: formatKeys)
         if let version = values[0], isNumericTwo(version), case .document(let diff)? = values[1] {
             return .diff(diff)
         }
         if values[2] != nil || values[3] != nil { return .classic }
         return .replacement
     }
+
+    private static let formatKeys = BSONKeySet(["$v", "diff", "$set", "$unset"])
 
     private static func isNumericTwo(_ value: BSONValue) -> Bool {
         switch value {
@@ -81,19 +83,21 @@ public enum ChangedFields {
 
     // MARK: - $v: 2, top-level names
 
+    private static let documentType: UInt8 = 0x03
+
     private static func collectTop(_ diff: BSONDocument, into collector: inout Collector) {
-        for (key, value) in diff.elements {
+        diff.forEachField { key, type, value in
             switch key {
             case "i", "u", "d", "b":
-                guard case .document(let section) = value else {
+                guard type == documentType, case .document(let section) = value() else {
                     collector.unprocessable += 1  // F10: "i": 10
-                    continue
+                    return
                 }
                 for field in section.keys { collector.add(field) }
             default:
-                if key.hasPrefix("s") && key.count > 1 {
+                if key.hasPrefix("s") && key.utf8.count > 1 {
                     collector.add(String(key.dropFirst()))  // F07: "sg": 10 still names g
-                } else if case .document(let section) = value {
+                } else if type == documentType, case .document(let section) = value() {
                     // G8: a section we do not know yet; its keys are field names in every known section.
                     for field in section.keys { collector.add(field) }
                 } else {
@@ -111,43 +115,45 @@ public enum ChangedFields {
     }
 
     private static func collectDeep(_ diff: BSONDocument, prefix: String?, into collector: inout Collector) {
-        for (key, value) in diff.elements {
+        diff.forEachField { key, type, value in
             switch key {
             case "i", "u":
-                guard case .document(let section) = value else {
+                guard type == documentType, case .document(let section) = value() else {
                     fallBack(prefix, into: &collector)
-                    continue
+                    return
                 }
-                for (field, fieldValue) in section.elements {
-                    flatten(fieldValue, path: join(prefix, field), into: &collector)
+                section.forEachField { field, fieldType, fieldValue in
+                    let path = join(prefix, field)
+                    if fieldType == documentType, case .document(let inner) = fieldValue() {
+                        flatten(inner, path: path, into: &collector)
+                    } else {
+                        collector.add(path)
+                    }
                 }
             case "d", "b":
-                guard case .document(let section) = value else {
+                guard type == documentType, case .document(let section) = value() else {
                     fallBack(prefix, into: &collector)
-                    continue
+                    return
                 }
                 for field in section.keys { collector.add(join(prefix, field)) }
             default:
-                if key.hasPrefix("s") && key.count > 1 {
+                if key.hasPrefix("s") && key.utf8.count > 1 {
                     let path = join(prefix, String(key.dropFirst()))
-                    guard case .document(let sub) = value else {
+                    guard type == documentType, case .document(let sub) = value() else {
                         collector.add(path)  // malformed sub-diff: the field itself changed
-                        continue
+                        return
                     }
                     if sub["a"]?.isTruthy == true {
                         collectArray(sub, path: path, into: &collector)
                     } else {
                         collectDeep(sub, prefix: path, into: &collector)  // F08: an empty sub-diff names nothing
                     }
+                } else if let prefix {
+                    collector.add(prefix)  // G8: an unknown section names the enclosing field
+                } else if type == documentType, case .document(let section) = value() {
+                    for field in section.keys { collector.add(field) }  // G8 at the top: its keys
                 } else {
-                    // G8: an unknown section; name the enclosing field, or (at the top) its keys.
-                    if let prefix {
-                        collector.add(prefix)
-                    } else if case .document(let section) = value {
-                        for field in section.keys { collector.add(field) }
-                    } else {
-                        collector.unprocessable += 1
-                    }
+                    collector.unprocessable += 1
                 }
             }
         }
@@ -184,13 +190,21 @@ public enum ChangedFields {
         }
     }
 
-    /// Inserted/updated values become leaf paths; an empty document is its own leaf (C06); arrays are leaves (C11).
-    private static func flatten(_ value: BSONValue, path: String, into collector: inout Collector) {
-        guard case .document(let document) = value, !document.isEmpty else {
+    /// Inserted/updated documents become leaf paths; an empty document is its own leaf (C06); arrays are leaves
+    /// (C11).
+    private static func flatten(_ document: BSONDocument, path: String, into collector: inout Collector) {
+        guard !document.isEmpty else {
             collector.add(path)
             return
         }
-        for (field, inner) in document.elements { flatten(inner, path: path + "." + field, into: &collector) }
+        document.forEachField { field, type, value in
+            let inner = path + "." + field
+            if type == documentType, case .document(let nested) = value() {
+                flatten(nested, path: inner, into: &collector)
+            } else {
+                collector.add(inner)
+            }
+        }
     }
 
     private static func fallBack(_ prefix: String?, into collector: inout Collector) {
@@ -199,12 +213,19 @@ public enum ChangedFields {
 
     private struct Collector {
         var fields: [String] = []
-        var seen: Set<String> = []
+        /// Only built past a few fields: a linear scan is cheaper for the usual handful.
+        var seen: Set<String>?
         var unprocessable = 0
         var count: Int { fields.count }
 
         mutating func add(_ field: String) {
-            if seen.insert(field).inserted { fields.append(field) }
+            if seen == nil {
+                if fields.contains(field) { return }
+                fields.append(field)
+                if fields.count > 12 { seen = Set(fields) }
+            } else if seen!.insert(field).inserted {
+                fields.append(field)
+            }
         }
 
         var result: Result { Result(fields: fields, unprocessable: unprocessable) }

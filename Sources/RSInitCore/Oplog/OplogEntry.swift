@@ -18,11 +18,13 @@ public struct OplogEntry: Sendable, Equatable {
     public var sessionID: BSONValue?
     public var transactionNumber: Int64?
 
-    static let fieldNames = ["op", "ns", "ts", "wall", "o", "o2", "fromMigrate", "lsid", "txnNumber"]
+    static let fields = BSONKeySet(["op", "ns", "ts", "wall", "o", "o2", "fromMigrate"])
+    static let sessionFields = BSONKeySet(["lsid", "txnNumber"])
 
-    /// Reads the entry; inner `applyOps` entries have no `ts`/`wall` (they inherit the outer ones).
+    /// Reads the entry; inner `applyOps` entries have no `ts`/`wall` (they inherit the outer ones). Session fields
+    /// are read only for commands (they link multi-entry transactions).
     public init(_ document: BSONDocument) {
-        let v = document.values(forKeys: Self.fieldNames)
+        let v = document.values(for: Self.fields)
         op = v[0]?.stringValue ?? ""
         namespace = v[1]?.stringValue ?? ""
         timestamp = v[2]?.timestampValue
@@ -30,8 +32,14 @@ public struct OplogEntry: Sendable, Equatable {
         object = v[4]?.documentValue
         object2 = v[5]?.documentValue
         fromMigrate = v[6]?.isTruthy ?? false
-        sessionID = v[7]?.documentValue?["id"]
-        transactionNumber = v[8]?.int64Value
+        if op == "c" {
+            let session = document.values(for: Self.sessionFields)
+            sessionID = session[0]?.documentValue?["id"]
+            transactionNumber = session[1]?.int64Value
+        } else {
+            sessionID = nil
+            transactionNumber = nil
+        }
     }
 
     /// The document id: `o2._id` for updates, `o._id` otherwise.

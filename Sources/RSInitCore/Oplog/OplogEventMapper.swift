@@ -86,7 +86,14 @@ public struct OplogEventMapper: Sendable {
             return mapCommand(entry, database: namespace.database, ts: ts, previous: previous, into: &events)
         }
         let before = events.count
-        let disposition = mapOperation(entry, ts: ts, wall: entry.wall, transactionIndex: 0, into: &events)
+        let disposition = mapOperation(
+            entry,
+            namespace: namespace,
+            ts: ts,
+            wall: entry.wall,
+            transactionIndex: 0,
+            into: &events
+        )
         if case .skipped = disposition { return disposition }
         return .emitted(events.count - before)
     }
@@ -180,7 +187,14 @@ public struct OplogEventMapper: Sendable {
                     into: &events
                 )
             } else {
-                _ = mapOperation(inner, ts: ts, wall: wall, transactionIndex: index, into: &events)
+                _ = mapOperation(
+                    inner,
+                    namespace: namespace,
+                    ts: ts,
+                    wall: wall,
+                    transactionIndex: index,
+                    into: &events
+                )
             }
             index += 1
         }
@@ -245,13 +259,13 @@ public struct OplogEventMapper: Sendable {
 
     private mutating func mapOperation(
         _ entry: OplogEntry,
+        namespace: Namespace,
         ts: BSONTimestamp,
         wall: Int64?,
         transactionIndex: Int,
         into events: inout [ChangeEvent]
     ) -> Disposition {
         if entry.fromMigrate { return .skipped(.fromMigrate) }
-        let namespace = Namespace(entry.namespace)
         if Self.isInternal(namespace) { return .skipped(.internalNamespace) }
         guard configuration.filter.includes(namespace) else { return .skipped(.filtered) }
         guard let object = entry.object else { return .skipped(.malformed) }
