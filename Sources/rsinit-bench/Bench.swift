@@ -53,7 +53,7 @@ enum Bench {
     static func spawnAndWait(_ path: String, _ arguments: [String]) -> (Int32, ContinuousClock.Instant) {
         var pid: pid_t = 0
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
