@@ -321,10 +321,10 @@ import Testing
     }
 
     @Test func periodicNoopOnlyWhenIdle() async throws {
-        let server = try startDouble(.primary(setName: "rs0")) { $0.periodicNoopInterval = .milliseconds(400) }
+        let server = try startDouble(.primary(setName: "rs0")) { $0.periodicNoopInterval = .seconds(1) }
         defer { server.stop() }
         try await withClient(server) { client in
-            let deadline = ContinuousClock.now + .milliseconds(1200)
+            let deadline = ContinuousClock.now + .milliseconds(2500)
             var i: Int32 = 0
             while ContinuousClock.now < deadline {
                 _ = try await client.runCommand(["insert": "busy", "documents": [["_id": .int32(i)]]], database: "app")
@@ -522,6 +522,7 @@ import Testing
         try await withClient(server) { client in
             _ = try await client.runCommand(["insert": "c", "documents": [["_id": 1]]], database: "app")
             server.restart(downtime: .milliseconds(100))
+            #expect(await server.waitUntilListening())
             // The old socket is gone: the next command fails or reconnects; keep trying briefly.
             var reply: BSONDocument?
             for _ in 0..<50 {

@@ -253,17 +253,14 @@ public final class TailSession: @unchecked Sendable {
         }
         if let databases = configuration.mapping.filter.serverFilter {
             let pattern = "^(" + databases.map(Glob.regex).joined(separator: "|") + ")\\."
-            filter = [
-                "$and": [
-                    .document(filter),
-                    [
-                        "$or": [
-                            ["ns": ["$regex": .regex(BSONRegularExpression(pattern: pattern, options: ""))]],
-                            ["op": "n"], ["ns": "admin.$cmd"],
-                        ]
-                    ],
-                ]
+            var alternatives: [BSONValue] = [
+                ["ns": ["$regex": .regex(BSONRegularExpression(pattern: pattern, options: ""))]],
+                ["op": "n"], ["ns": "admin.$cmd"],
             ]
+            // The entry we resume after must come back whatever its namespace, or the continuity check would
+            // mistake a filtered-out entry for lost history.
+            if let expected = skipFirstEntry { alternatives.append(["ts": .timestamp(expected)]) }
+            filter = ["$and": [.document(filter), ["$or": .array(alternatives)]]]
         }
         let reply = try await client.runCommand(
             [
