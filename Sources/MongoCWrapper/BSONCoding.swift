@@ -7,9 +7,21 @@ import Musl
 /// Reads values out of bytes that have been validated (or produced by us). Never traps on validated input.
 struct BSONReader {
     let buffer: UnsafeRawBufferPointer
+    /// The storage `buffer` points into, when sub-documents may share it instead of copying.
+    let source: ArraySlice<UInt8>?
 
-    init(buffer: UnsafeRawBufferPointer) {
+    init(buffer: UnsafeRawBufferPointer, source: ArraySlice<UInt8>? = nil) {
         self.buffer = buffer
+        self.source = source
+    }
+
+    /// A validated sub-document at `offset`: a slice of the source when there is one, else a copy.
+    func subDocument(_ offset: Int, _ size: Int) -> BSONDocument {
+        if let source {
+            let start = source.startIndex + offset
+            return BSONDocument(trustedSlice: source[start..<start + size])
+        }
+        return BSONDocument(trustedBytes: bytes(offset..<offset + size))
     }
 
     func int32(at offset: Int) -> Int32 {
@@ -79,7 +91,7 @@ struct BSONReader {
         switch type {
         case 0x01: return (.double(Double(bitPattern: uint64(at: offset))), size)
         case 0x02: return (.string(lengthPrefixedString(at: offset)), size)
-        case 0x03: return (.document(BSONDocument(trustedBytes: bytes(offset..<offset + size))), size)
+        case 0x03: return (.document(subDocument(offset, size)), size)
         case 0x04: return (.array(decodeArray(at: offset)), size)
         case 0x05:
             let length = Int(int32(at: offset))
@@ -108,7 +120,7 @@ struct BSONReader {
             let code = lengthPrefixedString(at: offset + 4)
             let scopeOffset = offset + 4 + 4 + Int(int32(at: offset + 4))
             let scopeSize = Int(int32(at: scopeOffset))
-            let scope = BSONDocument(trustedBytes: bytes(scopeOffset..<scopeOffset + scopeSize))
+            let scope = subDocument(scopeOffset, scopeSize)
             return (.javascriptWithScope(code: code, scope: scope), size)
         case 0x10: return (.int32(int32(at: offset)), size)
         case 0x11: return (.timestamp(BSONTimestamp(rawValue: uint64(at: offset))), size)
@@ -333,7 +345,7 @@ enum BSONWriter {
         switch value {
         case .double(let v): appendUInt64(v.bitPattern, to: &out)
         case .string(let s), .javascript(let s), .symbol(let s): appendString(s, to: &out)
-        case .document(let d): out.append(contentsOf: d.bytes)
+        case .document(let d): out.append(contentsOf: d.storage)
         case .array(let values):
             let start = out.count
             appendInt32(0, to: &out)
@@ -360,7 +372,7 @@ enum BSONWriter {
             let start = out.count
             appendInt32(0, to: &out)
             appendString(code, to: &out)
-            out.append(contentsOf: scope.bytes)
+            out.append(contentsOf: scope.storage)
             patchLength(of: &out, documentStart: start)
         case .int32(let v): appendInt32(v, to: &out)
         case .timestamp(let t): appendUInt64(t.rawValue, to: &out)

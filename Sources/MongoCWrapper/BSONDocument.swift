@@ -9,12 +9,22 @@ import Musl
 /// Lookups scan the top level and decode only the value asked for (the oplog tailer's hot path never converts a whole
 /// entry). Equality is byte equality. The type is a value type; appending copies on write.
 public struct BSONDocument: Sendable, Hashable {
-    /// The complete document bytes (length prefix through the trailing zero).
-    public private(set) var bytes: [UInt8]
+    /// The document's bytes. Sub-documents read out of a document share its buffer (a slice), so decoding an
+    /// oplog entry's `o` or a diff section copies nothing.
+    private(set) var storage: ArraySlice<UInt8>
+
+    /// The complete document bytes (length prefix through the trailing zero), as a fresh array.
+    public var bytes: [UInt8] { Array(storage) }
+
+    /// Appends the document's bytes to `out` without an intermediate array.
+    public func appendBytes(to out: inout [UInt8]) { out.append(contentsOf: storage) }
+
+    /// The document's size in bytes.
+    public var byteCount: Int { storage.count }
 
     /// An empty document.
     public init() {
-        bytes = [5, 0, 0, 0, 0]
+        storage = [5, 0, 0, 0, 0]
     }
 
     /// Takes a copy of untrusted bytes after checking that they form one well-formed BSON document: lengths, types,
@@ -23,23 +33,30 @@ public struct BSONDocument: Sendable, Hashable {
     /// - Throws: ``BSONError`` naming the first problem and its byte offset.
     public init(bytes: [UInt8]) throws(BSONError) {
         try BSONValidator.validateDocument(bytes)
-        self.bytes = bytes
+        self.storage = bytes[...]
     }
 
     /// Wraps bytes this module produced or already validated.
     init(trustedBytes: [UInt8]) {
-        self.bytes = trustedBytes
+        self.storage = trustedBytes[...]
+    }
+
+    /// Wraps a validated slice of a parent document.
+    init(trustedSlice: ArraySlice<UInt8>) {
+        self.storage = trustedSlice
     }
 
     /// The deepest nesting accepted from untrusted input (libbson's own limit for JSON is 100).
     public static let maximumNestingDepth = 200
 
-    public var isEmpty: Bool { bytes.count == 5 }
+    public var isEmpty: Bool { storage.count == 5 }
 
     /// The value of the first top-level field named `key`, decoding nothing else.
     public subscript(key: String) -> BSONValue? {
         guard let (type, offset) = locate(key) else { return nil }
-        return bytes.withUnsafeBytes { BSONReader(buffer: $0).decodeValue(type: type, at: offset).value }
+        return storage.withUnsafeBytes {
+            BSONReader(buffer: $0, source: storage).decodeValue(type: type, at: offset).value
+        }
     }
 
     /// The value at a dotted path (`"o2._id"`, `"lastWrite.opTime.ts"`), descending through sub-documents only.
@@ -66,8 +83,8 @@ public struct BSONDocument: Sendable, Hashable {
         let wanted = keySet.keys
         var result = [BSONValue?](repeating: nil, count: wanted.count)
         var remaining = wanted.count
-        bytes.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer)
+        storage.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer, source: storage)
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                 let firstByte = buffer[keyRange.lowerBound]
                 for index in wanted.indices where result[index] == nil && wanted[index].count == keyRange.count {
@@ -103,8 +120,8 @@ public struct BSONDocument: Sendable, Hashable {
     /// Visits the top-level fields in order: the key, the BSON type byte, and a decoder for the value that is
     /// only paid for when called (the oplog hot path inspects keys and types far more often than values).
     public func forEachField(_ body: (_ key: String, _ type: UInt8, _ value: () -> BSONValue) -> Void) {
-        bytes.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer)
+        storage.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer, source: storage)
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                 body(reader.string(keyRange), type, { reader.decodeValue(type: type, at: valueOffset).value })
                 return true
@@ -114,8 +131,8 @@ public struct BSONDocument: Sendable, Hashable {
 
     /// The top-level keys in order.
     public var keys: [String] {
-        bytes.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer)
+        storage.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer, source: storage)
             var result: [String] = []
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                 result.append(reader.string(keyRange))
@@ -127,8 +144,8 @@ public struct BSONDocument: Sendable, Hashable {
 
     /// The name of the first field (a command's name).
     public var firstKey: String? {
-        bytes.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer)
+        storage.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer, source: storage)
             var result: String?
             reader.forEachElement(documentAt: 0) { _, keyRange, _ in
                 result = reader.string(keyRange)
@@ -140,8 +157,8 @@ public struct BSONDocument: Sendable, Hashable {
 
     /// All top-level fields, decoded, in order.
     public var elements: [(key: String, value: BSONValue)] {
-        bytes.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer)
+        storage.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer, source: storage)
             var result: [(String, BSONValue)] = []
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                 result.append((reader.string(keyRange), reader.decodeValue(type: type, at: valueOffset).value))
@@ -153,10 +170,14 @@ public struct BSONDocument: Sendable, Hashable {
 
     /// Appends a field (duplicates are allowed, as in BSON itself).
     public mutating func append(_ key: String, _ value: BSONValue) {
-        bytes.removeLast()
-        BSONWriter.appendElement(key: key, value: value, to: &bytes)
-        bytes.append(0)
-        BSONWriter.patchLength(of: &bytes, documentStart: 0)
+        var element: [UInt8] = []
+        BSONWriter.appendElement(key: key, value: value, to: &element)
+        storage.removeLast()
+        storage.append(contentsOf: element)
+        storage.append(0)
+        let length = UInt32(storage.count)
+        let start = storage.startIndex
+        for i in 0..<4 { storage[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
     }
 
     /// Sets the first field named `key` to `value`, or appends it when absent. Rebuilds the document.
@@ -188,8 +209,8 @@ public struct BSONDocument: Sendable, Hashable {
     private func locate(_ key: String) -> (type: UInt8, offset: Int)? {
         var key = key
         return key.withUTF8 { keyBytes in
-            bytes.withUnsafeBytes { buffer in
-                let reader = BSONReader(buffer: buffer)
+            storage.withUnsafeBytes { buffer in
+                let reader = BSONReader(buffer: buffer, source: storage)
                 var found: (UInt8, Int)?
                 reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                     if keyRange.count == keyBytes.count

@@ -247,7 +247,11 @@ enum Bench {
     /// End to end: entries/s from the double through libmongoc and the tailer into events.
     static func tail(entries: Int) async throws {
         let server = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+            FakeMongodConfiguration(
+                scenario: .primary(setName: "rs0"),
+                periodicNoopInterval: nil,
+                oplogCapacity: entries * 2
+            )
         )
         defer { server.stop() }
         let start = server.lastOplogTimestamp

@@ -3,7 +3,7 @@ internal import CLibMongoC
 extension BSONDocument {
     /// Lends this document to C as a freshly allocated `bson_t` (a copy), destroyed when `body` returns.
     func withBSONPointer<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
-        let pointer = bytes.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }
+        let pointer = storage.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }
         defer { bson_destroy(pointer) }
         return try body(pointer)
     }

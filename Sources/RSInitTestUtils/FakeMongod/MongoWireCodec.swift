@@ -87,7 +87,7 @@ public enum MongoWireCodec {
                 switch kind {
                 case 0:
                     let document = try document(in: frame, at: offset)
-                    offset += document.bytes.count
+                    offset += document.byteCount
                     body = document
                 case 1:
                     guard offset + 4 <= end else { throw WireError("truncated document sequence") }
@@ -102,7 +102,7 @@ public enum MongoWireCodec {
                     var documents: [BSONValue] = []
                     while position < sectionEnd {
                         let document = try document(in: frame, at: position)
-                        position += document.bytes.count
+                        position += document.byteCount
                         documents.append(.document(document))
                     }
                     sequences.append((identifier, documents))
@@ -124,14 +124,14 @@ public enum MongoWireCodec {
     /// An OP_REPLY (flags 8 AwaitCapable, cursorID 0, startingFrom 0, one document).
     public static func encodeReply(requestID: Int32, responseTo: Int32, document: BSONDocument) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(36 + document.bytes.count)
+        out.reserveCapacity(36 + document.byteCount)
         appendHeader(&out, requestID: requestID, responseTo: responseTo, opCode: opReply)
         appendInt32(&out, 8)
         appendInt32(&out, 0)
         appendInt32(&out, 0)
         appendInt32(&out, 0)
         appendInt32(&out, 1)
-        out.append(contentsOf: document.bytes)
+        document.appendBytes(to: &out)
         patchLength(&out)
         return out
     }
@@ -144,11 +144,11 @@ public enum MongoWireCodec {
         document: BSONDocument
     ) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(21 + document.bytes.count)
+        out.reserveCapacity(21 + document.byteCount)
         appendHeader(&out, requestID: requestID, responseTo: responseTo, opCode: opMsg)
         appendInt32(&out, Int32(bitPattern: flagBits))
         out.append(0)
-        out.append(contentsOf: document.bytes)
+        document.appendBytes(to: &out)
         patchLength(&out)
         return out
     }
@@ -163,7 +163,7 @@ public enum MongoWireCodec {
         out.append(0)
         appendInt32(&out, 0)
         appendInt32(&out, -1)
-        out.append(contentsOf: command.bytes)
+        command.appendBytes(to: &out)
         patchLength(&out)
         return out
     }
