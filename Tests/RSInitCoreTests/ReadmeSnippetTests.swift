@@ -22,4 +22,30 @@ import Testing
         // --- end ---
         #expect(report.initiated)
     }
+
+    @Test(.timeLimit(.minutes(1))) func tailerSnippet() async throws {
+        let server = try FakeMongod.start(FakeMongodConfiguration(scenario: .primary(setName: "steedos")))
+        defer { server.stop() }
+        let logger = Logger(label: "app")
+        var checkpoint = server.lastOplogTimestamp
+        server.appendOplogEntry(["op": "i", "ns": "steedos.tasks", "o": ["_id": "a"]])
+        var delivered = 0
+        // --- README snippet (URI substituted) ---
+        let tailer = OplogTailer(
+            configuration: OplogTailerConfiguration(
+                connectionString: try MongoConnectionString(server.uri),
+                start: .after(checkpoint),
+                mapping: .init(fieldsMode: .deep, filter: NamespaceFilter(include: ["steedos"]))
+            ),
+            logger: logger
+        )
+        for try await batch in tailer {
+            for event in batch.events { delivered += event.documentID == "a" ? 1 : 0 }
+            checkpoint = batch.resumePosition ?? checkpoint
+            if delivered > 0 { break }
+        }
+        // --- end ---
+        #expect(delivered == 1)
+        #expect(checkpoint == server.lastOplogTimestamp)
+    }
 }
