@@ -37,11 +37,14 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // The product: replica-set bootstrap (and later the oplog tailer and bridge).
+        // Pure RESP2 codec (no I/O): values, encoder, incremental decoder with limits.
+        .target(name: "RESP", swiftSettings: strictSettings),
+        // The product: replica-set bootstrap, oplog tailer, Redis client and bridge.
         .target(
             name: "RSInitCore",
             dependencies: [
                 "MongoCWrapper",
+                "RESP",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -90,6 +93,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
         .testTarget(
             name: "FakeMongodTests",
             dependencies: ["MongoCWrapper", "RSInitTestUtils"],

@@ -1,0 +1,203 @@
+/// Limits for untrusted input (a server we do not control, or a fuzzer).
+public struct RESPLimits: Sendable {
+    public var maximumBulkLength: Int
+    public var maximumArrayCount: Int
+    public var maximumDepth: Int
+    /// Longest simple-string / error / integer line.
+    public var maximumLineLength: Int
+
+    public init(
+        maximumBulkLength: Int = 64 << 20,
+        maximumArrayCount: Int = 1 << 20,
+        maximumDepth: Int = 32,
+        maximumLineLength: Int = 64 << 10
+    ) {
+        self.maximumBulkLength = maximumBulkLength
+        self.maximumArrayCount = maximumArrayCount
+        self.maximumDepth = maximumDepth
+        self.maximumLineLength = maximumLineLength
+    }
+}
+
+/// RESP2 encoder and incremental decoder. Pure: bytes in, values out.
+public enum RESPCodec {
+    /// Appends a command as an array of bulk strings (the only form clients send).
+    public static func encodeCommand(_ arguments: [[UInt8]], into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "*"))
+        appendDecimal(arguments.count, to: &out)
+        for argument in arguments {
+            out.append(UInt8(ascii: "$"))
+            appendDecimal(argument.count, to: &out)
+            out.append(contentsOf: argument)
+            out.append(13)
+            out.append(10)
+        }
+    }
+
+    /// Encodes any value (used by tests and the fuzzer to build frames).
+    public static func encode(_ value: RESPValue, into out: inout [UInt8]) {
+        switch value {
+        case .simpleString(let s):
+            out.append(UInt8(ascii: "+"))
+            out.append(contentsOf: s.utf8)
+            out.append(contentsOf: [13, 10])
+        case .error(let s):
+            out.append(UInt8(ascii: "-"))
+            out.append(contentsOf: s.utf8)
+            out.append(contentsOf: [13, 10])
+        case .integer(let i):
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: String(i).utf8)
+            out.append(contentsOf: [13, 10])
+        case .bulkString(nil):
+            out.append(contentsOf: Array("$-1\r\n".utf8))
+        case .bulkString(let bytes?):
+            out.append(UInt8(ascii: "$"))
+            appendDecimal(bytes.count, to: &out)
+            out.append(contentsOf: bytes)
+            out.append(contentsOf: [13, 10])
+        case .array(nil):
+            out.append(contentsOf: Array("*-1\r\n".utf8))
+        case .array(let values?):
+            out.append(UInt8(ascii: "*"))
+            appendDecimal(values.count, to: &out)
+            for value in values { encode(value, into: &out) }
+        }
+    }
+
+    private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        out.append(contentsOf: String(value).utf8)
+        out.append(13)
+        out.append(10)
+    }
+
+    /// Decodes one value starting at `index`. Returns nil — leaving `index` unchanged — when the frame is not
+    /// complete yet; advances `index` past the frame otherwise.
+    ///
+    /// - Throws: ``RESPError`` for input that can never become valid (unknown type byte, bad length, over a limit).
+    public static func decode(
+        _ buffer: [UInt8],
+        at index: inout Int,
+        limits: RESPLimits = RESPLimits()
+    ) throws(RESPError)
+        -> RESPValue?
+    {
+        var cursor = index
+        guard let value = try decodeValue(buffer, &cursor, depth: 0, limits: limits) else { return nil }
+        index = cursor
+        return value
+    }
+
+    private static func line(
+        _ buffer: [UInt8],
+        _ cursor: inout Int,
+        limits: RESPLimits
+    ) throws(RESPError) -> ArraySlice<UInt8>? {
+        var i = cursor
+        while i + 1 < buffer.count {
+            if buffer[i] == 13 {
+                guard buffer[i + 1] == 10 else { throw RESPError("CR without LF") }
+                let text = buffer[cursor..<i]
+                cursor = i + 2
+                return text
+            }
+            if i - cursor > limits.maximumLineLength {
+                throw RESPError("line longer than \(limits.maximumLineLength) bytes")
+            }
+            i += 1
+        }
+        if buffer.count - cursor > limits.maximumLineLength {
+            throw RESPError("line longer than \(limits.maximumLineLength) bytes")
+        }
+        return nil
+    }
+
+    private static func integer(_ text: ArraySlice<UInt8>) throws(RESPError) -> Int64 {
+        guard !text.isEmpty, text.count <= 20 else { throw RESPError("bad integer") }
+        var negative = false
+        var value: Int64 = 0
+        var first = true
+        for byte in text {
+            if first && byte == UInt8(ascii: "-") {
+                negative = true
+                first = false
+                continue
+            }
+            first = false
+            guard byte >= 48 && byte <= 57 else { throw RESPError("bad integer") }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.subtractingReportingOverflow(Int64(byte - 48))  // accumulate negatively: covers Int64.min
+            guard !o1 && !o2 else { throw RESPError("integer overflow") }
+            value = s
+        }
+        if text.count == 1 && negative { throw RESPError("bad integer") }
+        if negative { return value }
+        guard value != .min else { throw RESPError("integer overflow") }
+        return -value
+    }
+
+    private static func decodeValue(
+        _ buffer: [UInt8],
+        _ cursor: inout Int,
+        depth: Int,
+        limits: RESPLimits
+    ) throws(RESPError)
+        -> RESPValue?
+    {
+        guard cursor < buffer.count else { return nil }
+        guard depth <= limits.maximumDepth else { throw RESPError("nesting deeper than \(limits.maximumDepth)") }
+        let type = buffer[cursor]
+        var position = cursor + 1
+        switch type {
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard let text = try line(buffer, &position, limits: limits) else { return nil }
+            let string = String(decoding: text, as: UTF8.self)
+            cursor = position
+            return type == UInt8(ascii: "+") ? .simpleString(string) : .error(string)
+        case UInt8(ascii: ":"):
+            guard let text = try line(buffer, &position, limits: limits) else { return nil }
+            let value = try integer(text)
+            cursor = position
+            return .integer(value)
+        case UInt8(ascii: "$"):
+            guard let text = try line(buffer, &position, limits: limits) else { return nil }
+            let length = try integer(text)
+            if length == -1 {
+                cursor = position
+                return .bulkString(nil)
+            }
+            guard length >= 0, length <= Int64(limits.maximumBulkLength) else {
+                throw RESPError("bad bulk length \(length)")
+            }
+            let end = position + Int(length)
+            guard end + 2 <= buffer.count else { return nil }
+            guard buffer[end] == 13, buffer[end + 1] == 10 else {
+                throw RESPError("bulk string not terminated by CRLF")
+            }
+            cursor = end + 2
+            return .bulkString(Array(buffer[position..<end]))
+        case UInt8(ascii: "*"):
+            guard let text = try line(buffer, &position, limits: limits) else { return nil }
+            let count = try integer(text)
+            if count == -1 {
+                cursor = position
+                return .array(nil)
+            }
+            guard count >= 0, count <= Int64(limits.maximumArrayCount) else {
+                throw RESPError("bad array count \(count)")
+            }
+            // Never reserve from an untrusted count: a frame can claim a million elements and send three.
+            var values: [RESPValue] = []
+            for _ in 0..<count {
+                guard let value = try decodeValue(buffer, &position, depth: depth + 1, limits: limits) else {
+                    return nil
+                }
+                values.append(value)
+            }
+            cursor = position
+            return .array(values)
+        default:
+            throw RESPError("unknown RESP type byte 0x\(String(type, radix: 16))")
+        }
+    }
+}
