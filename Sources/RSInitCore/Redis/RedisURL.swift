@@ -1,0 +1,125 @@
+import Foundation
+
+/// A `redis://` / `rediss://` URL: `redis://[[user]:password@]host[:port][/db]`.
+public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var username: String?
+    public var password: String?
+    public var database: Int
+    /// `rediss://`: TLS.
+    public var useTLS: Bool
+
+    /// - Throws: ``RedisError`` (``RedisError/Kind/invalidURL``) naming what is wrong; never echoes the password.
+    public init(_ text: String) throws(RedisError) {
+        let useTLS: Bool
+        let rest: Substring
+        if text.hasPrefix("redis://") {
+            useTLS = false
+            rest = text.dropFirst("redis://".count)
+        } else if text.hasPrefix("rediss://") {
+            useTLS = true
+            rest = text.dropFirst("rediss://".count)
+        } else {
+            throw RedisError(.invalidURL, "the Redis URL must start with redis:// or rediss://")
+        }
+        var authority = rest.prefix { $0 != "/" && $0 != "?" }
+        let path = rest.dropFirst(authority.count)
+        var username: String?
+        var password: String?
+        if let at = authority.lastIndex(of: "@") {
+            let userInfo = authority[..<at]
+            authority = authority[authority.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                let user = String(userInfo[..<colon]).removingPercentEncoding ?? String(userInfo[..<colon])
+                username = user.isEmpty ? nil : user
+                password = String(userInfo[userInfo.index(after: colon)...]).removingPercentEncoding
+            } else if !userInfo.isEmpty {
+                // redis://secret@host: a password alone (the common older form).
+                password = String(userInfo).removingPercentEncoding
+            }
+        }
+        var host = String(authority)
+        var port = 6379
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+            let after = host[host.index(after: close)...]
+            let inner = String(host[host.index(after: host.startIndex)..<close])
+            if after.hasPrefix(":") {
+                guard let parsed = Int(after.dropFirst()) else {
+                    throw RedisError(.invalidURL, "bad port in the Redis URL")
+                }
+                port = parsed
+            }
+            host = inner
+        } else if let colon = host.lastIndex(of: ":") {
+            guard let parsed = Int(host[host.index(after: colon)...]) else {
+                throw RedisError(.invalidURL, "bad port in the Redis URL")
+            }
+            port = parsed
+            host = String(host[..<colon])
+        }
+        guard !host.isEmpty else { throw RedisError(.invalidURL, "no host in the Redis URL") }
+        guard (1...65535).contains(port) else { throw RedisError(.invalidURL, "bad port \(port) in the Redis URL") }
+        var database = 0
+        let dbText = path.dropFirst().prefix { $0 != "?" }
+        if !dbText.isEmpty {
+            guard let parsed = Int(dbText), parsed >= 0 else {
+                throw RedisError(.invalidURL, "bad database number \"\(dbText)\" in the Redis URL")
+            }
+            database = parsed
+        }
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.useTLS = useTLS
+    }
+
+    /// The URL with the password replaced by `***`.
+    public var description: String {
+        var user = ""
+        if let username { user = username }
+        if password != nil { user += ":***" }
+        if !user.isEmpty { user += "@" }
+        let hostText = host.contains(":") ? "[\(host)]" : host
+        return "\(useTLS ? "rediss" : "redis")://\(user)\(hostText):\(port)/\(database)"
+    }
+}
+
+/// A Redis failure a user can act on. ``description`` never contains the password.
+public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case invalidURL, connectionRefused, hostNotFound, timeout, connectionLost
+        /// Wrong password or user (`WRONGPASS`, `invalid password`).
+        case authenticationFailed
+        /// The server needs AUTH and none (or not enough) was given (`NOAUTH`).
+        case authenticationRequired
+        /// TLS is requested (`rediss://`) but not supported by this build.
+        case tlsUnsupported
+        case protocolError
+        /// An error reply to a command that must succeed.
+        case server
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    /// Worth retrying with backoff (the server may come back).
+    public var isTransient: Bool {
+        switch kind {
+        case .connectionRefused, .hostNotFound, .timeout, .connectionLost, .protocolError: return true
+        case .server:
+            return message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
+                || message.hasPrefix("READONLY") || message.hasPrefix("MASTERDOWN")
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` started on a free loopback port for one test (never a mock), with extra options such
+/// as `--requirepass`. `stop()` / `start()` simulate outages on the same port.
+public final class RedisServerProcess: @unchecked Sendable {
+    public let port: UInt16
+    private let arguments: [String]
+    private let directory: URL
+    /// The running server's pid (0 when stopped). posix_spawn/waitpid, not Foundation.Process, whose
+    /// `waitUntilExit` can hang when called off the main thread.
+    private var pid: pid_t = 0
+
+    /// The path of `redis-server`, if installed.
+    public static let executable: String? = {
+        for path in ["/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"]
+        where FileManager.default.isExecutableFile(atPath: path) {
+            return path
+        }
+        return nil
+    }()
+
+    public static var isAvailable: Bool { executable != nil }
+
+    /// Starts a server (`extraArguments` e.g. `["--requirepass", "secret"]`) and waits until it answers.
+    public init(_ extraArguments: [String] = []) throws {
+        guard Self.executable != nil else { throw FakeMongodError("redis-server is not installed") }
+        port = try Self.freePort()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-redis-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        arguments =
+            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+            + extraArguments
+        try start()
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// `redis://127.0.0.1:<port>` plus optional credentials.
+    public func url(user: String? = nil, password: String? = nil, database: Int = 0) -> String {
+        var credentials = ""
+        if let password { credentials = "\(user ?? ""):\(password)@" }
+        return "redis://\(credentials)127.0.0.1:\(port)/\(database)"
+    }
+
+    public func start() throws {
+        let path = Self.executable!
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var spawned: pid_t = 0
+        guard posix_spawn(&spawned, path, &actions, nil, argv, environ) == 0 else {
+            throw FakeMongodError("cannot start redis-server")
+        }
+        pid = spawned
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if Self.canConnect(port) { return }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        throw FakeMongodError("redis-server did not start on port \(port)")
+    }
+
+    /// Kills the server (SIGKILL: no shutdown save, like a crash) and waits for it to exit.
+    public func stop() {
+        guard pid != 0 else { return }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        pid = 0
+    }
+
+    static func canConnect(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        } == 0
+    }
+
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+}
