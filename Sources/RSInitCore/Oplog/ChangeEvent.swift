@@ -14,6 +14,11 @@ public struct ChangeEvent: Sendable, Equatable {
         public var name: String
         /// For `renameCollection`: the new namespace.
         public var renamedTo: Namespace?
+
+        public init(name: String, renamedTo: Namespace? = nil) {
+            self.name = name
+            self.renamedTo = renamedTo
+        }
     }
 
     public var kind: Kind
@@ -32,4 +37,27 @@ public struct ChangeEvent: Sendable, Equatable {
     /// The inserted or replacement document, when full documents were requested.
     public var fullDocument: BSONDocument?
     public var command: Command?
+
+    /// An event from any source (the oplog mapper, a test, a future change-stream source).
+    public init(
+        kind: Kind,
+        namespace: Namespace,
+        documentID: BSONValue?,
+        changedFields: [String],
+        timestamp: BSONTimestamp,
+        transactionIndex: Int = 0,
+        wallTime: Int64? = nil,
+        fullDocument: BSONDocument? = nil,
+        command: Command? = nil
+    ) {
+        self.kind = kind
+        self.namespace = namespace
+        self.documentID = documentID
+        self.changedFields = changedFields
+        self.timestamp = timestamp
+        self.transactionIndex = transactionIndex
+        self.wallTime = wallTime
+        self.fullDocument = fullDocument
+        self.command = command
+    }
 }
