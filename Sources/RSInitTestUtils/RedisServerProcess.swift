@@ -42,6 +42,16 @@ public final class RedisServerProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Starts a server off the cooperative pool (start-up polls until the server answers).
+    public static func launch(_ extraArguments: [String] = []) async throws -> RedisServerProcess {
+        try await onDedicatedThread { try RedisServerProcess(extraArguments) }
+    }
+
+    /// Restarts a stopped server off the cooperative pool.
+    public func restart() async throws {
+        try await onDedicatedThread { try self.start() }
+    }
+
     /// `redis://127.0.0.1:<port>` plus optional credentials.
     public func url(user: String? = nil, password: String? = nil, database: Int = 0) -> String {
         var credentials = ""

@@ -4,13 +4,6 @@ import MongoCWrapper
 import RSInitTestUtils
 import Testing
 
-/// Runs blocking socket work on a new thread and awaits it (never blocks the cooperative pool).
-func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-    }
-}
-
 @Suite struct WireFidelityTests {
     // §14.10–12
     @Test func opQueryIsAnsweredWithOpReplyAndNamesAreCaseInsensitive() async throws {

@@ -1,4 +1,5 @@
 import MongoCWrapper
+import RSInitTestUtils
 import Testing
 
 /// Removes JSON whitespace outside string literals, so libbson's spacing does not matter.
@@ -423,7 +424,11 @@ let invalidBSON: [(String, String)] = [
         #expect(throws: BSONError.self) { try BSONDocument(extendedJSON: #"{"a": {"$numberInt": "x"}}"#) }
     }
 
-    @Test func randomBytesNeverCrash() {
+    @Test func randomBytesNeverCrash() async throws {
+        try await onDedicatedThread { Self.mutateRandomly() }
+    }
+
+    static func mutateRandomly() {
         var generator = SystemRandomNumberGenerator()
         let valid = try! BSONDocument(
             extendedJSON: #"{"a":{"b":[1,"x",{"c":null}]},"d":{"$binary":{"base64":"AA==","subType":"00"}}}"#

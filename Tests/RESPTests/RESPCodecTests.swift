@@ -1,5 +1,12 @@
+import Foundation
 import RESP
 import Testing
+
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
 
 func frame(_ text: String) -> [UInt8] { Array(text.utf8) }
 
@@ -108,7 +115,11 @@ func decodeAll(_ bytes: [UInt8], limits: RESPLimits = RESPLimits()) throws -> (v
     }
 
     /// Random and mutated frames: no crash, no hang, no unbounded allocation (limits), every result consistent.
-    @Test func fuzz() {
+    @Test func fuzz() async throws {
+        try await onDedicatedThread { Self.fuzzRounds() }
+    }
+
+    static func fuzzRounds() {
         var generator = SystemRandomNumberGenerator()
         let seeds = Self.complete.map { frame($0.0) }
         let alphabet: [UInt8] = Array("+-:$*\r\n0123456789-abc".utf8)

@@ -82,13 +82,6 @@ enum CLI {
     }
 }
 
-/// Runs blocking work on a new thread and awaits it.
-func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
-    }
-}
-
 final class Mutexed<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: T

@@ -47,7 +47,7 @@ import Testing
 @Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"))
 struct RedisConnectionTests {
     @Test func pingSetGetAndPipelining() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess.launch()
         let connection = try await RedisConnection.connect(try RedisURL(server.url()))
         #expect(try await connection.command(["PING"]) == .simpleString("PONG"))
         #expect(try await connection.command(["SET", "k", "v"]) == .simpleString("OK"))
@@ -62,7 +62,7 @@ struct RedisConnectionTests {
     }
 
     @Test func publishReachesASubscriber() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess.launch()
         let subscriber = try await RedisConnection.connect(try RedisURL(server.url()))
         _ = try await subscriber.command(["SUBSCRIBE", "tests.Foo"])
         let publisher = try await RedisConnection.connect(try RedisURL(server.url()))
@@ -74,7 +74,7 @@ struct RedisConnectionTests {
     }
 
     @Test func passwordsAndACLUsers() async throws {
-        let server = try RedisServerProcess(["--requirepass", "s3cret"])
+        let server = try await RedisServerProcess.launch(["--requirepass", "s3cret"])
         let ok = try await RedisConnection.connect(try RedisURL(server.url(password: "s3cret")))
         try await ok.require(["ACL", "SETUSER", "bridge", "on", ">bridgepw", "~*", "&*", "+@all"])
         await ok.close()
@@ -103,7 +103,7 @@ struct RedisConnectionTests {
     }
 
     @Test func refusedAndOutage() async throws {
-        let server = try RedisServerProcess()
+        let server = try await RedisServerProcess.launch()
         let url = try RedisURL(server.url())
         let connection = try await RedisConnection.connect(url)
         server.stop()
@@ -120,7 +120,7 @@ struct RedisConnectionTests {
         } catch let error as RedisError {
             #expect(error.kind == .connectionRefused)
         }
-        try server.start()
+        try await server.restart()
         let again = try await RedisConnection.connect(url)
         #expect(try await again.command(["PING"]) == .simpleString("PONG"))
         await again.close()

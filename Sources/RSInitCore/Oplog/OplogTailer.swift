@@ -40,6 +40,22 @@ public struct OplogBatch: Sendable {
     public var skipped: [OplogEventMapper.Skip: Int]
     /// `wall` of the newest entry read (ms since the epoch), for lag.
     public var lastWallTime: Int64?
+
+    public init(
+        events: [ChangeEvent],
+        resumePosition: BSONTimestamp?,
+        lastRead: BSONTimestamp?,
+        entriesRead: Int,
+        skipped: [OplogEventMapper.Skip: Int] = [:],
+        lastWallTime: Int64? = nil
+    ) {
+        self.events = events
+        self.resumePosition = resumePosition
+        self.lastRead = lastRead
+        self.entriesRead = entriesRead
+        self.skipped = skipped
+        self.lastWallTime = lastWallTime
+    }
 }
 
 /// How the tailer reads.
@@ -71,7 +87,8 @@ public struct OplogTailerConfiguration: Sendable {
     }
 }
 
-/// Tails `local.oplog.rs` with a tailable awaitData cursor and yields ``OplogBatch``es in order.
+/// Tails `local.oplog.rs` with a tailable awaitData cursor and yields ``OplogBatch``es in order; on an idle
+/// stream it yields an empty batch (`entriesRead == 0`) after each `maxAwaitTime`.
 ///
 /// Pull-based: no getMore is sent until the consumer asks for the next batch, so a slow consumer holds the
 /// oplog read (bounded memory). The cursor is re-established after network errors, cursor loss, stepdowns and
@@ -159,14 +176,27 @@ public final class TailSession: @unchecked Sendable {
                     try await establish()
                 }
                 let documents: [BSONValue]
+                let fromGetMore: Bool
                 if !pendingFirstBatch.isEmpty {
                     documents = pendingFirstBatch
                     pendingFirstBatch = []
+                    fromGetMore = false
                 } else {
                     documents = try await getMore()
+                    fromGetMore = true
                 }
                 failures = 0
                 if let batch = process(documents) { return batch }
+                if fromGetMore {
+                    // An idle stream still yields (an empty batch every maxAwaitTime): consumers can stop between
+                    // batches and see that the tail is alive.
+                    return OplogBatch(
+                        events: [],
+                        resumePosition: mapper.resumePosition,
+                        lastRead: mapper.lastRead,
+                        entriesRead: 0
+                    )
+                }
             } catch let lost as OplogHistoryLost {
                 await close()
                 throw lost

@@ -1,0 +1,161 @@
+import Foundation
+public import Logging
+public import MongoCWrapper
+import Synchronization
+
+/// Tails the oplog once and delivers every event to a publisher, at least once, in order.
+///
+/// - Loss-freedom: a batch is retried (with backoff, forever) until the publisher accepts it, and no further oplog
+///   is read meanwhile (memory stays bounded); the checkpoint is written with the batch, so a restart resumes
+///   exactly after the last delivered batch. A quiet stream still advances the checkpoint (no-ops count).
+/// - History loss (the checkpoint rolled out of the oplog) is never skipped silently: ``OnHistoryLost/fail`` throws
+///   ``OplogHistoryLost``; ``OnHistoryLost/fromEnd`` logs an error, counts it and restarts at the end of the oplog.
+/// - ``stop()`` finishes the in-flight batch (and its checkpoint), then returns.
+public final class OplogBridge: Sendable {
+    public enum Start: Sendable, Equatable {
+        /// The stored checkpoint if there is one, else the end of the oplog (the default).
+        case checkpoint
+        /// The end of the oplog, ignoring any checkpoint.
+        case end
+        /// The first entry with `ts >= T`.
+        case timestamp(BSONTimestamp)
+    }
+
+    public enum OnHistoryLost: String, Sendable {
+        case fail
+        case fromEnd = "from-end"
+    }
+
+    public struct Configuration: Sendable {
+        public var tailer: OplogTailerConfiguration
+        public var start: Start
+        public var onHistoryLost: OnHistoryLost
+        public var retryBackoff: Backoff
+
+        public init(
+            tailer: OplogTailerConfiguration,
+            start: Start = .checkpoint,
+            onHistoryLost: OnHistoryLost = .fail,
+            retryBackoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        ) {
+            self.tailer = tailer
+            self.start = start
+            self.onHistoryLost = onHistoryLost
+            self.retryBackoff = retryBackoff
+        }
+    }
+
+    /// Counters for logs, tests and (later) metrics.
+    public struct Statistics: Sendable, Equatable {
+        public var batches = 0
+        public var events = 0
+        public var publishRetries = 0
+        public var historyLost = 0
+        public var lastPosition: BSONTimestamp?
+        public var lastWallTime: Int64?
+    }
+
+    let configuration: Configuration
+    let publisher: any EventPublisher
+    let logger: Logger
+    private let state = Mutex<(stopping: Bool, statistics: Statistics)>((false, Statistics()))
+
+    public init(configuration: Configuration, publisher: any EventPublisher, logger: Logger) {
+        self.configuration = configuration
+        self.publisher = publisher
+        self.logger = logger
+    }
+
+    public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Asks the bridge to finish the in-flight batch, write its checkpoint and return from ``run()``.
+    public func stop() { state.withLock { $0.stopping = true } }
+
+    private var stopping: Bool { state.withLock { $0.stopping } }
+
+    /// Runs until ``stop()`` or task cancellation (returns normally), or a failure a retry cannot fix (throws:
+    /// ``OplogHistoryLost``, authentication, bad configuration).
+    public func run() async throws {
+        var start = try await resolveStart()
+        while !stopping && !Task.isCancelled {
+            var tailerConfiguration = configuration.tailer
+            tailerConfiguration.start = start
+            let tailer = OplogTailer(configuration: tailerConfiguration, logger: logger)
+            var iterator = tailer.makeAsyncIterator()
+            do {
+                while !stopping, let batch = try await iterator.next() {
+                    // Idle heartbeats carry nothing new: no Redis round trip.
+                    if batch.events.isEmpty, batch.entriesRead == 0 { continue }
+                    try await deliver(batch)
+                    if let position = batch.resumePosition { start = .after(position) }
+                }
+                await iterator.close()
+                return
+            } catch let lost as OplogHistoryLost {
+                await iterator.close()
+                state.withLock { $0.statistics.historyLost += 1 }
+                guard configuration.onHistoryLost == .fromEnd else { throw lost }
+                logger.error(
+                    "OPLOG HISTORY LOST: events between the checkpoint and the end of the oplog were NOT delivered; restarting at the end (--on-history-lost from-end)",
+                    metadata: ["rsinit.position": "\(lost.position)", "rsinit.reason": "\(lost.reason)"]
+                )
+                start = .end
+            } catch is CancellationError {
+                await iterator.close()
+                return
+            } catch {
+                await iterator.close()
+                throw error
+            }
+        }
+    }
+
+    private func resolveStart() async throws -> OplogStart {
+        switch configuration.start {
+        case .end: return .end
+        case .timestamp(let ts): return .at(ts)
+        case .checkpoint:
+            let checkpoint = try await retrying("reading the checkpoint") { try await self.publisher.loadCheckpoint() }
+            if let checkpoint {
+                logger.info("resuming after the checkpoint", metadata: ["rsinit.position": "\(checkpoint)"])
+                return .after(checkpoint)
+            }
+            logger.info("no checkpoint yet: starting at the end of the oplog")
+            return .end
+        }
+    }
+
+    private func deliver(_ batch: OplogBatch) async throws {
+        try await retrying("publishing a batch") { try await self.publisher.publish(batch) }
+        state.withLock {
+            $0.statistics.batches += 1
+            $0.statistics.events += batch.events.count
+            $0.statistics.lastPosition = batch.resumePosition ?? $0.statistics.lastPosition
+            $0.statistics.lastWallTime = batch.lastWallTime ?? $0.statistics.lastWallTime
+        }
+    }
+
+    /// Retries transient failures forever (the oplog waits); configuration and auth errors end the run.
+    private func retrying<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await body()
+            } catch let error as RedisError where error.isTransient {
+                // Stopping during an outage: the batch stays unacknowledged (no checkpoint), so a restart
+                // delivers it again — at least once, never lost.
+                if stopping { throw CancellationError() }
+                attempt += 1
+                state.withLock { $0.statistics.publishRetries += 1 }
+                if attempt == 1 || attempt % 20 == 0 {
+                    logger.warning(
+                        "\(what) failed; retrying (the oplog is held until it succeeds)",
+                        metadata: ["rsinit.error": "\(error)", "rsinit.attempt": "\(attempt)"]
+                    )
+                }
+                let delay = configuration.retryBackoff.delay(attempt: attempt - 1, jitter: Double.random(in: 0...1))
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+import Foundation
+public import Logging
+public import MongoCWrapper
+import RESP
+
+/// Publishes events to Redis Pub/Sub in the redis-oplog format and keeps the checkpoint in Redis.
+///
+/// Plain mode pipelines the PUBLISHes and the checkpoint write in one round trip. HA mode runs one atomic Lua
+/// script per chunk that, per event, sets a dedupe key (`<meta>processed::<ts>::<txIdx>`, SET NX EX) and publishes
+/// only if it was not set yet, then moves the checkpoint forward only: several bridges on one oplog publish each
+/// event exactly once.
+public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var url: RedisURL
+        /// Prepended to collection channels (redis-oplog's `globalRedisPrefix`).
+        public var channelPrefix: String
+        /// Command events (drop, dropDatabase, renameCollection, create) go here.
+        public var controlChannel: String
+        /// Prefix of the checkpoint and dedupe keys.
+        public var metadataPrefix: String
+        public var highAvailability: Bool
+        public var dedupeTTLSeconds: Int
+
+        public init(
+            url: RedisURL,
+            channelPrefix: String = "",
+            controlChannel: String = "rsinit.commands",
+            metadataPrefix: String = "rsinit::",
+            highAvailability: Bool = false,
+            dedupeTTLSeconds: Int = 150
+        ) {
+            self.url = url
+            self.channelPrefix = channelPrefix
+            self.controlChannel = controlChannel
+            self.metadataPrefix = metadataPrefix
+            self.highAvailability = highAvailability
+            self.dedupeTTLSeconds = dedupeTTLSeconds
+        }
+
+        public var checkpointKey: String { metadataPrefix + "checkpoint" }
+
+        /// `<meta>processed::<(t<<32)|i>::<txIdx>` (event-format.md E08 with our prefix).
+        public func dedupeKey(_ event: ChangeEvent) -> String {
+            "\(metadataPrefix)processed::\(event.timestamp.rawValue)::\(event.transactionIndex)"
+        }
+    }
+
+    /// KEYS[1] checkpoint, KEYS[2…] dedupe keys; ARGV[1] TTL, ARGV[2] checkpoint, then per event: the channel
+    /// count, the channels, the message. Returns the number of events published (not duplicates).
+    static let script = """
+        local ttl = tonumber(ARGV[1])
+        local position = 3
+        local published = 0
+        for i = 2, #KEYS do
+          local count = tonumber(ARGV[position])
+          local message = ARGV[position + count + 1]
+          if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
+            for c = 1, count do redis.call('PUBLISH', ARGV[position + c], message) end
+            published = published + 1
+          end
+          position = position + count + 2
+        end
+        if ARGV[2] ~= '' then
+          local current = redis.call('GET', KEYS[1])
+          if (not current) or current < ARGV[2] then redis.call('SET', KEYS[1], ARGV[2]) end
+        end
+        return published
+        """
+    static let scriptSHA = SHA1.hex(Array(script.utf8))
+
+    public let configuration: Configuration
+    private let logger: Logger
+    private var connection: RedisConnection?
+    /// Duplicates skipped in HA mode (another bridge published them), for metrics and tests.
+    public private(set) var dedupeHits = 0
+    public private(set) var publishedEvents = 0
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    private func connected() async throws -> RedisConnection {
+        if let connection, connection.isOpen { return connection }
+        let fresh = try await RedisConnection.connect(configuration.url)
+        connection = fresh
+        return fresh
+    }
+
+    public func loadCheckpoint() async throws -> BSONTimestamp? {
+        let reply = try RedisConnection.check(
+            try await connected().command(["GET", configuration.checkpointKey]),
+            command: "GET"
+        )
+        guard let text = reply.string else { return nil }
+        guard let position = CheckpointEncoding.decode(text) else {
+            throw RedisError(.server, "the checkpoint \(configuration.checkpointKey) holds \"\(text)\", not a position")
+        }
+        return position
+    }
+
+    public func publish(_ batch: OplogBatch) async throws {
+        let connection = try await connected()
+        do {
+            if configuration.highAvailability {
+                try await publishDeduplicated(batch, connection)
+            } else {
+                try await publishPlain(batch, connection)
+            }
+        } catch {
+            await connection.close()
+            self.connection = nil
+            throw error
+        }
+    }
+
+    private func channelsAndMessage(_ event: ChangeEvent) -> ([String], String) {
+        if event.kind == .command {
+            return ([configuration.controlChannel], RedisOplogFormat.commandMessage(for: event))
+        }
+        return (
+            RedisOplogFormat.channels(for: event, prefix: configuration.channelPrefix),
+            RedisOplogFormat.message(for: event)
+        )
+    }
+
+    private func publishPlain(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
+        var commands: [[[UInt8]]] = []
+        for event in batch.events {
+            let (channels, message) = channelsAndMessage(event)
+            let payload = Array(message.utf8)
+            for channel in channels { commands.append([Array("PUBLISH".utf8), Array(channel.utf8), payload]) }
+        }
+        if let position = batch.resumePosition {
+            commands.append(
+                ["SET", configuration.checkpointKey, CheckpointEncoding.encode(position)].map { Array($0.utf8) }
+            )
+        }
+        guard !commands.isEmpty else { return }
+        let replies = try await connection.pipeline(commands)
+        for (command, reply) in zip(commands, replies) {
+            _ = try RedisConnection.check(reply, command: String(decoding: command[0], as: UTF8.self))
+        }
+        publishedEvents += batch.events.count
+    }
+
+    private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
+        let checkpoint = batch.resumePosition.map(CheckpointEncoding.encode) ?? ""
+        var chunks = stride(from: 0, to: batch.events.count, by: 500).map {
+            Array(batch.events[$0..<min($0 + 500, batch.events.count)])
+        }
+        if chunks.isEmpty { chunks = [[]] }
+        for (index, chunk) in chunks.enumerated() {
+            var keys = [configuration.checkpointKey]
+            var arguments = [String(configuration.dedupeTTLSeconds), index == chunks.count - 1 ? checkpoint : ""]
+            for event in chunk {
+                keys.append(configuration.dedupeKey(event))
+                let (channels, message) = channelsAndMessage(event)
+                arguments.append(String(channels.count))
+                arguments += channels
+                arguments.append(message)
+            }
+            let published = try await evaluate(keys: keys, arguments: arguments, connection)
+            publishedEvents += published
+            dedupeHits += chunk.count - published
+        }
+    }
+
+    /// EVALSHA, with the NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again).
+    private func evaluate(keys: [String], arguments: [String], _ connection: RedisConnection) async throws -> Int {
+        let command = ["EVALSHA", Self.scriptSHA, String(keys.count)] + keys + arguments
+        var reply = try await connection.command(command)
+        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+            let loaded = try RedisConnection.check(
+                try await connection.command(["SCRIPT", "LOAD", Self.script]),
+                command: "SCRIPT LOAD"
+            )
+            if loaded.string != Self.scriptSHA { logger.warning("Redis returned an unexpected script SHA") }
+            reply = try await connection.command(command)
+        }
+        return Int(try RedisConnection.check(reply, command: "EVALSHA").integer ?? 0)
+    }
+
+    public func close() async {
+        await connection?.close()
+        connection = nil
+    }
+}
+
+/// SHA-1 (for EVALSHA script ids only; not used for anything security-related).
+enum SHA1 {
+    static func hex(_ message: [UInt8]) -> String {
+        var h: [UInt32] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0]
+        var data = message
+        let bitLength = UInt64(message.count) * 8
+        data.append(0x80)
+        while data.count % 64 != 56 { data.append(0) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
+        }
+        var w = [UInt32](repeating: 0, count: 80)
+        for chunk in stride(from: 0, to: data.count, by: 64) {
+            for i in 0..<16 {
+                w[i] =
+                    UInt32(data[chunk + 4 * i]) << 24 | UInt32(data[chunk + 4 * i + 1]) << 16
+                    | UInt32(data[chunk + 4 * i + 2]) << 8 | UInt32(data[chunk + 4 * i + 3])
+            }
+            for i in 16..<80 {
+                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
+                w[i] = x << 1 | x >> 31
+            }
+            var (a, b, c, d, e) = (h[0], h[1], h[2], h[3], h[4])
+            for i in 0..<80 {
+                let (f, k): (UInt32, UInt32)
+                switch i {
+                case 0..<20: (f, k) = ((b & c) | (~b & d), 0x5A82_7999)
+                case 20..<40: (f, k) = (b ^ c ^ d, 0x6ED9_EBA1)
+                case 40..<60: (f, k) = ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC)
+                default: (f, k) = (b ^ c ^ d, 0xCA62_C1D6)
+                }
+                let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
+                (e, d, c, b, a) = (d, c, b << 30 | b >> 2, a, temp)
+            }
+            h[0] = h[0] &+ a
+            h[1] = h[1] &+ b
+            h[2] = h[2] &+ c
+            h[3] = h[3] &+ d
+            h[4] = h[4] &+ e
+        }
+        return h.map { word in
+            let s = String(word, radix: 16)
+            return String(repeating: "0", count: 8 - s.count) + s
+        }.joined()
+    }
+}

@@ -1,0 +1,334 @@
+import Foundation
+import Logging
+import MongoCWrapper
+import RESP
+import RSInitCore
+import RSInitTestUtils
+import Synchronization
+import Testing
+
+let bridgeLogger = Logger(label: "rsinit.test.bridge")
+
+/// A real Redis subscriber (PSUBSCRIBE *) that re-subscribes after an outage; collects (channel, message).
+final class Subscriber: Sendable {
+    final class State: Sendable {
+        let received = Mutex<[(String, String)]>([])
+        let connected = Mutex(false)
+    }
+
+    let state = State()
+    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    var received: [(String, String)] { state.received.withLock { $0 } }
+
+    init(_ url: String) {
+        let state = self.state
+        let t = Task {
+            while !Task.isCancelled {
+                guard let connection = try? await RedisConnection.connect(try RedisURL(url)) else {
+                    try? await Task.sleep(for: .milliseconds(10))
+                    continue
+                }
+                _ = try? await connection.command(["PSUBSCRIBE", "*"])
+                state.connected.withLock { $0 = true }
+                while !Task.isCancelled {
+                    guard let value = try? await connection.readPushed(wait: .milliseconds(100)) else {
+                        if !connection.isOpen { break }
+                        continue
+                    }
+                    if case .array(let parts?) = value, parts.count == 4, parts[0].string == "pmessage" {
+                        state.received.withLock { $0.append((parts[2].string ?? "", parts[3].string ?? "")) }
+                    }
+                }
+                state.connected.withLock { $0 = false }
+                await connection.close()
+            }
+        }
+        task.withLock { $0 = t }
+    }
+
+    func waitConnected() async {
+        while !state.connected.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    func waitFor(_ count: Int, timeout: Duration = .seconds(20)) async -> [(String, String)] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let current = received
+            if current.count >= count { return current }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return received
+    }
+
+    func stop() { task.withLock { $0?.cancel() } }
+}
+
+func makeBridge(
+    _ mongo: FakeMongod,
+    _ redis: RedisServerProcess,
+    highAvailability: Bool = false,
+    start: OplogBridge.Start = .checkpoint,
+    onHistoryLost: OplogBridge.OnHistoryLost = .fail,
+    prefix: String = ""
+) throws -> (OplogBridge, RedisEventPublisher) {
+    let publisher = RedisEventPublisher(
+        configuration: .init(url: try RedisURL(redis.url()), channelPrefix: prefix, highAvailability: highAvailability),
+        logger: bridgeLogger
+    )
+    let bridge = OplogBridge(
+        configuration: .init(
+            tailer: OplogTailerConfiguration(
+                connectionString: try MongoConnectionString(mongo.uri),
+                maxAwaitTime: .milliseconds(200)
+            ),
+            start: start,
+            onHistoryLost: onHistoryLost,
+            retryBackoff: Backoff(initial: .milliseconds(300), maximum: .milliseconds(600))
+        ),
+        publisher: publisher,
+        logger: bridgeLogger
+    )
+    return (bridge, publisher)
+}
+
+func insertDocuments(_ mongo: FakeMongod, _ ids: Range<Int>, collection: String = "Foo") async throws {
+    let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
+    for id in ids {
+        _ = try await client.runCommand(
+            ["insert": .string(collection), "documents": [["_id": .string("id\(id)"), "n": .int32(Int32(id))]]],
+            database: "tests"
+        )
+    }
+    await client.close()
+}
+
+func checkpoint(_ redis: RedisServerProcess) async throws -> BSONTimestamp? {
+    let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+    let value = try await connection.command(["GET", "rsinit::checkpoint"]).string
+    await connection.close()
+    return value.flatMap(CheckpointEncoding.decode)
+}
+
+@Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"))
+struct OplogBridgeTests {
+    @Test func writesArriveAsRedisOplogMessages() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let subscriber = Subscriber(redis.url())
+        await subscriber.waitConnected()
+        let (bridge, publisher) = try makeBridge(mongo, redis, prefix: "")
+        let running = Task { try await bridge.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
+        _ = try await client.runCommand(
+            ["insert": "Foo", "documents": [["_id": "someid", "hello": "world"]]],
+            database: "tests"
+        )
+        _ = try await client.runCommand(
+            [
+                "update": "Foo",
+                "updates": [["q": ["_id": "someid"], "u": ["$set": ["hello": "new", "world": "new"]]]],
+            ],
+            database: "tests"
+        )
+        _ = try await client.runCommand(
+            ["delete": "Foo", "deletes": [["q": ["_id": "someid"], "limit": 1]]],
+            database: "tests"
+        )
+        await client.close()
+        let messages = await subscriber.waitFor(7)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        // §9e A01/A02/A06 (plus the implicit collection create on the control channel).
+        #expect(
+            messages.map(\.0) == [
+                "rsinit.commands", "tests.Foo", "tests.Foo::someid", "tests.Foo", "tests.Foo::someid", "tests.Foo",
+                "tests.Foo::someid",
+            ]
+        )
+        #expect(messages[1].1 == #"{"e":"i","d":{"_id":"someid"},"f":["_id","hello"]}"#)
+        #expect(messages[3].1 == #"{"e":"u","d":{"_id":"someid"},"f":["hello","world"]}"#)
+        #expect(messages[5].1 == #"{"e":"r","d":{"_id":"someid"},"f":[]}"#)
+        #expect(messages[0].1.hasPrefix(#"{"c":"create","db":"tests","coll":"Foo""#))
+        #expect(try await checkpoint(redis) == mongo.lastOplogTimestamp)
+    }
+
+    @Test func redisOutageLosesNothingAndKeepsOrder() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let subscriber = Subscriber(redis.url())
+        await subscriber.waitConnected()
+        let (bridge, publisher) = try makeBridge(mongo, redis)
+        let running = Task { try await bridge.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        try await insertDocuments(mongo, 0..<1000)
+        _ = await subscriber.waitFor(500)
+        redis.stop()  // mid-stream (SIGKILL)
+        let writer = Task { try await insertDocuments(mongo, 1000..<2000) }
+        try await Task.sleep(for: .seconds(2))
+        try await redis.restart()
+        try await writer.value
+        let messages = await subscriber.waitFor(1 + 2000 * 2, timeout: .seconds(30))
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        let collection = messages.filter { $0.0 == "tests.Foo" }.map(\.1)
+        let ids = collection.compactMap { message -> String? in
+            guard let range = message.range(of: "\"_id\":\"") else { return nil }
+            return String(message[range.upperBound...].prefix { $0 != "\"" })
+        }
+        #expect(ids == (0..<2000).map { "id\($0)" }, "received \(ids.count)")
+        #expect(bridge.statistics.publishRetries > 0)
+    }
+
+    @Test func twoBridgesPublishEachEventExactlyOnce() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let subscriber = Subscriber(redis.url())
+        await subscriber.waitConnected()
+        let (first, firstPublisher) = try makeBridge(mongo, redis, highAvailability: true)
+        let (second, secondPublisher) = try makeBridge(mongo, redis, highAvailability: true)
+        let a = Task { try await first.run() }
+        let b = Task { try await second.run() }
+        try await Task.sleep(for: .milliseconds(400))
+        try await insertDocuments(mongo, 0..<300)
+        _ = await subscriber.waitFor(1 + 600)
+        try await Task.sleep(for: .milliseconds(500))
+        first.stop()
+        second.stop()
+        try await a.value
+        try await b.value
+        let messages = subscriber.received
+        subscriber.stop()
+        let perChannel = Dictionary(grouping: messages.filter { $0.0 == "tests.Foo" }, by: \.1).mapValues(\.count)
+        #expect(perChannel.count == 300)
+        #expect(perChannel.values.allSatisfy { $0 == 1 })
+        #expect(firstPublisher.dedupeHits + secondPublisher.dedupeHits >= 300)
+        #expect(firstPublisher.publishedEvents + secondPublisher.publishedEvents == 301)
+        await firstPublisher.close()
+        await secondPublisher.close()
+    }
+
+    @Test func restartResumesExactlyAfterTheCheckpoint() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let subscriber = Subscriber(redis.url())
+        await subscriber.waitConnected()
+        let (bridge, publisher) = try makeBridge(mongo, redis)
+        let running = Task { try await bridge.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        try await insertDocuments(mongo, 0..<50)
+        _ = await subscriber.waitFor(1 + 100)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        // While the bridge is down:
+        try await insertDocuments(mongo, 50..<80)
+        let (restarted, restartedPublisher) = try makeBridge(mongo, redis)
+        let runningAgain = Task { try await restarted.run() }
+        let messages = await subscriber.waitFor(1 + 160)
+        try await Task.sleep(for: .milliseconds(300))
+        restarted.stop()
+        try await runningAgain.value
+        await restartedPublisher.close()
+        subscriber.stop()
+        let ids = messages.filter { $0.0 == "tests.Foo" }.map(\.1)
+        #expect(ids.count == 80)
+        #expect(Set(ids).count == 80)
+    }
+
+    @Test func aRolledOverCheckpointFailsLoudlyOrRestartsAtTheEndWhenAsked() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let stale = mongo.lastOplogTimestamp
+        try await insertDocuments(mongo, 0..<10)
+        mongo.truncateOplog(keepingLast: 3)
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await connection.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(stale)])
+        await connection.close()
+        let (failing, publisher) = try makeBridge(mongo, redis)
+        await #expect(throws: OplogHistoryLost.self) { try await failing.run() }
+        #expect(failing.statistics.historyLost == 1)
+        await publisher.close()
+        let (recovering, recoveringPublisher) = try makeBridge(mongo, redis, onHistoryLost: .fromEnd)
+        let running = Task { try await recovering.run() }
+        try await Task.sleep(for: .milliseconds(600))
+        recovering.stop()
+        try await running.value
+        #expect(recovering.statistics.historyLost == 1)
+        await recoveringPublisher.close()
+    }
+
+    @Test func quietStreamsAdvanceTheCheckpoint() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: .milliseconds(100))
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let (bridge, publisher) = try makeBridge(mongo, redis)
+        let running = Task { try await bridge.run() }
+        let start = mongo.lastOplogTimestamp
+        try await Task.sleep(for: .milliseconds(700))
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        #expect(try #require(try await checkpoint(redis)) > start)
+    }
+
+    @Test func luaScriptSHAMatchesRedis() async throws {
+        let redis = try await RedisServerProcess.launch()
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let (bridge, publisher) = try makeBridge(try FakeMongod.start(), redis, highAvailability: true)
+        _ = bridge
+        try await publisher.publish(
+            OplogBatch(
+                events: [],
+                resumePosition: BSONTimestamp(seconds: 5, increment: 1),
+                lastRead: nil,
+                entriesRead: 1,
+                skipped: [:],
+                lastWallTime: nil
+            )
+        )
+        #expect(
+            try await connection.command(["GET", "rsinit::checkpoint"]).string
+                == CheckpointEncoding.encode(BSONTimestamp(seconds: 5, increment: 1))
+        )
+        // An older position never moves the checkpoint back.
+        try await publisher.publish(
+            OplogBatch(
+                events: [],
+                resumePosition: BSONTimestamp(seconds: 4, increment: 9),
+                lastRead: nil,
+                entriesRead: 1,
+                skipped: [:],
+                lastWallTime: nil
+            )
+        )
+        #expect(
+            try await connection.command(["GET", "rsinit::checkpoint"]).string
+                == CheckpointEncoding.encode(BSONTimestamp(seconds: 5, increment: 1))
+        )
+        await publisher.close()
+        await connection.close()
+    }
+}
