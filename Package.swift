@@ -107,7 +107,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RSInitCLITests",
-            dependencies: ["RSInitTestUtils", "MongoCWrapper"],
+            dependencies: ["RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP"],
             swiftSettings: strictSettings
         ),
     ]

@@ -31,7 +31,7 @@ struct RSInitCommand: AsyncParsableCommand {
             Boolean variables take 1/true/yes.
             """,
         version: RSInitVersion.current,
-        subcommands: [StatusCommand.self, WaitCommand.self]
+        subcommands: [StatusCommand.self, WaitCommand.self, TailCommand.self]
     )
 
     @OptionGroup var connection: ConnectionOptions

@@ -43,13 +43,23 @@ enum EnvironmentArguments {
         let commands: Set<String>
     }
 
-    static let all: Set<String> = ["", "status", "wait"]
+    static let all: Set<String> = ["", "status", "wait", "tail"]
     static let table: [Entry] = [
         Entry(variable: "RSINIT_HOST", flag: "--host", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_URI", flag: "--uri", isBoolean: false, commands: all),
-        Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: all),
-        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: ["", "status", "wait"]),
+        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: ["", "status", "wait"]),
+        Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_PREFIX", flag: "--prefix", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_CONTROL_CHANNEL", flag: "--control-channel", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_FIELDS", flag: "--fields", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_FROM", flag: "--from", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_ON_HISTORY_LOST", flag: "--on-history-lost", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_HA", flag: "--ha", isBoolean: true, commands: ["tail"]),
+        Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_INCLUDE", flag: "--include", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_EXCLUDE", flag: "--exclude", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_MEMBER_HOST", flag: "--member-host", isBoolean: false, commands: [""]),
         Entry(variable: "RSINIT_MEMBERS", flag: "--members", isBoolean: false, commands: [""]),
         Entry(
@@ -65,7 +75,7 @@ enum EnvironmentArguments {
     ]
 
     static func merge(_ arguments: [String], environment: [String: String]) -> [String] {
-        let subcommands: Set<String> = ["status", "wait"]
+        let subcommands: Set<String> = ["status", "wait", "tail"]
         let command = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? ""
         if arguments.contains("--help") || arguments.contains("-h") || arguments.contains("--version") {
             return arguments

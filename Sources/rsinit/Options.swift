@@ -35,6 +35,15 @@ struct ConnectionOptions: ParsableArguments {
 
     /// The node to talk to, as a libmongoc connection string.
     func connectionString() throws(BootstrapFailure) -> MongoConnectionString {
+        try Self.connectionString(host: host, port: port, uri: uri)
+    }
+
+    /// `--uri`, or `mongodb://<host>:<port>/` built from a validated host.
+    static func connectionString(
+        host: String?,
+        port: Int,
+        uri: String?
+    ) throws(BootstrapFailure) -> MongoConnectionString {
         if let uri {
             do { return try MongoConnectionString(uri) } catch {
                 throw BootstrapFailure(
