@@ -44,6 +44,7 @@ enum Bench {
             case "map": mapping(entries: entries)
             case "fuzz": fuzz(count: entries * 10)
             case "tail": try await tail(entries: entries)
+            case "bridge": try await bridge(events: min(entries, 100_000))
             default: print("unknown benchmark \(name)")
             }
         }
@@ -277,6 +278,55 @@ enum Bench {
         print(
             "tail: \(read) entries from the double through libmongoc + OplogTailer → \(produced) events in \(Int(elapsed * 1000)) ms = \(Int(Double(read) / elapsed)) entries/s end to end"
         )
+    }
+
+    /// Events/s from the double through `OplogBridge` into a real redis-server, plain and HA (no subscriber attached;
+    /// compare with `redis-benchmark -P 64 -q PUBLISH <channel> <message>` on the same machine).
+    static func bridge(events: Int) async throws {
+        let redis = try RedisServerProcess()
+        for ha in [false, true] {
+            let server = try FakeMongod.start(
+                FakeMongodConfiguration(
+                    scenario: .primary(setName: "rs0"),
+                    periodicNoopInterval: nil,
+                    oplogCapacity: events * 3
+                )
+            )
+            let start = server.lastOplogTimestamp
+            for i in 0..<events {
+                server.appendOplogEntry([
+                    "op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(i)"), "hello": "world"],
+                ])
+            }
+            let publisher = RedisEventPublisher(
+                configuration: .init(url: try RedisURL(redis.url()), highAvailability: ha, dedupeTTLSeconds: 30),
+                logger: Logger(label: "bench")
+            )
+            let bridge = OplogBridge(
+                configuration: .init(
+                    tailer: OplogTailerConfiguration(
+                        connectionString: try MongoConnectionString(server.uri),
+                        batchSize: 1000,
+                        maxAwaitTime: .milliseconds(100)
+                    ),
+                    start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
+                ),
+                publisher: publisher,
+                logger: Logger(label: "bench")
+            )
+            let began = ContinuousClock.now
+            let running = Task { try await bridge.run() }
+            while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(5)) }
+            let elapsed = seconds(ContinuousClock.now - began)
+            bridge.stop()
+            try await running.value
+            await publisher.close()
+            server.stop()
+            print(
+                "bridge (\(ha ? "HA dedupe" : "plain")): \(events) events double → libmongoc → mapper → Redis (2 PUBLISH each) in \(Int(elapsed * 1000)) ms = \(Int(Double(events) / elapsed)) events/s"
+            )
+        }
+        redis.stop()
     }
 
     static func serve(entries: Int) async throws {
