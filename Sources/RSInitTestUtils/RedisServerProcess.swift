@@ -60,16 +60,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     public func start() throws {
-        let path = Self.executable!
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var spawned: pid_t = 0
-        guard posix_spawn(&spawned, path, &actions, nil, argv, environ) == 0 else {
+        guard let spawned = spawnQuietly(Self.executable!, arguments) else {
             throw FakeMongodError("cannot start redis-server")
         }
         pid = spawned

@@ -52,15 +52,7 @@ enum Bench {
 
     /// Spawns a process and returns its exit status and the instant `waitpid` saw it exit.
     static func spawnAndWait(_ path: String, _ arguments: [String]) -> (Int32, ContinuousClock.Instant) {
-        var pid: pid_t = 0
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        guard posix_spawn(&pid, path, &actions, nil, argv, environ) == 0 else { return (-1, .now) }
+        guard let pid = spawnQuietly(path, arguments) else { return (-1, .now) }
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         return ((status >> 8) & 0xFF, .now)
@@ -238,7 +230,7 @@ enum Bench {
         let start = ContinuousClock.now
         for index in 0..<count {
             events.removeAll(keepingCapacity: true)
-            _ = mapper.map(FuzzInput.random(index: index, using: &generator), into: &events)
+            _ = mapper.map(OplogFuzzInput.random(index: index, using: &generator), into: &events)
         }
         print(
             "fuzz: \(count) random oplog entries mapped without a crash in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms"

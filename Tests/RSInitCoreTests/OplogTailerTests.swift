@@ -318,70 +318,11 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         // 50k here keeps the suite light; `rsinit-bench fuzz` runs millions in a release build.
         let iterations = 50_000
         for index in 0..<iterations {
-            let document = FuzzEntries.random(index: index, using: &generator)
+            let document = OplogFuzzInput.random(index: index, using: &generator)
             events.removeAll(keepingCapacity: true)
             _ = mapper.map(document, into: &events)
             _ = topMapper.map(document, into: &events)
         }
         return mapper.lastRead
-    }
-}
-
-enum FuzzEntries {
-    static let names = ["a", "b", "c", "s", "i", "u", "d", "l", "a0", "u1", "s2", "$v", "diff", "_id", "x.y", ""]
-
-    static func randomValue(depth: Int, using g: inout SystemRandomNumberGenerator) -> BSONValue {
-        switch Int.random(in: 0..<(depth > 3 ? 6 : 9), using: &g) {
-        case 0: return .int32(Int32.random(in: -3...30, using: &g))
-        case 1: return .string(names.randomElement(using: &g)!)
-        case 2: return .bool(Bool.random(using: &g))
-        case 3: return .null
-        case 4: return .double(Double.random(in: -1...1, using: &g))
-        case 5: return .int64(Int64.random(in: 0...3, using: &g))
-        case 6, 7: return .document(randomDocument(depth: depth + 1, using: &g))
-        default:
-            return .array((0..<Int.random(in: 0...3, using: &g)).map { _ in randomValue(depth: depth + 1, using: &g) })
-        }
-    }
-
-    static func randomDocument(depth: Int, using g: inout SystemRandomNumberGenerator) -> BSONDocument {
-        var document = BSONDocument()
-        for _ in 0..<Int.random(in: 0...4, using: &g) {
-            var key = names.randomElement(using: &g)!
-            if Bool.random(using: &g) { key = ["s", "u", ""].randomElement(using: &g)! + key }
-            document.append(key, randomValue(depth: depth, using: &g))
-        }
-        if Int.random(in: 0..<4, using: &g) == 0 { document.append("a", true) }
-        return document
-    }
-
-    static func random(index: Int, using g: inout SystemRandomNumberGenerator) -> BSONDocument {
-        let op = ["i", "u", "d", "c", "n", "x"].randomElement(using: &g)!
-        var o = randomDocument(depth: 0, using: &g)
-        if op == "u" && Bool.random(using: &g) {
-            o = [
-                "$v": .int32(Int32.random(in: 1...2, using: &g)),
-                "diff": .document(randomDocument(depth: 0, using: &g)),
-            ]
-        }
-        if op == "c" && Bool.random(using: &g) {
-            o = [
-                "applyOps": .array(
-                    (0..<3).map { _ in
-                        .document(["op": "i", "ns": "a.b", "o": .document(randomDocument(depth: 1, using: &g))])
-                    }
-                )
-            ]
-        }
-        var entry: BSONDocument = [
-            "ts": .timestamp(BSONTimestamp(seconds: UInt32(index / 1000 + 1), increment: UInt32(index % 1000))),
-            "op": .string(op),
-            "ns": .string(
-                ["app.c", "admin.$cmd", "app.$cmd", "config.x", "a.system.y", "x"].randomElement(using: &g)!
-            ),
-            "o": .document(o),
-        ]
-        if Bool.random(using: &g) { entry.append("o2", ["_id": randomValue(depth: 2, using: &g)]) }
-        return entry
     }
 }

@@ -1,7 +1,7 @@
-import MongoCWrapper
+public import MongoCWrapper
 
-/// Random oplog-like entries for the mapping fuzz (the same generator as the test, sized for millions).
-enum FuzzInput {
+/// Random oplog-like entries and update specs for the mapping fuzz (the test suite and `rsinit-bench fuzz`).
+public enum OplogFuzzInput {
     static let names = ["a", "b", "c", "s", "i", "u", "d", "l", "a0", "u1", "s2", "$v", "diff", "_id", "x.y", ""]
 
     static func value(depth: Int, using g: inout SystemRandomNumberGenerator) -> BSONValue {
@@ -28,7 +28,7 @@ enum FuzzInput {
         return result
     }
 
-    static func random(index: Int, using g: inout SystemRandomNumberGenerator) -> BSONDocument {
+    public static func random(index: Int, using g: inout SystemRandomNumberGenerator) -> BSONDocument {
         let op = ["i", "u", "d", "c", "n", "x"].randomElement(using: &g)!
         var o = document(depth: 0, using: &g)
         if op == "u" && Bool.random(using: &g) {
