@@ -7,8 +7,8 @@ import Glibc
 /// A real `redis-server` started on a free loopback port for one test (never a mock), with extra options such
 /// as `--requirepass`. `stop()` / `start()` simulate outages on the same port.
 public final class RedisServerProcess: @unchecked Sendable {
-    public let port: UInt16
-    private let arguments: [String]
+    public private(set) var port: UInt16 = 0
+    private let extraArguments: [String]
     private let directory: URL
     /// The running server's pid (0 when stopped). posix_spawn/waitpid, not Foundation.Process, whose
     /// `waitUntilExit` can hang when called off the main thread.
@@ -28,13 +28,27 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Starts a server (`extraArguments` e.g. `["--requirepass", "secret"]`) and waits until it answers.
     public init(_ extraArguments: [String] = []) throws {
         guard Self.executable != nil else { throw FakeMongodError("redis-server is not installed") }
-        port = try Self.freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        arguments =
-            ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+        self.extraArguments = extraArguments
+        // A port found free can be taken by a parallel test before redis-server binds it: try a few.
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            port = try Self.freePort()
+            do {
+                try start(within: 3)
+                return
+            } catch {
+                stop()
+                lastError = error
+            }
+        }
+        throw lastError ?? FakeMongodError("redis-server did not start")
+    }
+
+    private var arguments: [String] {
+        ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
             + extraArguments
-        try start()
     }
 
     deinit {
@@ -59,12 +73,15 @@ public final class RedisServerProcess: @unchecked Sendable {
         return "redis://\(credentials)127.0.0.1:\(port)/\(database)"
     }
 
-    public func start() throws {
+    /// Starts (again) on the same port.
+    public func start() throws { try start(within: 10) }
+
+    private func start(within seconds: TimeInterval) throws {
         guard let spawned = spawnQuietly(Self.executable!, arguments) else {
             throw FakeMongodError("cannot start redis-server")
         }
         pid = spawned
-        let deadline = Date().addingTimeInterval(10)
+        let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if Self.canConnect(port) { return }
             Thread.sleep(forTimeInterval: 0.01)

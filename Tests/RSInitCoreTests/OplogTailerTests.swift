@@ -171,7 +171,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         let server = try primaryDouble()
         defer { server.stop() }
         let writer = try MongoClient(uri: server.uri, logger: tailLogger)
-        let tail = try tailer(server, batchSize: 1)
+        let tail = try tailer(server, start: .after(server.lastOplogTimestamp), batchSize: 1)
         Task {
             try await Task.sleep(for: .milliseconds(200))
             server.appendOplogEntry(["op": "i", "ns": "app.c", "o": ["_id": 0]])
