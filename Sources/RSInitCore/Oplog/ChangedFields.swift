@@ -58,8 +58,13 @@ public enum ChangedFields {
 
     /// Changed fields of an update's `o`.
     public static func update(_ object: BSONDocument, mode: ChangedFieldsMode) -> Result {
+        update(object, format: format(of: object), mode: mode)
+    }
+
+    /// Changed fields of an update whose ``format(of:)`` the caller already knows (no second scan).
+    public static func update(_ object: BSONDocument, format: UpdateFormat, mode: ChangedFieldsMode) -> Result {
         var collector = Collector()
-        switch format(of: object) {
+        switch format {
         case .replacement:
             return documentKeys(object)
         case .classic:

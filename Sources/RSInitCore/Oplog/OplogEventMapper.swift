@@ -51,6 +51,8 @@ public struct OplogEventMapper: Sendable {
     public let configuration: Configuration
     /// The newest entry read (every entry advances it).
     public private(set) var lastRead: BSONTimestamp?
+    /// `wall` of the newest entry that had one (ms since the epoch), for lag.
+    public private(set) var lastWallTime: Int64?
     private var pending: [TransactionKey: PendingTransaction] = [:]
     /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
     public private(set) var unprocessableFieldCount = 0
@@ -78,6 +80,7 @@ public struct OplogEventMapper: Sendable {
         let entry = OplogEntry(document)
         let previous = lastRead
         if let ts = entry.timestamp { lastRead = ts }
+        if let wall = entry.wall { lastWallTime = wall }
         guard let ts = entry.timestamp else { return .skipped(.malformed) }
         if entry.op == "n" { return .skipped(.noop) }
         if entry.fromMigrate { return .skipped(.fromMigrate) }
@@ -281,13 +284,14 @@ public struct OplogEventMapper: Sendable {
             kind = .delete
             fields = []
         case "u":
-            if case .replacement = ChangedFields.format(of: object) {
+            let format = ChangedFields.format(of: object)
+            if case .replacement = format {
                 kind = .replace
                 fields = object.keys
                 full = object
             } else {
                 kind = .update
-                let result = ChangedFields.update(object, mode: configuration.fieldsMode)
+                let result = ChangedFields.update(object, format: format, mode: configuration.fieldsMode)
                 fields = result.fields
                 unprocessableFieldCount += result.unprocessable
             }

@@ -355,11 +355,9 @@ public final class TailSession: @unchecked Sendable {
         var events: [ChangeEvent] = []
         events.reserveCapacity(documents.count)
         var skipped: [OplogEventMapper.Skip: Int] = [:]
-        var lastWall: Int64?
         for value in documents {
             guard case .document(let document) = value else { continue }
             if case .skipped(let reason) = mapper.map(document, into: &events) { skipped[reason, default: 0] += 1 }
-            if case .datetime(let wall)? = document["wall"] { lastWall = wall }
         }
         return OplogBatch(
             events: events,
@@ -367,7 +365,7 @@ public final class TailSession: @unchecked Sendable {
             lastRead: mapper.lastRead,
             entriesRead: documents.count,
             skipped: skipped,
-            lastWallTime: lastWall
+            lastWallTime: mapper.lastWallTime
         )
     }
 }
