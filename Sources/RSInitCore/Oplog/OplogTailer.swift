@@ -208,8 +208,14 @@ public final class TailSession: @unchecked Sendable {
                     await close()
                     throw error
                 }
-                logger.debug("oplog cursor lost; re-establishing", metadata: ["rsinit.error": "\(error)"])
                 failures += 1
+                // Once, then every 20th attempt: an operator must see that the tail is stuck, without a flood.
+                let level: Logger.Level = failures == 1 || failures % 20 == 0 ? .warning : .debug
+                logger.log(
+                    level: level,
+                    "oplog cursor lost; re-establishing with backoff",
+                    metadata: ["rsinit.error": "\(error)", "rsinit.attempt": "\(failures)"]
+                )
                 await dropConnection(keepClient: error.code == .cursorNotFound || error.code == .cappedPositionLost)
                 let delay = configuration.backoff.delay(attempt: failures - 1, jitter: Double.random(in: 0...1))
                 try? await Task.sleep(for: delay)
