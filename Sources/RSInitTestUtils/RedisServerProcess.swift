@@ -83,7 +83,17 @@ public final class RedisServerProcess: @unchecked Sendable {
         pid = spawned
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            if Self.canConnect(port) { return }
+            if Self.canConnect(port) {
+                // Someone answers on the port — make sure it is our process (a parallel test may own the port and
+                // our redis-server exits at once when its bind fails).
+                Thread.sleep(forTimeInterval: 0.05)
+                var status: Int32 = 0
+                guard waitpid(spawned, &status, WNOHANG) == 0 else {
+                    pid = 0
+                    throw FakeMongodError("redis-server could not bind port \(port)")
+                }
+                return
+            }
             Thread.sleep(forTimeInterval: 0.01)
         }
         throw FakeMongodError("redis-server did not start on port \(port)")
@@ -112,22 +122,13 @@ public final class RedisServerProcess: @unchecked Sendable {
         } == 0
     }
 
+    /// A port nobody listens on, from 20000–31999 (below the kernel's ephemeral range, where the doubles' port-0
+    /// binds land). Collisions with parallel tests are caught by the pid check in `start`.
     static func freePort() throws -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { Glibc.close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        for _ in 0..<100 {
+            let candidate = UInt16.random(in: 20000...31999)
+            if !canConnect(candidate) { return candidate }
         }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return UInt16(bigEndian: address.sin_port)
+        throw FakeMongodError("no free loopback port")
     }
 }

@@ -51,6 +51,24 @@ final class TailProcess: @unchecked Sendable {
     var errors: String { (try? String(contentsOf: stderr, encoding: .utf8)) ?? "" }
 }
 
+/// Polls the stored checkpoint until it equals `expected` (or the timeout passes); returns the last value seen.
+func waitForCheckpoint(
+    _ connection: RedisConnection,
+    _ expected: BSONTimestamp,
+    timeout: Duration = .seconds(15)
+) async throws
+    -> UInt64?
+{
+    let deadline = ContinuousClock.now + timeout
+    var value: UInt64?
+    repeat {
+        value = try await connection.command(["GET", "rsinit::checkpoint"]).string.flatMap { UInt64($0) }
+        if value == expected.rawValue { return value }
+        try await Task.sleep(for: .milliseconds(20))
+    } while ContinuousClock.now < deadline
+    return value
+}
+
 func insertMany(_ mongo: FakeMongod, _ ids: Range<Int>) async throws {
     let client = try MongoClient(uri: mongo.uri, logger: .init(label: "cli"))
     for id in ids {
@@ -67,10 +85,15 @@ struct TailCLITests {
     @Test func ndjsonOnStdoutAndSigtermExitsZero() async throws {
         let mongo = try startDouble(.primary(setName: "rs0"))
         defer { mongo.stop() }
-        let tail = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)"])
-        try await Task.sleep(for: .milliseconds(800))
+        let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
+        let tail = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--from", "\(from.seconds).\(from.increment)",
+        ])
         try await insertMany(mongo, 0..<3)
-        try await Task.sleep(for: .milliseconds(800))
+        let deadline = ContinuousClock.now + .seconds(15)
+        while tail.output.components(separatedBy: "\"message\"").count < 4 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         tail.signal(SIGTERM)
         #expect(try await tail.exitCode() == 0)
         let lines = tail.output.split(separator: "\n").filter { $0.contains("\"message\"") }
@@ -83,13 +106,17 @@ struct TailCLITests {
         let mongo = try startDouble(.primary(setName: "rs0"))
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
-        let first = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url()])
-        try await Task.sleep(for: .milliseconds(800))
+        let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
+        let first = try TailProcess(
+            [
+                "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url(), "--from",
+                "\(from.seconds).\(from.increment)",
+            ])
         try await insertMany(mongo, 0..<20)
-        try await Task.sleep(for: .milliseconds(800))
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        #expect(try await waitForCheckpoint(connection, mongo.lastOplogTimestamp) == mongo.lastOplogTimestamp.rawValue)
         first.signal(SIGTERM)
         #expect(try await first.exitCode() == 0, "\(first.errors)")
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         let stored = try await connection.command(["GET", "rsinit::checkpoint"]).string
         #expect(stored.flatMap { UInt64($0) } == mongo.lastOplogTimestamp.rawValue)
         // Written while no bridge runs, then a bridge killed with -9 mid-stream: the next one resumes.
@@ -102,12 +129,21 @@ struct TailCLITests {
         _ = try await second.exitCode()
         try await insertMany(mongo, 40..<50)
         let third = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url()])
-        try await Task.sleep(for: .milliseconds(1200))
+        // The restarted bridge resumes from the checkpoint and reaches the end of the oplog.
+        #expect(try await waitForCheckpoint(connection, mongo.lastOplogTimestamp) == mongo.lastOplogTimestamp.rawValue)
         third.signal(SIGINT)
         #expect(try await third.exitCode() == 0)
-        let final = try await connection.command(["GET", "rsinit::checkpoint"]).string
-        #expect(final.flatMap { UInt64($0) } == mongo.lastOplogTimestamp.rawValue)
         await connection.close()
+    }
+
+    @Test func sigtermWhileMongodIsUnreachableStillExitsPromptly() async throws {
+        let tail = try TailProcess(["--host", "127.0.0.1", "--port", "1"])  // nothing listens on port 1
+        try await Task.sleep(for: .milliseconds(1500))  // in the re-establish backoff by now
+        let signalled = ContinuousClock.now
+        tail.signal(SIGTERM)
+        #expect(try await tail.exitCode() == 0)
+        #expect(ContinuousClock.now - signalled < .seconds(5))  // ~70 ms alone; generous under the full suite
+        #expect(tail.errors.contains("oplog cursor lost"))  // the operator was told
     }
 
     @Test func exitCodesForHistoryLossBadURLsAndWrongPasswords() async throws {

@@ -315,7 +315,11 @@ extension Result where Failure == BootstrapFailure {
         let server = try double(.uninitialized(setName: "steedos")) { $0.selfHostNames = ["db1"] }
         defer { server.stop() }
         let result = await runBootstrap(
-            try bootstrapConfiguration(server, members: ["db1:\(server.port)", "db2:27017"], timeout: .seconds(1))
+            try bootstrapConfiguration(
+                server,
+                members: ["db1:\(server.port)", "db2:27017"],
+                timeout: .milliseconds(2500)
+            )
         )
         #expect(result.failureKind == .invalidConfig)
         #expect(result.failureText.contains("db2:27017 failed with Error connecting"))

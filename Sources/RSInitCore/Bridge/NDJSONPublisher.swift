@@ -2,16 +2,26 @@ import Foundation
 public import MongoCWrapper
 
 /// Prints one JSON object per event on stdout (debugging, piping); keeps no checkpoint.
+///
+/// Each batch is written with one unbuffered write, so `rsinit tail | jq` sees events as they happen (stdout to a
+/// pipe or file is otherwise block-buffered).
 public struct NDJSONPublisher: EventPublisher {
     public let channelPrefix: String
     private let write: @Sendable (String) -> Void
 
-    public init(channelPrefix: String = "", write: @escaping @Sendable (String) -> Void = { print($0) }) {
+    /// Writes to stdout.
+    public init(channelPrefix: String = "") {
+        self.init(channelPrefix: channelPrefix) { FileHandle.standardOutput.write(Data($0.utf8)) }
+    }
+
+    /// Writes each batch's lines through `write` (tests, other sinks).
+    public init(channelPrefix: String, write: @escaping @Sendable (String) -> Void) {
         self.channelPrefix = channelPrefix
         self.write = write
     }
 
     public func publish(_ batch: OplogBatch) async throws {
+        var text = ""
         for event in batch.events {
             var line =
                 "{\"ts\":{\"t\":\(event.timestamp.seconds),\"i\":\(event.timestamp.increment)},\"txIdx\":\(event.transactionIndex),"
@@ -26,8 +36,9 @@ public struct NDJSONPublisher: EventPublisher {
                 }.joined(separator: ",")
                 line += "],\"message\":" + RedisOplogFormat.message(for: event)
             }
-            write(line + "}")
+            text += line + "}\n"
         }
+        if !text.isEmpty { write(text) }
     }
 
     public func loadCheckpoint() async throws -> BSONTimestamp? { nil }

@@ -81,7 +81,7 @@ public final class OplogBridge: Sendable {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = start
             let tailer = OplogTailer(configuration: tailerConfiguration, logger: logger)
-            var iterator = tailer.makeAsyncIterator()
+            var iterator = tailer.makeAsyncIterator(stoppingWhen: { [weak self] in self?.stopping ?? true })
             do {
                 while !stopping, let batch = try await iterator.next() {
                     // Idle heartbeats carry nothing new: no Redis round trip.
@@ -154,7 +154,11 @@ public final class OplogBridge: Sendable {
                     )
                 }
                 let delay = configuration.retryBackoff.delay(attempt: attempt - 1, jitter: Double.random(in: 0...1))
-                try await Task.sleep(for: delay)
+                let until = ContinuousClock.now + delay
+                while ContinuousClock.now < until {
+                    if stopping { throw CancellationError() }
+                    try await Task.sleep(for: min(.milliseconds(100), until - .now))
+                }
             }
         }
     }

@@ -107,7 +107,13 @@ public struct OplogTailer: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(session: TailSession(configuration: configuration, logger: logger))
+        Iterator(session: TailSession(configuration: configuration, logger: logger, shouldStop: { false }))
+    }
+
+    /// An iterator that also ends (returns nil) once `shouldStop` returns true — checked between getMores and
+    /// during the backoff after errors, so a stop works even while mongod is unreachable.
+    public func makeAsyncIterator(stoppingWhen shouldStop: @escaping @Sendable () -> Bool) -> Iterator {
+        Iterator(session: TailSession(configuration: configuration, logger: logger, shouldStop: shouldStop))
     }
 
     public struct Iterator: AsyncIteratorProtocol {
@@ -138,9 +144,12 @@ public final class TailSession: @unchecked Sendable {
     /// How many times the cursor was re-established (for metrics and tests).
     public private(set) var reestablishCount = 0
 
-    init(configuration: OplogTailerConfiguration, logger: Logger) {
+    private let shouldStop: @Sendable () -> Bool
+
+    init(configuration: OplogTailerConfiguration, logger: Logger, shouldStop: @escaping @Sendable () -> Bool) {
         self.configuration = configuration
         self.logger = logger
+        self.shouldStop = shouldStop
         let startPosition: BSONTimestamp?
         if case .after(let position) = configuration.start { startPosition = position } else { startPosition = nil }
         self.mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: startPosition)
@@ -167,7 +176,7 @@ public final class TailSession: @unchecked Sendable {
 
     func next() async throws -> OplogBatch? {
         while !finished {
-            if Task.isCancelled {
+            if Task.isCancelled || shouldStop() {
                 await close()
                 return nil
             }
@@ -218,7 +227,10 @@ public final class TailSession: @unchecked Sendable {
                 )
                 await dropConnection(keepClient: error.code == .cursorNotFound || error.code == .cappedPositionLost)
                 let delay = configuration.backoff.delay(attempt: failures - 1, jitter: Double.random(in: 0...1))
-                try? await Task.sleep(for: delay)
+                let until = ContinuousClock.now + delay
+                while ContinuousClock.now < until && !shouldStop() && !Task.isCancelled {
+                    try? await Task.sleep(for: min(.milliseconds(100), until - .now))
+                }
             }
         }
         return nil
