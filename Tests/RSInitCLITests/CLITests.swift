@@ -142,6 +142,26 @@ func expectNoCrashOutput(_ run: CLIRun) {
         }
     }
 
+    @Test func tailHelpDocumentsItsFlagsEnvironmentAndExitCodes() async throws {
+        let run = try await CLI.run(["tail", "--help"])
+        #expect(run.exitCode == 0)
+        for flag in [
+            "--host", "--port", "--uri", "--redis", "--prefix", "--control-channel", "--fields", "--from",
+            "--on-history-lost", "--ha", "--metadata-prefix", "--include", "--exclude",
+        ] {
+            #expect(run.stdout.contains(flag), "tail help lacks \(flag)")
+        }
+        for variable in [
+            "RSINIT_REDIS", "RSINIT_PREFIX", "RSINIT_CONTROL_CHANNEL", "RSINIT_FIELDS", "RSINIT_FROM",
+            "RSINIT_ON_HISTORY_LOST", "RSINIT_HA", "RSINIT_METADATA_PREFIX", "RSINIT_INCLUDE", "RSINIT_EXCLUDE",
+        ] {
+            #expect(run.stdout.contains(variable), "tail help lacks \(variable)")
+        }
+        for code in ["0  stopped", "2  usage", "6  authentication", "9  oplog history lost"] {
+            #expect(run.stdout.contains(code), "tail help lacks exit code \(code)")
+        }
+    }
+
     @Test func version() async throws {
         let run = try await CLI.run(["--version"])
         #expect(run.exitCode == 0)
