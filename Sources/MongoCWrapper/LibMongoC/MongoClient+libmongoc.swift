@@ -122,9 +122,10 @@ public final class MongoClient: @unchecked Sendable {
                     mongoc_collection_find_with_opts(collectionPointer, filterPointer, optionsPointer, nil)!
                 }
             }
-            return CursorBox(pointer: pointer)
+            let box = CursorBox(pointer: pointer)
+            self.openCursors[ObjectIdentifier(box)] = box
+            return box
         }
-        try await withClient { _ in self.openCursors[ObjectIdentifier(cursor)] = cursor }
         return MongoCursor(client: self, box: cursor)
     }
 

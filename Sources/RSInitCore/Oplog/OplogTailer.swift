@@ -155,10 +155,6 @@ public final class TailSession: @unchecked Sendable {
         self.mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: startPosition)
     }
 
-    deinit {
-        // Fallback only: iteration ending closes the client.
-    }
-
     func close() async {
         finished = true
         if let client {

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 public import RESP
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,11 @@ public final class RedisConnection: @unchecked Sendable {
     private let queue = DispatchQueue(label: "rsinit.redis.connection")
     private let timeout: Duration
     /// Touched only on `queue`.
-    private var socket: Int32 = -1
+    private var socket: Int32 = -1 {
+        didSet { openFlag.withLock { $0 = socket >= 0 } }
+    }
+    /// Mirrors `socket >= 0` for ``isOpen`` without waiting for the queue (which may be busy with I/O).
+    private let openFlag = Mutex(false)
     private var buffer: [UInt8] = []
     private var readIndex = 0
 
@@ -128,7 +133,8 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
-    public var isOpen: Bool { queue.sync { socket >= 0 } }
+    /// Whether the socket is open (false after ``close()`` or a transport failure). Never blocks.
+    public var isOpen: Bool { openFlag.withLock { $0 } }
 
     // MARK: - On the queue
 
