@@ -124,7 +124,7 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// A port nobody listens on, from 20000–31999 (below the kernel's ephemeral range, where the doubles' port-0
     /// binds land). Collisions with parallel tests are caught by the pid check in `start`.
-    static func freePort() throws -> UInt16 {
+    public static func freePort() throws -> UInt16 {
         for _ in 0..<100 {
             let candidate = UInt16.random(in: 20000...31999)
             if !canConnect(candidate) { return candidate }

@@ -60,6 +60,10 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_INCLUDE", flag: "--include", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_EXCLUDE", flag: "--exclude", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_FAN_OUT", flag: "--fan-out", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_HTTP", flag: "--http", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_STALL_TIMEOUT", flag: "--stall-timeout", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_MAX_LAG", flag: "--max-lag", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_MEMBER_HOST", flag: "--member-host", isBoolean: false, commands: [""]),
         Entry(variable: "RSINIT_MEMBERS", flag: "--members", isBoolean: false, commands: [""]),
         Entry(

@@ -1,13 +1,11 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
 import MongoCWrapper
+import Prometheus
 import RSInitCore
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import ServiceLifecycle
+import UnixSignals
 
 /// `rsinit tail`: the oplog → Redis bridge (a long-running sidecar).
 struct TailCommand: AsyncParsableCommand {
@@ -22,6 +20,12 @@ struct TailCommand: AsyncParsableCommand {
             is unreachable the oplog is not read further (nothing is dropped). SIGTERM/SIGINT finish the in-flight \
             batch, write the checkpoint and exit 0.
 
+            With --http host:port, GET /healthz answers 200 while the tail makes progress (a batch or an idle \
+            heartbeat within --stall-timeout) and is less than --max-lag behind the oplog, else 503 with the reason; \
+            GET /metrics serves Prometheus text (rsinit_events_total{namespace,op}, rsinit_publish_batches_total, \
+            rsinit_publish_duration_seconds, rsinit_lag_seconds, rsinit_dedupe_hits_total, \
+            rsinit_publish_retries_total, rsinit_history_lost_total, rsinit_oplog_entries_total).
+
             EXIT CODES
               0  stopped by SIGTERM/SIGINT
               2  usage or bad input (flags, URIs)
@@ -30,7 +34,8 @@ struct TailCommand: AsyncParsableCommand {
 
             ENVIRONMENT
               RSINIT_REDIS, RSINIT_PREFIX, RSINIT_CONTROL_CHANNEL, RSINIT_FIELDS, RSINIT_FROM, RSINIT_ON_HISTORY_LOST, \
-            RSINIT_HA, RSINIT_METADATA_PREFIX, RSINIT_INCLUDE, RSINIT_EXCLUDE, plus RSINIT_HOST/PORT/URI.
+            RSINIT_HA, RSINIT_METADATA_PREFIX, RSINIT_INCLUDE, RSINIT_EXCLUDE, RSINIT_FAN_OUT, RSINIT_HTTP, \
+            RSINIT_STALL_TIMEOUT, RSINIT_MAX_LAG, plus RSINIT_HOST/PORT/URI.
             """
     )
 
@@ -95,6 +100,35 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Never these namespaces (env RSINIT_EXCLUDE).", valueName: "patterns"))
     var exclude: String?
 
+    @Option(
+        name: .customLong("fan-out"),
+        help: ArgumentHelp(
+            "Extra channels for redis-oplog namespace:/channel: subscriptions: <pattern>=namespace:<X> publishes on <db>.<X>::<coll>, <pattern>=channel:<C> on <db>.<C>; comma-separated (env RSINIT_FAN_OUT).",
+            valueName: "rules"
+        )
+    )
+    var fanOut: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Serve GET /healthz and /metrics (Prometheus) on host:port (env RSINIT_HTTP).",
+            valueName: "host:port"
+        )
+    )
+    var http: String?
+
+    @Option(
+        name: .customLong("stall-timeout"),
+        help: "/healthz fails after this long without progress (env RSINIT_STALL_TIMEOUT)."
+    )
+    var stallTimeout = TimeoutValue(duration: .seconds(30))
+
+    @Option(
+        name: .customLong("max-lag"),
+        help: "/healthz fails while the bridge is further behind the oplog than this (env RSINIT_MAX_LAG)."
+    )
+    var maxLag = TimeoutValue(duration: .seconds(60))
+
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
@@ -118,6 +152,12 @@ struct TailCommand: AsyncParsableCommand {
             let split: (String?) -> [String] = {
                 $0?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } ?? []
             }
+            let fanOutRules: [FanOutRule]
+            do { fanOutRules = try split(fanOut).map(FanOutRule.init) } catch {
+                throw BootstrapFailure(.usage, error.description, fix: "e.g. --fan-out 'app.tasks=namespace:company'")
+            }
+            let httpAddress = try http.map(Self.parseListenAddress)
+            let registry = httpAddress.map { _ in PrometheusCollectorRegistry() }
             let mapping = OplogEventMapper.Configuration(
                 fieldsMode: fields == .top ? .top : .deep,
                 filter: NamespaceFilter(include: split(include), exclude: split(exclude))
@@ -141,35 +181,63 @@ struct TailCommand: AsyncParsableCommand {
                         channelPrefix: prefix,
                         controlChannel: controlChannel,
                         metadataPrefix: metadataPrefix,
-                        highAvailability: ha
+                        highAvailability: ha,
+                        fanOut: fanOutRules
                     ),
                     logger: console.logger
                 )
                 console.info("tailing \(mongo.redacted) → \(url)\(ha ? " (HA dedupe)" : "")")
             } else {
                 if ha { throw BootstrapFailure(.usage, "--ha needs --redis") }
-                publisher = NDJSONPublisher(channelPrefix: prefix)
+                publisher = NDJSONPublisher(channelPrefix: prefix, fanOut: fanOutRules)
                 console.info("tailing \(mongo.redacted) → stdout (NDJSON)")
             }
             let bridge = OplogBridge(
                 configuration: .init(
                     tailer: OplogTailerConfiguration(connectionString: mongo, mapping: mapping),
                     start: start,
-                    onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd
+                    onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
+                    health: BridgeHealth.Policy(stallTimeout: stallTimeout.duration, maximumLag: maxLag.duration)
                 ),
                 publisher: publisher,
-                logger: console.logger
+                logger: console.logger,
+                metrics: registry.map { BridgeMetrics(factory: Self.metricsFactory($0)) } ?? BridgeMetrics()
             )
-            let signals = Self.installSignalHandlers { [bridge] in
-                console.info("stopping: finishing the in-flight batch")
-                bridge.stop()
+            // The bridge first: on SIGTERM/SIGINT the group shuts services down in reverse order, so the bridge
+            // finishes its batch and checkpoint while /healthz still answers.
+            var services = [ServiceGroupConfiguration.ServiceConfiguration]()
+            if let httpAddress, let registry {
+                services.append(
+                    .init(
+                        service: OperationsHTTPServer(
+                            host: httpAddress.host,
+                            port: httpAddress.port,
+                            logger: console.logger
+                        ) { [bridge] path in Self.route(path, bridge: bridge, registry: registry) },
+                        successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .cancelGroup
+                    )
+                )
             }
-            defer { for source in signals { source.cancel() } }
+            services.append(
+                .init(
+                    service: bridge,
+                    successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .cancelGroup
+                )
+            )
+            var groupConfiguration = ServiceGroupConfiguration(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "rsinit.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })
+            )
+            groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
             do {
-                try await bridge.run()
+                try await ServiceGroup(configuration: groupConfiguration).run()
                 await publisher.close()
             } catch {
                 await publisher.close()
+                if let bindFailure = Self.describeBindFailure(error, address: http) { throw bindFailure }
                 throw error
             }
             let statistics = bridge.statistics
@@ -194,14 +262,56 @@ struct TailCommand: AsyncParsableCommand {
         }
     }
 
-    /// SIGTERM / SIGINT call `handler` (on a dispatch queue) instead of killing the process.
-    static func installSignalHandlers(_ handler: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
-        [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler(handler: handler)
-            source.resume()
-            return source
+    /// Prometheus backend for the bridge's metrics; publish latency is sub-millisecond, so its buckets start lower
+    /// than the default 5 ms.
+    static func metricsFactory(_ registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[BridgeMetrics.Name.publishDuration] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+            .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(5),
+        ]
+        return factory
+    }
+
+    static func route(
+        _ path: String,
+        bridge: OplogBridge,
+        registry: PrometheusCollectorRegistry
+    ) -> OperationsHTTPServer.Response? {
+        switch path {
+        case "/healthz":
+            let (healthy, json) = bridge.healthReport()
+            return .init(status: healthy ? 200 : 503, contentType: "application/json", body: json + "\n")
+        case "/metrics":
+            return .init(
+                status: 200,
+                contentType: "text/plain; version=0.0.4; charset=utf-8",
+                body: registry.emitToString()
+            )
+        default:
+            return nil
         }
+    }
+
+    /// `host:port`, `:port` (all interfaces) or `[v6]:port`.
+    static func parseListenAddress(_ text: String) throws -> (host: String, port: Int) {
+        let fix = "use host:port, e.g. --http 0.0.0.0:9121"
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { throw BootstrapFailure(.usage, "invalid --http \"\(text)\"", fix: fix) }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    /// A port in use or an address not on this host is the user's to fix: say so, exit 2.
+    static func describeBindFailure(_ error: any Error, address: String?) -> BootstrapFailure? {
+        guard let address, let bindError = error as? OperationsHTTPServer.BindError else { return nil }
+        return BootstrapFailure(
+            .usage,
+            "cannot listen on --http \(address): \(bindError.reason)",
+            fix: "choose a free port or an address of this host"
+        )
     }
 }

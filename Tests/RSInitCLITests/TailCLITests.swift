@@ -167,4 +167,77 @@ struct TailCLITests {
         #expect(!wrong.errors.contains("hunter2"))
         #expect(wrong.errors.contains(":***@"))
     }
+
+    @Test func httpServesHealthAndPrometheusMetrics() async throws {
+        let mongo = try startDouble(.primary(setName: "rs0"))
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let port = Int(try RedisServerProcess.freePort())
+        let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
+        let tail = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url(), "--from",
+            "\(from.seconds).\(from.increment)", "--http", "127.0.0.1:\(port)", "--stall-timeout", "1s",
+        ])
+        try await insertMany(mongo, 0..<5)
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        #expect(try await waitForCheckpoint(connection, mongo.lastOplogTimestamp) == mongo.lastOplogTimestamp.rawValue)
+        await connection.close()
+        let health = try await onDedicatedThread { try HTTPProbe.request(port: port, path: "/healthz") }
+        #expect(health.status == 200, "\(health.body)")
+        #expect(health.body.hasPrefix(#"{"status":"ok""#))
+        let metrics = try await onDedicatedThread { try HTTPProbe.request(port: port, path: "/metrics") }
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        #expect(metrics.body.contains(#"rsinit_events_total{namespace="tests.Foo",op="insert"} 5"#), "\(metrics.body)")
+        #expect(metrics.body.contains("# TYPE rsinit_publish_duration_seconds histogram"))
+        #expect(metrics.body.contains(#"rsinit_publish_duration_seconds_bucket{le="0.00025"}"#))
+        #expect(metrics.body.contains("rsinit_lag_seconds "))
+        // Redis gone while an event waits: the tail stalls and /healthz says so.
+        redis.stop()
+        try await insertMany(mongo, 5..<6)
+        var stalled = health
+        let deadline = ContinuousClock.now + .seconds(15)
+        while stalled.status == 200, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            stalled = try await onDedicatedThread { try HTTPProbe.request(port: port, path: "/healthz") }
+        }
+        #expect(stalled.status == 503)
+        #expect(stalled.body.contains("stalled"))
+        tail.signal(SIGTERM)
+        #expect(try await tail.exitCode() == 0, "\(tail.errors)")
+    }
+
+    @Test func fanOutRulesInNDJSONAndBadOperationsFlagsExitTwo() async throws {
+        let mongo = try startDouble(.primary(setName: "rs0"))
+        defer { mongo.stop() }
+        let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
+        let tail = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--from", "\(from.seconds).\(from.increment)",
+            "--fan-out", "tests.Foo=namespace:company, tests=channel:all",
+        ])
+        try await insertMany(mongo, 0..<1)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !tail.output.contains("id0"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        tail.signal(SIGTERM)
+        #expect(try await tail.exitCode() == 0)
+        #expect(
+            tail.output.contains(#""channels":["tests.Foo","tests.Foo::id0","tests.company::Foo","tests.all"]"#),
+            "\(tail.output)"
+        )
+        for arguments in [["--fan-out", "tests.Foo"], ["--http", "nowhere"], ["--http", "127.0.0.1:70000"]] {
+            let bad = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)"] + arguments)
+            #expect(try await bad.exitCode() == 2, "\(arguments)")
+            #expect(bad.errors.contains("fix:"), "\(bad.errors)")
+        }
+        // A port already in use: a clear message and exit 2, not a stack trace.
+        let redis = try await RedisServerProcess.launch()
+        let busy = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--http", "127.0.0.1:\(redis.port)",
+        ])
+        #expect(try await busy.exitCode() == 2)
+        #expect(busy.errors.contains("cannot listen on --http 127.0.0.1:\(redis.port)"), "\(busy.errors)")
+        redis.stop()
+    }
 }

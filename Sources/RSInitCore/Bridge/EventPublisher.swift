@@ -4,7 +4,7 @@ public import MongoCWrapper
 public protocol EventPublisher: Sendable {
     /// Delivers a batch's events and then records `batch.resumePosition` as the checkpoint (if the sink keeps one).
     /// Throws only when delivery failed; the bridge retries the same batch.
-    func publish(_ batch: OplogBatch) async throws
+    @discardableResult func publish(_ batch: OplogBatch) async throws -> PublishReceipt
     /// The stored checkpoint, nil when there is none.
     func loadCheckpoint() async throws -> BSONTimestamp?
     /// Releases connections.

@@ -7,20 +7,22 @@ public import MongoCWrapper
 /// pipe or file is otherwise block-buffered).
 public struct NDJSONPublisher: EventPublisher {
     public let channelPrefix: String
+    public let fanOut: [FanOutRule]
     private let write: @Sendable (String) -> Void
 
     /// Writes to stdout.
-    public init(channelPrefix: String = "") {
-        self.init(channelPrefix: channelPrefix) { FileHandle.standardOutput.write(Data($0.utf8)) }
+    public init(channelPrefix: String = "", fanOut: [FanOutRule] = []) {
+        self.init(channelPrefix: channelPrefix, fanOut: fanOut) { FileHandle.standardOutput.write(Data($0.utf8)) }
     }
 
     /// Writes each batch's lines through `write` (tests, other sinks).
-    public init(channelPrefix: String, write: @escaping @Sendable (String) -> Void) {
+    public init(channelPrefix: String, fanOut: [FanOutRule] = [], write: @escaping @Sendable (String) -> Void) {
         self.channelPrefix = channelPrefix
+        self.fanOut = fanOut
         self.write = write
     }
 
-    public func publish(_ batch: OplogBatch) async throws {
+    @discardableResult public func publish(_ batch: OplogBatch) async throws -> PublishReceipt {
         var text = ""
         for event in batch.events {
             var line =
@@ -29,7 +31,8 @@ public struct NDJSONPublisher: EventPublisher {
                 line += "\"command\":" + RedisOplogFormat.commandMessage(for: event)
             } else {
                 line += "\"channels\":["
-                line += RedisOplogFormat.channels(for: event, prefix: channelPrefix).map { channel -> String in
+                line += RedisOplogFormat.channels(for: event, prefix: channelPrefix, fanOut: fanOut).map {
+                    channel -> String in
                     var quoted = ""
                     RedisOplogFormat.appendJSONString(channel, to: &quoted)
                     return quoted
@@ -39,6 +42,7 @@ public struct NDJSONPublisher: EventPublisher {
             text += line + "}\n"
         }
         if !text.isEmpty { write(text) }
+        return PublishReceipt(published: batch.events.count)
     }
 
     public func loadCheckpoint() async throws -> BSONTimestamp? { nil }

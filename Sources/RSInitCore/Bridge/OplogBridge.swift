@@ -1,6 +1,8 @@
+import Dispatch
 import Foundation
 public import Logging
 public import MongoCWrapper
+public import ServiceLifecycle
 import Synchronization
 
 /// Tails the oplog once and delivers every event to a publisher, at least once, in order.
@@ -10,8 +12,9 @@ import Synchronization
 ///   exactly after the last delivered batch. A quiet stream still advances the checkpoint (no-ops count).
 /// - History loss (the checkpoint rolled out of the oplog) is never skipped silently: ``OnHistoryLost/fail`` throws
 ///   ``OplogHistoryLost``; ``OnHistoryLost/fromEnd`` logs an error, counts it and restarts at the end of the oplog.
-/// - ``stop()`` finishes the in-flight batch (and its checkpoint), then returns.
-public final class OplogBridge: Sendable {
+/// - ``stop()`` — or a graceful shutdown of the `ServiceGroup` running it — finishes the in-flight batch (and its
+///   checkpoint), then ``run()`` returns.
+public final class OplogBridge: Service, Sendable {
     public enum Start: Sendable, Equatable {
         /// The stored checkpoint if there is one, else the end of the oplog (the default).
         case checkpoint
@@ -31,21 +34,25 @@ public final class OplogBridge: Sendable {
         public var start: Start
         public var onHistoryLost: OnHistoryLost
         public var retryBackoff: Backoff
+        /// When `/healthz` calls the bridge stalled or lagging.
+        public var health: BridgeHealth.Policy
 
         public init(
             tailer: OplogTailerConfiguration,
             start: Start = .checkpoint,
             onHistoryLost: OnHistoryLost = .fail,
-            retryBackoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+            retryBackoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)),
+            health: BridgeHealth.Policy = BridgeHealth.Policy()
         ) {
             self.tailer = tailer
             self.start = start
             self.onHistoryLost = onHistoryLost
             self.retryBackoff = retryBackoff
+            self.health = health
         }
     }
 
-    /// Counters for logs, tests and (later) metrics.
+    /// Counters for logs and tests (the same figures go to ``BridgeMetrics``).
     public struct Statistics: Sendable, Equatable {
         public var batches = 0
         public var events = 0
@@ -58,24 +65,54 @@ public final class OplogBridge: Sendable {
     let configuration: Configuration
     let publisher: any EventPublisher
     let logger: Logger
-    private let state = Mutex<(stopping: Bool, statistics: Statistics)>((false, Statistics()))
+    let metrics: BridgeMetrics
+    private let state: Mutex<(stopping: Bool, statistics: Statistics, health: BridgeHealth)>
 
-    public init(configuration: Configuration, publisher: any EventPublisher, logger: Logger) {
+    /// Metrics go through the swift-metrics API to whatever backend the application bootstrapped.
+    public init(
+        configuration: Configuration,
+        publisher: any EventPublisher,
+        logger: Logger,
+        metrics: BridgeMetrics = BridgeMetrics()
+    ) {
         self.configuration = configuration
         self.publisher = publisher
         self.logger = logger
+        self.metrics = metrics
+        self.state = Mutex(
+            (false, Statistics(), BridgeHealth(policy: configuration.health, startedAt: .now))
+        )
     }
 
     public var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// The `/healthz` verdict and body (JSON) right now.
+    public func healthReport() -> (healthy: Bool, json: String) {
+        state.withLock { $0.health.report(at: .now) }
+    }
 
     /// Asks the bridge to finish the in-flight batch, write its checkpoint and return from ``run()``.
     public func stop() { state.withLock { $0.stopping = true } }
 
     private var stopping: Bool { state.withLock { $0.stopping } }
 
-    /// Runs until ``stop()`` or task cancellation (returns normally), or a failure a retry cannot fix (throws:
-    /// ``OplogHistoryLost``, authentication, bad configuration).
+    /// Runs until ``stop()``, a graceful shutdown or task cancellation (returns normally), or a failure a retry
+    /// cannot fix (throws: ``OplogHistoryLost``, authentication, bad configuration).
     public func run() async throws {
+        do {
+            try await withGracefulShutdownHandler {
+                try await self.tail()
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } catch {
+            state.withLock { $0.health.stopped(reason: "\(error)") }
+            throw error
+        }
+        state.withLock { $0.health.stopped(reason: "shutting down") }
+    }
+
+    private func tail() async throws {
         var start = try await resolveStart()
         while !stopping && !Task.isCancelled {
             var tailerConfiguration = configuration.tailer
@@ -84,8 +121,12 @@ public final class OplogBridge: Sendable {
             var iterator = tailer.makeAsyncIterator(stoppingWhen: { [weak self] in self?.stopping ?? true })
             do {
                 while !stopping, let batch = try await iterator.next() {
-                    // Idle heartbeats carry nothing new: no Redis round trip.
-                    if batch.events.isEmpty, batch.entriesRead == 0 { continue }
+                    // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and caught up.
+                    if batch.events.isEmpty, batch.entriesRead == 0 {
+                        state.withLock { $0.health.caughtUp(at: .now) }
+                        metrics.recordLag(seconds: 0)
+                        continue
+                    }
                     try await deliver(batch)
                     if let position = batch.resumePosition { start = .after(position) }
                 }
@@ -94,6 +135,7 @@ public final class OplogBridge: Sendable {
             } catch let lost as OplogHistoryLost {
                 await iterator.close()
                 state.withLock { $0.statistics.historyLost += 1 }
+                metrics.recordHistoryLost()
                 guard configuration.onHistoryLost == .fromEnd else { throw lost }
                 logger.error(
                     "OPLOG HISTORY LOST: events between the checkpoint and the end of the oplog were NOT delivered; restarting at the end (--on-history-lost from-end)",
@@ -126,8 +168,18 @@ public final class OplogBridge: Sendable {
     }
 
     private func deliver(_ batch: OplogBatch) async throws {
-        try await retrying("publishing a batch") { try await self.publisher.publish(batch) }
+        let started = DispatchTime.now().uptimeNanoseconds
+        let receipt = try await retrying("publishing a batch") { try await self.publisher.publish(batch) }
+        let publishNanoseconds = DispatchTime.now().uptimeNanoseconds - started
+        let lagSeconds = batch.lastWallTime.map { Date().timeIntervalSince1970 - Double($0) / 1000 }
+        metrics.recordDelivered(batch, receipt: receipt, publishNanoseconds: publishNanoseconds)
+        if let lagSeconds { metrics.recordLag(seconds: max(0, lagSeconds)) }
         state.withLock {
+            $0.health.delivered(
+                at: .now,
+                lagSeconds: lagSeconds,
+                position: batch.resumePosition.map { "\($0.seconds).\($0.increment)" }
+            )
             $0.statistics.batches += 1
             $0.statistics.events += batch.events.count
             $0.statistics.lastPosition = batch.resumePosition ?? $0.statistics.lastPosition
@@ -147,6 +199,7 @@ public final class OplogBridge: Sendable {
                 if stopping { throw CancellationError() }
                 attempt += 1
                 state.withLock { $0.statistics.publishRetries += 1 }
+                metrics.recordRetry()
                 if attempt == 1 || attempt % 20 == 0 {
                     logger.warning(
                         "\(what) failed; retrying (the oplog is held until it succeeds)",

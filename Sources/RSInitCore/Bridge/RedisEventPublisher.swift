@@ -20,6 +20,8 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         public var metadataPrefix: String
         public var highAvailability: Bool
         public var dedupeTTLSeconds: Int
+        /// Extra channels per namespace (redis-oplog `namespace:`/`channel:` subscriptions).
+        public var fanOut: [FanOutRule]
 
         public init(
             url: RedisURL,
@@ -27,8 +29,10 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
             controlChannel: String = "rsinit.commands",
             metadataPrefix: String = "rsinit::",
             highAvailability: Bool = false,
-            dedupeTTLSeconds: Int = 150
+            dedupeTTLSeconds: Int = 150,
+            fanOut: [FanOutRule] = []
         ) {
+            self.fanOut = fanOut
             self.url = url
             self.channelPrefix = channelPrefix
             self.controlChannel = controlChannel
@@ -99,13 +103,14 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         return position
     }
 
-    public func publish(_ batch: OplogBatch) async throws {
+    @discardableResult public func publish(_ batch: OplogBatch) async throws -> PublishReceipt {
         let connection = try await connected()
         do {
             if configuration.highAvailability {
-                try await publishDeduplicated(batch, connection)
+                return try await publishDeduplicated(batch, connection)
             } else {
                 try await publishPlain(batch, connection)
+                return PublishReceipt(published: batch.events.count)
             }
         } catch {
             await connection.close()
@@ -119,7 +124,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
             return ([configuration.controlChannel], RedisOplogFormat.commandMessage(for: event))
         }
         return (
-            RedisOplogFormat.channels(for: event, prefix: configuration.channelPrefix),
+            RedisOplogFormat.channels(for: event, prefix: configuration.channelPrefix, fanOut: configuration.fanOut),
             RedisOplogFormat.message(for: event)
         )
     }
@@ -144,7 +149,9 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         publishedEvents += batch.events.count
     }
 
-    private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
+    private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws -> PublishReceipt
+    {
+        var receipt = PublishReceipt(published: 0)
         let checkpoint = batch.resumePosition.map(CheckpointEncoding.encode) ?? ""
         var chunks = stride(from: 0, to: batch.events.count, by: 500).map {
             Array(batch.events[$0..<min($0 + 500, batch.events.count)])
@@ -163,7 +170,10 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
             let published = try await evaluate(keys: keys, arguments: arguments, connection)
             publishedEvents += published
             dedupeHits += chunk.count - published
+            receipt.published += published
+            receipt.duplicates += chunk.count - published
         }
+        return receipt
     }
 
     /// EVALSHA, with the NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again).

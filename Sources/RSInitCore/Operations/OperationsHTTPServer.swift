@@ -1,0 +1,146 @@
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+public import ServiceLifecycle
+
+/// A small HTTP/1.1 server for operations endpoints (`/healthz`, `/metrics`), on SwiftNIO.
+///
+/// A `Service`: it serves until its task is cancelled or the `ServiceGroup` shuts down gracefully. Only GET and
+/// HEAD; every route is answered by ``Router`` from the path alone (no bodies are read).
+public final class OperationsHTTPServer: Service, Sendable {
+    public struct Response: Sendable, Equatable {
+        public var status: Int
+        public var contentType: String
+        public var body: String
+
+        public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: String) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+    }
+
+    /// Answers a path (query string removed); nil → 404.
+    public typealias Router = @Sendable (_ path: String) -> Response?
+
+    public let host: String
+    public let port: Int
+    private let router: Router
+    private let logger: Logger
+    private let onBound: @Sendable (_ port: Int) -> Void
+
+    /// `port` 0 picks a free port, reported through `onBound` once listening.
+    public init(
+        host: String,
+        port: Int,
+        logger: Logger,
+        onBound: @escaping @Sendable (_ port: Int) -> Void = { _ in },
+        router: @escaping Router
+    ) {
+        self.host = host
+        self.port = port
+        self.logger = logger
+        self.onBound = onBound
+        self.router = router
+    }
+
+    /// The address could not be bound (in use, not on this host).
+    public struct BindError: Error, Sendable, CustomStringConvertible {
+        public var address: String
+        public var reason: String
+        public var description: String { "cannot listen on \(address): \(reason)" }
+    }
+
+    public func run() async throws {
+        let server: NIOAsyncChannel<Connection, Never>
+        do { server = try await bind() } catch {
+            throw BindError(address: "\(host):\(port)", reason: "\(error)")
+        }
+        let boundPort = server.channel.localAddress?.port ?? port
+        logger.info("serving /healthz and /metrics", metadata: ["rsinit.http": "\(host):\(boundPort)"])
+        onBound(boundPort)
+        let router = self.router
+        try await withGracefulShutdownHandler {
+            try await server.executeThenClose { connections in
+                await withDiscardingTaskGroup { group in
+                    do {
+                        for try await connection in connections {
+                            group.addTask { await Self.serve(connection, router) }
+                        }
+                    } catch {
+                        // The listening socket failed or closed: stop serving.
+                    }
+                    // Idle keep-alive connections must not hold up shutdown.
+                    group.cancelAll()
+                }
+            }
+        } onGracefulShutdown: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    private typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    private func bind() async throws -> NIOAsyncChannel<Connection, Never> {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                        wrappingChannelSynchronously: channel
+                    )
+                }
+            }
+    }
+
+    private static func serve(
+        _ connection: Connection,
+        _ router: Router
+    ) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            var request: HTTPRequestHead?
+            for try await part in inbound {
+                switch part {
+                case .head(let head): request = head
+                case .body: continue
+                case .end:
+                    guard let head = request else { continue }
+                    request = nil
+                    let response = respond(to: head, router)
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Content-Type", value: response.contentType)
+                    headers.add(name: "Content-Length", value: String(response.body.utf8.count))
+                    headers.add(name: "Cache-Control", value: "no-store")
+                    let keepAlive = head.isKeepAlive
+                    if !keepAlive { headers.add(name: "Connection", value: "close") }
+                    try await outbound.write(
+                        .head(
+                            HTTPResponseHead(
+                                version: head.version,
+                                status: HTTPResponseStatus(statusCode: response.status),
+                                headers: headers
+                            )
+                        )
+                    )
+                    if head.method != .HEAD {
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(string: response.body))))
+                    }
+                    try await outbound.write(.end(nil))
+                    if !keepAlive { return }
+                }
+            }
+        }
+    }
+
+    static func respond(to head: HTTPRequestHead, _ router: Router) -> Response {
+        guard head.method == .GET || head.method == .HEAD else {
+            return Response(status: 405, body: "method not allowed: use GET\n")
+        }
+        let path = String(head.uri.prefix { $0 != "?" })
+        return router(path) ?? Response(status: 404, body: "not found: try /healthz or /metrics\n")
+    }
+}
