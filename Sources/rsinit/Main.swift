@@ -7,10 +7,16 @@ import RSInitCore
 @main
 enum Main {
     static func main() async {
-        let arguments = EnvironmentArguments.merge(
-            Array(CommandLine.arguments.dropFirst()),
-            environment: ProcessInfo.processInfo.environment
-        )
+        let arguments: [String]
+        do {
+            arguments = try EnvironmentArguments.merge(
+                Array(CommandLine.arguments.dropFirst()),
+                environment: ProcessInfo.processInfo.environment
+            )
+        } catch {
+            FileHandle.standardError.write(Data("rsinit: error: \(error.message)\nrsinit: fix: \(error.fix)\n".utf8))
+            Foundation.exit(2)
+        }
         do {
             var command = try RSInitCommand.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -33,8 +39,16 @@ enum Main {
     }
 }
 
-/// Maps `RSINIT_*` environment variables to flags that are not already on the command line.
+/// Maps `RSINIT_*` environment variables to flags that are not already on the command line. Every valued variable
+/// may instead be given as `<VARIABLE>_FILE`, a file holding the value (Docker/Kubernetes secrets).
 enum EnvironmentArguments {
+    struct UnreadableFile: Error {
+        let variable: String
+        let path: String
+        var message: String { "cannot read \(variable) (\(path))" }
+        var fix: String { "mount the file there and make it readable by this user, or set the variable directly" }
+    }
+
     struct Entry {
         let variable: String
         let flag: String
@@ -48,6 +62,8 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_HOST", flag: "--host", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_URI", flag: "--uri", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_USERNAME", flag: "--username", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_PASSWORD_FILE", flag: "--password-file", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: ["", "status", "wait"]),
         Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: ["", "status", "wait"]),
         Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: ["tail"]),
@@ -78,7 +94,7 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_VERBOSE", flag: "--verbose", isBoolean: true, commands: all),
     ]
 
-    static func merge(_ arguments: [String], environment: [String: String]) -> [String] {
+    static func merge(_ arguments: [String], environment: [String: String]) throws(UnreadableFile) -> [String] {
         let subcommands: Set<String> = ["status", "wait", "tail"]
         let command = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? ""
         if arguments.contains("--help") || arguments.contains("-h") || arguments.contains("--version") {
@@ -86,9 +102,8 @@ enum EnvironmentArguments {
         }
         var merged = arguments
         for entry in table where entry.commands.contains(command) {
-            guard let value = environment[entry.variable], !value.isEmpty else { continue }
             let present = arguments.contains { $0 == entry.flag || $0.hasPrefix(entry.flag + "=") }
-            guard !present else { continue }
+            guard !present, let value = try value(of: entry, in: environment) else { continue }
             if entry.isBoolean {
                 if ["1", "true", "yes", "on"].contains(value.lowercased()) { merged.append(entry.flag) }
             } else {
@@ -97,5 +112,18 @@ enum EnvironmentArguments {
             }
         }
         return merged
+    }
+
+    /// `VARIABLE`, else the contents of `VARIABLE_FILE` without trailing newlines; nil when neither is set.
+    static func value(of entry: Entry, in environment: [String: String]) throws(UnreadableFile) -> String? {
+        if let value = environment[entry.variable], !value.isEmpty { return value }
+        let fileVariable = entry.variable + "_FILE"
+        guard !entry.isBoolean, let path = environment[fileVariable], !path.isEmpty else { return nil }
+        guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw UnreadableFile(variable: fileVariable, path: path)
+        }
+        var trimmed = Substring(contents)
+        while trimmed.last == "\n" || trimmed.last == "\r" { trimmed.removeLast() }
+        return trimmed.isEmpty ? nil : String(trimmed)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MongoCWrapper
 import RSInitCore
 
@@ -19,6 +20,19 @@ struct ConnectionOptions: ParsableArguments {
     )
     var uri: String?
 
+    @Option(help: "User for SCRAM authentication with --host, against authSource admin (env RSINIT_USERNAME).")
+    var username: String?
+
+    @Option(
+        name: .customLong("password-file"),
+        help: ArgumentHelp(
+            "File holding the password for --username (a Docker/Kubernetes secret; never on the command line) "
+                + "(env RSINIT_PASSWORD_FILE).",
+            valueName: "path"
+        )
+    )
+    var passwordFile: String?
+
     @Option(
         name: .customLong("set-name"),
         help: "The replica set name mongod runs with (--replSet) (env RSINIT_SET_NAME)."
@@ -35,16 +49,54 @@ struct ConnectionOptions: ParsableArguments {
 
     /// The node to talk to, as a libmongoc connection string.
     func connectionString() throws(BootstrapFailure) -> MongoConnectionString {
-        try Self.connectionString(host: host, port: port, uri: uri)
+        try Self.connectionString(host: host, port: port, uri: uri, credentials: credentials())
+    }
+
+    /// `--username` with the password read from `--password-file` (trailing newlines dropped, as secrets often
+    /// carry one).
+    func credentials() throws(BootstrapFailure) -> (username: String, password: String)? {
+        guard let username else {
+            if passwordFile != nil {
+                throw BootstrapFailure(.usage, "--password-file needs --username", fix: "add --username <user>")
+            }
+            return nil
+        }
+        guard let passwordFile else {
+            throw BootstrapFailure(
+                .usage,
+                "--username needs --password-file",
+                fix: "put the password in a file (a secret) and pass --password-file <path>"
+            )
+        }
+        let password: String
+        do { password = try String(contentsOfFile: passwordFile, encoding: .utf8) } catch {
+            throw BootstrapFailure(
+                .usage,
+                "cannot read --password-file \(passwordFile)",
+                fix: "mount the secret there and make it readable by this user"
+            )
+        }
+        var trimmed = Substring(password)
+        while trimmed.last == "\n" || trimmed.last == "\r" { trimmed.removeLast() }
+        guard !trimmed.isEmpty else { throw BootstrapFailure(.usage, "--password-file \(passwordFile) is empty") }
+        return (username, String(trimmed))
     }
 
     /// `--uri`, or `mongodb://<host>:<port>/` built from a validated host.
     static func connectionString(
         host: String?,
         port: Int,
-        uri: String?
+        uri: String?,
+        credentials: (username: String, password: String)? = nil
     ) throws(BootstrapFailure) -> MongoConnectionString {
         if let uri {
+            if credentials != nil {
+                throw BootstrapFailure(
+                    .usage,
+                    "--username/--password-file go with --host, not --uri",
+                    fix: "put the credentials in --uri (or RSINIT_URI_FILE), or use --host"
+                )
+            }
             do { return try MongoConnectionString(uri) } catch {
                 throw BootstrapFailure(
                     .usage,
@@ -64,7 +116,13 @@ struct ConnectionOptions: ParsableArguments {
             )
         }
         guard (1...65535).contains(port) else { throw BootstrapFailure(.usage, "invalid --port \(port)") }
-        do { return try MongoConnectionString("mongodb://\(seed.description)/") } catch {
+        var userInfo = ""
+        var options = ""
+        if let credentials {
+            userInfo = "\(percentEncoded(credentials.username)):\(percentEncoded(credentials.password))@"
+            options = "?authSource=admin"
+        }
+        do { return try MongoConnectionString("mongodb://\(userInfo)\(seed.description)/\(options)") } catch {
             throw BootstrapFailure(.usage, error.message)
         }
     }
@@ -101,4 +159,21 @@ struct TimeoutValue: ExpressibleByArgument, Sendable {
     }
 
     var defaultValueDescription: String { duration.formattedSeconds }
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters, for user names and passwords in a URI.
+func percentEncoded(_ text: String) -> String {
+    var out = ""
+    for byte in text.utf8 {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"):
+            out.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            let hex = String(byte, radix: 16, uppercase: true)
+            out += "%" + (hex.count == 1 ? "0" + hex : hex)
+        }
+    }
+    return out
 }

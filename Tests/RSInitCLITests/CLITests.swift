@@ -120,14 +120,16 @@ func expectNoCrashOutput(_ run: CLIRun) {
         let run = try await CLI.run(["--help"])
         #expect(run.exitCode == 0)
         for flag in [
-            "--host", "--port", "--uri", "--set-name", "--timeout", "--member-host", "--members",
+            "--host", "--port", "--uri", "--username", "--password-file", "--set-name", "--timeout", "--member-host",
+            "--members",
             "--allow-localhost-member", "--force-reconfig", "--json", "--quiet", "--verbose", "--version", "status",
             "wait",
         ] {
             #expect(run.stdout.contains(flag), "help lacks \(flag)")
         }
         for variable in [
-            "RSINIT_HOST", "RSINIT_PORT", "RSINIT_URI", "RSINIT_SET_NAME", "RSINIT_MEMBER_HOST", "RSINIT_MEMBERS",
+            "RSINIT_HOST", "RSINIT_PORT", "RSINIT_URI", "RSINIT_USERNAME", "RSINIT_PASSWORD_FILE", "RSINIT_URI_FILE",
+            "RSINIT_SET_NAME", "RSINIT_MEMBER_HOST", "RSINIT_MEMBERS",
             "RSINIT_ALLOW_LOCALHOST_MEMBER", "RSINIT_FORCE_RECONFIG", "RSINIT_TIMEOUT", "RSINIT_JSON", "RSINIT_QUIET",
             "RSINIT_VERBOSE",
         ] {
@@ -147,13 +149,15 @@ func expectNoCrashOutput(_ run: CLIRun) {
         #expect(run.exitCode == 0)
         for flag in [
             "--host", "--port", "--uri", "--redis", "--prefix", "--control-channel", "--fields", "--from",
-            "--on-history-lost", "--ha", "--metadata-prefix", "--include", "--exclude",
+            "--on-history-lost", "--ha", "--metadata-prefix", "--include", "--exclude", "--fan-out", "--http",
+            "--stall-timeout", "--max-lag",
         ] {
             #expect(run.stdout.contains(flag), "tail help lacks \(flag)")
         }
         for variable in [
             "RSINIT_REDIS", "RSINIT_PREFIX", "RSINIT_CONTROL_CHANNEL", "RSINIT_FIELDS", "RSINIT_FROM",
             "RSINIT_ON_HISTORY_LOST", "RSINIT_HA", "RSINIT_METADATA_PREFIX", "RSINIT_INCLUDE", "RSINIT_EXCLUDE",
+            "RSINIT_FAN_OUT", "RSINIT_HTTP", "RSINIT_STALL_TIMEOUT", "RSINIT_MAX_LAG",
         ] {
             #expect(run.stdout.contains(variable), "tail help lacks \(variable)")
         }
@@ -342,6 +346,57 @@ func expectNoCrashOutput(_ run: CLIRun) {
         #expect(!run.stdout.contains("hunter2"))
         #expect(!run.stderr.contains("hunter2"))
         #expect(run.stderr.contains("root:***@"))
+    }
+
+    @Test func credentialsFromSecretFiles() async throws {
+        let server = try startDouble(.primary(setName: "steedos")) { $0.auth = .required }
+        defer { server.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-secrets-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let passwordFile = directory.appendingPathComponent("password").path
+        try "p@ss:w/rd%\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        let host = ["--host", "127.0.0.1", "--port", "\(server.port)", "--timeout", "3"]
+        // The double accepts no credentials (SCRAM is not implemented): a clean exit 6 proves they were sent,
+        // and neither the password nor its percent-encoding may appear anywhere.
+        let run = try await CLI.run(
+            ["wait", "--username", "root", "--password-file", passwordFile, "--verbose"] + host
+        )
+        #expect(run.exitCode == 6, "\(run.stderr)")
+        for secret in ["p@ss", "p%40ss", "w/rd"] { #expect(!(run.stdout + run.stderr).contains(secret)) }
+        #expect(run.stderr.contains("--username and --password-file"))
+        let fromEnvironment = try await CLI.run(
+            ["wait"] + host,
+            environment: ["RSINIT_USERNAME": "root", "RSINIT_PASSWORD_FILE": passwordFile]
+        )
+        #expect(fromEnvironment.exitCode == 6)
+        // Usage mistakes exit 2 with a fix.
+        for arguments in [
+            ["--username", "root"], ["--password-file", passwordFile],
+            ["--username", "root", "--password-file", directory.appendingPathComponent("missing").path],
+        ] {
+            let bad = try await CLI.run(["wait"] + arguments + host)
+            #expect(bad.exitCode == 2, "\(arguments)")
+            #expect(bad.stderr.contains("rsinit: fix:"))
+        }
+        let withURI = try await CLI.run([
+            "wait", "--uri", "mongodb://127.0.0.1:\(server.port)/", "--username", "root", "--password-file",
+            passwordFile,
+        ])
+        #expect(withURI.exitCode == 2)
+        // Any valued variable may come from <VARIABLE>_FILE.
+        let uriFile = directory.appendingPathComponent("uri").path
+        try "mongodb://root:hunter2@127.0.0.1:\(server.port)/?authSource=admin\n".write(
+            toFile: uriFile,
+            atomically: true,
+            encoding: .utf8
+        )
+        let fromFile = try await CLI.run(["wait", "--timeout", "3"], environment: ["RSINIT_URI_FILE": uriFile])
+        #expect(fromFile.exitCode == 6)
+        #expect(!(fromFile.stdout + fromFile.stderr).contains("hunter2"))
+        let unreadable = try await CLI.run(["wait"], environment: ["RSINIT_URI_FILE": uriFile + ".missing"])
+        #expect(unreadable.exitCode == 2)
+        #expect(unreadable.stderr.contains("cannot read RSINIT_URI_FILE"))
     }
 
     @Test func statusAndWait() async throws {

@@ -182,7 +182,14 @@ struct TailCLITests {
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         #expect(try await waitForCheckpoint(connection, mongo.lastOplogTimestamp) == mongo.lastOplogTimestamp.rawValue)
         await connection.close()
-        let health = try await onDedicatedThread { try HTTPProbe.request(port: port, path: "/healthz") }
+        // The listener starts beside the bridge; give it a moment on a loaded machine.
+        var answered: HTTPProbe.Reply?
+        let listening = ContinuousClock.now + .seconds(10)
+        while answered == nil, ContinuousClock.now < listening {
+            answered = try? await onDedicatedThread { try HTTPProbe.request(port: port, path: "/healthz") }
+            if answered == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let health = try #require(answered, "\(tail.errors)")
         #expect(health.status == 200, "\(health.body)")
         #expect(health.body.hasPrefix(#"{"status":"ok""#))
         let metrics = try await onDedicatedThread { try HTTPProbe.request(port: port, path: "/metrics") }

@@ -378,7 +378,7 @@ public struct BootstrapStateMachine: Sendable {
             return fail(
                 .auth,
                 "authentication failed: \(error.message)",
-                fix: "check the user name, password and authSource in --uri"
+                fix: "check the user name and password (--username and --password-file, or --uri with authSource)"
             )
         }
         return fail(
