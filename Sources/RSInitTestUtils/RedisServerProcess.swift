@@ -10,6 +10,19 @@ public final class RedisServerProcess: @unchecked Sendable {
     public private(set) var port: UInt16 = 0
     private let extraArguments: [String]
     private let directory: URL
+    /// Certificates when the server speaks TLS only (``launchTLS(requireClientCertificates:)``).
+    public let tls: TLSFiles?
+
+    /// PEM files made with `openssl` for one TLS server: a CA, the server's certificate (for `localhost` only, so
+    /// that `127.0.0.1` fails host-name verification), a client certificate, and an unrelated CA.
+    public struct TLSFiles: Sendable {
+        public let caFile: String
+        public let serverCertificate: String
+        public let serverKey: String
+        public let clientCertificate: String
+        public let clientKey: String
+        public let otherCAFile: String
+    }
     /// The running server's pid (0 when stopped). posix_spawn/waitpid, not Foundation.Process, whose
     /// `waitUntilExit` can hang when called off the main thread.
     private var pid: pid_t = 0
@@ -26,11 +39,26 @@ public final class RedisServerProcess: @unchecked Sendable {
     public static var isAvailable: Bool { executable != nil }
 
     /// Starts a server (`extraArguments` e.g. `["--requirepass", "secret"]`) and waits until it answers.
-    public init(_ extraArguments: [String] = []) throws {
+    public convenience init(_ extraArguments: [String] = []) throws {
+        try self.init(extraArguments, tls: false, requireClientCertificates: false)
+    }
+
+    private init(_ extraArguments: [String], tls: Bool, requireClientCertificates: Bool) throws {
         guard Self.executable != nil else { throw FakeMongodError("redis-server is not installed") }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        self.extraArguments = extraArguments
+        if tls {
+            let files = try Self.makeCertificates(in: directory)
+            self.tls = files
+            self.extraArguments =
+                [
+                    "--tls-cert-file", files.serverCertificate, "--tls-key-file", files.serverKey,
+                    "--tls-ca-cert-file", files.caFile, "--tls-auth-clients", requireClientCertificates ? "yes" : "no",
+                ] + extraArguments
+        } else {
+            self.tls = nil
+            self.extraArguments = extraArguments
+        }
         // A port found free can be taken by a parallel test before redis-server binds it: try a few.
         var lastError: (any Error)?
         for _ in 0..<5 {
@@ -47,8 +75,61 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     private var arguments: [String] {
-        ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
+        let listen = tls == nil ? ["--port", "\(port)"] : ["--port", "0", "--tls-port", "\(port)"]
+        return listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
             + extraArguments
+    }
+
+    /// A server that speaks TLS only, on its port.
+    public static func launchTLS(requireClientCertificates: Bool = false) async throws -> RedisServerProcess {
+        try await onDedicatedThread {
+            try RedisServerProcess([], tls: true, requireClientCertificates: requireClientCertificates)
+        }
+    }
+
+    /// `rediss://<host>:<port>/0` with the given query (`ca=…&verify=…`).
+    public func tlsURL(host: String = "localhost", query: String) -> String {
+        "rediss://\(host):\(port)/0\(query.isEmpty ? "" : "?" + query)"
+    }
+
+    static func makeCertificates(in directory: URL) throws -> TLSFiles {
+        func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        func openssl(_ arguments: [String]) throws {
+            guard let pid = spawnQuietly("/usr/bin/openssl", arguments) else {
+                throw FakeMongodError("cannot run /usr/bin/openssl (Debian: apt-get install openssl)")
+            }
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            guard status == 0 else { throw FakeMongodError("openssl \(arguments.first ?? "") failed") }
+        }
+        try "subjectAltName=DNS:localhost\n".write(toFile: path("san.cnf"), atomically: true, encoding: .utf8)
+        for ca in ["ca", "other-ca"] {
+            try openssl([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("\(ca).key"), "-out",
+                path("\(ca).pem"),
+                "-days", "2", "-subj", "/CN=rsinit test \(ca)",
+            ])
+        }
+        for leaf in ["server", "client"] {
+            try openssl([
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", path("\(leaf).key"), "-out", path("\(leaf).csr"),
+                "-subj", "/CN=\(leaf == "server" ? "localhost" : "rsinit client")",
+            ])
+            try openssl(
+                [
+                    "x509", "-req", "-in", path("\(leaf).csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+                    "-CAcreateserial", "-out", path("\(leaf).pem"), "-days", "2",
+                ] + (leaf == "server" ? ["-extfile", path("san.cnf")] : [])
+            )
+        }
+        return TLSFiles(
+            caFile: path("ca.pem"),
+            serverCertificate: path("server.pem"),
+            serverKey: path("server.key"),
+            clientCertificate: path("client.pem"),
+            clientKey: path("client.key"),
+            otherCAFile: path("other-ca.pem")
+        )
     }
 
     deinit {

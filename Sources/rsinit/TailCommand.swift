@@ -49,7 +49,7 @@ struct TailCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "redis:// URL; without it events go to stdout as NDJSON (env RSINIT_REDIS).",
+            "redis:// or rediss:// (TLS: ?ca=<pem>&verify=full|ca|none&cert=&key=) URL; without it events go to stdout as NDJSON (env RSINIT_REDIS).",
             valueName: "url"
         )
     )
@@ -166,13 +166,11 @@ struct TailCommand: AsyncParsableCommand {
             if let redis {
                 let url: RedisURL
                 do { url = try RedisURL(redis) } catch {
-                    throw BootstrapFailure(.usage, error.message, fix: "use redis://[user:password@]host[:port][/db]")
-                }
-                if url.useTLS {
                     throw BootstrapFailure(
                         .usage,
-                        "rediss:// (TLS) is not supported by this build yet",
-                        fix: "use redis:// on a trusted network"
+                        error.message,
+                        fix:
+                            "use redis[s]://[user:password@]host[:port][/db][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
                     )
                 }
                 publisher = RedisEventPublisher(

@@ -247,4 +247,34 @@ struct TailCLITests {
         #expect(busy.errors.contains("cannot listen on --http 127.0.0.1:\(redis.port)"), "\(busy.errors)")
         redis.stop()
     }
+
+    @Test func redissEndToEndAndAnUntrustedCertificateExitsTwo() async throws {
+        let mongo = try startDouble(.primary(setName: "rs0"))
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launchTLS()
+        let tls = try #require(redis.tls)
+        let url = redis.tlsURL(query: "ca=\(tls.caFile)")
+        let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
+        let tail = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", url, "--from",
+            "\(from.seconds).\(from.increment)",
+            "--ha",
+        ])
+        try await insertMany(mongo, 0..<10)
+        let connection = try await RedisConnection.connect(try RedisURL(url))
+        #expect(try await waitForCheckpoint(connection, mongo.lastOplogTimestamp) == mongo.lastOplogTimestamp.rawValue)
+        await connection.close()
+        tail.signal(SIGTERM)
+        #expect(try await tail.exitCode() == 0, "\(tail.errors)")
+        // An untrusted server certificate is a configuration error: exit 2 at once, with the fix.
+        let untrusted = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.tlsURL(query: "ca=\(tls.otherCAFile)"),
+        ])
+        #expect(try await untrusted.exitCode() == 2)
+        #expect(
+            untrusted.errors.contains("TLS with Redis at rediss://localhost:\(redis.port)/0 failed"),
+            "\(untrusted.errors)"
+        )
+        #expect(untrusted.errors.contains("ca="))
+    }
 }

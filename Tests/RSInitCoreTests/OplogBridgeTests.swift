@@ -71,7 +71,16 @@ func makeBridge(
     start: OplogBridge.Start = .checkpoint,
     onHistoryLost: OplogBridge.OnHistoryLost = .fail,
     prefix: String = ""
-) throws -> (OplogBridge, RedisEventPublisher) {
+) async throws -> (OplogBridge, RedisEventPublisher) {
+    if start == .checkpoint {
+        // "No checkpoint → the end of the oplog" resolves when the bridge starts, which on a loaded machine can be
+        // after the test's first write: seed the checkpoint with the newest entry now (NX keeps an existing one).
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await connection.command([
+            "SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp), "NX",
+        ])
+        await connection.close()
+    }
     let publisher = RedisEventPublisher(
         configuration: .init(url: try RedisURL(redis.url()), channelPrefix: prefix, highAvailability: highAvailability),
         logger: bridgeLogger
@@ -103,6 +112,16 @@ func insertDocuments(_ mongo: FakeMongod, _ ids: Range<Int>, collection: String 
     await client.close()
 }
 
+/// Appends insert entries straight to the double's oplog (the bridge reads nothing else; the double's collection
+/// bookkeeping would dominate a 10,000-document test in a debug build).
+func appendInsertEntries(_ mongo: FakeMongod, _ ids: Range<Int>, collection: String = "Foo") {
+    for id in ids {
+        mongo.appendOplogEntry([
+            "op": "i", "ns": .string("tests.\(collection)"), "o": ["_id": .string("id\(id)"), "n": .int32(Int32(id))],
+        ])
+    }
+}
+
 func checkpoint(_ redis: RedisServerProcess) async throws -> BSONTimestamp? {
     let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
     let value = try await connection.command(["GET", "rsinit::checkpoint"]).string
@@ -120,7 +139,7 @@ struct OplogBridgeTests {
         let redis = try await RedisServerProcess.launch()
         let subscriber = Subscriber(redis.url())
         await subscriber.waitConnected()
-        let (bridge, publisher) = try makeBridge(mongo, redis, prefix: "")
+        let (bridge, publisher) = try await makeBridge(mongo, redis, prefix: "")
         let running = Task { try await bridge.run() }
         try await Task.sleep(for: .milliseconds(300))
         let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
@@ -159,7 +178,7 @@ struct OplogBridgeTests {
         #expect(try await checkpoint(redis) == mongo.lastOplogTimestamp)
     }
 
-    @Test func redisOutageLosesNothingAndKeepsOrder() async throws {
+    @Test func redisStoppedForTenSecondsInTheMiddleOfTenThousandEventsLosesNothing() async throws {
         let mongo = try FakeMongod.start(
             FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
         )
@@ -167,19 +186,18 @@ struct OplogBridgeTests {
         let redis = try await RedisServerProcess.launch()
         let subscriber = Subscriber(redis.url())
         await subscriber.waitConnected()
-        let (bridge, publisher) = try makeBridge(mongo, redis)
+        let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(300))
-        try await insertDocuments(mongo, 0..<1000)
+        appendInsertEntries(mongo, 0..<5000)
         // Kill Redis between batches: a message Redis acknowledged but had not flushed to subscribers when it
         // crashed is lost by Pub/Sub itself (at most once to subscribers), whatever the publisher does.
-        _ = await subscriber.waitFor(1 + 2000)
-        redis.stop()  // SIGKILL, in the middle of the 2,000-event stream
-        let writer = Task { try await insertDocuments(mongo, 1000..<2000) }
-        try await Task.sleep(for: .seconds(2))
+        _ = await subscriber.waitFor(5000 * 2, timeout: .seconds(60))
+        redis.stop()  // SIGKILL, in the middle of the 10,000-event stream
+        let outage = ContinuousClock.now
+        appendInsertEntries(mongo, 5000..<10000)  // written while Redis is down
+        try await Task.sleep(until: outage + .seconds(10))
         try await redis.restart()
-        try await writer.value
-        let messages = await subscriber.waitFor(1 + 2000 * 2, timeout: .seconds(30))
+        let messages = await subscriber.waitFor(10000 * 2, timeout: .seconds(60))
         bridge.stop()
         try await running.value
         await publisher.close()
@@ -189,8 +207,9 @@ struct OplogBridgeTests {
             guard let range = message.range(of: "\"_id\":\"") else { return nil }
             return String(message[range.upperBound...].prefix { $0 != "\"" })
         }
-        #expect(ids == (0..<2000).map { "id\($0)" }, "received \(ids.count)")
+        #expect(ids == (0..<10000).map { "id\($0)" }, "received \(ids.count)")
         #expect(bridge.statistics.publishRetries > 0)
+        #expect(try await checkpoint(redis) == mongo.lastOplogTimestamp)
     }
 
     @Test func twoBridgesPublishEachEventExactlyOnce() async throws {
@@ -201,8 +220,8 @@ struct OplogBridgeTests {
         let redis = try await RedisServerProcess.launch()
         let subscriber = Subscriber(redis.url())
         await subscriber.waitConnected()
-        let (first, firstPublisher) = try makeBridge(mongo, redis, highAvailability: true)
-        let (second, secondPublisher) = try makeBridge(mongo, redis, highAvailability: true)
+        let (first, firstPublisher) = try await makeBridge(mongo, redis, highAvailability: true)
+        let (second, secondPublisher) = try await makeBridge(mongo, redis, highAvailability: true)
         let a = Task { try await first.run() }
         let b = Task { try await second.run() }
         try await Task.sleep(for: .milliseconds(400))
@@ -232,7 +251,7 @@ struct OplogBridgeTests {
         let redis = try await RedisServerProcess.launch()
         let subscriber = Subscriber(redis.url())
         await subscriber.waitConnected()
-        let (bridge, publisher) = try makeBridge(mongo, redis)
+        let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
         try await Task.sleep(for: .milliseconds(300))
         try await insertDocuments(mongo, 0..<50)
@@ -242,7 +261,7 @@ struct OplogBridgeTests {
         await publisher.close()
         // While the bridge is down:
         try await insertDocuments(mongo, 50..<80)
-        let (restarted, restartedPublisher) = try makeBridge(mongo, redis)
+        let (restarted, restartedPublisher) = try await makeBridge(mongo, redis)
         let runningAgain = Task { try await restarted.run() }
         let messages = await subscriber.waitFor(1 + 160)
         try await Task.sleep(for: .milliseconds(300))
@@ -267,11 +286,11 @@ struct OplogBridgeTests {
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         _ = try await connection.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(stale)])
         await connection.close()
-        let (failing, publisher) = try makeBridge(mongo, redis)
+        let (failing, publisher) = try await makeBridge(mongo, redis)
         await #expect(throws: OplogHistoryLost.self) { try await failing.run() }
         #expect(failing.statistics.historyLost == 1)
         await publisher.close()
-        let (recovering, recoveringPublisher) = try makeBridge(mongo, redis, onHistoryLost: .fromEnd)
+        let (recovering, recoveringPublisher) = try await makeBridge(mongo, redis, onHistoryLost: .fromEnd)
         let running = Task { try await recovering.run() }
         try await Task.sleep(for: .milliseconds(600))
         recovering.stop()
@@ -286,7 +305,7 @@ struct OplogBridgeTests {
         )
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
-        let (bridge, publisher) = try makeBridge(mongo, redis)
+        let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
         let start = mongo.lastOplogTimestamp
         try await Task.sleep(for: .milliseconds(700))
@@ -296,10 +315,46 @@ struct OplogBridgeTests {
         #expect(try #require(try await checkpoint(redis)) > start)
     }
 
+    @Test func withoutACheckpointTheBridgeStartsAtTheEndOfTheOplog() async throws {
+        let mongo = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: .milliseconds(100))
+        )
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        try await insertDocuments(mongo, 0..<5)  // history before the first start: not published
+        let subscriber = Subscriber(redis.url())
+        await subscriber.waitConnected()
+        let publisher = RedisEventPublisher(configuration: .init(url: try RedisURL(redis.url())), logger: bridgeLogger)
+        let bridge = OplogBridge(
+            configuration: .init(
+                tailer: OplogTailerConfiguration(
+                    connectionString: try MongoConnectionString(mongo.uri),
+                    maxAwaitTime: .milliseconds(200)
+                )
+            ),
+            publisher: publisher,
+            logger: bridgeLogger
+        )
+        let running = Task { try await bridge.run() }
+        // The first checkpoint (from a periodic no-op) proves the start position was resolved.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while try await checkpoint(redis) == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await insertDocuments(mongo, 5..<8)
+        let messages = await subscriber.waitFor(6)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        #expect(messages.filter { $0.0 == "tests.Foo" }.count == 3)
+        #expect(!messages.contains { $0.1.contains("\"id0\"") })
+    }
+
     @Test func luaScriptSHAMatchesRedis() async throws {
         let redis = try await RedisServerProcess.launch()
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        let (bridge, publisher) = try makeBridge(try FakeMongod.start(), redis, highAvailability: true)
+        let (bridge, publisher) = try await makeBridge(try FakeMongod.start(), redis, highAvailability: true)
         _ = bridge
         try await publisher.publish(
             OplogBatch(

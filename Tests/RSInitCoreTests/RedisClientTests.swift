@@ -126,12 +126,18 @@ struct RedisConnectionTests {
         await again.close()
     }
 
-    @Test func tlsIsReportedNotAttempted() async throws {
-        do {
-            _ = try await RedisConnection.connect(try RedisURL("rediss://127.0.0.1:1"))
-            Issue.record("TLS accepted")
-        } catch let error as RedisError {
-            #expect(error.kind == .tlsUnsupported)
+    @Test func tlsOptionsInTheURL() throws {
+        let url = try RedisURL("rediss://u:p@cache:6380/2?ca=/etc/ca.pem&verify=ca&cert=/c.pem&key=/k.pem")
+        #expect(url.useTLS && url.database == 2 && url.host == "cache" && url.port == 6380)
+        #expect(url.tls.caFile == "/etc/ca.pem" && url.tls.verify == .ca)
+        #expect(url.tls.certificateFile == "/c.pem" && url.tls.keyFile == "/k.pem")
+        let redisPy = try RedisURL("rediss://cache?ssl_cert_reqs=none&ssl_ca_certs=%2Fca.pem")
+        #expect(redisPy.tls.verify == .none && redisPy.tls.caFile == "/ca.pem" && redisPy.database == 0)
+        for bad in [
+            "redis://cache?ca=/ca.pem", "rediss://cache?verify=maybe", "rediss://cache?cert=/c.pem",
+            "rediss://cache?sslmode=on",
+        ] {
+            #expect(throws: RedisError.self, "\(bad)") { try RedisURL(bad) }
         }
     }
 }

@@ -1,59 +1,71 @@
-import Dispatch
 import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
 public import RESP
-import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// One connection to Redis: plain TCP, AUTH (password or ACL user), SELECT, and pipelined commands.
+/// One connection to Redis on SwiftNIO: plain TCP or TLS (`rediss://`), AUTH (password or ACL user), SELECT, and
+/// pipelined commands whose replies are matched in order.
 ///
-/// Threading: the socket is blocking with timeouts and confined to a private serial queue, so no call ever blocks
-/// Swift's cooperative pool; that confinement is why the class is `@unchecked Sendable`. Error replies are values
-/// (``RESPValue/error(_:)``); transport failures throw ``RedisError`` and leave the connection closed.
-public final class RedisConnection: @unchecked Sendable {
+/// Error replies are values (``RESPValue/error(_:)``); transport failures throw ``RedisError`` and close the
+/// connection (a reply stream that lost a frame cannot be trusted again). Every request has a deadline.
+public final class RedisConnection: Sendable {
     public let url: RedisURL
-    private let queue = DispatchQueue(label: "rsinit.redis.connection")
+    private let channel: any Channel
     private let timeout: Duration
-    /// Touched only on `queue`.
-    private var socket: Int32 = -1 {
-        didSet { openFlag.withLock { $0 = socket >= 0 } }
-    }
-    /// Mirrors `socket >= 0` for ``isOpen`` without waiting for the queue (which may be busy with I/O).
-    private let openFlag = Mutex(false)
-    private var buffer: [UInt8] = []
-    private var readIndex = 0
 
-    private init(url: RedisURL, timeout: Duration) {
+    private init(url: RedisURL, channel: any Channel, timeout: Duration) {
         self.url = url
+        self.channel = channel
         self.timeout = timeout
     }
 
-    deinit {
-        if socket >= 0 { Glibc.close(socket) }
-    }
-
-    /// Connects, authenticates and selects the database.
+    /// Connects (and completes the TLS handshake), authenticates and selects the database.
     ///
-    /// - Throws: ``RedisError``: refused, host not found, timeout, wrong password (`authenticationFailed`), TLS.
+    /// - Throws: ``RedisError``: refused, host not found, timeout, TLS, wrong password (`authenticationFailed`).
     public static func connect(_ url: RedisURL, timeout: Duration = .seconds(5)) async throws -> RedisConnection {
-        guard !url.useTLS else {
-            throw RedisError(
-                .tlsUnsupported,
-                "rediss:// (TLS) is not supported by this build yet; use redis:// on a trusted network"
-            )
+        let tls = try url.useTLS ? makeTLSContext(url) : nil
+        let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let bootstrap = ClientBootstrap(group: handshake.futureResult.eventLoop)
+            .connectTimeout(.nanoseconds(Int64(timeout.milliseconds) * 1_000_000))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        let isAddress = (try? SocketAddress(ipAddress: url.host, port: 0)) != nil
+                        try pipeline.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : url.host)
+                        )
+                    }
+                    try pipeline.addHandler(ByteToMessageHandler(RESPFrameDecoder()))
+                    try pipeline.addHandler(
+                        RedisChannelHandler(url: url, timeout: timeout, handshake: tls == nil ? nil : handshake)
+                    )
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: url.host, port: url.port).get()
+        } catch {
+            handshake.succeed()
+            throw connectError(error, url: url, timeout: timeout)
         }
-        let connection = RedisConnection(url: url, timeout: timeout)
-        try await connection.onQueue { try connection.openSocket() }
-        var handshake: [[String]] = []
+        if tls == nil { handshake.succeed() }
+        do { try await handshake.futureResult.get() } catch {
+            try? await channel.close()
+            throw error
+        }
+        let connection = RedisConnection(url: url, channel: channel, timeout: timeout)
+        var commands: [[String]] = []
         if let password = url.password {
-            handshake.append(url.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+            commands.append(url.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
         }
-        if url.database != 0 { handshake.append(["SELECT", String(url.database)]) }
-        if !handshake.isEmpty {
-            let replies = try await connection.pipeline(handshake.map { $0.map { Array($0.utf8) } })
-            for (command, reply) in zip(handshake, replies) {
+        if url.database != 0 { commands.append(["SELECT", String(url.database)]) }
+        if !commands.isEmpty {
+            let replies = try await connection.pipeline(commands.map { $0.map { Array($0.utf8) } })
+            for (command, reply) in zip(commands, replies) {
                 guard case .error(let message) = reply else { continue }
                 await connection.close()
                 if command[0] == "AUTH" {
@@ -74,17 +86,75 @@ public final class RedisConnection: @unchecked Sendable {
         message.hasPrefix("WRONGPASS") ? "WRONGPASS (invalid username-password pair or user is disabled)" : message
     }
 
+    static func makeTLSContext(_ url: RedisURL) throws(RedisError) -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        do {
+            if let caFile = url.tls.caFile {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            }
+            if let certificateFile = url.tls.certificateFile, let keyFile = url.tls.keyFile {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificateFile).map {
+                    .certificate($0)
+                }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+            }
+            switch url.tls.verify {
+            case .full: configuration.certificateVerification = .fullVerification
+            case .ca: configuration.certificateVerification = .noHostnameVerification
+            case .none: configuration.certificateVerification = .none
+            }
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RedisError(
+                .tlsFailed,
+                "cannot set up TLS for \(url): \(error) — check the ca=, cert= and key= files in --redis"
+            )
+        }
+    }
+
+    private static func connectError(_ error: any Error, url: RedisURL, timeout: Duration) -> RedisError {
+        if let error = error as? RedisError { return error }
+        if let error = error as? ChannelError, case .connectTimeout = error {
+            return RedisError(.timeout, "connecting to Redis at \(url) timed out after \(timeout.formattedSeconds)")
+        }
+        if let error = error as? NIOConnectionError {
+            let failures = error.connectionErrors.map(\.error)
+            if failures.isEmpty {
+                return RedisError(.hostNotFound, "cannot resolve Redis host \(url.host)")
+            }
+            if failures.contains(where: { ($0 as? IOError)?.errnoCode == ECONNREFUSED }) {
+                return RedisError(.connectionRefused, "cannot connect to Redis at \(url): Connection refused")
+            }
+            if failures.contains(where: {
+                ($0 as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+            }) {
+                return RedisError(.timeout, "connecting to Redis at \(url) timed out after \(timeout.formattedSeconds)")
+            }
+            return RedisError(.connectionLost, "cannot connect to Redis at \(url): \(failures[0])")
+        }
+        if let error = error as? IOError {
+            return RedisError(
+                error.errnoCode == ECONNREFUSED ? .connectionRefused : .connectionLost,
+                "cannot connect to Redis at \(url): \(String(cString: strerror(error.errnoCode)))"
+            )
+        }
+        return RedisError(.connectionLost, "cannot connect to Redis at \(url): \(error)")
+    }
+
     /// Sends all commands at once, then reads their replies in order.
     public func pipeline(_ commands: [[[UInt8]]]) async throws -> [RESPValue] {
-        try await onQueue {
-            var out: [UInt8] = []
-            for command in commands { RESPCodec.encodeCommand(command, into: &out) }
-            try self.write(out)
-            var replies: [RESPValue] = []
-            replies.reserveCapacity(commands.count)
-            while replies.count < commands.count { replies.append(try self.readValue()) }
-            return replies
-        }
+        var out: [UInt8] = []
+        for command in commands { RESPCodec.encodeCommand(command, into: &out) }
+        return try await send(encoded: out, replies: commands.count)
+    }
+
+    /// Sends `replies` commands already RESP-encoded back to back in `encoded`; returns their replies in order.
+    public func send(encoded: [UInt8], replies: Int) async throws -> [RESPValue] {
+        guard replies > 0 else { return [] }
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        let request = RedisRequest(bytes: encoded, replies: replies, promise: promise)
+        channel.writeAndFlush(request).cascadeFailure(to: promise)
+        do { return try await promise.futureResult.get() } catch { throw transportError(error) }
     }
 
     /// One command; an error reply is returned as `.error`.
@@ -112,153 +182,228 @@ public final class RedisConnection: @unchecked Sendable {
         throw RedisError(.server, "\(command) failed: \(message)")
     }
 
-    /// Blocks (off the pool) until one pushed value arrives, or nil after `wait` (for pub/sub subscribers).
+    /// The next value Redis pushed without a request (pub/sub messages), or nil after `wait`.
     public func readPushed(wait: Duration) async throws -> RESPValue? {
-        try await onQueue {
-            if let value = try self.decodeBuffered() { return value }
-            var pollDescriptor = pollfd(fd: self.socket, events: Int16(POLLIN), revents: 0)
-            guard poll(&pollDescriptor, 1, Int32(wait.milliseconds)) > 0 else { return nil }
-            return try self.readValue()
-        }
+        let promise = channel.eventLoop.makePromise(of: RESPValue?.self)
+        channel.triggerUserOutboundEvent(RedisChannelHandler.AwaitPushed(promise: promise, wait: wait))
+            .cascadeFailure(to: promise)
+        do { return try await promise.futureResult.get() } catch { throw transportError(error) }
     }
 
-    /// Closes the socket. Safe to call twice.
+    /// Closes the connection. Safe to call twice.
     public func close() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.async {
-                if self.socket >= 0 { Glibc.close(self.socket) }
-                self.socket = -1
-                continuation.resume()
-            }
-        }
+        try? await channel.close()
     }
 
-    /// Whether the socket is open (false after ``close()`` or a transport failure). Never blocks.
-    public var isOpen: Bool { openFlag.withLock { $0 } }
+    /// Whether the connection is open (false after ``close()`` or a transport failure). Never blocks.
+    public var isOpen: Bool { channel.isActive }
 
-    // MARK: - On the queue
+    private func transportError(_ error: any Error) -> RedisError {
+        if let error = error as? RedisError { return error }
+        return RedisError(.connectionLost, "Redis at \(url) closed the connection")
+    }
+}
 
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            queue.async { continuation.resume(with: Result { try body() }) }
+/// Commands already encoded, and how many replies complete them.
+struct RedisRequest: Sendable {
+    var bytes: [UInt8]
+    var replies: Int
+    var promise: EventLoopPromise<[RESPValue]>
+}
+
+/// Frames RESP values out of the byte stream with the pure codec (never consuming a partial frame).
+struct RESPFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = RESPValue
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let bytes = Array(buffer.readableBytesView)
+        var index = 0
+        var decoded: [RESPValue] = []
+        do {
+            while let value = try RESPCodec.decode(bytes, at: &index) { decoded.append(value) }
+        } catch {
+            throw RedisError(.protocolError, "Redis sent a malformed reply: \(error)")
         }
+        buffer.moveReaderIndex(forwardBy: index)
+        for value in decoded { context.fireChannelRead(wrapInboundOut(value)) }
+        return .needMoreData
     }
 
-    private func fail(_ kind: RedisError.Kind, _ message: String) -> RedisError {
-        if socket >= 0 { Glibc.close(socket) }
-        socket = -1
-        buffer.removeAll()
-        readIndex = 0
-        return RedisError(kind, message)
+    mutating func decodeLast(
+        context: ChannelHandlerContext,
+        buffer: inout ByteBuffer,
+        seenEOF: Bool
+    ) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// Matches replies to requests in FIFO order; holds pushed values for ``RedisConnection/readPushed(wait:)``;
+/// fails everything outstanding on a transport error or a missed deadline, and closes the channel.
+final class RedisChannelHandler: ChannelDuplexHandler {
+    typealias InboundIn = RESPValue
+    typealias OutboundIn = RedisRequest
+    typealias OutboundOut = ByteBuffer
+
+    struct AwaitPushed: Sendable {
+        var promise: EventLoopPromise<RESPValue?>
+        var wait: Duration
     }
 
-    private func openSocket() throws {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_family = AF_UNSPEC
-        var result: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(url.host, String(url.port), &hints, &result)
-        guard status == 0, let first = result else {
-            throw RedisError(.hostNotFound, "cannot resolve Redis host \(url.host)")
-        }
-        defer { freeaddrinfo(result) }
-        var lastError = RedisError(.connectionRefused, "cannot connect to Redis at \(url)")
-        var candidate: UnsafeMutablePointer<addrinfo>? = first
-        while let info = candidate {
-            candidate = info.pointee.ai_next
-            let fd = Glibc.socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
-            guard fd >= 0 else { continue }
-            let flags = fcntl(fd, F_GETFL, 0)
-            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-            var result = Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen)
-            if result != 0 && errno == EINPROGRESS {
-                var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                if poll(&descriptor, 1, Int32(timeout.milliseconds)) == 1 {
-                    var error: Int32 = 0
-                    var length = socklen_t(MemoryLayout<Int32>.size)
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-                    result = error == 0 ? 0 : -1
-                    errno = error
-                } else {
-                    Glibc.close(fd)
-                    lastError = RedisError(
-                        .timeout,
-                        "connecting to Redis at \(url) timed out after \(timeout.formattedSeconds)"
-                    )
-                    continue
-                }
-            }
-            guard result == 0 else {
-                let code = errno
-                Glibc.close(fd)
-                lastError = RedisError(
-                    code == ECONNREFUSED ? .connectionRefused : .connectionLost,
-                    "cannot connect to Redis at \(url): \(String(cString: strerror(code)))"
-                )
-                continue
-            }
-            _ = fcntl(fd, F_SETFL, flags)
-            var yes: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
-            var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.milliseconds % 1000) * 1000)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            socket = fd
+    private struct Pending {
+        var promise: EventLoopPromise<[RESPValue]>
+        var expected: Int
+        var replies: [RESPValue]
+        var deadline: Scheduled<Void>?
+    }
+
+    private let url: RedisURL
+    private let timeout: Duration
+    private var handshake: EventLoopPromise<Void>?
+    private var pending = CircularBuffer<Pending>()
+    private var pushed = CircularBuffer<RESPValue>()
+    private var pushWaiters = CircularBuffer<(EventLoopPromise<RESPValue?>, Scheduled<Void>?)>()
+    private var failure: RedisError?
+
+    init(url: RedisURL, timeout: Duration, handshake: EventLoopPromise<Void>?) {
+        self.url = url
+        self.timeout = timeout
+        self.handshake = handshake
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        if let failure {
+            request.promise.fail(failure)
+            promise?.fail(failure)
             return
         }
-        throw lastError
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(
+            in: .nanoseconds(Int64(timeout.milliseconds) * 1_000_000)
+        ) {
+            self.failAll(
+                RedisError(.timeout, "Redis at \(self.url) did not answer within \(self.timeout.formattedSeconds)"),
+                context: context
+            )
+        }
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(request.replies)
+        pending.append(
+            Pending(promise: request.promise, expected: request.replies, replies: replies, deadline: deadline)
+        )
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: request.bytes)), promise: promise)
     }
 
-    private func write(_ bytes: [UInt8]) throws {
-        guard socket >= 0 else { throw RedisError(.connectionLost, "the Redis connection is closed") }
-        var offset = 0
-        while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes {
-                send(socket, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let value = unwrapInboundIn(data)
+        guard !pending.isEmpty else {
+            if let (waiter, deadline) = pushWaiters.popFirst() {
+                deadline?.cancel()
+                waiter.succeed(value)
+            } else {
+                pushed.append(value)
             }
-            if sent < 0 && errno == EINTR { continue }
-            guard sent > 0 else {
-                let timedOut = errno == EAGAIN || errno == EWOULDBLOCK
-                throw fail(
-                    timedOut ? .timeout : .connectionLost,
-                    "writing to Redis at \(url) failed"
-                        + (timedOut ? ": timed out" : ": connection lost")
+            return
+        }
+        pending[pending.startIndex].replies.append(value)
+        if pending[pending.startIndex].replies.count == pending[pending.startIndex].expected {
+            let done = pending.removeFirst()
+            done.deadline?.cancel()
+            done.promise.succeed(done.replies)
+        }
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let request = event as? AwaitPushed else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        promise?.succeed()
+        if let failure { return request.promise.fail(failure) }
+        if let value = pushed.popFirst() { return request.promise.succeed(value) }
+        let waiter = request.promise
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(
+            in: .nanoseconds(Int64(request.wait.milliseconds) * 1_000_000)
+        ) {
+            if let index = self.pushWaiters.firstIndex(where: { $0.0.futureResult === waiter.futureResult }) {
+                self.pushWaiters.remove(at: index)
+            }
+            waiter.succeed(nil)
+        }
+        pushWaiters.append((waiter, deadline))
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if handshake != nil {
+            // A plain Redis port never answers a ClientHello (it waits for the end of an inline command).
+            let handshakeDeadline = context.eventLoop.assumeIsolated().scheduleTask(
+                in: .nanoseconds(Int64(timeout.milliseconds) * 1_000_000)
+            ) {
+                guard self.handshake != nil else { return }
+                self.failAll(
+                    RedisError(
+                        .tlsFailed,
+                        "no TLS handshake from Redis at \(self.url) within \(self.timeout.formattedSeconds) — is it a TLS port?"
+                    ),
+                    context: context
                 )
             }
-            offset += sent
+            handshake?.futureResult.whenComplete { _ in handshakeDeadline.cancel() }
         }
+        context.fireChannelActive()
     }
 
-    private func decodeBuffered() throws -> RESPValue? {
-        do {
-            guard let value = try RESPCodec.decode(buffer, at: &readIndex) else { return nil }
-            if readIndex > 65_536 && readIndex * 2 > buffer.count {
-                buffer.removeFirst(readIndex)
-                readIndex = 0
-            }
-            return value
-        } catch {
-            throw fail(.protocolError, "Redis sent a malformed reply: \(error)")
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            handshake?.succeed()
+            handshake = nil
         }
+        context.fireUserInboundEventTriggered(event)
     }
 
-    private func readValue() throws -> RESPValue {
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            if let value = try decodeBuffered() { return value }
-            guard socket >= 0 else { throw RedisError(.connectionLost, "the Redis connection is closed") }
-            let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                let timedOut = count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
-                throw fail(
-                    timedOut ? .timeout : .connectionLost,
-                    timedOut
-                        ? "Redis at \(url) did not answer within \(timeout.formattedSeconds)"
-                        : "Redis at \(url) closed the connection"
-                )
-            }
-            buffer.append(contentsOf: chunk[0..<count])
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let redisError: RedisError
+        if let error = error as? RedisError {
+            redisError = error
+        } else if handshake != nil || error is NIOSSLError || error is BoringSSLError {
+            redisError = RedisError(
+                .tlsFailed,
+                "TLS with Redis at \(url) failed: \(error) — check the server certificate, ca= and verify= in --redis"
+            )
+        } else {
+            redisError = RedisError(.connectionLost, "the connection to Redis at \(url) failed: \(error)")
         }
+        failAll(redisError, context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let lost = RedisError(.connectionLost, "Redis at \(url) closed the connection")
+        if handshake != nil {
+            failAll(
+                RedisError(
+                    .tlsFailed,
+                    "Redis at \(url) closed the connection during the TLS handshake — is it a TLS port?"
+                ),
+                context: context
+            )
+        } else {
+            failAll(failure ?? lost, context: context)
+        }
+        context.fireChannelInactive()
+    }
+
+    private func failAll(_ error: RedisError, context: ChannelHandlerContext) {
+        if failure == nil { failure = error }
+        handshake?.fail(error)
+        handshake = nil
+        while let request = pending.popFirst() {
+            request.deadline?.cancel()
+            request.promise.fail(error)
+        }
+        while let (waiter, deadline) = pushWaiters.popFirst() {
+            deadline?.cancel()
+            waiter.fail(error)
+        }
+        context.close(promise: nil)
     }
 }

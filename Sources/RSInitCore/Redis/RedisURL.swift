@@ -9,6 +9,30 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var database: Int
     /// `rediss://`: TLS.
     public var useTLS: Bool
+    /// TLS settings from the query of a `rediss://` URL.
+    public var tls: TLSOptions
+
+    /// `rediss://host:6380/0?ca=/ca.pem&verify=full|ca|none&cert=/client.pem&key=/client.key` (redis-py's
+    /// `ssl_ca_certs`, `ssl_cert_reqs=required|none`, `ssl_certfile`, `ssl_keyfile` are accepted too).
+    public struct TLSOptions: Sendable, Equatable {
+        public enum Verify: String, Sendable {
+            /// The chain against the CA and the certificate against the host name (or IP) (the default).
+            case full
+            /// The chain only (certificates issued for another name).
+            case ca
+            /// Nothing: encryption without authentication of the server. For tests only.
+            case none
+        }
+
+        /// PEM file of the CA(s) to trust; the system trust store when nil.
+        public var caFile: String?
+        public var verify: Verify = .full
+        /// Client certificate and key (PEM) for servers with `tls-auth-clients yes`.
+        public var certificateFile: String?
+        public var keyFile: String?
+
+        public init() {}
+    }
 
     /// - Throws: ``RedisError`` (``RedisError/Kind/invalidURL``) naming what is wrong; never echoes the password.
     public init(_ text: String) throws(RedisError) {
@@ -60,8 +84,41 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         }
         guard !host.isEmpty else { throw RedisError(.invalidURL, "no host in the Redis URL") }
         guard (1...65535).contains(port) else { throw RedisError(.invalidURL, "bad port \(port) in the Redis URL") }
+        var tls = TLSOptions()
+        if let query = path.firstIndex(of: "?").map({ path[path.index(after: $0)...] }) {
+            for pair in query.split(separator: "&") where !pair.isEmpty {
+                let parts = pair.split(separator: "=", maxSplits: 1).map {
+                    String($0).removingPercentEncoding ?? String($0)
+                }
+                let (key, value) = (parts[0], parts.count > 1 ? parts[1] : "")
+                switch key {
+                case "ca", "ssl_ca_certs": tls.caFile = value
+                case "cert", "ssl_certfile": tls.certificateFile = value
+                case "key", "ssl_keyfile": tls.keyFile = value
+                case "verify", "ssl_cert_reqs":
+                    switch value {
+                    case "full", "required": tls.verify = .full
+                    case "ca": tls.verify = .ca
+                    case "none": tls.verify = .none
+                    default:
+                        throw RedisError(.invalidURL, "bad \(key)=\(value) in the Redis URL: use full, ca or none")
+                    }
+                default:
+                    throw RedisError(
+                        .invalidURL,
+                        "unknown option \(key) in the Redis URL (known: ca, verify, cert, key)"
+                    )
+                }
+            }
+            if !useTLS && tls != TLSOptions() {
+                throw RedisError(.invalidURL, "TLS options need a rediss:// URL")
+            }
+            if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+                throw RedisError(.invalidURL, "a client certificate needs both cert= and key=")
+            }
+        }
         var database = 0
-        let dbText = path.dropFirst().prefix { $0 != "?" }
+        let dbText = path.hasPrefix("/") ? path.dropFirst().prefix { $0 != "?" } : ""
         if !dbText.isEmpty {
             guard let parsed = Int(dbText), parsed >= 0 else {
                 throw RedisError(.invalidURL, "bad database number \"\(dbText)\" in the Redis URL")
@@ -74,6 +131,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         self.password = password
         self.database = database
         self.useTLS = useTLS
+        self.tls = tls
     }
 
     /// The URL with the password replaced by `***`.
@@ -95,8 +153,8 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case authenticationFailed
         /// The server needs AUTH and none (or not enough) was given (`NOAUTH`).
         case authenticationRequired
-        /// TLS is requested (`rediss://`) but not supported by this build.
-        case tlsUnsupported
+        /// The TLS handshake failed (untrusted or mismatched certificate, unreadable CA file, not a TLS port).
+        case tlsFailed
         case protocolError
         /// An error reply to a command that must succeed.
         case server
