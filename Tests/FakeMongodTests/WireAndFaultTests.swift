@@ -247,7 +247,7 @@ import Testing
         let server = try startDouble(.primary(setName: "rs0"))
         defer { server.stop() }
         try await withClient(server) { client in
-            server.stepDown(for: .seconds(1))
+            server.stepDown(for: .seconds(3))  // long enough for the checks below on a loaded machine
             let hello = try await client.runCommand(["hello": 1])
             #expect(hello["isWritablePrimary"] == false)
             #expect(hello["secondary"] == true)

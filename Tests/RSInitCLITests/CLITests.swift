@@ -305,7 +305,7 @@ func expectNoCrashOutput(_ run: CLIRun) {
             name: "7 no writable primary",
             code: 7,
             scenario: .uninitialized(setName: "steedos"),
-            extra: ["--timeout", "1"],
+            extra: ["--timeout", "3"],  // enough to get past initiate on a loaded machine; STARTUP2 lasts 30 s
             configure: { $0.timings = .init(startup2: .seconds(30)) },
             stopFirst: false
         ),
@@ -415,7 +415,7 @@ func expectNoCrashOutput(_ run: CLIRun) {
         let uninitialized = try startDouble(.uninitialized(setName: "steedos"))
         defer { uninitialized.stop() }
         let notReady = try await CLI.run([
-            "wait", "--host", "127.0.0.1", "--port", "\(uninitialized.port)", "--timeout", "1",
+            "wait", "--host", "127.0.0.1", "--port", "\(uninitialized.port)", "--timeout", "3",
         ])
         #expect(notReady.exitCode == 7)
         #expect(uninitialized.acceptedInitiateCount == 0)

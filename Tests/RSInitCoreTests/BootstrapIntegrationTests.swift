@@ -283,9 +283,10 @@ extension Result where Failure == BootstrapFailure {
     @Test func deadlineWithoutAWritablePrimary() async throws {
         let server = try double(.uninitialized(setName: "steedos"), timings: .init(startup2: .seconds(30)))
         defer { server.stop() }
-        let result = await runBootstrap(try bootstrapConfiguration(server, timeout: .seconds(1)))
+        // 3 s: long enough to see STARTUP2 even on a loaded machine, far inside the 30 s STARTUP2.
+        let result = await runBootstrap(try bootstrapConfiguration(server, timeout: .seconds(3)))
         #expect(result.failureKind == .noWritablePrimary)
-        #expect(result.failureText.contains("STARTUP2"))
+        #expect(result.failureText.contains("STARTUP2"), "\(result.failureText)")
     }
 
     @Test func deadlineWhileTheOplogDoesNotMove() async throws {
@@ -329,7 +330,7 @@ extension Result where Failure == BootstrapFailure {
     @Test func waitOnAnUninitializedSetNeverInitiates() async throws {
         let server = try double(.uninitialized(setName: "steedos"))
         defer { server.stop() }
-        let result = await runWait(try bootstrapConfiguration(server, timeout: .milliseconds(800)))
+        let result = await runWait(try bootstrapConfiguration(server, timeout: .seconds(3)))
         #expect(result.failureKind == .noWritablePrimary)
         #expect(server.acceptedInitiateCount == 0)
     }

@@ -207,7 +207,12 @@ struct OplogBridgeTests {
             guard let range = message.range(of: "\"_id\":\"") else { return nil }
             return String(message[range.upperBound...].prefix { $0 != "\"" })
         }
-        #expect(ids == (0..<10000).map { "id\($0)" }, "received \(ids.count)")
+        let expected = (0..<10000).map { "id\($0)" }
+        let firstDifference = Array(zip(ids, expected)).firstIndex { $0 != $1 } ?? min(ids.count, expected.count)
+        #expect(
+            ids == expected,
+            "received \(ids.count), first difference at \(firstDifference): \(ids[firstDifference...].prefix(5))"
+        )
         #expect(bridge.statistics.publishRetries > 0)
         #expect(try await checkpoint(redis) == mongo.lastOplogTimestamp)
     }

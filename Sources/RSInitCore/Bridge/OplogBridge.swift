@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 import Dispatch
 import Foundation
 public import Logging
@@ -118,22 +119,43 @@ public final class OplogBridge: Service, Sendable {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = start
             let tailer = OplogTailer(configuration: tailerConfiguration, logger: logger)
-            var iterator = tailer.makeAsyncIterator(stoppingWhen: { [weak self] in self?.stopping ?? true })
+            // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The batch in
+            // hand is the bound: while Redis is down the reader waits and the oplog is not read further.
+            let batches = AsyncThrowingChannel<OplogBatch, any Error>()
             do {
-                while !stopping, let batch = try await iterator.next() {
-                    // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and caught up.
-                    if batch.events.isEmpty, batch.entriesRead == 0 {
-                        state.withLock { $0.health.caughtUp(at: .now) }
-                        metrics.recordLag(seconds: 0)
-                        continue
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    let shouldStop: @Sendable () -> Bool = { [weak self] in
+                        (self?.stopping ?? true) || Task.isCancelled
                     }
-                    try await deliver(batch)
-                    if let position = batch.resumePosition { start = .after(position) }
+                    group.addTask {
+                        var iterator = tailer.makeAsyncIterator(stoppingWhen: shouldStop)
+                        do {
+                            while !Task.isCancelled, let batch = try await iterator.next() {
+                                await batches.send(batch)
+                            }
+                            await iterator.close()
+                            batches.finish()
+                        } catch {
+                            await iterator.close()
+                            batches.fail(error)
+                        }
+                    }
+                    for try await batch in batches {
+                        // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
+                        // caught up.
+                        if batch.events.isEmpty, batch.entriesRead == 0 {
+                            state.withLock { $0.health.caughtUp(at: .now) }
+                            metrics.recordLag(seconds: 0)
+                        } else {
+                            try await deliver(batch)
+                            if let position = batch.resumePosition { start = .after(position) }
+                        }
+                        if stopping { break }
+                    }
+                    group.cancelAll()
                 }
-                await iterator.close()
                 return
             } catch let lost as OplogHistoryLost {
-                await iterator.close()
                 state.withLock { $0.statistics.historyLost += 1 }
                 metrics.recordHistoryLost()
                 guard configuration.onHistoryLost == .fromEnd else { throw lost }
@@ -143,11 +165,7 @@ public final class OplogBridge: Service, Sendable {
                 )
                 start = .end
             } catch is CancellationError {
-                await iterator.close()
                 return
-            } catch {
-                await iterator.close()
-                throw error
             }
         }
     }

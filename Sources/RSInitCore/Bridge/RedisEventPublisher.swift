@@ -129,34 +129,49 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         )
     }
 
+    private static let publishCommand = Array("PUBLISH".utf8)
+
+    /// One pipelined write: every PUBLISH, then the checkpoint SET, encoded straight into one buffer.
     private func publishPlain(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
-        var commands: [[[UInt8]]] = []
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(batch.events.count * 160)
+        var count = 0
         for event in batch.events {
             let (channels, message) = channelsAndMessage(event)
             let payload = Array(message.utf8)
-            for channel in channels { commands.append([Array("PUBLISH".utf8), Array(channel.utf8), payload]) }
+            for channel in channels {
+                RESPCodec.encodeCommand([Self.publishCommand, Array(channel.utf8), payload], into: &encoded)
+                count += 1
+            }
         }
         if let position = batch.resumePosition {
-            commands.append(
-                ["SET", configuration.checkpointKey, CheckpointEncoding.encode(position)].map { Array($0.utf8) }
+            RESPCodec.encodeCommand(
+                ["SET", configuration.checkpointKey, CheckpointEncoding.encode(position)].map { Array($0.utf8) },
+                into: &encoded
             )
+            count += 1
         }
-        guard !commands.isEmpty else { return }
-        let replies = try await connection.pipeline(commands)
-        for (command, reply) in zip(commands, replies) {
-            _ = try RedisConnection.check(reply, command: String(decoding: command[0], as: UTF8.self))
+        guard count > 0 else { return }
+        let replies = try await connection.send(encoded: encoded, replies: count)
+        for (index, reply) in replies.enumerated() {
+            _ = try RedisConnection.check(
+                reply,
+                command: index == count - 1 && batch.resumePosition != nil ? "SET" : "PUBLISH"
+            )
         }
         publishedEvents += batch.events.count
     }
 
+    /// One EVALSHA per chunk of 500 events, all chunks pipelined in one write; the checkpoint moves with the last.
     private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws -> PublishReceipt
     {
-        var receipt = PublishReceipt(published: 0)
         let checkpoint = batch.resumePosition.map(CheckpointEncoding.encode) ?? ""
         var chunks = stride(from: 0, to: batch.events.count, by: 500).map {
-            Array(batch.events[$0..<min($0 + 500, batch.events.count)])
+            batch.events[$0..<min($0 + 500, batch.events.count)]
         }
         if chunks.isEmpty { chunks = [[]] }
+        var encoded: [UInt8] = []
+        let sha = Array(Self.scriptSHA.utf8)
         for (index, chunk) in chunks.enumerated() {
             var keys = [configuration.checkpointKey]
             var arguments = [String(configuration.dedupeTTLSeconds), index == chunks.count - 1 ? checkpoint : ""]
@@ -167,28 +182,32 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
                 arguments += channels
                 arguments.append(message)
             }
-            let published = try await evaluate(keys: keys, arguments: arguments, connection)
-            publishedEvents += published
-            dedupeHits += chunk.count - published
-            receipt.published += published
-            receipt.duplicates += chunk.count - published
+            let command =
+                [Array("EVALSHA".utf8), sha, Array(String(keys.count).utf8)]
+                + keys.map { Array($0.utf8) } + arguments.map { Array($0.utf8) }
+            RESPCodec.encodeCommand(command, into: &encoded)
         }
-        return receipt
-    }
-
-    /// EVALSHA, with the NOSCRIPT fallback (SCRIPT LOAD, then EVALSHA again).
-    private func evaluate(keys: [String], arguments: [String], _ connection: RedisConnection) async throws -> Int {
-        let command = ["EVALSHA", Self.scriptSHA, String(keys.count)] + keys + arguments
-        var reply = try await connection.command(command)
-        if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+        var replies = try await connection.send(encoded: encoded, replies: chunks.count)
+        if replies.contains(where: { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
+        ) {
+            // Redis restarted or flushed its scripts: load it and send the batch again. Chunks that did run are
+            // not published twice: their dedupe keys are set.
             let loaded = try RedisConnection.check(
                 try await connection.command(["SCRIPT", "LOAD", Self.script]),
                 command: "SCRIPT LOAD"
             )
             if loaded.string != Self.scriptSHA { logger.warning("Redis returned an unexpected script SHA") }
-            reply = try await connection.command(command)
+            replies = try await connection.send(encoded: encoded, replies: chunks.count)
         }
-        return Int(try RedisConnection.check(reply, command: "EVALSHA").integer ?? 0)
+        var receipt = PublishReceipt(published: 0)
+        for (chunk, reply) in zip(chunks, replies) {
+            let published = Int(try RedisConnection.check(reply, command: "EVALSHA").integer ?? 0)
+            receipt.published += published
+            receipt.duplicates += chunk.count - published
+        }
+        publishedEvents += receipt.published
+        dedupeHits += receipt.duplicates
+        return receipt
     }
 
     public func close() async {

@@ -253,7 +253,6 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private struct Pending {
         var promise: EventLoopPromise<[RESPValue]>
         var expected: Int
-        var replies: [RESPValue]
         var deadline: Scheduled<Void>?
     }
 
@@ -261,6 +260,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private let timeout: Duration
     private var handshake: EventLoopPromise<Void>?
     private var pending = CircularBuffer<Pending>()
+    /// Replies collected so far for `pending.first` (kept apart so appending never copies a queued element).
+    private var headReplies: [RESPValue] = []
     private var pushed = CircularBuffer<RESPValue>()
     private var pushWaiters = CircularBuffer<(EventLoopPromise<RESPValue?>, Scheduled<Void>?)>()
     private var failure: RedisError?
@@ -286,11 +287,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 context: context
             )
         }
-        var replies: [RESPValue] = []
-        replies.reserveCapacity(request.replies)
-        pending.append(
-            Pending(promise: request.promise, expected: request.replies, replies: replies, deadline: deadline)
-        )
+        pending.append(Pending(promise: request.promise, expected: request.replies, deadline: deadline))
         context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: request.bytes)), promise: promise)
     }
 
@@ -305,11 +302,14 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             }
             return
         }
-        pending[pending.startIndex].replies.append(value)
-        if pending[pending.startIndex].replies.count == pending[pending.startIndex].expected {
+        if headReplies.isEmpty { headReplies.reserveCapacity(pending[pending.startIndex].expected) }
+        headReplies.append(value)
+        if headReplies.count == pending[pending.startIndex].expected {
             let done = pending.removeFirst()
+            let replies = headReplies
+            headReplies = []
             done.deadline?.cancel()
-            done.promise.succeed(done.replies)
+            done.promise.succeed(replies)
         }
     }
 
@@ -396,6 +396,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         if failure == nil { failure = error }
         handshake?.fail(error)
         handshake = nil
+        headReplies = []
         while let request = pending.popFirst() {
             request.deadline?.cancel()
             request.promise.fail(error)
