@@ -91,7 +91,8 @@ let package = Package(
         .executableTarget(
             name: "rsinit-bench",
             dependencies: [
-                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", .product(name: "Logging", package: "swift-log"),
+                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

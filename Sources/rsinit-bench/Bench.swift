@@ -23,12 +23,14 @@ enum Bench {
         var runs = 20
         var entries = 200_000
         var selected: [String] = []
+        var python: String?
         while !arguments.isEmpty {
             let argument = arguments.removeFirst()
             switch argument {
             case "--rsinit": rsinit = arguments.removeFirst()
             case "--runs": runs = Int(arguments.removeFirst()) ?? runs
             case "--entries": entries = Int(arguments.removeFirst()) ?? entries
+            case "--python": python = arguments.removeFirst()
             default: selected.append(argument)
             }
         }
@@ -45,6 +47,7 @@ enum Bench {
             case "fuzz": fuzz(count: entries * 10)
             case "tail": try await tail(entries: entries)
             case "bridge": try await bridge(events: min(entries, 100_000))
+            case "report": try await bridgeReport(rsinit: rsinit, python: python)
             default: print("unknown benchmark \(name)")
             }
         }

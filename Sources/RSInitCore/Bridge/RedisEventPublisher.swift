@@ -51,6 +51,11 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
 
     /// KEYS[1] checkpoint, KEYS[2…] dedupe keys; ARGV[1] TTL, ARGV[2] checkpoint, then per event: the channel
     /// count, the channels, the message. Returns the number of events published (not duplicates).
+    /// The HA script (public for benchmarks and for operators who want to read what runs in their Redis).
+    public static var deduplicationScript: String { script }
+    /// Its SHA-1, the EVALSHA id.
+    public static var deduplicationScriptSHA: String { scriptSHA }
+
     static let script = """
         local ttl = tonumber(ARGV[1])
         local position = 3

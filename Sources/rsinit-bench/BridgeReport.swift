@@ -1,0 +1,385 @@
+import Foundation
+import Logging
+import MongoCWrapper
+import RESP
+import RSInitCore
+import RSInitTestUtils
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rsinit-bench report`: the bridge benchmark of issue 6, side by side in one run on this machine.
+///   (a) ceilings: `redis-benchmark -P 64 PUBLISH` and the HA dedupe script on pre-encoded batches, subscriber attached
+///   (b) rsinit end to end (double → libmongoc → mapper → Redis), plain and HA, subscriber attached, as ratios of (a)
+///   (c) a straightforward Python bridge (pymongo + redis-py) on the same double
+///   (d) write → subscriber latency at 5,000 events/s
+///   (e) peak RSS of the `rsinit tail` process, steady and during a 30 s Redis outage
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Bench {
+    static let reportLogger = Logger(label: "bench.report")
+    static let payload = #"{"e":"i","d":{"_id":"id12345"},"f":["_id","hello"]}"#
+
+    static func bridgeReport(rsinit: String, python: String?) async throws {
+        let redis = try RedisServerProcess()
+        defer { redis.stop() }
+        let subscriber = spawnQuietly("/usr/bin/redis-cli", ["-p", "\(redis.port)", "psubscribe", "*"])
+        defer {
+            if let subscriber {
+                kill(subscriber, SIGKILL)
+                waitpid(subscriber, nil, 0)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+
+        // (a) ceilings
+        let publishPerSecond = try redisBenchmarkPublish(port: redis.port)
+        let publishCeiling = publishPerSecond / 2  // two channels per event
+        let scriptCeiling = try await dedupeScriptCeiling(redis, events: 200_000)
+        print(
+            String(
+                format: "(a) ceiling PUBLISH (redis-benchmark -P 64): %.0f PUBLISH/s = %.0f events/s (2 channels each)",
+                publishPerSecond,
+                publishCeiling
+            )
+        )
+        print(
+            String(
+                format: "(a) ceiling HA dedupe script (pre-encoded, 500 events/EVALSHA, pipelined): %.0f events/s",
+                scriptCeiling
+            )
+        )
+
+        // (b) rsinit end to end
+        let events = 200_000
+        var rates: [Bool: Double] = [:]
+        for ha in [false, true] {
+            let rate = try await endToEnd(redis, events: events, ha: ha)
+            rates[ha] = rate
+            let ceiling = ha ? scriptCeiling : publishCeiling
+            print(
+                String(
+                    format: "(b) rsinit %@: %.0f events/s = %.2f of the ceiling (target ≥ 0.6)",
+                    ha ? "HA   " : "plain",
+                    rate,
+                    rate / ceiling
+                )
+            )
+        }
+
+        // (c) Python
+        if let python {
+            let pythonRate = try await pythonBridge(python: python, redis: redis, events: 30_000)
+            print(
+                String(
+                    format:
+                        "(c) Python bridge (pymongo + redis-py): %.0f events/s; rsinit plain = %.1f× it (target ≥ 10×)",
+                    pythonRate,
+                    (rates[false] ?? 0) / pythonRate
+                )
+            )
+        } else {
+            print(
+                "(c) Python bridge: skipped (pass --python <venv python with pymongo and redis>; scripts/bench.sh does)"
+            )
+        }
+
+        // (d) latency at 5,000 events/s
+        let latencies = try await latency(redis, perSecond: 5000, seconds: 10)
+        print(
+            String(
+                format:
+                    "(d) write → subscriber latency at 5,000 events/s (%d samples): p50 %.2f ms, p99 %.2f ms, max %.2f ms (targets ≤ 1 / ≤ 5 ms)",
+                latencies.count,
+                percentile(latencies, 0.5),
+                percentile(latencies, 0.99),
+                latencies.max() ?? 0
+            )
+        )
+
+        // (e) memory
+        let memory = try await residentMemory(rsinit: rsinit, perSecond: 5000, steady: 10, outage: 30)
+        print(
+            String(
+                format:
+                    "(e) rsinit tail peak RSS: steady %.1f MB (%.1f MB anonymous), during a 30 s Redis outage %.1f MB (%.1f MB anonymous); %d events held in the oplog, all delivered after: %@ (target ≤ 30 MB, bounded)",
+                memory.steady.total,
+                memory.steady.anonymous,
+                memory.outage.total,
+                memory.outage.anonymous,
+                memory.heldEvents,
+                memory.delivered ? "yes" : "NO"
+            )
+        )
+    }
+
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+
+    /// Runs a command through /bin/sh, returning its stdout.
+    static func capture(_ command: String) throws -> String {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).out")
+        guard let pid = spawnQuietly("/bin/sh", ["-c", "\(command) > \(output.path) 2>&1"]) else {
+            throw BenchError("cannot run \(command)")
+        }
+        waitpid(pid, nil, 0)
+        defer { try? FileManager.default.removeItem(at: output) }
+        return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+    }
+
+    static func redisBenchmarkPublish(port: UInt16) throws -> Double {
+        let text = try capture("redis-benchmark -p \(port) -P 64 -n 2000000 -q PUBLISH tests.Foo '\(payload)'")
+        guard let range = text.range(of: #"[0-9.]+ requests per second"#, options: .regularExpression),
+            let value = Double(text[range].split(separator: " ")[0])
+        else { throw BenchError("unexpected redis-benchmark output: \(text)") }
+        return value
+    }
+
+    /// The HA script's own cost in Redis: batches encoded beforehand, sent pipelined, timed until the last reply.
+    static func dedupeScriptCeiling(_ redis: RedisServerProcess, events: Int) async throws -> Double {
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await connection.command(["SCRIPT", "LOAD", RedisEventPublisher.deduplicationScript])
+        let sha = Array(RedisEventPublisher.deduplicationScriptSHA.utf8)
+        var batches: [[UInt8]] = []
+        var encoded: [UInt8] = []
+        var commands = 0
+        for chunk in stride(from: 0, to: events, by: 500) {
+            var command: [[UInt8]] = [Array("EVALSHA".utf8), sha, Array("501".utf8), Array("bench::checkpoint".utf8)]
+            var arguments: [[UInt8]] = [Array("30".utf8), Array(String(format: "%020d", chunk).utf8)]
+            for i in chunk..<chunk + 500 {
+                command.append(Array("bench::processed::\(i)::0".utf8))
+                arguments += [
+                    Array("2".utf8), Array("tests.Foo".utf8), Array("tests.Foo::id\(i)".utf8), Array(payload.utf8),
+                ]
+            }
+            RESPCodec.encodeCommand(command + arguments, into: &encoded)
+            commands += 1
+            if commands == 2 {  // one oplog batch of 1,000 events = 2 script calls
+                batches.append(encoded)
+                encoded = []
+                commands = 0
+            }
+        }
+        let started = ContinuousClock.now
+        for batch in batches { _ = try await connection.send(encoded: batch, replies: 2) }
+        let elapsed = seconds(ContinuousClock.now - started)
+        await connection.close()
+        return Double(events) / elapsed
+    }
+
+    static func endToEnd(_ redis: RedisServerProcess, events: Int, ha: Bool) async throws -> Double {
+        let server = try FakeMongod.start(
+            FakeMongodConfiguration(
+                scenario: .primary(setName: "rs0"),
+                periodicNoopInterval: nil,
+                oplogCapacity: events * 2
+            )
+        )
+        defer { server.stop() }
+        let start = server.lastOplogTimestamp
+        for i in 0..<events {
+            server.appendOplogEntry(["op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(i)"), "hello": "world"]])
+        }
+        let publisher = RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redis.url()), metadataPrefix: "bench\(ha)::", highAvailability: ha),
+            logger: reportLogger
+        )
+        let bridge = OplogBridge(
+            configuration: .init(
+                tailer: OplogTailerConfiguration(
+                    connectionString: try MongoConnectionString(server.uri),
+                    batchSize: 1000
+                ),
+                start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
+            ),
+            publisher: publisher,
+            logger: reportLogger
+        )
+        let began = ContinuousClock.now
+        let running = Task { try await bridge.run() }
+        while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(2)) }
+        let elapsed = seconds(ContinuousClock.now - began)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        return Double(events) / elapsed
+    }
+
+    static func pythonBridge(python: String, redis: RedisServerProcess, events: Int) async throws -> Double {
+        let server = try FakeMongod.start(
+            FakeMongodConfiguration(
+                scenario: .primary(setName: "rs0"),
+                periodicNoopInterval: nil,
+                oplogCapacity: events * 2
+            )
+        )
+        defer { server.stop() }
+        let start = BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1)
+        for i in 0..<events {
+            server.appendOplogEntry(["op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(i)"), "hello": "world"]])
+        }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/bench/python_bridge.py").path
+        let output = try await onDedicatedThread {
+            try capture(
+                "\(python) \(script) 'mongodb://127.0.0.1:\(server.port)/?directConnection=true' '\(redis.url())' \(start.seconds) \(start.increment) \(events)"
+            )
+        }
+        let parts = output.split(whereSeparator: \.isWhitespace)
+        guard parts.count >= 2, let count = Double(parts[parts.count - 2]), let elapsed = Double(parts[parts.count - 1])
+        else { throw BenchError("python bridge failed: \(output)") }
+        return count / elapsed
+    }
+
+    /// Writes at a steady rate through the double's oplog, measures until each event reaches a subscriber.
+    static func latency(_ redis: RedisServerProcess, perSecond: Int, seconds duration: Int) async throws -> [Double] {
+        let server = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { server.stop() }
+        let publisher = RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redis.url()), metadataPrefix: "latency::"),
+            logger: reportLogger
+        )
+        let bridge = OplogBridge(
+            configuration: .init(
+                tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(server.uri)),
+                start: .timestamp(BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1))
+            ),
+            publisher: publisher,
+            logger: reportLogger
+        )
+        let running = Task { try await bridge.run() }
+        let sent = Mutex<[Int: UInt64]>([:])
+        let received = Mutex<[Double]>([])
+        let subscriber = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await subscriber.command(["SUBSCRIBE", "latency.Foo"])
+        let listening = Task {
+            while !Task.isCancelled {
+                guard let value = try? await subscriber.readPushed(wait: .milliseconds(200)) else { continue }
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard case .array(let parts?) = value, parts.count == 3, let message = parts[2].string,
+                    let range = message.range(of: #""_id":"lat"#)
+                else { continue }
+                let id = Int(message[range.upperBound...].prefix { $0.isNumber }) ?? -1
+                if let at = sent.withLock({ $0[id] }) { received.withLock { $0.append(Double(now - at) / 1e6) } }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        // One event every 1/perSecond s, in small steps so the pace holds.
+        let total = perSecond * duration
+        let began = ContinuousClock.now
+        for i in 0..<total {
+            let due = began + .nanoseconds(Int64(i) * 1_000_000_000 / Int64(perSecond))
+            if due > .now { try await Task.sleep(until: due, tolerance: .microseconds(50)) }
+            sent.withLock { $0[i] = DispatchTime.now().uptimeNanoseconds }
+            server.appendOplogEntry(["op": "i", "ns": "latency.Foo", "o": ["_id": .string("lat\(i)")]])
+        }
+        try await Task.sleep(for: .seconds(1))
+        listening.cancel()
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        await subscriber.close()
+        return received.withLock { $0 }
+    }
+
+    struct Resident {
+        /// All resident pages, shared library code included.
+        var total = 0.0
+        /// Private anonymous memory: heap, stacks, buffers (what grows with load).
+        var anonymous = 0.0
+
+        mutating func peak(_ other: Resident) {
+            total = max(total, other.total)
+            anonymous = max(anonymous, other.anonymous)
+        }
+    }
+
+    struct MemoryFigures {
+        var steady: Resident
+        var outage: Resident
+        var heldEvents: Int
+        var delivered: Bool
+    }
+
+    /// RSS and its anonymous part (MB) of a process, from /proc.
+    static func residentMegabytes(_ pid: pid_t) -> Resident? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        func field(_ name: String) -> Double? {
+            status.split(separator: "\n").first { $0.hasPrefix(name) }
+                .flatMap { Double($0.split(whereSeparator: \.isWhitespace)[1]) }.map { $0 / 1024 }
+        }
+        guard let total = field("VmRSS:"), let anonymous = field("RssAnon:") else { return nil }
+        return Resident(total: total, anonymous: anonymous)
+    }
+
+    static func residentMemory(rsinit: String, perSecond: Int, steady: Int, outage: Int) async throws -> MemoryFigures {
+        let server = try FakeMongod.start(
+            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
+        )
+        defer { server.stop() }
+        let redis = try RedisServerProcess()
+        defer { redis.stop() }
+        let from = BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1)
+        guard
+            let pid = spawnQuietly(
+                rsinit,
+                [
+                    "tail", "--host", "127.0.0.1", "--port", "\(server.port)", "--redis", redis.url(), "--from",
+                    "\(from.seconds).\(from.increment)",
+                ]
+            )
+        else { throw BenchError("cannot start \(rsinit)") }
+        defer {
+            kill(pid, SIGTERM)
+            waitpid(pid, nil, 0)
+        }
+        var peakSteady = Resident()
+        var peakOutage = Resident()
+        var written = 0
+        func write(for seconds: Int, sample: (Resident) -> Void) async throws {
+            let began = ContinuousClock.now
+            for step in 0..<(seconds * 100) {
+                try await Task.sleep(until: began + .milliseconds(10 * (step + 1)), tolerance: .milliseconds(1))
+                for _ in 0..<(perSecond / 100) {
+                    server.appendOplogEntry([
+                        "op": "i", "ns": "rss.Foo", "o": ["_id": .string("m\(written)"), "v": "x"],
+                    ])
+                    written += 1
+                }
+                if step % 10 == 0, let megabytes = residentMegabytes(pid) { sample(megabytes) }
+            }
+        }
+        try await write(for: steady) { peakSteady.peak($0) }
+        redis.stop()
+        let before = written
+        try await write(for: outage) { peakOutage.peak($0) }
+        let held = written - before
+        try redis.start()
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let deadline = ContinuousClock.now + .seconds(60)
+        var delivered = false
+        while ContinuousClock.now < deadline {
+            let value = try await connection.command(["GET", "rsinit::checkpoint"]).string.flatMap(
+                CheckpointEncoding.decode
+            )
+            if value == server.lastOplogTimestamp {
+                delivered = true
+                break
+            }
+            if let megabytes = residentMegabytes(pid) { peakOutage.peak(megabytes) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        await connection.close()
+        return MemoryFigures(steady: peakSteady, outage: peakOutage, heldEvents: held, delivered: delivered)
+    }
+}
