@@ -413,3 +413,23 @@ func isLoopback(_ host: String) -> Bool {
         #expect(mongodb.all("COPY").contains { $0.hasPrefix("--from=build-jammy ") })
     }
 }
+
+/// The README's CLI reference against the binary's `--help`, both ways.
+@Suite struct ReadmeReferenceTests {
+    @Test func flagTablesMatchTheHelp() async throws {
+        let help = try await HelpCatalog.load()
+        let known = Set(help.flags.values.flatMap(\.keys))
+        let readme = try Deployment.text("README.md")
+        var documented: Set<String> = []
+        for line in readme.split(separator: "\n") where line.hasPrefix("| `-") {
+            let firstCell = line.dropFirst(2).prefix { $0 != "|" }
+            for match in firstCell.matches(of: /`(--?[a-z][a-z-]*)/) { documented.insert(String(match.output.1)) }
+        }
+        #expect(documented.count >= 30)
+        for flag in documented { #expect(known.contains(flag), "README documents \(flag), which --help does not list") }
+        for flag in known where !["--help", "-h", "--version"].contains(flag) {
+            #expect(readme.contains("`\(flag)"), "--help lists \(flag), which the README does not document")
+        }
+        for variable in help.variables { #expect(readme.contains(variable), "README lacks \(variable)") }
+    }
+}

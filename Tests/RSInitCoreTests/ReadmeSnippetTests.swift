@@ -2,7 +2,10 @@ import Logging
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import ServiceLifecycle
+import ServiceLifecycleTestKit
 import Testing
+import UnixSignals
 
 /// The README's library snippet, compiled and run (against the double instead of mongodb:27017).
 @Suite struct ReadmeSnippetTests {
@@ -47,5 +50,41 @@ import Testing
         // --- end ---
         #expect(delivered == 1)
         #expect(checkpoint == server.lastOplogTimestamp)
+    }
+
+    @Test(.enabled(if: RedisServerProcess.isAvailable), .timeLimit(.minutes(1))) func bridgeServiceSnippet()
+        async throws
+    {
+        let server = try FakeMongod.start(FakeMongodConfiguration(scenario: .primary(setName: "steedos")))
+        defer { server.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let logger = Logger(label: "app")
+        try await testGracefulShutdown { trigger in
+            // --- README snippet (URIs substituted) ---
+            let bridge = OplogBridge(
+                configuration: .init(
+                    tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(server.uri)),
+                    start: .checkpoint
+                ),
+                publisher: RedisEventPublisher(
+                    configuration: .init(url: try RedisURL(redis.url()), highAvailability: true),
+                    logger: logger
+                ),
+                logger: logger
+            )
+            let group = ServiceGroup(
+                configuration: .init(services: [bridge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            )
+            // --- end (the snippet's `try await group.run()` runs beside the shutdown trigger) ---
+            async let running: Void = group.run()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while bridge.statistics.batches == 0, ContinuousClock.now < deadline {
+                server.appendOplogEntry(["op": "i", "ns": "steedos.tasks", "o": ["_id": "a"]])
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            trigger.triggerGracefulShutdown()
+            try await running
+            #expect(bridge.statistics.batches > 0)
+        }
     }
 }
