@@ -48,6 +48,7 @@ enum Bench {
             case "tail": try await tail(entries: entries)
             case "bridge": try await bridge(events: min(entries, 100_000))
             case "report": try await bridgeReport(rsinit: rsinit, python: python)
+            case "resp-fuzz": respFuzz(count: entries * 25)
             default: print("unknown benchmark \(name)")
             }
         }
