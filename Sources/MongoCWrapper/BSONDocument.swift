@@ -80,32 +80,30 @@ public struct BSONDocument: Sendable, Hashable {
 
     /// The values of a precomputed set of top-level keys in one pass (no per-call key encoding).
     public func values(for keySet: BSONKeySet) -> [BSONValue?] {
-        let wanted = keySet.keys
-        var result = [BSONValue?](repeating: nil, count: wanted.count)
-        var remaining = wanted.count
+        var result = [BSONValue?](repeating: nil, count: keySet.count)
+        var found: UInt64 = 0  // bit i: key i seen (checking `result[i] == nil` would copy the value)
+        let all: UInt64 = keySet.count == 64 ? .max : (1 << UInt64(keySet.count)) - 1
         storage.withUnsafeBytes { buffer in
             let reader = BSONReader(buffer: buffer, source: storage)
-            reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
-                let firstByte = buffer[keyRange.lowerBound]
-                for index in wanted.indices where result[index] == nil && wanted[index].count == keyRange.count {
-                    let key = wanted[index]
-                    guard key.isEmpty || key[0] == firstByte else { continue }
-                    var matches = true
-                    var position = 1
-                    while position < key.count {
-                        if key[position] != buffer[keyRange.lowerBound + position] {
-                            matches = false
-                            break
+            keySet.flat.withUnsafeBufferPointer { flat in
+                reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
+                    let length = keyRange.count
+                    let firstByte = length > 0 ? buffer[keyRange.lowerBound] : 0
+                    for index in 0..<keySet.count where found & (1 << UInt64(index)) == 0 {
+                        let start = keySet.offsets[index]
+                        let keyLength = keySet.offsets[index + 1] - start
+                        guard keyLength == length, length == 0 || flat[start] == firstByte else { continue }
+                        var position = 1
+                        while position < length, flat[start + position] == buffer[keyRange.lowerBound + position] {
+                            position += 1
                         }
-                        position += 1
-                    }
-                    if matches {
+                        guard position >= length else { continue }
                         result[index] = reader.decodeValue(type: type, at: valueOffset).value
-                        remaining -= 1
+                        found |= 1 << UInt64(index)
                         break
                     }
+                    return found != all
                 }
-                return remaining > 0
             }
         }
         return result
@@ -229,10 +227,22 @@ public struct BSONDocument: Sendable, Hashable {
 
 /// Top-level keys encoded once, for repeated ``BSONDocument/values(for:)`` lookups on a hot path.
 public struct BSONKeySet: Sendable {
-    let keys: [[UInt8]]
+    /// The keys' UTF-8 bytes back to back; key `i` is `flat[offsets[i]..<offsets[i + 1]]`.
+    let flat: [UInt8]
+    let offsets: [Int]
+    var count: Int { offsets.count - 1 }
 
+    /// At most 64 distinct keys.
     public init(_ keys: [String]) {
-        self.keys = keys.map { Array($0.utf8) }
+        precondition(keys.count <= 64, "BSONKeySet holds at most 64 keys")
+        var flat: [UInt8] = []
+        var offsets = [0]
+        for key in keys {
+            flat += Array(key.utf8)
+            offsets.append(flat.count)
+        }
+        self.flat = flat
+        self.offsets = offsets
     }
 }
 

@@ -60,9 +60,11 @@ public struct Namespace: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ namespace: String) {
-        if let dot = namespace.firstIndex(of: ".") {
-            database = String(namespace[..<dot])
-            collection = String(namespace[namespace.index(after: dot)...])
+        // Over UTF-8 bytes, not Characters: this runs for every oplog entry.
+        let bytes = namespace.utf8
+        if let dot = bytes.firstIndex(of: UInt8(ascii: ".")) {
+            database = String(Substring(bytes[..<dot]))
+            collection = String(Substring(bytes[bytes.index(after: dot)...]))
         } else {
             database = namespace
             collection = ""
