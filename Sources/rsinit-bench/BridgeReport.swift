@@ -175,7 +175,8 @@ extension Bench {
         return Double(events) / elapsed
     }
 
-    static func endToEnd(_ redis: RedisServerProcess, events: Int, ha: Bool) async throws -> Double {
+    /// A primary double whose oplog holds `events` inserts into tests.Foo after the returned position.
+    static func doubleWithInserts(_ events: Int) throws -> (FakeMongod, BSONTimestamp) {
         let server = try FakeMongod.start(
             FakeMongodConfiguration(
                 scenario: .primary(setName: "rs0"),
@@ -183,11 +184,16 @@ extension Bench {
                 oplogCapacity: events * 2
             )
         )
-        defer { server.stop() }
         let start = server.lastOplogTimestamp
         for i in 0..<events {
             server.appendOplogEntry(["op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(i)"), "hello": "world"]])
         }
+        return (server, start)
+    }
+
+    static func endToEnd(_ redis: RedisServerProcess, events: Int, ha: Bool) async throws -> Double {
+        let (server, start) = try doubleWithInserts(events)
+        defer { server.stop() }
         let publisher = RedisEventPublisher(
             configuration: .init(url: try RedisURL(redis.url()), metadataPrefix: "bench\(ha)::", highAvailability: ha),
             logger: reportLogger
@@ -214,18 +220,9 @@ extension Bench {
     }
 
     static func pythonBridge(python: String, redis: RedisServerProcess, events: Int) async throws -> Double {
-        let server = try FakeMongod.start(
-            FakeMongodConfiguration(
-                scenario: .primary(setName: "rs0"),
-                periodicNoopInterval: nil,
-                oplogCapacity: events * 2
-            )
-        )
+        let (server, last) = try doubleWithInserts(events)
         defer { server.stop() }
-        let start = BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1)
-        for i in 0..<events {
-            server.appendOplogEntry(["op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(i)"), "hello": "world"]])
-        }
+        let start = BSONTimestamp(rawValue: last.rawValue + 1)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/bench/python_bridge.py").path
         let output = try await onDedicatedThread {
