@@ -257,6 +257,9 @@ struct TailCommand: AsyncParsableCommand {
         } catch let error as MongoError {
             Console.writeError("rsinit: error: MongoDB: \(error)")
             throw ExitCode(error.code == .authenticationFailed || error.code == .unauthorized ? 6 : 2)
+        } catch is CancellationError {
+            // A signal arrived before anything was delivered: a clean stop.
+            console.info("stopped")
         }
     }
 

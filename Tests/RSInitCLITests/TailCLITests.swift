@@ -136,6 +136,19 @@ struct TailCLITests {
         await connection.close()
     }
 
+    @Test func sigtermWhileRedisIsUnreachableAtStartExitsZero() async throws {
+        let mongo = try startDouble(.primary(setName: "rs0"))
+        defer { mongo.stop() }
+        let tail = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", "redis://127.0.0.1:1"])
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !tail.errors.contains("reading the checkpoint failed"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        tail.signal(SIGTERM)
+        #expect(try await tail.exitCode() == 0, "\(tail.errors)")
+        #expect(!tail.errors.contains("CancellationError"))
+    }
+
     @Test func sigtermWhileMongodIsUnreachableStillExitsPromptly() async throws {
         let tail = try TailProcess(["--host", "127.0.0.1", "--port", "1"])  // nothing listens on port 1
         try await Task.sleep(for: .milliseconds(1500))  // in the re-establish backoff by now

@@ -114,7 +114,10 @@ public final class OplogBridge: Service, Sendable {
     }
 
     private func tail() async throws {
-        var start = try await resolveStart()
+        var start: OplogStart
+        do { start = try await resolveStart() } catch is CancellationError {
+            return  // stopped while Redis was unreachable at start-up: nothing was read, nothing to finish
+        }
         while !stopping && !Task.isCancelled {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = start
