@@ -28,7 +28,8 @@ struct TailCommand: AsyncParsableCommand {
 
             EXIT CODES
               0  stopped by SIGTERM/SIGINT
-              2  usage or bad input (flags, URIs)
+              2  usage or bad input (flags, URIs, TLS set-up, an --http address in use)
+              4  mongod has no oplog: not started with --replSet, or the set is not initiated
               6  authentication failed (Redis or MongoDB)
               9  oplog history lost: the checkpoint rolled out of the oplog (--on-history-lost fail)
 
@@ -256,7 +257,18 @@ struct TailCommand: AsyncParsableCommand {
             throw ExitCode(error.kind == .authenticationFailed || error.kind == .authenticationRequired ? 6 : 2)
         } catch let error as MongoError {
             Console.writeError("rsinit: error: MongoDB: \(error)")
-            throw ExitCode(error.code == .authenticationFailed || error.code == .unauthorized ? 6 : 2)
+            if error.code == .noReplicationEnabled {
+                Console.writeError(
+                    "rsinit: fix: start mongod with --replSet <name> and bootstrap the set first (rsinit --host <host> --set-name <name>)"
+                )
+                throw ExitCode(4)
+            }
+            if error.code == .authenticationFailed || error.code == .unauthorized {
+                Console.writeError("rsinit: fix: check --username/--password-file (or the credentials in --uri)")
+                throw ExitCode(6)
+            }
+            Console.writeError("rsinit: fix: check --host/--port or --uri")
+            throw ExitCode(2)
         } catch is CancellationError {
             // A signal arrived before anything was delivered: a clean stop.
             console.info("stopped")

@@ -171,6 +171,13 @@ struct TailCLITests {
         ])
         #expect(try await lost.exitCode() == 9)
         #expect(lost.errors.contains("oplog history lost"))
+        for scenario in [FakeMongodConfiguration.Scenario.standalone, .uninitialized(setName: "rs0")] {
+            let node = try startDouble(scenario)
+            defer { node.stop() }
+            let noOplog = try TailProcess(["--host", "127.0.0.1", "--port", "\(node.port)"])
+            #expect(try await noOplog.exitCode() == 4, "\(noOplog.errors)")
+            #expect(noOplog.errors.contains("rsinit: fix: start mongod with --replSet"))
+        }
         let badURL = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", "http://cache"])
         #expect(try await badURL.exitCode() == 2)
         let wrong = try TailProcess([

@@ -274,8 +274,8 @@ public final class TailSession: @unchecked Sendable {
             case .end:
                 guard let newest = try await boundary(client, newest: true) else {
                     throw MongoError(
-                        code: .serverError,
-                        message: "local.oplog.rs is missing or empty: is mongod a replica set member?"
+                        code: .noReplicationEnabled,
+                        message: "local.oplog.rs is missing or empty: mongod is not an initiated replica set member"
                     )
                 }
                 filter = ["ts": ["$gte": .timestamp(newest)]]
