@@ -48,7 +48,7 @@ public final class RedisServerProcess: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         if tls {
-            let files = try Self.makeCertificates(in: directory)
+            let files = try Self.sharedCertificates.get()
             self.tls = files
             self.extraArguments =
                 [
@@ -90,6 +90,13 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// `rediss://<host>:<port>/0` with the given query (`ca=…&verify=…`).
     public func tlsURL(host: String = "localhost", query: String) -> String {
         "rediss://\(host):\(port)/0\(query.isEmpty ? "" : "?" + query)"
+    }
+
+    /// One set of certificates per test process (RSA key generation is the costly part of a TLS test).
+    static let sharedCertificates: Result<TLSFiles, any Error> = Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return try makeCertificates(in: directory)
     }
 
     static func makeCertificates(in directory: URL) throws -> TLSFiles {

@@ -229,10 +229,12 @@ import Testing
 
     // §14.4
     @Test func afterInitiateTheNodeWalksToAWritablePrimary() async throws {
+        // Windows long enough for the polling below to see each state on a loaded machine (the suite runs tests in
+        // parallel on two cores).
         let timings = FakeMongodConfiguration.Timings(
-            startup2: .seconds(1),
-            secondary: .seconds(1),
-            drain: .seconds(1),
+            startup2: .seconds(3),
+            secondary: .seconds(2),
+            drain: .seconds(3),
             initiate: .zero
         )
         let server = try startDouble(.uninitialized(setName: "steedos"), timings: timings)
@@ -245,7 +247,7 @@ import Testing
             var states: [Int64] = []
             var helloStates: [String] = []
             var drainHello: BSONDocument?
-            let deadline = ContinuousClock.now + .seconds(8)
+            let deadline = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < deadline {
                 let status = try await client.runCommand(["replSetGetStatus": 1])
                 let hello = try await client.runCommand(["hello": 1])

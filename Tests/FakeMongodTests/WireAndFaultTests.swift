@@ -120,8 +120,9 @@ import Testing
             latencies.sort()
             let median = latencies[latencies.count / 2]
             print("tailing latency (insert round trip + getMore wake-up): median \(median), max \(latencies.last!)")
-            // Well under the 5 s maxAwaitTimeMS: the getMore returned as soon as the entry existed.
-            #expect(median < .milliseconds(10))
+            // Far under the 5 s maxAwaitTimeMS: the getMore returned as soon as the entry existed (~1 ms alone;
+            // the bound leaves room for a loaded machine — the latency figure itself is a benchmark's job).
+            #expect(median < .milliseconds(100))
             await cursor.close()
             await writer.close()
         }

@@ -155,7 +155,7 @@ struct TailCLITests {
         let signalled = ContinuousClock.now
         tail.signal(SIGTERM)
         #expect(try await tail.exitCode() == 0)
-        #expect(ContinuousClock.now - signalled < .seconds(5))  // ~70 ms alone; generous under the full suite
+        #expect(ContinuousClock.now - signalled < .seconds(10))  // ~70 ms alone; seen at 5 s under the full suite
         #expect(tail.errors.contains("oplog cursor lost"))  // the operator was told
     }
 
