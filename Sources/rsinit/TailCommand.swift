@@ -202,8 +202,8 @@ struct TailCommand: AsyncParsableCommand {
                 logger: console.logger,
                 metrics: registry.map { BridgeMetrics(factory: Self.metricsFactory($0)) } ?? BridgeMetrics()
             )
-            // The bridge first: on SIGTERM/SIGINT the group shuts services down in reverse order, so the bridge
-            // finishes its batch and checkpoint while /healthz still answers.
+            // HTTP server, then the bridge: on SIGTERM/SIGINT the group shuts services down in reverse order, so the
+            // bridge finishes its batch and checkpoint while /healthz still answers.
             var services = [ServiceGroupConfiguration.ServiceConfiguration]()
             if let httpAddress, let registry {
                 services.append(
