@@ -64,6 +64,19 @@ final class Subscriber: Sendable {
     func stop() { task.withLock { $0?.cancel() } }
 }
 
+/// A primary double without periodic no-ops: the test decides everything the oplog holds.
+func quietPrimary() throws -> FakeMongod {
+    try FakeMongod.start(FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil))
+}
+
+/// A real redis-server with a connected `PSUBSCRIBE *` subscriber.
+func redisWithSubscriber() async throws -> (RedisServerProcess, Subscriber) {
+    let redis = try await RedisServerProcess.launch()
+    let subscriber = Subscriber(redis.url())
+    await subscriber.waitConnected()
+    return (redis, subscriber)
+}
+
 func makeBridge(
     _ mongo: FakeMongod,
     _ redis: RedisServerProcess,
@@ -132,13 +145,9 @@ func checkpoint(_ redis: RedisServerProcess) async throws -> BSONTimestamp? {
 @Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"))
 struct OplogBridgeTests {
     @Test func writesArriveAsRedisOplogMessages() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
-        let redis = try await RedisServerProcess.launch()
-        let subscriber = Subscriber(redis.url())
-        await subscriber.waitConnected()
+        let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis, prefix: "")
         let running = Task { try await bridge.run() }
         try await Task.sleep(for: .milliseconds(300))
@@ -179,13 +188,9 @@ struct OplogBridgeTests {
     }
 
     @Test func redisStoppedForTenSecondsInTheMiddleOfTenThousandEventsLosesNothing() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
-        let redis = try await RedisServerProcess.launch()
-        let subscriber = Subscriber(redis.url())
-        await subscriber.waitConnected()
+        let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
         appendInsertEntries(mongo, 0..<5000)
@@ -218,13 +223,9 @@ struct OplogBridgeTests {
     }
 
     @Test func twoBridgesPublishEachEventExactlyOnce() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
-        let redis = try await RedisServerProcess.launch()
-        let subscriber = Subscriber(redis.url())
-        await subscriber.waitConnected()
+        let (redis, subscriber) = try await redisWithSubscriber()
         let (first, firstPublisher) = try await makeBridge(mongo, redis, highAvailability: true)
         let (second, secondPublisher) = try await makeBridge(mongo, redis, highAvailability: true)
         let a = Task { try await first.run() }
@@ -249,13 +250,9 @@ struct OplogBridgeTests {
     }
 
     @Test func restartResumesExactlyAfterTheCheckpoint() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
-        let redis = try await RedisServerProcess.launch()
-        let subscriber = Subscriber(redis.url())
-        await subscriber.waitConnected()
+        let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
         try await Task.sleep(for: .milliseconds(300))
@@ -280,9 +277,7 @@ struct OplogBridgeTests {
     }
 
     @Test func aRolledOverCheckpointFailsLoudlyOrRestartsAtTheEndWhenAsked() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
         let stale = mongo.lastOplogTimestamp
