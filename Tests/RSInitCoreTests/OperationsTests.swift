@@ -155,9 +155,7 @@ import Testing
 @Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"))
 struct BridgeOperationsTests {
     @Test func metricsHealthAndGracefulShutdownOfARunningBridge() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
         let metrics = TestMetrics()
@@ -220,9 +218,7 @@ struct BridgeOperationsTests {
     }
 
     @Test func historyLostIsCountedAndReported() async throws {
-        let mongo = try FakeMongod.start(
-            FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
-        )
+        let mongo = try quietPrimary()
         defer { mongo.stop() }
         let stale = mongo.lastOplogTimestamp
         try await insertDocuments(mongo, 0..<5)
