@@ -49,6 +49,7 @@ enum Bench {
             case "bridge": try await bridge(events: min(entries, 100_000))
             case "report": try await bridgeReport(rsinit: rsinit, python: python)
             case "resp-fuzz": respFuzz(count: entries * 25)
+            case "memory": try await memoryReport(rsinit: rsinit)
             default: print("unknown benchmark \(name)")
             }
         }

@@ -102,16 +102,22 @@ extension Bench {
             )
         )
 
-        // (e) memory
+        try await memoryReport(rsinit: rsinit)
+    }
+
+    /// (e) alone: `rsinit-bench memory`.
+    static func memoryReport(rsinit: String) async throws {
         let memory = try await residentMemory(rsinit: rsinit, perSecond: 5000, steady: 10, outage: 30)
         print(
             String(
                 format:
-                    "(e) rsinit tail peak RSS: steady %.1f MB (%.1f MB anonymous), during a 30 s Redis outage %.1f MB (%.1f MB anonymous); %d events held in the oplog, all delivered after: %@ (target ≤ 30 MB, bounded)",
+                    "(e) rsinit tail peak RSS: steady %.1f MB (%.1f MB anonymous), during a 30 s Redis outage %.1f MB (%.1f MB anonymous), catching up after it %.1f MB (%.1f MB anonymous); %d events held in the oplog, all delivered after: %@ (target ≤ 30 MB, bounded)",
                 memory.steady.total,
                 memory.steady.anonymous,
                 memory.outage.total,
                 memory.outage.anonymous,
+                memory.catchUp.total,
+                memory.catchUp.anonymous,
                 memory.heldEvents,
                 memory.delivered ? "yes" : "NO"
             )
@@ -304,6 +310,7 @@ extension Bench {
     struct MemoryFigures {
         var steady: Resident
         var outage: Resident
+        var catchUp = Resident()
         var heldEvents: Int
         var delivered: Bool
     }
@@ -342,6 +349,7 @@ extension Bench {
         }
         var peakSteady = Resident()
         var peakOutage = Resident()
+        var peakCatchUp = Resident()
         var written = 0
         func write(for seconds: Int, sample: (Resident) -> Void) async throws {
             let began = ContinuousClock.now
@@ -373,10 +381,16 @@ extension Bench {
                 delivered = true
                 break
             }
-            if let megabytes = residentMegabytes(pid) { peakOutage.peak(megabytes) }
+            if let megabytes = residentMegabytes(pid) { peakCatchUp.peak(megabytes) }
             try await Task.sleep(for: .milliseconds(100))
         }
         await connection.close()
-        return MemoryFigures(steady: peakSteady, outage: peakOutage, heldEvents: held, delivered: delivered)
+        return MemoryFigures(
+            steady: peakSteady,
+            outage: peakOutage,
+            catchUp: peakCatchUp,
+            heldEvents: held,
+            delivered: delivered
+        )
     }
 }
