@@ -126,6 +126,17 @@ struct RedisConnectionTests {
         await again.close()
     }
 
+    @Test func serverRepliesThatPassAreRetriedOthersAreNot() {
+        for reply in ["LOADING Redis is loading", "BUSY script", "READONLY You can't write", "OOM command not allowed"]
+        {
+            #expect(RedisError(.server, "SET failed: \(reply)").isTransient, "\(reply)")
+        }
+        for reply in ["ERR unknown command", "WRONGTYPE Operation against a key", "NOSCRIPT No matching script"] {
+            #expect(!RedisError(.server, "EVALSHA failed: \(reply)").isTransient, "\(reply)")
+        }
+        #expect(RedisError(.connectionRefused, "x").isTransient && !RedisError(.authenticationFailed, "x").isTransient)
+    }
+
     @Test func tlsOptionsInTheURL() throws {
         let url = try RedisURL("rediss://u:p@cache:6380/2?ca=/etc/ca.pem&verify=ca&cert=/c.pem&key=/k.pem")
         #expect(url.useTLS && url.database == 2 && url.host == "cache" && url.port == 6380)

@@ -175,8 +175,10 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         switch kind {
         case .connectionRefused, .hostNotFound, .timeout, .connectionLost, .protocolError: return true
         case .server:
-            return message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
-                || message.hasPrefix("READONLY") || message.hasPrefix("MASTERDOWN")
+            // The server is starting, busy, failing over or full: hold the oplog and retry rather than exit.
+            // The message is "<COMMAND> failed: <Redis error reply>" (RedisConnection.check).
+            let reply = message.range(of: " failed: ").map { String(message[$0.upperBound...]) } ?? message
+            return ["LOADING", "BUSY", "TRYAGAIN", "READONLY", "MASTERDOWN", "OOM"].contains { reply.hasPrefix($0) }
         default: return false
         }
     }
