@@ -197,17 +197,9 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     static func canConnect(_ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { Glibc.close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        } == 0
+        guard let fd = connectLoopback(port: port) else { return false }
+        Glibc.close(fd)
+        return true
     }
 
     /// A port nobody listens on, from 20000–31999 (below the kernel's ephemeral range, where the doubles' port-0
