@@ -2,19 +2,22 @@
 import Glibc
 #endif
 
-/// A TCP socket connected to `127.0.0.1:<port>`, or nil with `errno` set (test clients and port probes).
-func connectLoopback(port: UInt16) -> Int32? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
+/// Calls `body` with `127.0.0.1:<port>` as a `sockaddr` (for `connect` and `bind`).
+func withLoopbackAddress<T>(port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = port.bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
+}
+
+/// A TCP socket connected to `127.0.0.1:<port>`, or nil with `errno` set (test clients and port probes).
+func connectLoopback(port: UInt16) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    let result = withLoopbackAddress(port: port) { connect(fd, $0, $1) }
     guard result == 0 else {
         let code = errno
         close(fd)

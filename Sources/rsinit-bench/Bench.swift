@@ -285,52 +285,16 @@ enum Bench {
     }
 
     /// Events/s from the double through `OplogBridge` into a real redis-server, plain and HA (no subscriber attached;
-    /// compare with `redis-benchmark -P 64 -q PUBLISH <channel> <message>` on the same machine).
+    /// `report` gives the same with a subscriber and the ceilings beside it).
     static func bridge(events: Int) async throws {
         let redis = try RedisServerProcess()
+        defer { redis.stop() }
         for ha in [false, true] {
-            let server = try FakeMongod.start(
-                FakeMongodConfiguration(
-                    scenario: .primary(setName: "rs0"),
-                    periodicNoopInterval: nil,
-                    oplogCapacity: events * 3
-                )
-            )
-            let start = server.lastOplogTimestamp
-            for i in 0..<events {
-                server.appendOplogEntry([
-                    "op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(i)"), "hello": "world"],
-                ])
-            }
-            let publisher = RedisEventPublisher(
-                configuration: .init(url: try RedisURL(redis.url()), highAvailability: ha, dedupeTTLSeconds: 30),
-                logger: Logger(label: "bench")
-            )
-            let bridge = OplogBridge(
-                configuration: .init(
-                    tailer: OplogTailerConfiguration(
-                        connectionString: try MongoConnectionString(server.uri),
-                        batchSize: 1000,
-                        maxAwaitTime: .milliseconds(100)
-                    ),
-                    start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
-                ),
-                publisher: publisher,
-                logger: Logger(label: "bench")
-            )
-            let began = ContinuousClock.now
-            let running = Task { try await bridge.run() }
-            while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(5)) }
-            let elapsed = seconds(ContinuousClock.now - began)
-            bridge.stop()
-            try await running.value
-            await publisher.close()
-            server.stop()
+            let rate = try await endToEnd(redis, events: events, ha: ha)
             print(
-                "bridge (\(ha ? "HA dedupe" : "plain")): \(events) events double → libmongoc → mapper → Redis (2 PUBLISH each) in \(Int(elapsed * 1000)) ms = \(Int(Double(events) / elapsed)) events/s"
+                "bridge (\(ha ? "HA dedupe" : "plain")): \(events) events double → libmongoc → mapper → Redis (2 PUBLISH each) = \(Int(rate)) events/s"
             )
         }
-        redis.stop()
     }
 
     static func serve(entries: Int) async throws {

@@ -356,31 +356,22 @@ struct OplogBridgeTests {
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         let (bridge, publisher) = try await makeBridge(try FakeMongod.start(), redis, highAvailability: true)
         _ = bridge
-        try await publisher.publish(
+        // A batch of skipped entries only: it carries nothing but the position.
+        func positionOnly(_ seconds: UInt32, _ increment: UInt32) -> OplogBatch {
             OplogBatch(
                 events: [],
-                resumePosition: BSONTimestamp(seconds: 5, increment: 1),
+                resumePosition: BSONTimestamp(seconds: seconds, increment: increment),
                 lastRead: nil,
-                entriesRead: 1,
-                skipped: [:],
-                lastWallTime: nil
+                entriesRead: 1
             )
-        )
+        }
+        try await publisher.publish(positionOnly(5, 1))
         #expect(
             try await connection.command(["GET", "rsinit::checkpoint"]).string
                 == CheckpointEncoding.encode(BSONTimestamp(seconds: 5, increment: 1))
         )
         // An older position never moves the checkpoint back.
-        try await publisher.publish(
-            OplogBatch(
-                events: [],
-                resumePosition: BSONTimestamp(seconds: 4, increment: 9),
-                lastRead: nil,
-                entriesRead: 1,
-                skipped: [:],
-                lastWallTime: nil
-            )
-        )
+        try await publisher.publish(positionOnly(4, 9))
         #expect(
             try await connection.command(["GET", "rsinit::checkpoint"]).string
                 == CheckpointEncoding.encode(BSONTimestamp(seconds: 5, increment: 1))
