@@ -34,6 +34,37 @@ public enum RESPCodec {
         }
     }
 
+    /// Appends `*<count>\r\n`: the start of a command of `count` arguments, each to follow as a bulk string.
+    /// With ``appendBulkString(_:into:)`` this builds commands straight into one buffer, without an array per
+    /// argument (the bridge's hot path).
+    public static func appendArrayHeader(_ count: Int, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "*"))
+        appendDecimal(count, to: &out)
+    }
+
+    /// Appends `$<length>\r\n<bytes>\r\n`.
+    public static func appendBulkString(_ bytes: ArraySlice<UInt8>, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "$"))
+        appendDecimal(bytes.count, to: &out)
+        out.append(contentsOf: bytes)
+        out.append(13)
+        out.append(10)
+    }
+
+    /// Appends `$<length>\r\n<bytes>\r\n`.
+    public static func appendBulkString(_ bytes: [UInt8], into out: inout [UInt8]) {
+        appendBulkString(bytes[...], into: &out)
+    }
+
+    /// Appends `text` in UTF-8 as a bulk string.
+    public static func appendBulkString(_ text: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "$"))
+        appendDecimal(text.utf8.count, to: &out)
+        out.append(contentsOf: text.utf8)
+        out.append(13)
+        out.append(10)
+    }
+
     /// Encodes any value (used by tests and the fuzzer to build frames).
     public static func encode(_ value: RESPValue, into out: inout [UInt8]) {
         switch value {
@@ -65,8 +96,16 @@ public enum RESPCodec {
         }
     }
 
+    /// `value` in decimal, then CRLF; digits written in place (no String per length).
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        out.append(contentsOf: String(value).utf8)
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        let start = out.count
+        var rest = value.magnitude
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        out[start...].reverse()
         out.append(13)
         out.append(10)
     }

@@ -26,6 +26,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// The running server's pid (0 when stopped). posix_spawn/waitpid, not Foundation.Process, whose
     /// `waitUntilExit` can hang when called off the main thread.
     private var pid: pid_t = 0
+    /// The running server's process id (0 when stopped), for benchmarks that read its CPU time.
+    public var processID: Int32 { pid }
 
     /// The path of `redis-server`, if installed.
     public static let executable: String? = {

@@ -28,49 +28,7 @@ extension Bench {
     static func bridgeReport(rsinit: String, python: String?) async throws {
         let redis = try RedisServerProcess()
         defer { redis.stop() }
-        let subscriber = spawnQuietly("/usr/bin/redis-cli", ["-p", "\(redis.port)", "psubscribe", "*"])
-        defer {
-            if let subscriber {
-                kill(subscriber, SIGKILL)
-                waitpid(subscriber, nil, 0)
-            }
-        }
-        try await Task.sleep(for: .milliseconds(300))
-
-        // (a) ceilings
-        let publishPerSecond = try redisBenchmarkPublish(port: redis.port)
-        let publishCeiling = publishPerSecond / 2  // two channels per event
-        let scriptCeiling = try await dedupeScriptCeiling(redis, events: 200_000)
-        print(
-            String(
-                format: "(a) ceiling PUBLISH (redis-benchmark -P 64): %.0f PUBLISH/s = %.0f events/s (2 channels each)",
-                publishPerSecond,
-                publishCeiling
-            )
-        )
-        print(
-            String(
-                format: "(a) ceiling HA dedupe script (pre-encoded, 500 events/EVALSHA, pipelined): %.0f events/s",
-                scriptCeiling
-            )
-        )
-
-        // (b) rsinit end to end
-        let events = 200_000
-        var rates: [Bool: Double] = [:]
-        for ha in [false, true] {
-            let rate = try await endToEnd(redis, events: events, ha: ha)
-            rates[ha] = rate
-            let ceiling = ha ? scriptCeiling : publishCeiling
-            print(
-                String(
-                    format: "(b) rsinit %@: %.0f events/s = %.2f of the ceiling (target ≥ 0.6)",
-                    ha ? "HA   " : "plain",
-                    rate,
-                    rate / ceiling
-                )
-            )
-        }
+        let rates = try await throughputReport(redis)
 
         // (c) Python
         if let python {
@@ -103,6 +61,54 @@ extension Bench {
         )
 
         try await memoryReport(rsinit: rsinit)
+    }
+
+    /// (a) and (b) with a `redis-cli psubscribe '*'` subscriber attached; alone: `rsinit-bench bridge`.
+    /// Returns rsinit's events/s keyed by HA mode.
+    static func throughputReport(_ redis: RedisServerProcess, events: Int = 200_000) async throws -> [Bool: Double] {
+        let subscriber = spawnQuietly("/usr/bin/redis-cli", ["-p", "\(redis.port)", "psubscribe", "*"])
+        defer {
+            if let subscriber {
+                kill(subscriber, SIGKILL)
+                waitpid(subscriber, nil, 0)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+
+        // (a) ceilings
+        let publishPerSecond = try redisBenchmarkPublish(port: redis.port)
+        let publishCeiling = publishPerSecond / 2  // two channels per event
+        let scriptCeiling = try await dedupeScriptCeiling(redis, events: 200_000)
+        print(
+            String(
+                format: "(a) ceiling PUBLISH (redis-benchmark -P 64): %.0f PUBLISH/s = %.0f events/s (2 channels each)",
+                publishPerSecond,
+                publishCeiling
+            )
+        )
+        print(
+            String(
+                format: "(a) ceiling HA dedupe script (pre-encoded, 500 events/EVALSHA, pipelined): %.0f events/s",
+                scriptCeiling
+            )
+        )
+
+        // (b) rsinit end to end
+        var rates: [Bool: Double] = [:]
+        for ha in [false, true] {
+            let rate = try await endToEnd(redis, events: events, ha: ha)
+            rates[ha] = rate
+            let ceiling = ha ? scriptCeiling : publishCeiling
+            print(
+                String(
+                    format: "(b) rsinit %@: %.0f events/s = %.2f of the ceiling (target ≥ 0.6)",
+                    ha ? "HA   " : "plain",
+                    rate,
+                    rate / ceiling
+                )
+            )
+        }
+        return rates
     }
 
     /// (e) alone: `rsinit-bench memory`.
@@ -215,14 +221,42 @@ extension Bench {
             publisher: publisher,
             logger: reportLogger
         )
+        if let pause = ProcessInfo.processInfo.environment["RSINIT_BENCH_PAUSE"], let wanted = Bool(pause), wanted == ha
+        {
+            FileHandle.standardError.write(Data("measuring \(ha ? "HA" : "plain") in 2 s\n".utf8))
+            try await Task.sleep(for: .seconds(2))
+        }
+        let cpuBefore = (own: cpuSeconds(getpid()), redis: cpuSeconds(redis.processID))
         let began = ContinuousClock.now
         let running = Task { try await bridge.run() }
         while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(2)) }
         let elapsed = seconds(ContinuousClock.now - began)
+        let own = cpuSeconds(getpid()) - cpuBefore.own
+        let redisCPU = cpuSeconds(redis.processID) - cpuBefore.redis
         bridge.stop()
         try await running.value
         await publisher.close()
+        print(
+            String(
+                format:
+                    "    CPU per event: this process (bridge + the double) %.2f µs, redis-server %.2f µs; wall %.2f µs",
+                own / Double(events) * 1e6,
+                redisCPU / Double(events) * 1e6,
+                elapsed / Double(events) * 1e6
+            )
+        )
         return Double(events) / elapsed
+    }
+
+    /// User + system CPU seconds a process has used so far, from /proc/<pid>/stat.
+    static func cpuSeconds(_ pid: pid_t) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let afterName = stat.range(of: ") ")
+        else { return 0 }
+        // Fields after the command name start at field 3 (state); utime and stime are fields 14 and 15.
+        let fields = stat[afterName.upperBound...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func pythonBridge(python: String, redis: RedisServerProcess, events: Int) async throws -> Double {

@@ -31,12 +31,8 @@ public struct NDJSONPublisher: EventPublisher {
                 line += "\"command\":" + RedisOplogFormat.commandMessage(for: event)
             } else {
                 line += "\"channels\":["
-                line += RedisOplogFormat.channels(for: event, prefix: channelPrefix, fanOut: fanOut).map {
-                    channel -> String in
-                    var quoted = ""
-                    RedisOplogFormat.appendJSONString(channel, to: &quoted)
-                    return quoted
-                }.joined(separator: ",")
+                line += RedisOplogFormat.channels(for: event, prefix: channelPrefix, fanOut: fanOut)
+                    .map(RedisOplogFormat.jsonString).joined(separator: ",")
                 line += "],\"message\":" + RedisOplogFormat.message(for: event)
             }
             text += line + "}\n"

@@ -84,9 +84,16 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     public private(set) var dedupeHits = 0
     public private(set) var publishedEvents = 0
 
+    private var encoder: EventCommandEncoder
+
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        self.encoder = EventCommandEncoder(
+            channelPrefix: configuration.channelPrefix,
+            controlChannel: configuration.controlChannel,
+            fanOut: configuration.fanOut
+        )
     }
 
     private func connected() async throws -> RedisConnection {
@@ -124,38 +131,15 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         }
     }
 
-    private func channelsAndMessage(_ event: ChangeEvent) -> ([String], String) {
-        if event.kind == .command {
-            return ([configuration.controlChannel], RedisOplogFormat.commandMessage(for: event))
-        }
-        return (
-            RedisOplogFormat.channels(for: event, prefix: configuration.channelPrefix, fanOut: configuration.fanOut),
-            RedisOplogFormat.message(for: event)
-        )
-    }
-
-    private static let publishCommand = Array("PUBLISH".utf8)
-
     /// One pipelined write: every PUBLISH, then the checkpoint SET, encoded straight into one buffer.
     private func publishPlain(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
         var encoded: [UInt8] = []
-        encoded.reserveCapacity(batch.events.count * 160)
-        var count = 0
-        for event in batch.events {
-            let (channels, message) = channelsAndMessage(event)
-            let payload = Array(message.utf8)
-            for channel in channels {
-                RESPCodec.encodeCommand([Self.publishCommand, Array(channel.utf8), payload], into: &encoded)
-                count += 1
-            }
-        }
-        if let position = batch.resumePosition {
-            RESPCodec.encodeCommand(
-                ["SET", configuration.checkpointKey, CheckpointEncoding.encode(position)].map { Array($0.utf8) },
-                into: &encoded
-            )
-            count += 1
-        }
+        encoded.reserveCapacity(batch.events.count * 200)
+        let count = encoder.appendPublishes(
+            batch.events,
+            checkpoint: batch.resumePosition.map { (configuration.checkpointKey, CheckpointEncoding.encode($0)) },
+            to: &encoded
+        )
         guard count > 0 else { return }
         let replies = try await connection.send(encoded: encoded, replies: count)
         for (index, reply) in replies.enumerated() {
@@ -176,21 +160,17 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         }
         if chunks.isEmpty { chunks = [[]] }
         var encoded: [UInt8] = []
-        let sha = Array(Self.scriptSHA.utf8)
+        encoded.reserveCapacity(batch.events.count * 260 + 200)
         for (index, chunk) in chunks.enumerated() {
-            var keys = [configuration.checkpointKey]
-            var arguments = [String(configuration.dedupeTTLSeconds), index == chunks.count - 1 ? checkpoint : ""]
-            for event in chunk {
-                keys.append(configuration.dedupeKey(event))
-                let (channels, message) = channelsAndMessage(event)
-                arguments.append(String(channels.count))
-                arguments += channels
-                arguments.append(message)
-            }
-            let command =
-                [Array("EVALSHA".utf8), sha, Array(String(keys.count).utf8)]
-                + keys.map { Array($0.utf8) } + arguments.map { Array($0.utf8) }
-            RESPCodec.encodeCommand(command, into: &encoded)
+            encoder.appendScriptCall(
+                chunk,
+                sha: Self.scriptSHA,
+                checkpointKey: configuration.checkpointKey,
+                metadataPrefix: configuration.metadataPrefix,
+                ttlSeconds: configuration.dedupeTTLSeconds,
+                checkpoint: index == chunks.count - 1 ? checkpoint : "",
+                to: &encoded
+            )
         }
         var replies = try await connection.send(encoded: encoded, replies: chunks.count)
         if replies.contains(where: { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }

@@ -6,46 +6,88 @@ public enum RedisOplogFormat {
     /// Meteor's `MongoID.idStringify`: the dedicated-channel suffix, or nil for ids Meteor cannot represent
     /// (documents, arrays, dates, binary, …) — those events go to the collection channel only and are counted.
     public static func idStringify(_ id: BSONValue) -> String? {
+        var bytes: [UInt8] = []
+        guard appendIDStringify(id, to: &bytes) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// ``idStringify(_:)`` as UTF-8 appended to `out`; false (and nothing appended) when the id has no channel.
+    static func appendIDStringify(_ id: BSONValue, to out: inout [UInt8]) -> Bool {
         switch id {
         case .objectID(let oid):
-            return oid.hex
+            appendHex(oid.bytes, to: &out)
         case .string(let s):
-            if s.isEmpty { return "" }
-            if let first = s.first, first == "-" || first == "~" || first == "{" { return "-" + s }
-            if looksLikeObjectID(s) { return "-" + s }
-            return s
+            let utf8 = s.utf8
+            if let first = utf8.first,
+                first == UInt8(ascii: "-") || first == UInt8(ascii: "~") || first == UInt8(ascii: "{")
+                    || looksLikeObjectID(utf8)
+            {
+                out.append(UInt8(ascii: "-"))
+            }
+            out.append(contentsOf: utf8)
         case .int32, .int64, .double, .bool, .null:
-            return "~" + jsonNumberOrLiteral(id)
+            out.append(UInt8(ascii: "~"))
+            appendNumberOrLiteral(id, to: &out)
         case .undefined:
-            return "-"
+            out.append(UInt8(ascii: "-"))
         default:
-            return nil
+            return false
         }
+        return true
     }
 
     /// Exactly 24 lowercase hex characters.
-    static func looksLikeObjectID(_ s: String) -> Bool {
-        let utf8 = s.utf8
-        return utf8.count == 24 && utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    static func looksLikeObjectID(_ utf8: String.UTF8View) -> Bool {
+        utf8.count == 24 && utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
+        for byte in bytes {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
+        }
     }
 
     /// JavaScript's `JSON.stringify` for numbers, booleans and null.
-    static func jsonNumberOrLiteral(_ value: BSONValue) -> String {
+    static func appendNumberOrLiteral(_ value: BSONValue, to out: inout [UInt8]) {
         switch value {
-        case .int32(let v): return String(v)
-        case .int64(let v): return String(v)
-        case .double(let d): return javaScriptNumber(d)
-        case .bool(let b): return b ? "true" : "false"
-        default: return "null"
+        case .int32(let v): appendDecimal(Int64(v), to: &out)
+        case .int64(let v): appendDecimal(v, to: &out)
+        case .double(let d): appendJavaScriptNumber(d, to: &out)
+        case .bool(let b): out.append(contentsOf: b ? "true".utf8 : "false".utf8)
+        default: out.append(contentsOf: "null".utf8)
         }
     }
 
     /// How JavaScript prints a double: integral values without ".0", NaN/±Infinity as null (JSON has no such number).
-    static func javaScriptNumber(_ d: Double) -> String {
-        guard d.isFinite else { return "null" }
-        if d == 0 { return "0" }
-        if d == d.rounded() && abs(d) < 1e21 { return String(Int64(d)) }
-        return "\(d)"
+    static func appendJavaScriptNumber(_ d: Double, to out: inout [UInt8]) {
+        if !d.isFinite {
+            out.append(contentsOf: "null".utf8)
+        } else if d == 0 {
+            out.append(UInt8(ascii: "0"))
+        } else if d == d.rounded() && abs(d) < 1e21 {
+            appendDecimal(Int64(d), to: &out)
+        } else {
+            out.append(contentsOf: "\(d)".utf8)
+        }
+    }
+
+    /// Decimal digits without a String in between (the publisher's hot path).
+    static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        appendDecimal(value.magnitude, to: &out)
+    }
+
+    static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+        let start = out.count
+        var rest = value
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        out[start...].reverse()
     }
 
     /// The channels of an event: `<prefix><db>.<coll>` and, when the id can be stringified,
@@ -58,128 +100,175 @@ public enum RedisOplogFormat {
 
     /// The JSON message for an insert/update/replace/delete (`e` = `i`, `u`, `r`; replacements are `u`).
     public static func message(for event: ChangeEvent) -> String {
-        let code: String
+        var out: [UInt8] = []
+        appendMessage(for: event, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// ``message(for:)`` as UTF-8 appended to `out`.
+    static func appendMessage(for event: ChangeEvent, to out: inout [UInt8]) {
+        let code: UInt8
         switch event.kind {
-        case .insert: code = "i"
-        case .update, .replace: code = "u"
-        case .delete: code = "r"
-        case .command: code = "c"
+        case .insert: code = UInt8(ascii: "i")
+        case .update, .replace: code = UInt8(ascii: "u")
+        case .delete: code = UInt8(ascii: "r")
+        case .command: code = UInt8(ascii: "c")
         }
-        var out = "{\"e\":\"" + code + "\",\"d\":{\"_id\":"
-        out += event.documentID.map(meteorEJSON) ?? "null"
-        out += "},\"f\":["
+        out.append(contentsOf: #"{"e":""#.utf8)
+        out.append(code)
+        out.append(contentsOf: #"","d":{"_id":"#.utf8)
+        if let id = event.documentID { appendEJSON(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: #"},"f":["#.utf8)
         for (index, field) in event.changedFields.enumerated() {
-            if index > 0 { out += "," }
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             appendJSONString(field, to: &out)
         }
-        out += "]}"
-        return out
+        out.append(contentsOf: "]}".utf8)
     }
 
     /// The control-channel message for a command event (`drop`, `dropDatabase`, `renameCollection`, `create`):
     /// `{"c":"drop","db":"app","coll":"tasks","to":"app.new","ts":{"t":…,"i":…}}`.
     public static func commandMessage(for event: ChangeEvent) -> String {
-        var out = "{\"c\":"
+        var out: [UInt8] = []
+        appendCommandMessage(for: event, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// ``commandMessage(for:)`` as UTF-8 appended to `out`.
+    static func appendCommandMessage(for event: ChangeEvent, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"c":"#.utf8)
         appendJSONString(event.command?.name ?? "", to: &out)
-        out += ",\"db\":"
+        out.append(contentsOf: #","db":"#.utf8)
         appendJSONString(event.namespace.database, to: &out)
-        out += ",\"coll\":"
+        out.append(contentsOf: #","coll":"#.utf8)
         appendJSONString(event.namespace.collection, to: &out)
         if let to = event.command?.renamedTo {
-            out += ",\"to\":"
+            out.append(contentsOf: #","to":"#.utf8)
             appendJSONString(to.description, to: &out)
         }
-        out += ",\"ts\":{\"t\":\(event.timestamp.seconds),\"i\":\(event.timestamp.increment)}}"
-        return out
+        out.append(contentsOf: #","ts":{"t":"#.utf8)
+        appendDecimal(Int64(event.timestamp.seconds), to: &out)
+        out.append(contentsOf: #","i":"#.utf8)
+        appendDecimal(Int64(event.timestamp.increment), to: &out)
+        out.append(contentsOf: "}}".utf8)
     }
 
     /// Meteor EJSON (as `EJSON.stringify` writes it) for any BSON value.
     public static func meteorEJSON(_ value: BSONValue) -> String {
-        var out = ""
+        var out: [UInt8] = []
         appendEJSON(value, to: &out)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    static func appendEJSON(_ value: BSONValue, to out: inout String) {
+    static func appendEJSON(_ value: BSONValue, to out: inout [UInt8]) {
         switch value {
         case .string(let s), .symbol(let s): appendJSONString(s, to: &out)
-        case .objectID(let oid): out += "{\"$type\":\"oid\",\"$value\":\"\(oid.hex)\"}"
-        case .int32, .int64, .bool, .null: out += jsonNumberOrLiteral(value)
+        case .objectID(let oid):
+            out.append(contentsOf: #"{"$type":"oid","$value":""#.utf8)
+            appendHex(oid.bytes, to: &out)
+            out.append(contentsOf: #""}"#.utf8)
+        case .int32, .int64, .bool, .null: appendNumberOrLiteral(value, to: &out)
         case .double(let d):
             if d.isNaN {
-                out += "{\"$InfNaN\":0}"
+                out.append(contentsOf: #"{"$InfNaN":0}"#.utf8)
             } else if d.isInfinite {
-                out += "{\"$InfNaN\":\(d > 0 ? 1 : -1)}"
+                out.append(contentsOf: (d > 0 ? #"{"$InfNaN":1}"# : #"{"$InfNaN":-1}"#).utf8)
             } else {
-                out += javaScriptNumber(d)
+                appendJavaScriptNumber(d, to: &out)
             }
-        case .datetime(let ms): out += "{\"$date\":\(ms)}"
-        case .binary(let b): out += "{\"$binary\":\"\(Base64.encode(b.data))\"}"
-        case .decimal128(let d): out += "{\"$type\":\"Decimal\",\"$value\":\"\(d)\"}"
+        case .datetime(let ms):
+            out.append(contentsOf: #"{"$date":"#.utf8)
+            appendDecimal(ms, to: &out)
+            out.append(UInt8(ascii: "}"))
+        case .binary(let b):
+            out.append(contentsOf: #"{"$binary":""#.utf8)
+            Base64.append(b.data, to: &out)
+            out.append(contentsOf: #""}"#.utf8)
+        case .decimal128(let d):
+            out.append(contentsOf: #"{"$type":"Decimal","$value":""#.utf8)
+            out.append(contentsOf: "\(d)".utf8)
+            out.append(contentsOf: #""}"#.utf8)
         case .regex(let r):
-            out += "{\"$regexp\":"
+            out.append(contentsOf: #"{"$regexp":"#.utf8)
             appendJSONString(r.pattern, to: &out)
-            out += ",\"$flags\":"
+            out.append(contentsOf: #","$flags":"#.utf8)
             appendJSONString(r.options, to: &out)
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         case .array(let values):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (index, element) in values.enumerated() {
-                if index > 0 { out += "," }
+                if index > 0 { out.append(UInt8(ascii: ",")) }
                 appendEJSON(element, to: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .document(let document):
             let fields = document.elements
             // Meteor escapes objects that would read as an EJSON type ({"$date": …}) with $escape.
             let needsEscape = fields.count <= 2 && fields.contains { $0.key.hasPrefix("$") }
-            if needsEscape { out += "{\"$escape\":" }
-            out += "{"
+            if needsEscape { out.append(contentsOf: #"{"$escape":"#.utf8) }
+            out.append(UInt8(ascii: "{"))
             for (index, field) in fields.enumerated() {
-                if index > 0 { out += "," }
+                if index > 0 { out.append(UInt8(ascii: ",")) }
                 appendJSONString(field.key, to: &out)
-                out += ":"
+                out.append(UInt8(ascii: ":"))
                 appendEJSON(field.value, to: &out)
             }
-            out += "}"
-            if needsEscape { out += "}" }
-        case .timestamp(let t): out += "{\"$type\":\"timestamp\",\"$value\":{\"t\":\(t.seconds),\"i\":\(t.increment)}}"
-        case .undefined: out += "null"
-        case .minKey: out += "{\"$type\":\"minKey\",\"$value\":1}"
-        case .maxKey: out += "{\"$type\":\"maxKey\",\"$value\":1}"
+            out.append(UInt8(ascii: "}"))
+            if needsEscape { out.append(UInt8(ascii: "}")) }
+        case .timestamp(let t):
+            out.append(contentsOf: #"{"$type":"timestamp","$value":{"t":"#.utf8)
+            appendDecimal(Int64(t.seconds), to: &out)
+            out.append(contentsOf: #","i":"#.utf8)
+            appendDecimal(Int64(t.increment), to: &out)
+            out.append(contentsOf: "}}".utf8)
+        case .undefined: out.append(contentsOf: "null".utf8)
+        case .minKey: out.append(contentsOf: #"{"$type":"minKey","$value":1}"#.utf8)
+        case .maxKey: out.append(contentsOf: #"{"$type":"maxKey","$value":1}"#.utf8)
         case .javascript(let code), .javascriptWithScope(let code, _):
-            out += "{\"$type\":\"code\",\"$value\":"
+            out.append(contentsOf: #"{"$type":"code","$value":"#.utf8)
             appendJSONString(code, to: &out)
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         case .dbPointer(let namespace, let id):
-            out += "{\"$type\":\"dbPointer\",\"$value\":{\"ns\":"
+            out.append(contentsOf: #"{"$type":"dbPointer","$value":{"ns":"#.utf8)
             appendJSONString(namespace, to: &out)
-            out += ",\"id\":\"\(id.hex)\"}}"
+            out.append(contentsOf: #","id":""#.utf8)
+            appendHex(id.bytes, to: &out)
+            out.append(contentsOf: #""}}"#.utf8)
         }
     }
 
-    /// JSON string with JavaScript's escaping (`"`, `\`, control characters).
-    static func appendJSONString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
+    /// `s` as a quoted JSON string (``appendJSONString(_:to:)`` as text).
+    static func jsonString(_ s: String) -> String {
+        var out: [UInt8] = []
+        appendJSONString(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// JSON string with JavaScript's escaping (`"`, `\`, control characters); everything else is copied as UTF-8
+    /// (escapes only ever apply to ASCII bytes, which never occur inside a multi-byte sequence).
+    static func appendJSONString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        let utf8 = s.utf8
+        if !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: utf8)
+        } else {
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+                case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+                case UInt8(ascii: "\n"): out.append(contentsOf: #"\n"#.utf8)
+                case UInt8(ascii: "\r"): out.append(contentsOf: #"\r"#.utf8)
+                case UInt8(ascii: "\t"): out.append(contentsOf: #"\t"#.utf8)
+                case 0x08: out.append(contentsOf: #"\b"#.utf8)
+                case 0x0C: out.append(contentsOf: #"\f"#.utf8)
+                case ..<0x20:
+                    out.append(contentsOf: #"\u00"#.utf8)
+                    appendHex(CollectionOfOne(byte), to: &out)
+                default: out.append(byte)
                 }
             }
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 
@@ -188,13 +277,19 @@ enum Base64 {
 
     static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        append(bytes, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
         var i = 0
         while i + 2 < bytes.count {
             let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [
-                alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)],
-            ]
+            out.append(alphabet[Int(n >> 18)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            out.append(alphabet[Int(n & 63)])
             i += 3
         }
         let rest = bytes.count - i
@@ -205,6 +300,5 @@ enum Base64 {
             let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
             out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]
         }
-        return String(decoding: out, as: UTF8.self)
     }
 }

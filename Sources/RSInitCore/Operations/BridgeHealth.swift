@@ -72,9 +72,7 @@ public struct BridgeHealth: Sendable, Equatable {
             json +=
                 ",\"reason\":\"lagging \(Self.format(seconds)) s behind the oplog (limit \(Self.format(policy.maximumLag.inSeconds)) s)\""
         case .stopped(let reason):
-            var quoted = ""
-            RedisOplogFormat.appendJSONString("stopped: " + reason, to: &quoted)
-            json += ",\"reason\":" + quoted
+            json += ",\"reason\":" + RedisOplogFormat.jsonString("stopped: " + reason)
         }
         json += ",\"lagSeconds\":\(Self.format(lagSeconds))"
         json += ",\"secondsSinceProgress\":\(Self.format((now - lastProgress).inSeconds))"

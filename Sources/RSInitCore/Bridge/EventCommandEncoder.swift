@@ -1,0 +1,149 @@
+import MongoCWrapper
+import RESP
+
+/// Encodes a batch's events as Redis commands straight into one RESP buffer: PUBLISHes (plain mode) or calls of
+/// the dedupe script (HA mode). Pure; the bytes are those of ``RedisOplogFormat``'s channels and messages.
+///
+/// This is the publisher's hot path: each event's message and channels are written once into scratch buffers that
+/// live as long as the encoder, no `String` or array is made per channel or argument, and the collection channel
+/// is built once per run of events in the same namespace.
+struct EventCommandEncoder {
+    let channelPrefix: String
+    let controlChannel: String
+    let fanOut: [FanOutRule]
+
+    /// The loaded event's message and channels (`channels` holds them back to back, ending at `channelEnds`).
+    private var message: [UInt8] = []
+    private var channels: [UInt8] = []
+    private var channelEnds: [Int] = []
+    /// `<prefix><db>.<coll>` of the last namespace seen.
+    private var collectionChannel: (namespace: Namespace, bytes: [UInt8])?
+    /// HA: the script's arguments, written apart because its keys come first in the command.
+    private var scriptArguments: [UInt8] = []
+
+    private static let publish = Array("PUBLISH".utf8)
+    private static let evalsha = Array("EVALSHA".utf8)
+    private static let set = Array("SET".utf8)
+
+    init(channelPrefix: String, controlChannel: String, fanOut: [FanOutRule]) {
+        self.channelPrefix = channelPrefix
+        self.controlChannel = controlChannel
+        self.fanOut = fanOut
+    }
+
+    /// `PUBLISH <channel> <message>` for every channel of every event, then `SET <checkpointKey> <checkpoint>` when
+    /// a checkpoint is given. Returns the number of commands (= replies to expect).
+    mutating func appendPublishes(
+        _ events: some Sequence<ChangeEvent>,
+        checkpoint: (key: String, value: String)?,
+        to out: inout [UInt8]
+    ) -> Int {
+        var commands = 0
+        for event in events {
+            load(event)
+            var start = 0
+            for end in channelEnds {
+                RESPCodec.appendArrayHeader(3, into: &out)
+                RESPCodec.appendBulkString(Self.publish, into: &out)
+                RESPCodec.appendBulkString(channels[start..<end], into: &out)
+                RESPCodec.appendBulkString(message, into: &out)
+                start = end
+                commands += 1
+            }
+        }
+        if let checkpoint {
+            RESPCodec.appendArrayHeader(3, into: &out)
+            RESPCodec.appendBulkString(Self.set, into: &out)
+            RESPCodec.appendBulkString(checkpoint.key, into: &out)
+            RESPCodec.appendBulkString(checkpoint.value, into: &out)
+            commands += 1
+        }
+        return commands
+    }
+
+    /// One `EVALSHA <sha> <1 + n> <checkpointKey> <dedupe key>… <ttl> <checkpoint> (<count> <channel>… <message>)…`
+    /// for the events (the layout ``RedisEventPublisher/deduplicationScript`` reads). The dedupe key of an event is
+    /// `<metadataPrefix>processed::<ts as 64-bit>::<txIdx>`.
+    mutating func appendScriptCall(
+        _ events: some Collection<ChangeEvent>,
+        sha: String,
+        checkpointKey: String,
+        metadataPrefix: String,
+        ttlSeconds: Int,
+        checkpoint: String,
+        to out: inout [UInt8]
+    ) {
+        scriptArguments.removeAll(keepingCapacity: true)
+        RESPCodec.appendBulkString(String(ttlSeconds), into: &scriptArguments)
+        RESPCodec.appendBulkString(checkpoint, into: &scriptArguments)
+        var argumentCount = 2
+        var count: [UInt8] = []
+        for event in events {
+            load(event)
+            count.removeAll(keepingCapacity: true)
+            RedisOplogFormat.appendDecimal(UInt64(channelEnds.count), to: &count)
+            RESPCodec.appendBulkString(count, into: &scriptArguments)
+            var start = 0
+            for end in channelEnds {
+                RESPCodec.appendBulkString(channels[start..<end], into: &scriptArguments)
+                start = end
+            }
+            RESPCodec.appendBulkString(message, into: &scriptArguments)
+            argumentCount += channelEnds.count + 2
+        }
+
+        RESPCodec.appendArrayHeader(3 + 1 + events.count + argumentCount, into: &out)
+        RESPCodec.appendBulkString(Self.evalsha, into: &out)
+        RESPCodec.appendBulkString(sha, into: &out)
+        RESPCodec.appendBulkString(String(1 + events.count), into: &out)
+        RESPCodec.appendBulkString(checkpointKey, into: &out)
+        var key = Array(metadataPrefix.utf8) + Array("processed::".utf8)
+        let keyStem = key.count
+        for event in events {
+            key.removeSubrange(keyStem...)
+            RedisOplogFormat.appendDecimal(event.timestamp.rawValue, to: &key)
+            key.append(UInt8(ascii: ":"))
+            key.append(UInt8(ascii: ":"))
+            RedisOplogFormat.appendDecimal(Int64(event.transactionIndex), to: &key)
+            RESPCodec.appendBulkString(key, into: &out)
+        }
+        out.append(contentsOf: scriptArguments)
+    }
+
+    /// Writes the event's message and channels into the scratch buffers.
+    private mutating func load(_ event: ChangeEvent) {
+        message.removeAll(keepingCapacity: true)
+        channels.removeAll(keepingCapacity: true)
+        channelEnds.removeAll(keepingCapacity: true)
+        if event.kind == .command {
+            RedisOplogFormat.appendCommandMessage(for: event, to: &message)
+            channels.append(contentsOf: controlChannel.utf8)
+            channelEnds.append(channels.count)
+            return
+        }
+        RedisOplogFormat.appendMessage(for: event, to: &message)
+        guard fanOut.isEmpty else {
+            for channel in RedisOplogFormat.channels(for: event, prefix: channelPrefix, fanOut: fanOut) {
+                channels.append(contentsOf: channel.utf8)
+                channelEnds.append(channels.count)
+            }
+            return
+        }
+        if collectionChannel?.namespace != event.namespace {
+            let name = channelPrefix + event.namespace.database + "." + event.namespace.collection
+            collectionChannel = (event.namespace, Array(name.utf8))
+        }
+        let collection = collectionChannel?.bytes ?? []
+        channels.append(contentsOf: collection)
+        channelEnds.append(channels.count)
+        guard let id = event.documentID else { return }
+        channels.append(contentsOf: collection)
+        channels.append(UInt8(ascii: ":"))
+        channels.append(UInt8(ascii: ":"))
+        if RedisOplogFormat.appendIDStringify(id, to: &channels) {
+            channelEnds.append(channels.count)
+        } else {
+            channels.removeSubrange(channelEnds[0]...)
+        }
+    }
+}
