@@ -99,13 +99,13 @@ public enum RESPCodec {
     /// `value` in decimal, then CRLF; digits written in place (no String per length).
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
-        let start = out.count
-        var rest = value.magnitude
+        let magnitude = value.magnitude
+        var divisor: UInt = 1
+        while divisor <= magnitude / 10 { divisor *= 10 }
         repeat {
-            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
-            rest /= 10
-        } while rest > 0
-        out[start...].reverse()
+            out.append(UInt8(ascii: "0") + UInt8(magnitude / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
         out.append(13)
         out.append(10)
     }
@@ -122,16 +122,32 @@ public enum RESPCodec {
         -> RESPValue?
     {
         var cursor = index
+        let result = buffer.withUnsafeBytes { bytes in
+            Result { () throws(RESPError) in try decode(bytes, at: &cursor, limits: limits) }
+        }
+        index = cursor
+        return try result.get()
+    }
+
+    /// ``decode(_:at:limits:)`` over borrowed bytes (a network buffer, without copying it into an array).
+    public static func decode(
+        _ buffer: UnsafeRawBufferPointer,
+        at index: inout Int,
+        limits: RESPLimits = RESPLimits()
+    ) throws(RESPError)
+        -> RESPValue?
+    {
+        var cursor = index
         guard let value = try decodeValue(buffer, &cursor, depth: 0, limits: limits) else { return nil }
         index = cursor
         return value
     }
 
     private static func line(
-        _ buffer: [UInt8],
+        _ buffer: UnsafeRawBufferPointer,
         _ cursor: inout Int,
         limits: RESPLimits
-    ) throws(RESPError) -> ArraySlice<UInt8>? {
+    ) throws(RESPError) -> Slice<UnsafeRawBufferPointer>? {
         var i = cursor
         while i + 1 < buffer.count {
             if buffer[i] == 13 {
@@ -151,7 +167,7 @@ public enum RESPCodec {
         return nil
     }
 
-    private static func integer(_ text: ArraySlice<UInt8>) throws(RESPError) -> Int64 {
+    private static func integer(_ text: Slice<UnsafeRawBufferPointer>) throws(RESPError) -> Int64 {
         guard !text.isEmpty, text.count <= 20 else { throw RESPError("bad integer") }
         var negative = false
         var value: Int64 = 0
@@ -176,7 +192,7 @@ public enum RESPCodec {
     }
 
     private static func decodeValue(
-        _ buffer: [UInt8],
+        _ buffer: UnsafeRawBufferPointer,
         _ cursor: inout Int,
         depth: Int,
         limits: RESPLimits

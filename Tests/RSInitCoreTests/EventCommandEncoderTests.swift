@@ -136,6 +136,35 @@ import Testing
         #expect(configuration.dedupeKey(events[5]) == "meta::processed::\(UInt64(3_000_000_000) << 32 | 1)::0")
     }
 
+    @Test func decimalsAreWrittenLikeStringDescribingThem() {
+        var samples: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, UInt64(Int64.max), .max, .max - 1]
+        var power: UInt64 = 1
+        while power <= UInt64.max / 10 {
+            power *= 10
+            samples += [power - 1, power, power + 1]
+        }
+        for value in samples {
+            var out: [UInt8] = []
+            RedisOplogFormat.appendDecimal(value, to: &out)
+            #expect(Self.text(out) == String(value))
+            if let signed = Int64(exactly: value) {
+                for candidate in [signed, -signed] {
+                    out = []
+                    RedisOplogFormat.appendDecimal(candidate, to: &out)
+                    #expect(Self.text(out) == String(candidate))
+                }
+            }
+            if let count = Int(exactly: value) {
+                out = []
+                RESPCodec.appendArrayHeader(count, into: &out)
+                #expect(Self.text(out) == "*\(count)\r\n")
+            }
+        }
+        var minimum: [UInt8] = []
+        RedisOplogFormat.appendDecimal(Int64.min, to: &minimum)
+        #expect(Self.text(minimum) == String(Int64.min))
+    }
+
     @Test func bulkStringAndHeaderHelpersMatchTheGenericEncoder() {
         for arguments in [[], [""], ["PUBLISH", "ch", String(repeating: "x", count: 1234)], ["ü", "\r\n"]] {
             var expected: [UInt8] = []

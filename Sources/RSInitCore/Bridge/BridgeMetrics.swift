@@ -34,8 +34,8 @@ public final class BridgeMetrics: Sendable {
     private let eventCounters = Mutex<[EventKey: Counter]>([:])
 
     private struct EventKey: Hashable {
-        var namespace: String
-        var op: String
+        var namespace: Namespace
+        var kind: ChangeEvent.Kind
     }
 
     /// `factory` defaults to the process's bootstrapped backend (a no-op one unless the application chose one).
@@ -53,10 +53,19 @@ public final class BridgeMetrics: Sendable {
 
     /// A delivered batch: events by namespace and op, entries read, publish latency, duplicates.
     func recordDelivered(_ batch: OplogBatch, receipt: PublishReceipt, publishNanoseconds: UInt64) {
+        // Counted per run of equal keys first: batches are mostly long runs of one collection and op.
         var counts: [EventKey: Int] = [:]
+        var run: (key: EventKey, count: Int)?
         for event in batch.events {
-            counts[EventKey(namespace: event.namespace.description, op: event.kind.rawValue), default: 0] += 1
+            let key = EventKey(namespace: event.namespace, kind: event.kind)
+            if run?.key == key {
+                run?.count += 1
+            } else {
+                if let run { counts[run.key, default: 0] += run.count }
+                run = (key, 1)
+            }
         }
+        if let run { counts[run.key, default: 0] += run.count }
         let counters = eventCounters.withLock { cache in
             counts.map { key, count in
                 let counter =
@@ -64,7 +73,7 @@ public final class BridgeMetrics: Sendable {
                     ?? {
                         let made = Counter(
                             label: Name.events,
-                            dimensions: [("namespace", key.namespace), ("op", key.op)],
+                            dimensions: [("namespace", key.namespace.description), ("op", key.kind.rawValue)],
                             factory: factory
                         )
                         cache[key] = made

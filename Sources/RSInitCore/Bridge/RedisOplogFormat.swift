@@ -81,13 +81,12 @@ public enum RedisOplogFormat {
     }
 
     static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        let start = out.count
-        var rest = value
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
         repeat {
-            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
-            rest /= 10
-        } while rest > 0
-        out[start...].reverse()
+            out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
     }
 
     /// The channels of an event: `<prefix><db>.<coll>` and, when the id can be stringified,

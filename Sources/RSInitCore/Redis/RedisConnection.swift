@@ -211,21 +211,24 @@ struct RedisRequest: Sendable {
     var promise: EventLoopPromise<[RESPValue]>
 }
 
-/// Frames RESP values out of the byte stream with the pure codec (never consuming a partial frame).
+/// Frames RESP values out of the byte stream with the pure codec (never consuming a partial frame), straight
+/// from NIO's buffer; everything complete in one read goes up the pipeline as one array.
 struct RESPFrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = RESPValue
+    typealias InboundOut = [RESPValue]
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        let bytes = Array(buffer.readableBytesView)
-        var index = 0
-        var decoded: [RESPValue] = []
-        do {
-            while let value = try RESPCodec.decode(bytes, at: &index) { decoded.append(value) }
-        } catch {
-            throw RedisError(.protocolError, "Redis sent a malformed reply: \(error)")
+        let (decoded, consumed) = try buffer.withUnsafeReadableBytes { bytes in
+            var index = 0
+            var decoded: [RESPValue] = []
+            do {
+                while let value = try RESPCodec.decode(bytes, at: &index) { decoded.append(value) }
+            } catch {
+                throw RedisError(.protocolError, "Redis sent a malformed reply: \(error)")
+            }
+            return (decoded, index)
         }
-        buffer.moveReaderIndex(forwardBy: index)
-        for value in decoded { context.fireChannelRead(wrapInboundOut(value)) }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        if !decoded.isEmpty { context.fireChannelRead(wrapInboundOut(decoded)) }
         return .needMoreData
     }
 
@@ -241,7 +244,7 @@ struct RESPFrameDecoder: ByteToMessageDecoder {
 /// Matches replies to requests in FIFO order; holds pushed values for ``RedisConnection/readPushed(wait:)``;
 /// fails everything outstanding on a transport error or a missed deadline, and closes the channel.
 final class RedisChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = RESPValue
+    typealias InboundIn = [RESPValue]
     typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
@@ -292,7 +295,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let value = unwrapInboundIn(data)
+        for value in unwrapInboundIn(data) { received(value) }
+    }
+
+    private func received(_ value: RESPValue) {
         guard !pending.isEmpty else {
             if let (waiter, deadline) = pushWaiters.popFirst() {
                 deadline?.cancel()

@@ -60,36 +60,85 @@ enum BSONOrdering {
     }
 }
 
-/// Query-filter matching: equality on any (dotted) field, `$eq $ne $gt $gte $lt $lte $in $nin $exists`,
+/// Query-filter matching: equality on any (dotted) field, `$eq $ne $gt $gte $lt $lte $in $nin $exists $regex`,
 /// `$and $or $nor`. Enough for the oplog tailer's and tests' filters.
 enum DocumentMatcher {
     static func matches(_ document: BSONDocument, _ filter: BSONDocument) -> Bool {
-        for (key, condition) in filter.elements {
+        DocumentFilter(filter).matches(document)
+    }
+}
+
+/// A query filter parsed once (as mongod builds its match expression once per query), then matched against many
+/// documents: a tailing cursor tests every oplog entry it scans, so the filter is not re-read per entry.
+struct DocumentFilter {
+    private enum Clause {
+        case all([DocumentFilter])
+        case any([DocumentFilter])
+        case noneOf([DocumentFilter])
+        /// A malformed `$and`/`$or`/`$nor` (not an array of documents) matches nothing.
+        case never
+        case field(path: String, Test)
+    }
+
+    private enum Test {
+        case equals(BSONValue)
+        /// `{$op: operand, …}`; `$regex` operands are compiled up front (nil: an invalid pattern, never matches).
+        case operators([(op: String, operand: BSONValue, regex: NSRegularExpression?)])
+    }
+
+    private let clauses: [Clause]
+
+    init(_ filter: BSONDocument) {
+        clauses = filter.elements.map { key, condition in
             switch key {
-            case "$and":
-                guard let clauses = condition.arrayValue?.compactMap(\.documentValue),
-                    clauses.allSatisfy({ matches(document, $0) })
-                else { return false }
-            case "$or":
-                guard let clauses = condition.arrayValue?.compactMap(\.documentValue),
-                    clauses.contains(where: { matches(document, $0) })
-                else { return false }
-            case "$nor":
-                guard let clauses = condition.arrayValue?.compactMap(\.documentValue),
-                    !clauses.contains(where: { matches(document, $0) })
-                else { return false }
+            case "$and", "$or", "$nor":
+                guard let clauses = condition.arrayValue?.compactMap(\.documentValue) else { return .never }
+                let filters = clauses.map(DocumentFilter.init)
+                return key == "$and" ? .all(filters) : key == "$or" ? .any(filters) : .noneOf(filters)
             default:
-                let value = document[path: key]
                 if case .regex = condition {
-                    if !apply("$regex", condition, value) { return false }
-                } else if case .document(let operators) = condition, operators.firstKey?.hasPrefix("$") == true {
-                    for (op, operand) in operators.elements where !apply(op, operand, value) { return false }
-                } else if !equals(value, condition) {
-                    return false
+                    return .field(path: key, .operators([("$regex", condition, Self.regex(condition))]))
+                }
+                if case .document(let operators) = condition, operators.firstKey?.hasPrefix("$") == true {
+                    return .field(
+                        path: key,
+                        .operators(
+                            operators.elements.map {
+                                ($0.key, $0.value, $0.key == "$regex" ? Self.regex($0.value) : nil)
+                            }
+                        )
+                    )
+                }
+                return .field(path: key, .equals(condition))
+            }
+        }
+    }
+
+    func matches(_ document: BSONDocument) -> Bool {
+        for clause in clauses {
+            switch clause {
+            case .all(let filters): if !filters.allSatisfy({ $0.matches(document) }) { return false }
+            case .any(let filters): if !filters.contains(where: { $0.matches(document) }) { return false }
+            case .noneOf(let filters): if filters.contains(where: { $0.matches(document) }) { return false }
+            case .never: return false
+            case .field(let path, let test):
+                let value = document[path: path]
+                switch test {
+                case .equals(let expected): if !Self.equals(value, expected) { return false }
+                case .operators(let operators):
+                    for (op, operand, regex) in operators where !Self.apply(op, operand, regex, value) { return false }
                 }
             }
         }
         return true
+    }
+
+    private static func regex(_ operand: BSONValue) -> NSRegularExpression? {
+        switch operand {
+        case .regex(let regex): return try? NSRegularExpression(pattern: regex.pattern)
+        case .string(let string): return try? NSRegularExpression(pattern: string)
+        default: return nil
+        }
     }
 
     private static func equals(_ value: BSONValue?, _ expected: BSONValue) -> Bool {
@@ -101,7 +150,14 @@ enum DocumentMatcher {
         return false
     }
 
-    private static func apply(_ op: String, _ operand: BSONValue, _ value: BSONValue?) -> Bool {
+    private static func apply(
+        _ op: String,
+        _ operand: BSONValue,
+        _ regex: NSRegularExpression?,
+        _ value: BSONValue?
+    )
+        -> Bool
+    {
         switch op {
         case "$eq": return equals(value, operand)
         case "$ne": return !equals(value, operand)
@@ -109,15 +165,8 @@ enum DocumentMatcher {
         case "$nin": return !(operand.arrayValue?.contains { equals(value, $0) } ?? false)
         case "$exists": return (value != nil) == operand.isTruthy
         case "$regex":
-            guard case .string(let text)? = value else { return false }
-            let pattern: String
-            switch operand {
-            case .regex(let regex): pattern = regex.pattern
-            case .string(let string): pattern = string
-            default: return false
-            }
-            guard let expression = try? NSRegularExpression(pattern: pattern) else { return false }
-            return expression.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+            guard case .string(let text)? = value, let regex else { return false }
+            return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
         case "$gt", "$gte", "$lt", "$lte":
             guard let value, BSONOrdering.typeRank(value) == BSONOrdering.typeRank(operand) else { return false }
             let c = BSONOrdering.compare(value, operand)

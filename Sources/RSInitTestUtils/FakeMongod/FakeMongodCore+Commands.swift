@@ -614,14 +614,14 @@ extension FakeMongodCore {
         if isOplog {
             if command["sort"]?.documentValue?["$natural"]?.int64Value == -1 {
                 // Reverse scan (find the newest entry): a plain, non-tailable cursor.
-                let matches = liveOplog.reversed().lazy.filter { DocumentMatcher.matches($0.document, filter) }
+                let matches = liveOplog.reversed().lazy.filter { cursor.matcher.matches($0.document) }
                 let wanted = limit > 0 ? limit : (batchSize ?? 101)
                 batch = matches.prefix(wanted).map { .document($0.document) }
                 return .success(["cursor": ["firstBatch": .array(batch), "id": .int64(0), "ns": .string(namespace)]])
             }
             batch = scanOplog(cursor, max: batchSize ?? 101).map { .document($0) }
         } else {
-            var matches = collections[namespace]!.documents.filter { DocumentMatcher.matches($0, filter) }
+            var matches = collections[namespace]!.documents.filter { cursor.matcher.matches($0) }
             if limit > 0 { matches = Array(matches.prefix(limit)) }
             let first = batchSize ?? 101
             batch = matches.prefix(first).map { .document($0) }
@@ -648,7 +648,7 @@ extension FakeMongodCore {
         let limit = max <= 0 ? Int.max : max
         while index < oplog.count && result.count < limit {
             let record = oplog[index]
-            if DocumentMatcher.matches(record.document, cursor.filter) { result.append(record.document) }
+            if cursor.matcher.matches(record.document) { result.append(record.document) }
             cursor.lastScanned = record.ts
             index += 1
         }

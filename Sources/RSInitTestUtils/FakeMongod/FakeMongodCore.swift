@@ -33,6 +33,8 @@ final class ServerCursor {
     let tailable: Bool
     let awaitData: Bool
     let filter: BSONDocument
+    /// `filter`, parsed once for the entries a tailing cursor scans.
+    let matcher: DocumentFilter
     let batchSize: Int?
     /// Oplog cursors: the timestamp of the last entry examined (the cursor's record position).
     var lastScanned: BSONTimestamp?
@@ -54,6 +56,7 @@ final class ServerCursor {
         self.tailable = tailable
         self.awaitData = awaitData
         self.filter = filter
+        self.matcher = DocumentFilter(filter)
         self.batchSize = batchSize
     }
 }
