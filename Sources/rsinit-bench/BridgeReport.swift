@@ -64,8 +64,15 @@ extension Bench {
     }
 
     /// (a) and (b) with a `redis-cli psubscribe '*'` subscriber attached; alone: `rsinit-bench bridge`.
-    /// Returns rsinit's events/s keyed by HA mode.
-    static func throughputReport(_ redis: RedisServerProcess, events: Int = 200_000) async throws -> [Bool: Double] {
+    ///
+    /// This VM's speed drifts by ±25 % within a minute, so a ceiling and the run it is compared with are measured
+    /// back to back, in `rounds` rounds on a flushed Redis; the ratio reported is the median of the rounds' ratios.
+    /// Returns rsinit's median events/s keyed by HA mode.
+    static func throughputReport(
+        _ redis: RedisServerProcess,
+        events: Int = 200_000,
+        rounds: Int = 3
+    ) async throws -> [Bool: Double] {
         let subscriber = spawnQuietly("/usr/bin/redis-cli", ["-p", "\(redis.port)", "psubscribe", "*"])
         defer {
             if let subscriber {
@@ -74,37 +81,73 @@ extension Bench {
             }
         }
         try await Task.sleep(for: .milliseconds(300))
+        let control = try await RedisConnection.connect(try RedisURL(redis.url()))
+        defer { Task { await control.close() } }
 
-        // (a) ceilings
-        let publishPerSecond = try redisBenchmarkPublish(port: redis.port)
-        let publishCeiling = publishPerSecond / 2  // two channels per event
-        let scriptCeiling = try await dedupeScriptCeiling(redis, events: 200_000)
-        print(
-            String(
-                format: "(a) ceiling PUBLISH (redis-benchmark -P 64): %.0f PUBLISH/s = %.0f events/s (2 channels each)",
-                publishPerSecond,
-                publishCeiling
-            )
-        )
-        print(
-            String(
-                format: "(a) ceiling HA dedupe script (pre-encoded, 500 events/EVALSHA, pipelined): %.0f events/s",
-                scriptCeiling
-            )
-        )
-
-        // (b) rsinit end to end
-        var rates: [Bool: Double] = [:]
-        for ha in [false, true] {
-            let rate = try await endToEnd(redis, events: events, ha: ha)
-            rates[ha] = rate
-            let ceiling = ha ? scriptCeiling : publishCeiling
+        var publishCeilings: [Double] = []
+        var scriptCeilings: [Double] = []
+        var runs: [Bool: [EndToEnd]] = [false: [], true: []]
+        for round in 1...rounds {
+            _ = try await control.require(["FLUSHALL"])
+            publishCeilings.append(try redisBenchmarkPublish(port: redis.port) / 2)  // two channels per event
+            runs[false]!.append(try await endToEnd(redis, events: events, ha: false))
+            scriptCeilings.append(try await dedupeScriptCeiling(redis, events: events))
+            runs[true]!.append(try await endToEnd(redis, events: events, ha: true))
+            let plain = runs[false]!.last!
+            let ha = runs[true]!.last!
             print(
                 String(
-                    format: "(b) rsinit %@: %.0f events/s = %.2f of the ceiling (target ≥ 0.6)",
+                    format:
+                        "    round %d: PUBLISH ceiling %.0f events/s, rsinit plain %.0f (%.2f; CPU/event: rsinit + double %.2f µs, redis %.2f µs)",
+                    round,
+                    publishCeilings.last!,
+                    plain.rate,
+                    plain.rate / publishCeilings.last!,
+                    plain.processCPU,
+                    plain.redisCPU
+                )
+            )
+            print(
+                String(
+                    format:
+                        "             script ceiling %.0f events/s, rsinit HA %.0f (%.2f; CPU/event: rsinit + double %.2f µs, redis %.2f µs)",
+                    scriptCeilings.last!,
+                    ha.rate,
+                    ha.rate / scriptCeilings.last!,
+                    ha.processCPU,
+                    ha.redisCPU
+                )
+            )
+        }
+        let median = { (values: [Double]) in percentile(values, 0.5) }
+        print(
+            String(
+                format:
+                    "(a) ceiling PUBLISH (redis-benchmark -P 64, 2 PUBLISH per event): median %.0f events/s (%.0f PUBLISH/s)",
+                median(publishCeilings),
+                median(publishCeilings) * 2
+            )
+        )
+        print(
+            String(
+                format:
+                    "(a) ceiling HA dedupe script (rsinit's own script calls, pre-encoded, pipelined): median %.0f events/s",
+                median(scriptCeilings)
+            )
+        )
+        var rates: [Bool: Double] = [:]
+        for ha in [false, true] {
+            let ceilings = ha ? scriptCeilings : publishCeilings
+            let ratios = zip(runs[ha]!, ceilings).map { $0.rate / $1 }
+            rates[ha] = median(runs[ha]!.map(\.rate))
+            print(
+                String(
+                    format:
+                        "(b) rsinit %@: median %.0f events/s; ratio to the ceiling: median %.2f (rounds %@) (target ≥ 0.6)",
                     ha ? "HA   " : "plain",
-                    rate,
-                    rate / ceiling
+                    rates[ha]!,
+                    median(ratios),
+                    ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")
                 )
             )
         }
@@ -155,33 +198,36 @@ extension Bench {
         return value
     }
 
-    /// The HA script's own cost in Redis: batches encoded beforehand, sent pipelined, timed until the last reply.
+    /// The HA script's own cost in Redis: rsinit's script calls for batches of 1,000 events (as the bridge reads
+    /// them), encoded beforehand, each batch pipelined and timed until its last reply.
     static func dedupeScriptCeiling(_ redis: RedisServerProcess, events: Int) async throws -> Double {
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         _ = try await connection.command(["SCRIPT", "LOAD", RedisEventPublisher.deduplicationScript])
-        let sha = Array(RedisEventPublisher.deduplicationScriptSHA.utf8)
-        var batches: [[UInt8]] = []
-        var encoded: [UInt8] = []
-        var commands = 0
-        for chunk in stride(from: 0, to: events, by: 500) {
-            var command: [[UInt8]] = [Array("EVALSHA".utf8), sha, Array("501".utf8), Array("bench::checkpoint".utf8)]
-            var arguments: [[UInt8]] = [Array("30".utf8), Array(String(format: "%020d", chunk).utf8)]
-            for i in chunk..<chunk + 500 {
-                command.append(Array("bench::processed::\(i)::0".utf8))
-                arguments += [
-                    Array("2".utf8), Array("tests.Foo".utf8), Array("tests.Foo::id\(i)".utf8), Array(payload.utf8),
-                ]
+        let encoder = RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redis.url()), metadataPrefix: "bench::", highAvailability: true),
+            logger: reportLogger
+        )
+        let batches = stride(from: 0, to: events, by: 1000).map { start in
+            let batchEvents = (start..<min(start + 1000, events)).map { i in
+                ChangeEvent(
+                    kind: .insert,
+                    namespace: Namespace("tests.Foo"),
+                    documentID: .string("id\(i)"),
+                    changedFields: ["_id", "hello"],
+                    timestamp: BSONTimestamp(seconds: 1 + UInt32(i / 1000), increment: UInt32(i % 1000))
+                )
             }
-            RESPCodec.encodeCommand(command + arguments, into: &encoded)
-            commands += 1
-            if commands == 2 {  // one oplog batch of 1,000 events = 2 script calls
-                batches.append(encoded)
-                encoded = []
-                commands = 0
-            }
+            return encoder.encodedScriptCalls(
+                OplogBatch(
+                    events: batchEvents,
+                    resumePosition: batchEvents.last?.timestamp,
+                    lastRead: batchEvents.last?.timestamp,
+                    entriesRead: batchEvents.count
+                )
+            )
         }
         let started = ContinuousClock.now
-        for batch in batches { _ = try await connection.send(encoded: batch, replies: 2) }
+        for batch in batches { _ = try await connection.send(encoded: batch.encoded, replies: batch.replies) }
         let elapsed = seconds(ContinuousClock.now - started)
         await connection.close()
         return Double(events) / elapsed
@@ -203,7 +249,15 @@ extension Bench {
         return (server, start)
     }
 
-    static func endToEnd(_ redis: RedisServerProcess, events: Int, ha: Bool) async throws -> Double {
+    struct EndToEnd {
+        /// Events per second.
+        var rate: Double
+        /// CPU microseconds per event: this process (the bridge and the double serving it), and redis-server.
+        var processCPU: Double
+        var redisCPU: Double
+    }
+
+    static func endToEnd(_ redis: RedisServerProcess, events: Int, ha: Bool) async throws -> EndToEnd {
         let (server, start) = try doubleWithInserts(events)
         defer { server.stop() }
         let publisher = RedisEventPublisher(
@@ -236,16 +290,11 @@ extension Bench {
         bridge.stop()
         try await running.value
         await publisher.close()
-        print(
-            String(
-                format:
-                    "    CPU per event: this process (bridge + the double) %.2f µs, redis-server %.2f µs; wall %.2f µs",
-                own / Double(events) * 1e6,
-                redisCPU / Double(events) * 1e6,
-                elapsed / Double(events) * 1e6
-            )
+        return EndToEnd(
+            rate: Double(events) / elapsed,
+            processCPU: own / Double(events) * 1e6,
+            redisCPU: redisCPU / Double(events) * 1e6
         )
-        return Double(events) / elapsed
     }
 
     /// User + system CPU seconds a process has used so far, from /proc/<pid>/stat.

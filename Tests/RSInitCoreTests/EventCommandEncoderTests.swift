@@ -108,10 +108,15 @@ import Testing
             fanOut: fanOut
         )
         let events = Self.events()
-        for (chunk, checkpoint) in [(events[...], "00000000000000000042"), (events[3..<9], ""), (events[0..<0], "1")] {
-            var command = ["EVALSHA", "abc", String(1 + chunk.count), configuration.checkpointKey]
+        let cases: [(ArraySlice<ChangeEvent>, String, ChangeEvent?)] = [
+            (events[...], "00000000000000000042", nil), (events[3..<9], "", events[2]), (events[0..<0], "1", nil),
+            (events[0..<0], "", events[5]),
+        ]
+        for (chunk, checkpoint, fence) in cases {
+            var command = ["EVALSHA", "abc", String(2 + chunk.count), configuration.checkpointKey]
+            command.append(fence.map(configuration.dedupeKey) ?? configuration.checkpointKey)
             command += chunk.map(configuration.dedupeKey)
-            command += ["150", checkpoint]
+            command += ["150", checkpoint, fence == nil ? "" : "1"]
             for event in chunk {
                 let (channels, message) = Self.reference(event, prefix: "p.", fanOut: fanOut)
                 command += [String(channels.count)] + channels + [message]
@@ -128,6 +133,7 @@ import Testing
                 metadataPrefix: "meta::",
                 ttlSeconds: 150,
                 checkpoint: checkpoint,
+                fence: fence,
                 to: &encoded
             )
             #expect(Self.text(encoded) == Self.text(expected))

@@ -351,6 +351,70 @@ struct OplogBridgeTests {
         #expect(!messages.contains { $0.1.contains("\"id0\"") })
     }
 
+    /// A batch larger than one script call goes out as fenced chunks, pipelined: every event once, in order,
+    /// the checkpoint with the last chunk; sent again, every event is a duplicate.
+    @Test func haBatchesSpanningSeveralScriptCallsPublishInOrderOnce() async throws {
+        let (redis, subscriber) = try await redisWithSubscriber()
+        let publisher = RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redis.url()), highAvailability: true),
+            logger: bridgeLogger
+        )
+        let events = (0..<1_234).map { index in
+            ChangeEvent(
+                kind: .insert,
+                namespace: Namespace("tests.Foo"),
+                documentID: .string("id\(index)"),
+                changedFields: ["_id"],
+                timestamp: BSONTimestamp(seconds: 100 + UInt32(index / 10), increment: UInt32(index % 10))
+            )
+        }
+        let batch = OplogBatch(
+            events: events,
+            resumePosition: events.last?.timestamp,
+            lastRead: events.last?.timestamp,
+            entriesRead: events.count
+        )
+        #expect(publisher.encodedScriptCalls(batch).replies == 3)
+        let first = try await publisher.publish(batch)
+        #expect(first == PublishReceipt(published: 1_234, duplicates: 0))
+        let ids = await subscriber.waitFor(2 * 1_234).filter { $0.0 == "tests.Foo" }.map(\.1)
+        #expect(ids == events.map { #"{"e":"i","d":{"_id":"\#(($0.documentID?.stringValue)!)"},"f":["_id"]}"# })
+        let again = try await publisher.publish(batch)
+        #expect(again == PublishReceipt(published: 0, duplicates: 1_234))
+        #expect(try await checkpoint(redis) == events.last?.timestamp)
+        await publisher.close()
+        subscriber.stop()
+    }
+
+    /// The fence: a call fenced on a dedupe key that does not exist does nothing and answers -1 (the chunk before
+    /// it did not run); once the key exists, the same call publishes and moves the checkpoint.
+    @Test func aFencedScriptCallRunsOnlyAfterThePreviousChunk() async throws {
+        let (redis, subscriber) = try await redisWithSubscriber()
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        try await connection.require(["SCRIPT", "LOAD", RedisEventPublisher.deduplicationScript])
+        let call = [
+            "EVALSHA", RedisEventPublisher.deduplicationScriptSHA, "3", "rsinit::checkpoint",
+            "rsinit::processed::41::0", "rsinit::processed::42::0", "150", "00000000000000000042", "1",
+            "1", "tests.Fenced", "message",
+        ]
+        #expect(try await connection.require(call).integer == -1)
+        #expect(try await connection.command(["GET", "rsinit::checkpoint"]) == .bulkString(nil))
+        #expect(try await connection.command(["EXISTS", "rsinit::processed::42::0"]).integer == 0)
+        try await connection.require(["SET", "rsinit::processed::41::0", "1"])
+        #expect(try await connection.require(call).integer == 1)
+        #expect(try await connection.command(["GET", "rsinit::checkpoint"]).string == "00000000000000000042")
+        let received = await subscriber.waitFor(1)
+        #expect(received.map(\.0) == ["tests.Fenced"])
+        // Unfenced ("" in ARGV[3]) it runs whatever the fence key.
+        let unfenced = [
+            "EVALSHA", RedisEventPublisher.deduplicationScriptSHA, "3", "rsinit::checkpoint",
+            "rsinit::processed::missing", "rsinit::processed::43::0", "150", "", "", "1", "tests.Fenced", "message",
+        ]
+        #expect(try await connection.require(unfenced).integer == 1)
+        await connection.close()
+        subscriber.stop()
+    }
+
     @Test func luaScriptSHAMatchesRedis() async throws {
         let redis = try await RedisServerProcess.launch()
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))

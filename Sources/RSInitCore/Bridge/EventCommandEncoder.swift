@@ -61,9 +61,10 @@ struct EventCommandEncoder {
         return commands
     }
 
-    /// One `EVALSHA <sha> <1 + n> <checkpointKey> <dedupe key>… <ttl> <checkpoint> (<count> <channel>… <message>)…`
-    /// for the events (the layout ``RedisEventPublisher/deduplicationScript`` reads). The dedupe key of an event is
-    /// `<metadataPrefix>processed::<ts as 64-bit>::<txIdx>`.
+    /// One `EVALSHA <sha> <2 + n> <checkpointKey> <fence key> <dedupe key>… <ttl> <checkpoint> <fenced>
+    /// (<count> <channel>… <message>)…` for the events (the layout ``RedisEventPublisher/deduplicationScript``
+    /// reads). The dedupe key of an event is `<metadataPrefix>processed::<ts as 64-bit>::<txIdx>`; the fence key is
+    /// that of `fence` (the call runs only if it exists), or the checkpoint key with `<fenced>` empty.
     mutating func appendScriptCall(
         _ events: some Collection<ChangeEvent>,
         sha: String,
@@ -71,12 +72,14 @@ struct EventCommandEncoder {
         metadataPrefix: String,
         ttlSeconds: Int,
         checkpoint: String,
+        fence: ChangeEvent?,
         to out: inout [UInt8]
     ) {
         scriptArguments.removeAll(keepingCapacity: true)
         RESPCodec.appendBulkString(String(ttlSeconds), into: &scriptArguments)
         RESPCodec.appendBulkString(checkpoint, into: &scriptArguments)
-        var argumentCount = 2
+        RESPCodec.appendBulkString(fence == nil ? "" : "1", into: &scriptArguments)
+        var argumentCount = 3
         var count: [UInt8] = []
         for event in events {
             load(event)
@@ -92,14 +95,14 @@ struct EventCommandEncoder {
             argumentCount += channelEnds.count + 2
         }
 
-        RESPCodec.appendArrayHeader(3 + 1 + events.count + argumentCount, into: &out)
+        RESPCodec.appendArrayHeader(3 + 2 + events.count + argumentCount, into: &out)
         RESPCodec.appendBulkString(Self.evalsha, into: &out)
         RESPCodec.appendBulkString(sha, into: &out)
-        RESPCodec.appendBulkString(String(1 + events.count), into: &out)
+        RESPCodec.appendBulkString(String(2 + events.count), into: &out)
         RESPCodec.appendBulkString(checkpointKey, into: &out)
         var key = Array(metadataPrefix.utf8) + Array("processed::".utf8)
         let keyStem = key.count
-        for event in events {
+        func appendDedupeKey(_ event: ChangeEvent) {
             key.removeSubrange(keyStem...)
             RedisOplogFormat.appendDecimal(event.timestamp.rawValue, to: &key)
             key.append(UInt8(ascii: ":"))
@@ -107,6 +110,8 @@ struct EventCommandEncoder {
             RedisOplogFormat.appendDecimal(Int64(event.transactionIndex), to: &key)
             RESPCodec.appendBulkString(key, into: &out)
         }
+        if let fence { appendDedupeKey(fence) } else { RESPCodec.appendBulkString(checkpointKey, into: &out) }
+        for event in events { appendDedupeKey(event) }
         out.append(contentsOf: scriptArguments)
     }
 

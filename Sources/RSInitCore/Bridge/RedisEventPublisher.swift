@@ -49,8 +49,14 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         }
     }
 
-    /// KEYS[1] checkpoint, KEYS[2…] dedupe keys; ARGV[1] TTL, ARGV[2] checkpoint, then per event: the channel
-    /// count, the channels, the message. Returns the number of events published (not duplicates).
+    /// KEYS[1] checkpoint, KEYS[2] fence, KEYS[3…] dedupe keys; ARGV[1] TTL, ARGV[2] checkpoint ('' leaves it),
+    /// ARGV[3] '1' when fenced, then per event: the channel count, the channels, the message. Returns the number
+    /// of events published (not duplicates), or -1 without doing anything when fenced and the fence key is missing.
+    ///
+    /// The fence keeps a batch's chunks in order although they are pipelined: a chunk runs only if the dedupe key
+    /// of the previous chunk's last event exists, i.e. that chunk ran (here or in another bridge). A chunk refused
+    /// by Redis (BUSY, OOM, NOSCRIPT, …) therefore stops the ones after it, and the checkpoint, which moves with
+    /// the last chunk, never passes an event that was not published.
     /// The HA script (public for benchmarks and for operators who want to read what runs in their Redis).
     public static var deduplicationScript: String { script }
     /// Its SHA-1, the EVALSHA id.
@@ -58,9 +64,10 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
 
     static let script = """
         local ttl = tonumber(ARGV[1])
-        local position = 3
+        if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+        local position = 4
         local published = 0
-        for i = 2, #KEYS do
+        for i = 3, #KEYS do
           local count = tonumber(ARGV[position])
           local message = ARGV[position + count + 1]
           if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
@@ -151,28 +158,54 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         publishedEvents += batch.events.count
     }
 
-    /// One EVALSHA per chunk of 500 events, all chunks pipelined in one write; the checkpoint moves with the last.
-    private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws -> PublishReceipt
-    {
+    /// Events per script call: long enough to amortise the call, short enough that Redis starts on the first
+    /// chunk while the next is encoded.
+    static let chunkSize = 500
+
+    /// The batch's script calls, one per chunk, each fenced on the one before; the checkpoint moves with the last.
+    private func scriptCalls(_ batch: OplogBatch) -> [(events: ArraySlice<ChangeEvent>, encoded: [UInt8])] {
         let checkpoint = batch.resumePosition.map(CheckpointEncoding.encode) ?? ""
-        var chunks = stride(from: 0, to: batch.events.count, by: 500).map {
-            batch.events[$0..<min($0 + 500, batch.events.count)]
+        var chunks = stride(from: 0, to: batch.events.count, by: Self.chunkSize).map {
+            batch.events[$0..<min($0 + Self.chunkSize, batch.events.count)]
         }
         if chunks.isEmpty { chunks = [[]] }
-        var encoded: [UInt8] = []
-        encoded.reserveCapacity(batch.events.count * 260 + 200)
-        for (index, chunk) in chunks.enumerated() {
+        return chunks.indices.map { index in
+            var encoded: [UInt8] = []
+            encoded.reserveCapacity(chunks[index].count * 260 + 200)
             encoder.appendScriptCall(
-                chunk,
+                chunks[index],
                 sha: Self.scriptSHA,
                 checkpointKey: configuration.checkpointKey,
                 metadataPrefix: configuration.metadataPrefix,
                 ttlSeconds: configuration.dedupeTTLSeconds,
                 checkpoint: index == chunks.count - 1 ? checkpoint : "",
+                fence: index == 0 ? nil : chunks[index - 1].last,
                 to: &encoded
             )
+            return (chunks[index], encoded)
         }
-        var replies = try await connection.send(encoded: encoded, replies: chunks.count)
+    }
+
+    /// The script calls of a batch exactly as ``publish(_:)`` sends them in HA mode, back to back, and how many
+    /// replies they get (for benchmarks that measure the script's own cost in Redis).
+    public func encodedScriptCalls(_ batch: OplogBatch) -> (encoded: [UInt8], replies: Int) {
+        let calls = scriptCalls(batch)
+        return (calls.flatMap(\.encoded), calls.count)
+    }
+
+    /// Each chunk is written as soon as it is encoded (Redis runs one while the next is prepared); the fence
+    /// keeps them in order.
+    private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws -> PublishReceipt
+    {
+        let calls = scriptCalls(batch)
+        func run() async throws -> [RESPValue] {
+            var replies: [RESPValue] = []
+            for pending in calls.map({ connection.submit(encoded: $0.encoded, replies: 1) }) {
+                replies += try await pending.replies()
+            }
+            return replies
+        }
+        var replies = try await run()
         if replies.contains(where: { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
         ) {
             // Redis restarted or flushed its scripts: load it and send the batch again. Chunks that did run are
@@ -182,13 +215,21 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
                 command: "SCRIPT LOAD"
             )
             if loaded.string != Self.scriptSHA { logger.warning("Redis returned an unexpected script SHA") }
-            replies = try await connection.send(encoded: encoded, replies: chunks.count)
+            replies = try await run()
         }
         var receipt = PublishReceipt(published: 0)
-        for (chunk, reply) in zip(chunks, replies) {
+        for (call, reply) in zip(calls, replies) {
             let published = Int(try RedisConnection.check(reply, command: "EVALSHA").integer ?? 0)
+            guard published >= 0 else {
+                // The chunk before ran but its last dedupe key is gone already (evicted or flushed): send again.
+                throw RedisError(
+                    .batchInterrupted,
+                    "Redis dropped a dedupe key while a batch was being published (maxmemory eviction or FLUSHALL?);"
+                        + " sending the batch again"
+                )
+            }
             receipt.published += published
-            receipt.duplicates += chunk.count - published
+            receipt.duplicates += call.events.count - published
         }
         publishedEvents += receipt.published
         dedupeHits += receipt.duplicates

@@ -150,11 +150,29 @@ public final class RedisConnection: Sendable {
 
     /// Sends `replies` commands already RESP-encoded back to back in `encoded`; returns their replies in order.
     public func send(encoded: [UInt8], replies: Int) async throws -> [RESPValue] {
-        guard replies > 0 else { return [] }
+        try await submit(encoded: encoded, replies: replies).replies()
+    }
+
+    /// Replies still to come for commands already written.
+    public struct PendingReplies: Sendable {
+        fileprivate let future: EventLoopFuture<[RESPValue]>?
+        fileprivate let connection: RedisConnection
+
+        /// Waits for the replies (in order); transport failures throw ``RedisError``.
+        public func replies() async throws -> [RESPValue] {
+            guard let future else { return [] }
+            do { return try await future.get() } catch { throw connection.transportError(error) }
+        }
+    }
+
+    /// Writes commands already RESP-encoded and returns without waiting for their replies, so the caller can
+    /// prepare the next commands while Redis runs these (pipelining across writes). Replies stay in order.
+    public func submit(encoded: [UInt8], replies: Int) -> PendingReplies {
+        guard replies > 0 else { return PendingReplies(future: nil, connection: self) }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         let request = RedisRequest(bytes: encoded, replies: replies, promise: promise)
         channel.writeAndFlush(request).cascadeFailure(to: promise)
-        do { return try await promise.futureResult.get() } catch { throw transportError(error) }
+        return PendingReplies(future: promise.futureResult, connection: self)
     }
 
     /// One command; an error reply is returned as `.error`.
@@ -198,7 +216,7 @@ public final class RedisConnection: Sendable {
     /// Whether the connection is open (false after ``close()`` or a transport failure). Never blocks.
     public var isOpen: Bool { channel.isActive }
 
-    private func transportError(_ error: any Error) -> RedisError {
+    fileprivate func transportError(_ error: any Error) -> RedisError {
         if let error = error as? RedisError { return error }
         return RedisError(.connectionLost, "Redis at \(url) closed the connection")
     }

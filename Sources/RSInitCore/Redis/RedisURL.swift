@@ -158,6 +158,8 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case protocolError
         /// An error reply to a command that must succeed.
         case server
+        /// Part of a pipelined batch did not run and stopped the rest (see the HA script's fence): send it again.
+        case batchInterrupted
     }
 
     public var kind: Kind
@@ -173,7 +175,8 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Worth retrying with backoff (the server may come back).
     public var isTransient: Bool {
         switch kind {
-        case .connectionRefused, .hostNotFound, .timeout, .connectionLost, .protocolError: return true
+        case .connectionRefused, .hostNotFound, .timeout, .connectionLost, .protocolError, .batchInterrupted:
+            return true
         case .server:
             // The server is starting, busy, failing over or full: hold the oplog and retry rather than exit.
             // The message is "<COMMAND> failed: <Redis error reply>" (RedisConnection.check).

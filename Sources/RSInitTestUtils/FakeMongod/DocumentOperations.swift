@@ -77,7 +77,8 @@ struct DocumentFilter {
         case noneOf([DocumentFilter])
         /// A malformed `$and`/`$or`/`$nor` (not an array of documents) matches nothing.
         case never
-        case field(path: String, Test)
+        /// A dotted path, split once.
+        case field(path: [String], Test)
     }
 
     private enum Test {
@@ -90,6 +91,7 @@ struct DocumentFilter {
 
     init(_ filter: BSONDocument) {
         clauses = filter.elements.map { key, condition in
+            let path = key.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
             switch key {
             case "$and", "$or", "$nor":
                 guard let clauses = condition.arrayValue?.compactMap(\.documentValue) else { return .never }
@@ -97,11 +99,11 @@ struct DocumentFilter {
                 return key == "$and" ? .all(filters) : key == "$or" ? .any(filters) : .noneOf(filters)
             default:
                 if case .regex = condition {
-                    return .field(path: key, .operators([("$regex", condition, Self.regex(condition))]))
+                    return .field(path: path, .operators([("$regex", condition, Self.regex(condition))]))
                 }
                 if case .document(let operators) = condition, operators.firstKey?.hasPrefix("$") == true {
                     return .field(
-                        path: key,
+                        path: path,
                         .operators(
                             operators.elements.map {
                                 ($0.key, $0.value, $0.key == "$regex" ? Self.regex($0.value) : nil)
@@ -109,7 +111,7 @@ struct DocumentFilter {
                         )
                     )
                 }
-                return .field(path: key, .equals(condition))
+                return .field(path: path, .equals(condition))
             }
         }
     }
@@ -122,7 +124,7 @@ struct DocumentFilter {
             case .noneOf(let filters): if filters.contains(where: { $0.matches(document) }) { return false }
             case .never: return false
             case .field(let path, let test):
-                let value = document[path: path]
+                let value = Self.value(at: path, in: document)
                 switch test {
                 case .equals(let expected): if !Self.equals(value, expected) { return false }
                 case .operators(let operators):
@@ -131,6 +133,17 @@ struct DocumentFilter {
             }
         }
         return true
+    }
+
+    private static func value(at path: [String], in document: BSONDocument) -> BSONValue? {
+        var current = document
+        for (index, part) in path.enumerated() {
+            guard let value = current[part] else { return nil }
+            if index == path.count - 1 { return value }
+            guard case .document(let next) = value else { return nil }
+            current = next
+        }
+        return nil
     }
 
     private static func regex(_ operand: BSONValue) -> NSRegularExpression? {
