@@ -81,7 +81,14 @@ public struct BSONDocument: Sendable, Hashable {
     /// The values of a precomputed set of top-level keys in one pass (no per-call key encoding).
     public func values(for keySet: BSONKeySet) -> [BSONValue?] {
         var result = [BSONValue?](repeating: nil, count: keySet.count)
-        var found: UInt64 = 0  // bit i: key i seen (checking `result[i] == nil` would copy the value)
+        forEachValue(for: keySet) { index, value in result[index] = value }
+        return result
+    }
+
+    /// Calls `body` with the index in `keySet` and the value of each of its keys present at the top level, in
+    /// document order, in one pass and without collecting them (the oplog hot path: no array per document).
+    public func forEachValue(for keySet: BSONKeySet, _ body: (_ index: Int, _ value: BSONValue) -> Void) {
+        var found: UInt64 = 0  // bit i: key i seen
         let all: UInt64 = keySet.count == 64 ? .max : (1 << UInt64(keySet.count)) - 1
         storage.withUnsafeBytes { buffer in
             let reader = BSONReader(buffer: buffer, source: storage)
@@ -98,7 +105,7 @@ public struct BSONDocument: Sendable, Hashable {
                             position += 1
                         }
                         guard position >= length else { continue }
-                        result[index] = reader.decodeValue(type: type, at: valueOffset).value
+                        body(index, reader.decodeValue(type: type, at: valueOffset).value)
                         found |= 1 << UInt64(index)
                         break
                     }
@@ -106,7 +113,6 @@ public struct BSONDocument: Sendable, Hashable {
                 }
             }
         }
-        return result
     }
 
     /// Whether a top-level field named `key` exists.

@@ -14,7 +14,7 @@ func withLoopbackAddress<T>(port: UInt16, _ body: (UnsafePointer<sockaddr>, sock
 }
 
 /// A TCP socket connected to `127.0.0.1:<port>`, or nil with `errno` set (test clients and port probes).
-func connectLoopback(port: UInt16) -> Int32? {
+public func connectLoopback(port: UInt16) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     let result = withLoopbackAddress(port: port) { connect(fd, $0, $1) }

@@ -287,7 +287,7 @@ enum Bench {
     /// Events/s from the double through `OplogBridge` into a real redis-server, plain and HA (no subscriber attached;
     /// `report` gives the same with a subscriber and the ceilings beside it).
     static func bridge(events: Int) async throws {
-        let redis = try RedisServerProcess()
+        let redis = try benchmarkRedis()
         defer { redis.stop() }
         _ = try await throughputReport(redis, events: events)
     }

@@ -25,8 +25,14 @@ extension Bench {
     static let reportLogger = Logger(label: "bench.report")
     static let payload = #"{"e":"i","d":{"_id":"id12345"},"f":["_id","hello"]}"#
 
+    /// The report's Redis: a pub/sub client is never dropped for a full output buffer, so a subscriber that falls
+    /// behind during a pipelined burst stays attached (and its backlog costs Redis, as it would in production).
+    static func benchmarkRedis() throws -> RedisServerProcess {
+        try RedisServerProcess(["--client-output-buffer-limit", "pubsub", "0", "0", "0"])
+    }
+
     static func bridgeReport(rsinit: String, python: String?) async throws {
-        let redis = try RedisServerProcess()
+        let redis = try benchmarkRedis()
         defer { redis.stop() }
         let rates = try await throughputReport(redis)
 
@@ -63,7 +69,8 @@ extension Bench {
         try await memoryReport(rsinit: rsinit)
     }
 
-    /// (a) and (b) with a `redis-cli psubscribe '*'` subscriber attached; alone: `rsinit-bench bridge`.
+    /// (a) and (b) with a subscriber attached (``CountingSubscriber``, checked to receive every message of every
+    /// phase); alone: `rsinit-bench bridge`.
     ///
     /// This VM's speed drifts by ±25 % within a minute, so a ceiling and the run it is compared with are measured
     /// back to back, in `rounds` rounds on a flushed Redis; the ratio reported is the median of the rounds' ratios.
@@ -73,14 +80,20 @@ extension Bench {
         events: Int = 200_000,
         rounds: Int = 3
     ) async throws -> [Bool: Double] {
-        let subscriber = spawnQuietly("/usr/bin/redis-cli", ["-p", "\(redis.port)", "psubscribe", "*"])
-        defer {
-            if let subscriber {
-                kill(subscriber, SIGKILL)
-                waitpid(subscriber, nil, 0)
-            }
-        }
+        let subscriber = try CountingSubscriber(port: redis.port)
+        defer { subscriber.stop() }
         try await Task.sleep(for: .milliseconds(300))
+        /// Runs a phase that publishes `messages` messages; all must reach the subscriber, or the figure was taken
+        /// without one.
+        func phase<T>(_ name: String, messages: Int, _ body: () async throws -> T) async throws -> T {
+            let start = subscriber.messages
+            let result = try await body()
+            let received = await subscriber.waitFor(start + messages) - start
+            guard received == messages, !subscriber.disconnected else {
+                throw BenchError("the subscriber received \(received) of \(messages) messages in \(name)")
+            }
+            return result
+        }
         let control = try await RedisConnection.connect(try RedisURL(redis.url()))
         defer { Task { await control.close() } }
 
@@ -89,32 +102,50 @@ extension Bench {
         var runs: [Bool: [EndToEnd]] = [false: [], true: []]
         for round in 1...rounds {
             _ = try await control.require(["FLUSHALL"])
-            publishCeilings.append(try redisBenchmarkPublish(port: redis.port) / 2)  // two channels per event
-            runs[false]!.append(try await endToEnd(redis, events: events, ha: false))
-            scriptCeilings.append(try await dedupeScriptCeiling(redis, events: events))
-            runs[true]!.append(try await endToEnd(redis, events: events, ha: true))
+            publishCeilings.append(
+                try await phase("the PUBLISH ceiling", messages: publishCount) {
+                    try redisBenchmarkPublish(port: redis.port) / 2  // two channels per event
+                }
+            )
+            runs[false]!.append(
+                try await phase("rsinit plain", messages: 2 * events) {
+                    try await endToEnd(redis, events: events, ha: false)
+                }
+            )
+            scriptCeilings.append(
+                try await phase("the script ceiling", messages: 2 * events) {
+                    try await dedupeScriptCeiling(redis, events: events)
+                }
+            )
+            runs[true]!.append(
+                try await phase("rsinit HA", messages: 2 * events) {
+                    try await endToEnd(redis, events: events, ha: true)
+                }
+            )
             let plain = runs[false]!.last!
             let ha = runs[true]!.last!
             print(
                 String(
                     format:
-                        "    round %d: PUBLISH ceiling %.0f events/s, rsinit plain %.0f (%.2f; CPU/event: rsinit + double %.2f µs, redis %.2f µs)",
+                        "    round %d: PUBLISH ceiling %.0f events/s, rsinit plain %.0f (%.2f; CPU/event: rsinit %.2f µs, double %.2f µs, redis %.2f µs)",
                     round,
                     publishCeilings.last!,
                     plain.rate,
                     plain.rate / publishCeilings.last!,
                     plain.processCPU,
+                    plain.doubleCPU,
                     plain.redisCPU
                 )
             )
             print(
                 String(
                     format:
-                        "             script ceiling %.0f events/s, rsinit HA %.0f (%.2f; CPU/event: rsinit + double %.2f µs, redis %.2f µs)",
+                        "             script ceiling %.0f events/s, rsinit HA %.0f (%.2f; CPU/event: rsinit %.2f µs, double %.2f µs, redis %.2f µs)",
                     scriptCeilings.last!,
                     ha.rate,
                     ha.rate / scriptCeilings.last!,
                     ha.processCPU,
+                    ha.doubleCPU,
                     ha.redisCPU
                 )
             )
@@ -190,8 +221,13 @@ extension Bench {
         return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
     }
 
+    /// PUBLISHes in one redis-benchmark run.
+    static let publishCount = 2_000_000
+
     static func redisBenchmarkPublish(port: UInt16) throws -> Double {
-        let text = try capture("redis-benchmark -p \(port) -P 64 -n 2000000 -q PUBLISH tests.Foo '\(payload)'")
+        let text = try capture(
+            "redis-benchmark -p \(port) -P 64 -n \(publishCount) -q PUBLISH tests.Foo '\(payload)'"
+        )
         guard let range = text.range(of: #"[0-9.]+ requests per second"#, options: .regularExpression),
             let value = Double(text[range].split(separator: " ")[0])
         else { throw BenchError("unexpected redis-benchmark output: \(text)") }
@@ -252,8 +288,10 @@ extension Bench {
     struct EndToEnd {
         /// Events per second.
         var rate: Double
-        /// CPU microseconds per event: this process (the bridge and the double serving it), and redis-server.
+        /// CPU microseconds per event: rsinit (this process without the double), the double serving the oplog
+        /// (its threads in this process), and redis-server.
         var processCPU: Double
+        var doubleCPU: Double
         var redisCPU: Double
     }
 
@@ -275,17 +313,20 @@ extension Bench {
             publisher: publisher,
             logger: reportLogger
         )
+        // For profiling: RSINIT_BENCH_PAUSE=false (plain) or =true (HA) waits 2 s before that run is measured, so
+        // `perf record -p <pid>` can attach to exactly it.
         if let pause = ProcessInfo.processInfo.environment["RSINIT_BENCH_PAUSE"], let wanted = Bool(pause), wanted == ha
         {
             FileHandle.standardError.write(Data("measuring \(ha ? "HA" : "plain") in 2 s\n".utf8))
             try await Task.sleep(for: .seconds(2))
         }
-        let cpuBefore = (own: cpuSeconds(getpid()), redis: cpuSeconds(redis.processID))
+        let cpuBefore = (own: cpuSeconds(getpid()), double: doubleCPUSeconds(), redis: cpuSeconds(redis.processID))
         let began = ContinuousClock.now
         let running = Task { try await bridge.run() }
         while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(2)) }
         let elapsed = seconds(ContinuousClock.now - began)
-        let own = cpuSeconds(getpid()) - cpuBefore.own
+        let doubleCPU = doubleCPUSeconds() - cpuBefore.double
+        let own = cpuSeconds(getpid()) - cpuBefore.own - doubleCPU
         let redisCPU = cpuSeconds(redis.processID) - cpuBefore.redis
         bridge.stop()
         try await running.value
@@ -293,13 +334,25 @@ extension Bench {
         return EndToEnd(
             rate: Double(events) / elapsed,
             processCPU: own / Double(events) * 1e6,
+            doubleCPU: doubleCPU / Double(events) * 1e6,
             redisCPU: redisCPU / Double(events) * 1e6
         )
     }
 
+    /// CPU seconds of this process's threads named "mongod-double" (the double's connection threads).
+    static func doubleCPUSeconds() -> Double {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.reduce(0) { total, task in
+            let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+            return comm.hasPrefix("mongod-double") ? total + cpuSeconds(path: "/proc/self/task/\(task)/stat") : total
+        }
+    }
+
     /// User + system CPU seconds a process has used so far, from /proc/<pid>/stat.
-    static func cpuSeconds(_ pid: pid_t) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+    static func cpuSeconds(_ pid: pid_t) -> Double { cpuSeconds(path: "/proc/\(pid)/stat") }
+
+    static func cpuSeconds(path: String) -> Double {
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
             let afterName = stat.range(of: ") ")
         else { return 0 }
         // Fields after the command name start at field 3 (state); utime and stime are fields 14 and 15.

@@ -138,32 +138,50 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         }
     }
 
-    /// One pipelined write: every PUBLISH, then the checkpoint SET, encoded straight into one buffer.
+    /// Every PUBLISH, then the checkpoint SET, pipelined: written in slices as they are encoded (Redis publishes
+    /// one slice while the next is prepared), replies checked once all are in.
     private func publishPlain(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
-        var encoded: [UInt8] = []
-        encoded.reserveCapacity(batch.events.count * 200)
-        let count = encoder.appendPublishes(
-            batch.events,
-            checkpoint: batch.resumePosition.map { (configuration.checkpointKey, CheckpointEncoding.encode($0)) },
-            to: &encoded
-        )
-        guard count > 0 else { return }
-        let replies = try await connection.send(encoded: encoded, replies: count)
+        var pending: [RedisConnection.PendingReplies] = []
+        var commands = 0
+        var start = batch.events.startIndex
+        repeat {
+            let end = min(start + Self.chunkSize, batch.events.endIndex)
+            let last = end == batch.events.endIndex
+            var encoded: [UInt8] = []
+            encoded.reserveCapacity((end - start) * 200 + 100)
+            let count = encoder.appendPublishes(
+                batch.events[start..<end],
+                checkpoint: last
+                    ? batch.resumePosition.map { (configuration.checkpointKey, CheckpointEncoding.encode($0)) } : nil,
+                to: &encoded
+            )
+            pending.append(connection.submit(encoded: encoded, replies: count))
+            commands += count
+            start = end
+        } while start < batch.events.endIndex
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(commands)
+        for call in pending { replies += try await call.replies() }
         for (index, reply) in replies.enumerated() {
             _ = try RedisConnection.check(
                 reply,
-                command: index == count - 1 && batch.resumePosition != nil ? "SET" : "PUBLISH"
+                command: index == commands - 1 && batch.resumePosition != nil ? "SET" : "PUBLISH"
             )
         }
         publishedEvents += batch.events.count
     }
 
-    /// Events per script call: long enough to amortise the call, short enough that Redis starts on the first
-    /// chunk while the next is encoded.
+    /// Events per script call (HA) or per write (plain): long enough to amortise the call, short enough that
+    /// Redis starts on the first chunk while the next is encoded.
     static let chunkSize = 500
 
     /// The batch's script calls, one per chunk, each fenced on the one before; the checkpoint moves with the last.
-    private func scriptCalls(_ batch: OplogBatch) -> [(events: ArraySlice<ChangeEvent>, encoded: [UInt8])] {
+    /// `each` sees every call as soon as it is encoded.
+    @discardableResult
+    private func scriptCalls(
+        _ batch: OplogBatch,
+        each: (_ encoded: [UInt8]) -> Void = { _ in }
+    ) -> [(events: ArraySlice<ChangeEvent>, encoded: [UInt8])] {
         let checkpoint = batch.resumePosition.map(CheckpointEncoding.encode) ?? ""
         var chunks = stride(from: 0, to: batch.events.count, by: Self.chunkSize).map {
             batch.events[$0..<min($0 + Self.chunkSize, batch.events.count)]
@@ -182,6 +200,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
                 fence: index == 0 ? nil : chunks[index - 1].last,
                 to: &encoded
             )
+            each(encoded)
             return (chunks[index], encoded)
         }
     }
@@ -197,15 +216,14 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     /// keeps them in order.
     private func publishDeduplicated(_ batch: OplogBatch, _ connection: RedisConnection) async throws -> PublishReceipt
     {
-        let calls = scriptCalls(batch)
-        func run() async throws -> [RESPValue] {
+        var pending: [RedisConnection.PendingReplies] = []
+        let calls = scriptCalls(batch) { pending.append(connection.submit(encoded: $0, replies: 1)) }
+        func collect(_ pending: [RedisConnection.PendingReplies]) async throws -> [RESPValue] {
             var replies: [RESPValue] = []
-            for pending in calls.map({ connection.submit(encoded: $0.encoded, replies: 1) }) {
-                replies += try await pending.replies()
-            }
+            for call in pending { replies += try await call.replies() }
             return replies
         }
-        var replies = try await run()
+        var replies = try await collect(pending)
         if replies.contains(where: { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
         ) {
             // Redis restarted or flushed its scripts: load it and send the batch again. Chunks that did run are
@@ -215,7 +233,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
                 command: "SCRIPT LOAD"
             )
             if loaded.string != Self.scriptSHA { logger.warning("Redis returned an unexpected script SHA") }
-            replies = try await run()
+            replies = try await collect(calls.map { connection.submit(encoded: $0.encoded, replies: 1) })
         }
         var receipt = PublishReceipt(published: 0)
         for (call, reply) in zip(calls, replies) {

@@ -24,14 +24,31 @@ public struct OplogEntry: Sendable, Equatable {
     /// Reads the entry; inner `applyOps` entries have no `ts`/`wall` (they inherit the outer ones). Session fields
     /// are read only for commands (they link multi-entry transactions).
     public init(_ document: BSONDocument) {
-        let v = document.values(for: Self.fields)
-        op = v[0]?.stringValue ?? ""
-        namespace = v[1]?.stringValue ?? ""
-        timestamp = v[2]?.timestampValue
-        if case .datetime(let ms) = v[3] { wall = ms } else { wall = nil }
-        object = v[4]?.documentValue
-        object2 = v[5]?.documentValue
-        fromMigrate = v[6]?.isTruthy ?? false
+        var op = ""
+        var namespace = ""
+        var timestamp: BSONTimestamp?
+        var wall: Int64?
+        var object: BSONDocument?
+        var object2: BSONDocument?
+        var fromMigrate = false
+        document.forEachValue(for: Self.fields) { index, value in
+            switch index {
+            case 0: op = value.stringValue ?? ""
+            case 1: namespace = value.stringValue ?? ""
+            case 2: timestamp = value.timestampValue
+            case 3: if case .datetime(let ms) = value { wall = ms }
+            case 4: object = value.documentValue
+            case 5: object2 = value.documentValue
+            default: fromMigrate = value.isTruthy
+            }
+        }
+        self.op = op
+        self.namespace = namespace
+        self.timestamp = timestamp
+        self.wall = wall
+        self.object = object
+        self.object2 = object2
+        self.fromMigrate = fromMigrate
         if op == "c" {
             let session = document.values(for: Self.sessionFields)
             sessionID = session[0]?.documentValue?["id"]

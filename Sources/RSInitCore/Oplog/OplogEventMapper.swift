@@ -54,6 +54,8 @@ public struct OplogEventMapper: Sendable {
     /// `wall` of the newest entry that had one (ms since the epoch), for lag.
     public private(set) var lastWallTime: Int64?
     private var pending: [TransactionKey: PendingTransaction] = [:]
+    /// The last `ns` split into a ``Namespace`` (entries come in long runs of one collection).
+    private var lastNamespace: (text: String, namespace: Namespace)?
     /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
     public private(set) var unprocessableFieldCount = 0
 
@@ -84,7 +86,13 @@ public struct OplogEventMapper: Sendable {
         guard let ts = entry.timestamp else { return .skipped(.malformed) }
         if entry.op == "n" { return .skipped(.noop) }
         if entry.fromMigrate { return .skipped(.fromMigrate) }
-        let namespace = Namespace(entry.namespace)
+        let namespace: Namespace
+        if let last = lastNamespace, last.text == entry.namespace {
+            namespace = last.namespace
+        } else {
+            namespace = Namespace(entry.namespace)
+            lastNamespace = (entry.namespace, namespace)
+        }
         if entry.op == "c" && namespace.collection == "$cmd" {
             return mapCommand(entry, database: namespace.database, ts: ts, previous: previous, into: &events)
         }

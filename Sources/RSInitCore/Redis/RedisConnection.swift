@@ -312,28 +312,39 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: request.bytes)), promise: promise)
     }
 
+    /// Hands the replies of one read to the requests in order, a run of replies at a time (a pipeline of
+    /// thousands of PUBLISHes arrives in a few reads).
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        for value in unwrapInboundIn(data) { received(value) }
-    }
-
-    private func received(_ value: RESPValue) {
-        guard !pending.isEmpty else {
-            if let (waiter, deadline) = pushWaiters.popFirst() {
-                deadline?.cancel()
-                waiter.succeed(value)
-            } else {
-                pushed.append(value)
+        let values = unwrapInboundIn(data)
+        var index = values.startIndex
+        while index < values.endIndex {
+            guard let head = pending.first else {
+                let value = values[index]
+                index += 1
+                if let (waiter, deadline) = pushWaiters.popFirst() {
+                    deadline?.cancel()
+                    waiter.succeed(value)
+                } else {
+                    pushed.append(value)
+                }
+                continue
             }
-            return
-        }
-        if headReplies.isEmpty { headReplies.reserveCapacity(pending[pending.startIndex].expected) }
-        headReplies.append(value)
-        if headReplies.count == pending[pending.startIndex].expected {
-            let done = pending.removeFirst()
-            let replies = headReplies
-            headReplies = []
-            done.deadline?.cancel()
-            done.promise.succeed(replies)
+            let end = min(values.endIndex, index + head.expected - headReplies.count)
+            let replies: [RESPValue]
+            if headReplies.isEmpty && end - index == head.expected {
+                replies = Array(values[index..<end])
+            } else {
+                if headReplies.isEmpty { headReplies.reserveCapacity(head.expected) }
+                headReplies.append(contentsOf: values[index..<end])
+                index = end
+                guard headReplies.count == head.expected else { continue }
+                replies = headReplies
+                headReplies = []
+            }
+            index = end
+            pending.removeFirst()
+            head.deadline?.cancel()
+            head.promise.succeed(replies)
         }
     }
 

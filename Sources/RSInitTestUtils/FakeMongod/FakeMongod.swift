@@ -343,6 +343,8 @@ public final class FakeMongod: @unchecked Sendable {
                 return (core.nextConnectionId, core.generation)
             }
             Thread.detachNewThread { [self] in
+                // Named so profiles and benchmarks can tell the double's CPU from its client's.
+                Thread.current.name = "mongod-double"
                 self.serve(client, connectionId: connectionId, generation: generation)
             }
         }
