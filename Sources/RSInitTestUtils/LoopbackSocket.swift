@@ -26,3 +26,22 @@ public func connectLoopback(port: UInt16) -> Int32? {
     }
     return fd
 }
+
+/// A loopback port that refuses connections for as long as the returned socket stays open: bound but not
+/// listening, so no other test can take the port meanwhile (a port freed by stopping a server can be reused by a
+/// parallel test at once). Close `fd` when done.
+public func refusingLoopbackPort() -> (port: UInt16, fd: Int32)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var address = sockaddr_in()
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withLoopbackAddress(port: 0) { bind(fd, $0, $1) } == 0
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard bound, named == 0 else {
+        close(fd)
+        return nil
+    }
+    return (UInt16(bigEndian: address.sin_port), fd)
+}

@@ -56,10 +56,8 @@ let testLogger = Logger(label: "rsinit.test")
     }
 
     @Test func unreachableServerIsAServerSelectionError() async throws {
-        // Bind then close a listener to get a port nobody listens on.
-        let server = try FakeMongod.start()
-        let port = server.port
-        server.stop()
+        let (port, reservation) = try #require(refusingLoopbackPort())
+        defer { close(reservation) }
         let client = try MongoClient(
             uri: "mongodb://127.0.0.1:\(port)/?directConnection=true&connectTimeoutMS=500&serverSelectionTimeoutMS=500",
             logger: testLogger

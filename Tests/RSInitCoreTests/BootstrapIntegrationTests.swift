@@ -255,9 +255,8 @@ extension Result where Failure == BootstrapFailure {
     }
 
     @Test func deadlineWhileUnreachable() async throws {
-        let server = try double(.standalone)
-        let port = server.port
-        server.stop()
+        let (port, reservation) = try #require(refusingLoopbackPort())
+        defer { close(reservation) }
         let configuration = BootstrapConfiguration(
             connectionString: try MongoConnectionString("mongodb://127.0.0.1:\(port)/"),
             members: [HostAndPort(host: "mongodb", port: 27017)],
