@@ -96,18 +96,23 @@ public enum RESPCodec {
         }
     }
 
-    /// `value` in decimal, then CRLF; digits written in place (no String per length).
+    /// `value` in decimal, then CRLF.
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
-        let magnitude = value.magnitude
-        var divisor: UInt = 1
-        while divisor <= magnitude / 10 { divisor *= 10 }
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(magnitude / divisor % 10))
-            divisor /= 10
-        } while divisor > 0
+        appendDigits(UInt64(value.magnitude), to: &out)
         out.append(13)
         out.append(10)
+    }
+
+    /// The decimal digits of `value`, written in place (no String per number: lengths and counts are on the
+    /// publisher's hot path, and so are the numbers in its JSON messages).
+    public static func appendDigits(_ value: UInt64, to out: inout [UInt8]) {
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
     }
 
     /// Decodes one value starting at `index`. Returns nil — leaving `index` unchanged — when the frame is not

@@ -1,4 +1,5 @@
 public import MongoCWrapper
+import RESP
 
 /// The cultofcoders:redis-oplog wire format (event-format.md §1–§3, §8 G4/G5): channels, Meteor id
 /// stringification, and the compact JSON payload `{"e":…,"d":{"_id":…},"f":[…]}`.
@@ -80,14 +81,7 @@ public enum RedisOplogFormat {
         appendDecimal(value.magnitude, to: &out)
     }
 
-    static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        var divisor: UInt64 = 1
-        while divisor <= value / 10 { divisor *= 10 }
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
-            divisor /= 10
-        } while divisor > 0
-    }
+    static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) { RESPCodec.appendDigits(value, to: &out) }
 
     /// The channels of an event: `<prefix><db>.<coll>` and, when the id can be stringified,
     /// `<prefix><db>.<coll>::<idStringify(_id)>`.
