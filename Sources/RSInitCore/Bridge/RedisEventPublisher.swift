@@ -177,7 +177,6 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
 
     /// The batch's script calls, one per chunk, each fenced on the one before; the checkpoint moves with the last.
     /// `each` sees every call as soon as it is encoded.
-    @discardableResult
     private func scriptCalls(
         _ batch: OplogBatch,
         each: (_ encoded: [UInt8]) -> Void = { _ in }
@@ -206,7 +205,8 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     }
 
     /// The script calls of a batch exactly as ``publish(_:)`` sends them in HA mode, back to back, and how many
-    /// replies they get (for benchmarks that measure the script's own cost in Redis).
+    /// replies they get (for benchmarks that measure the script's own cost in Redis). Like ``publish(_:)``, not to
+    /// be called while another call on this publisher runs (they share the encoder's buffers).
     public func encodedScriptCalls(_ batch: OplogBatch) -> (encoded: [UInt8], replies: Int) {
         let calls = scriptCalls(batch)
         return (calls.flatMap(\.encoded), calls.count)
