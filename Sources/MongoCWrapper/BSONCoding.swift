@@ -205,7 +205,17 @@ enum BSONValidator {
     }
 
     private static func checkUTF8(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) throws(BSONError) {
-        var iterator = UnsafeRawBufferPointer(rebasing: buffer[range]).makeIterator()
+        // ASCII (nearly every key and most strings) needs no decoding: 8 bytes at a time, looking for a high bit.
+        var asciiEnd = range.lowerBound
+        while asciiEnd + 8 <= range.upperBound,
+            buffer.loadUnaligned(fromByteOffset: asciiEnd, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
+        {
+            asciiEnd += 8
+        }
+        while asciiEnd < range.upperBound, buffer[asciiEnd] < 0x80 { asciiEnd += 1 }
+        guard asciiEnd < range.upperBound else { return }
+        // Everything before asciiEnd is ASCII, so a scalar starts there.
+        var iterator = UnsafeRawBufferPointer(rebasing: buffer[asciiEnd..<range.upperBound]).makeIterator()
         var decoder = UTF8()
         while true {
             switch decoder.decode(&iterator) {
@@ -318,7 +328,24 @@ enum BSONWriter {
     }
     static func appendCString(_ s: String, to out: inout [UInt8]) {
         // A NUL inside a key would end it early; BSON cannot represent it, so it is dropped.
-        out.append(contentsOf: s.utf8.lazy.filter { $0 != 0 })
+        let utf8 = s.utf8
+        if utf8.contains(0) {
+            out.append(contentsOf: utf8.lazy.filter { $0 != 0 })
+        } else {
+            out.append(contentsOf: utf8)
+        }
+        out.append(0)
+    }
+    /// `index` in decimal as a C string (an array element's key).
+    static func appendDecimalKey(_ index: Int, to out: inout [UInt8]) {
+        var divisor = 1
+        while divisor <= index / 10 { divisor *= 10 }
+        var rest = index
+        while divisor > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
         out.append(0)
     }
     static func appendString(_ s: String, to out: inout [UInt8]) {
@@ -350,7 +377,10 @@ enum BSONWriter {
             let start = out.count
             appendInt32(0, to: &out)
             for (index, element) in values.enumerated() {
-                appendElement(key: String(index), value: element, to: &out)
+                // The key is the index in decimal, written without a String (replies carry thousands).
+                out.append(element.typeByte)
+                appendDecimalKey(index, to: &out)
+                appendValue(element, to: &out)
             }
             out.append(0)
             patchLength(of: &out, documentStart: start)

@@ -288,8 +288,8 @@ extension Bench {
     struct EndToEnd {
         /// Events per second.
         var rate: Double
-        /// CPU microseconds per event: rsinit (this process without the double), the double serving the oplog
-        /// (its threads in this process), and redis-server.
+        /// CPU microseconds per event: rsinit (this process without the double and the subscriber), the double
+        /// serving the oplog (its threads in this process), and redis-server.
         var processCPU: Double
         var doubleCPU: Double
         var redisCPU: Double
@@ -320,13 +320,19 @@ extension Bench {
             FileHandle.standardError.write(Data("measuring \(ha ? "HA" : "plain") in 2 s\n".utf8))
             try await Task.sleep(for: .seconds(2))
         }
-        let cpuBefore = (own: cpuSeconds(getpid()), double: doubleCPUSeconds(), redis: cpuSeconds(redis.processID))
+        let cpuBefore = (
+            own: cpuSeconds(getpid()),
+            double: threadCPUSeconds(named: doubleThreadName),
+            subscriber: threadCPUSeconds(named: CountingSubscriber.threadName),
+            redis: cpuSeconds(redis.processID)
+        )
         let began = ContinuousClock.now
         let running = Task { try await bridge.run() }
         while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(2)) }
         let elapsed = seconds(ContinuousClock.now - began)
-        let doubleCPU = doubleCPUSeconds() - cpuBefore.double
-        let own = cpuSeconds(getpid()) - cpuBefore.own - doubleCPU
+        let doubleCPU = threadCPUSeconds(named: doubleThreadName) - cpuBefore.double
+        let subscriberCPU = threadCPUSeconds(named: CountingSubscriber.threadName) - cpuBefore.subscriber
+        let own = cpuSeconds(getpid()) - cpuBefore.own - doubleCPU - subscriberCPU
         let redisCPU = cpuSeconds(redis.processID) - cpuBefore.redis
         bridge.stop()
         try await running.value
@@ -339,12 +345,15 @@ extension Bench {
         )
     }
 
-    /// CPU seconds of this process's threads named "mongod-double" (the double's connection threads).
-    static func doubleCPUSeconds() -> Double {
+    /// The double's connection threads are named so.
+    static let doubleThreadName = "mongod-double"
+
+    /// CPU seconds of this process's threads whose name starts with `name` (/proc/self/task/*/comm).
+    static func threadCPUSeconds(named name: String) -> Double {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.reduce(0) { total, task in
             let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
-            return comm.hasPrefix("mongod-double") ? total + cpuSeconds(path: "/proc/self/task/\(task)/stat") : total
+            return comm.hasPrefix(name) ? total + cpuSeconds(path: "/proc/self/task/\(task)/stat") : total
         }
     }
 

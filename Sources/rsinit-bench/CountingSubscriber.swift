@@ -22,9 +22,15 @@ final class CountingSubscriber: Sendable {
         guard write(fd, command, command.count) == command.count else {
             throw BenchError("cannot send PSUBSCRIBE")
         }
-        let thread = Thread { [self] in readLoop() }
+        let thread = Thread { [self] in
+            // Named so the report can tell its CPU apart from rsinit's (they share the process).
+            Thread.current.name = Self.threadName
+            readLoop()
+        }
         thread.start()
     }
+
+    static let threadName = "bench-sub"  // thread names are cut at 15 bytes
 
     /// Messages received so far.
     var messages: Int { count.load(ordering: .relaxed) }

@@ -352,6 +352,14 @@ let ejsonVectors: [EJSONVector] = [
         #expect(document.removing(["b"]).keys == ["a", "c"])
     }
 
+    /// Array keys are written as decimal indexes without a String each; libbson must produce the same bytes.
+    @Test func arrayKeysMatchLibbson() throws {
+        let values = (0..<112).map { BSONValue.int32(Int32($0)) }
+        let ours: BSONDocument = ["a": .array(values)]
+        let json = "{\"a\": [" + (0..<112).map { #"{"$numberInt": "\#($0)"}"# }.joined(separator: ", ") + "]}"
+        #expect(ours == (try BSONDocument(extendedJSON: json)))
+    }
+
     @Test func objectIdHexParsing() {
         #expect(BSONObjectID(hex: "56E1FC72E0C917E9C4714161")?.hex == "56e1fc72e0c917e9c4714161")
         #expect(BSONObjectID(hex: "56e1fc72e0c917e9c471416") == nil)
@@ -390,6 +398,46 @@ let invalidBSON: [(String, String)] = [
     func rejectedWithAClearError(_ name: String) {
         let hex = invalidBSON.first { $0.0 == name }!.1
         #expect(throws: BSONError.self) { try BSONDocument(bytes: bytes(hex: hex)) }
+    }
+
+    /// The validator skips ASCII runs 8 bytes at a time; its verdict must still be Swift's own UTF-8 verdict
+    /// wherever the first non-ASCII byte falls, in string values and in keys.
+    @Test func utf8IsCheckedWhereverTheFirstNonASCIIByteFalls() {
+        var generator = SystemRandomNumberGenerator()
+        let tails: [[UInt8]] = [
+            [0xE9], [0xC3, 0xA9], [0xE2, 0x82, 0xAC], [0xF0, 0x9F, 0x98, 0x80], [0xF0, 0x9F, 0x98], [0xC0, 0x80],
+            [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0x80], [0xFF],
+        ]
+        for prefixLength in 0...20 {
+            for tail in tails {
+                for suffixLength in [0, 1, 9] {
+                    let text =
+                        [UInt8](repeating: UInt8(ascii: "a"), count: prefixLength) + tail
+                        + [UInt8](repeating: UInt8(ascii: "b"), count: suffixLength)
+                    let valid = String(validating: text, as: UTF8.self) != nil
+                    // {"k": "<text>"}
+                    var value: [UInt8] = [0, 0, 0, 0, 0x02, UInt8(ascii: "k"), 0]
+                    value += withUnsafeBytes(of: Int32(text.count + 1).littleEndian, Array.init) + text + [0, 0]
+                    value.replaceSubrange(0..<4, with: withUnsafeBytes(of: Int32(value.count).littleEndian, Array.init))
+                    #expect(((try? BSONDocument(bytes: value)) != nil) == valid, "value \(text)")
+                    // {"<text>": 1}
+                    var key: [UInt8] = [0, 0, 0, 0, 0x10] + text + [0, 1, 0, 0, 0, 0]
+                    key.replaceSubrange(0..<4, with: withUnsafeBytes(of: Int32(key.count).littleEndian, Array.init))
+                    #expect(((try? BSONDocument(bytes: key)) != nil) == valid, "key \(text)")
+                }
+            }
+        }
+        for _ in 0..<2_000 {
+            let text = (0..<Int.random(in: 0...40, using: &generator)).map { _ in
+                Bool.random(using: &generator)
+                    ? UInt8.random(in: 0x20...0x7E, using: &generator)
+                    : UInt8.random(in: 0x80...0xFF, using: &generator)
+            }
+            var value: [UInt8] = [0, 0, 0, 0, 0x02, UInt8(ascii: "k"), 0]
+            value += withUnsafeBytes(of: Int32(text.count + 1).littleEndian, Array.init) + text + [0, 0]
+            value.replaceSubrange(0..<4, with: withUnsafeBytes(of: Int32(value.count).littleEndian, Array.init))
+            #expect(((try? BSONDocument(bytes: value)) != nil) == (String(validating: text, as: UTF8.self) != nil))
+        }
     }
 
     @Test func errorsNameTheOffset() {
