@@ -9,8 +9,12 @@ import Synchronization
 /// Tails the oplog once and delivers every event to a publisher, at least once, in order.
 ///
 /// - Loss-freedom: a batch is retried (with backoff, forever) until the publisher accepts it, and no further oplog
-///   is read meanwhile (memory stays bounded); the checkpoint is written with the batch, so a restart resumes
-///   exactly after the last delivered batch. A quiet stream still advances the checkpoint (no-ops count).
+///   is read meanwhile (memory stays bounded); the checkpoint only ever names a delivered batch, so a restart
+///   resumes after it (at worst repeating the batches that were in flight). A quiet stream still advances the
+///   checkpoint (no-ops count).
+/// - Pipelining: while full batches stream in, the next batch is sent before the previous one is confirmed (at
+///   most ``publishWindow`` in flight); a short batch means the tail caught up, and everything is confirmed and
+///   checkpointed at once. A failed confirmation sends that batch and every later one again, in order.
 /// - History loss (the checkpoint rolled out of the oplog) is never skipped silently: ``OnHistoryLost/fail`` throws
 ///   ``OplogHistoryLost``; ``OnHistoryLost/fromEnd`` logs an error, counts it and restarts at the end of the oplog.
 /// - ``stop()`` — or a graceful shutdown of the `ServiceGroup` running it — finishes the in-flight batch (and its
@@ -113,18 +117,40 @@ public final class OplogBridge: Service, Sendable {
         state.withLock { $0.health.stopped(reason: "shutting down") }
     }
 
+    /// Batches sent and not yet confirmed, at most (full batches only; the tail's read-ahead comes on top).
+    static let publishWindow = 2
+
+    /// A batch handed to the publisher and not yet confirmed.
+    private struct SentBatch {
+        var batch: OplogBatch
+        var ticket: PublishTicket
+        var sentAt: UInt64
+        /// Numbers the batches of a run, for ``TailItem/answered(_:)``.
+        var sequence: Int
+    }
+
+    /// What the bridge's loop waits for: the tail's next batch, or the publisher's answer for the newest batch in
+    /// flight. The answer matters when a burst ends on a full batch: nothing follows it to push it out of the
+    /// window, and the next heartbeat is up to `maxAwaitTime` away, so the loop confirms and checkpoints it then.
+    private enum TailItem: Sendable {
+        case batch(OplogBatch)
+        case answered(_ sequence: Int)
+    }
+
     private func tail() async throws {
         var start: OplogStart
         do { start = try await resolveStart() } catch is CancellationError {
             return  // stopped while Redis was unreachable at start-up: nothing was read, nothing to finish
         }
+        var inFlight: [SentBatch] = []
+        var sequence = 0
         while !stopping && !Task.isCancelled {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = start
             let tailer = OplogTailer(configuration: tailerConfiguration, logger: logger)
             // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The batch in
             // hand is the bound: while Redis is down the reader waits and the oplog is not read further.
-            let batches = AsyncThrowingChannel<OplogBatch, any Error>()
+            let batches = AsyncThrowingChannel<TailItem, any Error>()
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     let shouldStop: @Sendable () -> Bool = { [weak self] in
@@ -134,7 +160,7 @@ public final class OplogBridge: Service, Sendable {
                         var iterator = tailer.makeAsyncIterator(stoppingWhen: shouldStop)
                         do {
                             while !Task.isCancelled, let batch = try await iterator.next() {
-                                await batches.send(batch)
+                                await batches.send(.batch(batch))
                             }
                             await iterator.close()
                             batches.finish()
@@ -143,22 +169,50 @@ public final class OplogBridge: Service, Sendable {
                             batches.fail(error)
                         }
                     }
-                    for try await batch in batches {
+                    receiving: for try await item in batches {
+                        let batch: OplogBatch
+                        switch item {
+                        case .batch(let next): batch = next
+                        case .answered(let answered):
+                            // Still the newest in flight: no batch came after it, so confirm and checkpoint now.
+                            if inFlight.last?.sequence == answered { try await settle(&inFlight) }
+                            if stopping { break receiving }
+                            continue
+                        }
                         // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
                         // caught up.
                         if batch.events.isEmpty, batch.entriesRead == 0 {
+                            try await settle(&inFlight)
                             state.withLock { $0.health.caughtUp(at: .now) }
                             metrics.recordLag(seconds: 0)
                         } else {
-                            try await deliver(batch)
+                            sequence += 1
+                            try await send(batch, sequence: sequence, &inFlight)
+                            if batch.entriesRead < configuration.tailer.batchSize || stopping {
+                                // A short batch: the tail caught up, so no next batch is coming soon to carry the
+                                // checkpoint; confirm and write it now.
+                                try await settle(&inFlight)
+                            } else if inFlight.count >= Self.publishWindow {
+                                try await confirmOldest(&inFlight)
+                            }
+                            if let newest = inFlight.last {
+                                let publisher = self.publisher
+                                group.addTask {
+                                    await publisher.answered(newest.ticket)
+                                    await batches.send(.answered(newest.sequence))
+                                }
+                            }
                             if let position = batch.resumePosition { start = .after(position) }
                         }
                         if stopping { break }
                     }
+                    try await settle(&inFlight)
                     group.cancelAll()
                 }
                 return
             } catch let lost as OplogHistoryLost {
+                // What was read before the loss was sent; finish it before deciding.
+                do { try await settle(&inFlight) } catch is CancellationError { return }
                 state.withLock { $0.statistics.historyLost += 1 }
                 metrics.recordHistoryLost()
                 guard configuration.onHistoryLost == .fromEnd else { throw lost }
@@ -188,10 +242,53 @@ public final class OplogBridge: Service, Sendable {
         }
     }
 
+    /// Sends a batch without waiting for the publisher; if that fails, what is in flight is settled and the batch
+    /// delivered one at a time.
+    private func send(_ batch: OplogBatch, sequence: Int, _ inFlight: inout [SentBatch]) async throws {
+        let sentAt = DispatchTime.now().uptimeNanoseconds
+        do {
+            inFlight.append(
+                SentBatch(batch: batch, ticket: try await publisher.send(batch), sentAt: sentAt, sequence: sequence)
+            )
+        } catch let error as RedisError where error.isTransient {
+            try await settle(&inFlight)
+            try await pause(after: error, attempt: 1, "publishing a batch")
+            try await deliver(batch)
+        }
+    }
+
+    /// Confirms the oldest batch in flight; on failure, it and every batch after it are delivered again in order.
+    private func confirmOldest(_ inFlight: inout [SentBatch]) async throws {
+        let oldest = inFlight.removeFirst()
+        do {
+            let receipt = try await publisher.confirm(oldest.ticket)
+            record(
+                oldest.batch,
+                receipt: receipt,
+                publishNanoseconds: DispatchTime.now().uptimeNanoseconds - oldest.sentAt
+            )
+        } catch let error as RedisError where error.isTransient {
+            let again = [oldest.batch] + inFlight.map(\.batch)
+            inFlight.removeAll()
+            try await pause(after: error, attempt: 1, "publishing a batch")
+            for batch in again { try await deliver(batch) }
+        }
+    }
+
+    /// Confirms everything in flight, then writes the checkpoint of the last batch.
+    private func settle(_ inFlight: inout [SentBatch]) async throws {
+        while !inFlight.isEmpty { try await confirmOldest(&inFlight) }
+        try await retrying("writing the checkpoint") { try await self.publisher.flushCheckpoint() }
+    }
+
+    /// One batch, completely (events and checkpoint), retried until it succeeds.
     private func deliver(_ batch: OplogBatch) async throws {
         let started = DispatchTime.now().uptimeNanoseconds
         let receipt = try await retrying("publishing a batch") { try await self.publisher.publish(batch) }
-        let publishNanoseconds = DispatchTime.now().uptimeNanoseconds - started
+        record(batch, receipt: receipt, publishNanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+    }
+
+    private func record(_ batch: OplogBatch, receipt: PublishReceipt, publishNanoseconds: UInt64) {
         let lagSeconds = batch.lastWallTime.map { Date().timeIntervalSince1970 - Double($0) / 1000 }
         metrics.recordDelivered(batch, receipt: receipt, publishNanoseconds: publishNanoseconds)
         if let lagSeconds { metrics.recordLag(seconds: max(0, lagSeconds)) }
@@ -215,25 +312,30 @@ public final class OplogBridge: Service, Sendable {
             do {
                 return try await body()
             } catch let error as RedisError where error.isTransient {
-                // Stopping during an outage: the batch stays unacknowledged (no checkpoint), so a restart
-                // delivers it again — at least once, never lost.
-                if stopping { throw CancellationError() }
                 attempt += 1
-                state.withLock { $0.statistics.publishRetries += 1 }
-                metrics.recordRetry()
-                if attempt == 1 || attempt % 20 == 0 {
-                    logger.warning(
-                        "\(what) failed; retrying (the oplog is held until it succeeds)",
-                        metadata: ["rsinit.error": "\(error)", "rsinit.attempt": "\(attempt)"]
-                    )
-                }
-                let delay = configuration.retryBackoff.delay(attempt: attempt - 1, jitter: Double.random(in: 0...1))
-                let until = ContinuousClock.now + delay
-                while ContinuousClock.now < until {
-                    if stopping { throw CancellationError() }
-                    try await Task.sleep(for: min(.milliseconds(100), until - .now))
-                }
+                try await pause(after: error, attempt: attempt, what)
             }
+        }
+    }
+
+    /// Counts and logs a transient failure, then waits out the backoff.
+    private func pause(after error: RedisError, attempt: Int, _ what: String) async throws {
+        // Stopping during an outage: the batch stays unacknowledged (no checkpoint), so a restart delivers it
+        // again — at least once, never lost.
+        if stopping { throw CancellationError() }
+        state.withLock { $0.statistics.publishRetries += 1 }
+        metrics.recordRetry()
+        if attempt == 1 || attempt % 20 == 0 {
+            logger.warning(
+                "\(what) failed; retrying (the oplog is held until it succeeds)",
+                metadata: ["rsinit.error": "\(error)", "rsinit.attempt": "\(attempt)"]
+            )
+        }
+        let delay = configuration.retryBackoff.delay(attempt: attempt - 1, jitter: Double.random(in: 0...1))
+        let until = ContinuousClock.now + delay
+        while ContinuousClock.now < until {
+            if stopping { throw CancellationError() }
+            try await Task.sleep(for: min(.milliseconds(100), until - .now))
         }
     }
 }

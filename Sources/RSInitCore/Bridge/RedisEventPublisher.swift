@@ -5,10 +5,14 @@ import RESP
 
 /// Publishes events to Redis Pub/Sub in the redis-oplog format and keeps the checkpoint in Redis.
 ///
-/// Plain mode pipelines the PUBLISHes and the checkpoint write in one round trip. HA mode runs one atomic Lua
-/// script per chunk that, per event, sets a dedupe key (`<meta>processed::<ts>::<txIdx>`, SET NX EX) and publishes
-/// only if it was not set yet, then moves the checkpoint forward only: several bridges on one oplog publish each
-/// event exactly once.
+/// Plain mode pipelines a batch's PUBLISHes, and ``send(_:)`` returns before Redis answers, so the next batch is
+/// encoded while Redis publishes this one. The checkpoint is never written before Redis acknowledged every PUBLISH
+/// up to it: a batch carries the position of the last *confirmed* batch, and ``flushCheckpoint()`` writes the
+/// newest one when the stream catches up or stops. (Writing a batch's own position behind its PUBLISHes would let
+/// a PUBLISH refused with BUSY — while another client's script runs — be followed by a successful SET, and a
+/// restart would skip that event.) HA mode runs one atomic Lua script per chunk that, per event, sets a dedupe key
+/// (`<meta>processed::<ts>::<txIdx>`, SET NX EX) and publishes only if it was not set yet, then moves the
+/// checkpoint forward only: several bridges on one oplog publish each event exactly once.
 public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     public struct Configuration: Sendable {
         public var url: RedisURL
@@ -93,6 +97,24 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
 
     private var encoder: EventCommandEncoder
 
+    /// Plain mode: the position of the newest batch that Redis answered without an error, every batch before it
+    /// having been answered so too. Only this position is ever written as the checkpoint.
+    private var confirmedPosition: BSONTimestamp?
+    /// Plain mode: the checkpoint Redis acknowledged last, and the one a batch in flight carries.
+    private var storedCheckpoint: BSONTimestamp?
+    private var checkpointInFlight: BSONTimestamp?
+
+    /// A plain batch written to Redis and not yet confirmed.
+    struct PlainBatchInFlight: Sendable {
+        let connection: RedisConnection
+        let replies: [RedisConnection.PendingReplies]
+        let commands: Int
+        /// The checkpoint SET written behind the PUBLISHes, if any (a position confirmed before this batch).
+        let checkpoint: BSONTimestamp?
+        let position: BSONTimestamp?
+        let events: Int
+    }
+
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
@@ -122,25 +144,33 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         return position
     }
 
+    /// The whole batch: its events, then its checkpoint (plain mode: a second round trip once Redis acknowledged
+    /// the PUBLISHes).
     @discardableResult public func publish(_ batch: OplogBatch) async throws -> PublishReceipt {
+        guard configuration.highAvailability else {
+            let receipt = try await confirm(try await send(batch))
+            try await flushCheckpoint()
+            return receipt
+        }
         let connection = try await connected()
         do {
-            if configuration.highAvailability {
-                return try await publishDeduplicated(batch, connection)
-            } else {
-                try await publishPlain(batch, connection)
-                return PublishReceipt(published: batch.events.count)
-            }
+            return try await publishDeduplicated(batch, connection)
         } catch {
-            await connection.close()
-            self.connection = nil
+            await dropConnection(connection)
             throw error
         }
     }
 
-    /// Every PUBLISH, then the checkpoint SET, pipelined: written in slices as they are encoded (Redis publishes
-    /// one slice while the next is prepared), replies checked once all are in.
-    private func publishPlain(_ batch: OplogBatch, _ connection: RedisConnection) async throws {
+    /// Plain mode: every PUBLISH, written in slices as they are encoded (Redis publishes one slice while the next
+    /// is prepared), then a SET of the newest confirmed position if the checkpoint lags behind it. Returns without
+    /// waiting for Redis. HA mode: the whole batch (its script calls are fenced on one another, see above).
+    public func send(_ batch: OplogBatch) async throws -> PublishTicket {
+        guard !configuration.highAvailability else { return .delivered(try await publish(batch)) }
+        let connection = try await connected()
+        var checkpoint: BSONTimestamp?
+        if let confirmedPosition, confirmedPosition != (checkpointInFlight ?? storedCheckpoint) {
+            checkpoint = confirmedPosition
+        }
         var pending: [RedisConnection.PendingReplies] = []
         var commands = 0
         var start = batch.events.startIndex
@@ -152,23 +182,87 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
             let count = encoder.appendPublishes(
                 batch.events[start..<end],
                 checkpoint: last
-                    ? batch.resumePosition.map { (configuration.checkpointKey, CheckpointEncoding.encode($0)) } : nil,
+                    ? checkpoint.map { (configuration.checkpointKey, CheckpointEncoding.encode($0)) } : nil,
                 to: &encoded
             )
             pending.append(connection.submit(encoded: encoded, replies: count))
             commands += count
             start = end
         } while start < batch.events.endIndex
-        var replies: [RESPValue] = []
-        replies.reserveCapacity(commands)
-        for call in pending { replies += try await call.replies() }
-        for (index, reply) in replies.enumerated() {
-            _ = try RedisConnection.check(
-                reply,
-                command: index == commands - 1 && batch.resumePosition != nil ? "SET" : "PUBLISH"
+        if checkpoint != nil { checkpointInFlight = checkpoint }
+        return .inFlight(
+            PlainBatchInFlight(
+                connection: connection,
+                replies: pending,
+                commands: commands,
+                checkpoint: checkpoint,
+                position: batch.resumePosition,
+                events: batch.events.count
             )
+        )
+    }
+
+    /// Checks every reply of a plain batch; on any error the connection is closed, so that batches sent after
+    /// this one fail too and are all sent again in order.
+    public func confirm(_ ticket: PublishTicket) async throws -> PublishReceipt {
+        guard let sent = ticket.state(as: PlainBatchInFlight.self) else {
+            return ticket.receipt ?? PublishReceipt(published: 0)
         }
-        publishedEvents += batch.events.count
+        do {
+            var index = 0
+            for call in sent.replies {
+                for reply in try await call.replies() {
+                    index += 1
+                    _ = try RedisConnection.check(
+                        reply,
+                        command: index == sent.commands && sent.checkpoint != nil ? "SET" : "PUBLISH"
+                    )
+                }
+            }
+        } catch {
+            await dropConnection(sent.connection)
+            throw error
+        }
+        if let position = sent.position { confirmedPosition = position }
+        if let checkpoint = sent.checkpoint {
+            storedCheckpoint = checkpoint
+            if checkpointInFlight == checkpoint { checkpointInFlight = nil }
+        }
+        publishedEvents += sent.events
+        return PublishReceipt(published: sent.events)
+    }
+
+    /// Replies come in order, so the last write's replies mean the batch's are all in. Touches no state.
+    public func answered(_ ticket: PublishTicket) async {
+        _ = try? await ticket.state(as: PlainBatchInFlight.self)?.replies.last?.replies()
+    }
+
+    /// Plain mode: writes the newest confirmed position as the checkpoint if Redis does not hold it yet (HA mode
+    /// writes it with each batch).
+    public func flushCheckpoint() async throws {
+        guard !configuration.highAvailability, let confirmedPosition, confirmedPosition != storedCheckpoint else {
+            return
+        }
+        let connection = try await connected()
+        do {
+            _ = try RedisConnection.check(
+                try await connection.command(
+                    ["SET", configuration.checkpointKey, CheckpointEncoding.encode(confirmedPosition)]
+                ),
+                command: "SET"
+            )
+        } catch {
+            await dropConnection(connection)
+            throw error
+        }
+        storedCheckpoint = confirmedPosition
+    }
+
+    /// After a failure: the next call connects afresh, and nothing in flight on the old connection counts.
+    private func dropConnection(_ failed: RedisConnection) async {
+        await failed.close()
+        if connection === failed { connection = nil }
+        checkpointInFlight = nil
     }
 
     /// Events per script call (HA) or per write (plain): long enough to amortise the call, short enough that
