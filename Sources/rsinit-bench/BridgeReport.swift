@@ -78,7 +78,7 @@ extension Bench {
     static func throughputReport(
         _ redis: RedisServerProcess,
         events: Int = 200_000,
-        rounds: Int = 3
+        rounds: Int = 5
     ) async throws -> [Bool: Double] {
         let subscriber = try CountingSubscriber(port: redis.port)
         defer { subscriber.stop() }
