@@ -152,7 +152,8 @@ public final class OplogBridge: Service, Sendable {
             // hand is the bound: while Redis is down the reader waits and the oplog is not read further.
             let batches = AsyncThrowingChannel<TailItem, any Error>()
             do {
-                try await withThrowingTaskGroup(of: Void.self) { group in
+                // Discarding: a notifier task per full batch, over months, must not pile up as unread results.
+                try await withThrowingDiscardingTaskGroup { group in
                     let shouldStop: @Sendable () -> Bool = { [weak self] in
                         (self?.stopping ?? true) || Task.isCancelled
                     }
