@@ -390,6 +390,15 @@ func isLoopback(_ host: String) -> Bool {
                 #expect(FileManager.default.fileExists(atPath: Deployment.root.appendingPathComponent(source).path))
             }
         }
+        // Packed relative relocations need glibc >= 2.36: the Debian 12 build (the bridge's image) has them, the
+        // Ubuntu 22.04 one (glibc 2.35, mongod's health check) must not.
+        let relr = "-Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs"
+        let runs = { (name: String) in
+            (stages.first { $0.name == name }?.all("RUN") ?? []).joined(separator: " ")
+                .split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        }
+        #expect(runs("build").contains(relr))
+        #expect(!runs("build-jammy").contains("pack-relative-relocs"))
         let ignored = try Deployment.text(".dockerignore").split(separator: "\n")
         for needed in ["Package.swift", "Sources", "Tests"] { #expect(!ignored.contains(Substring(needed))) }
     }
