@@ -44,6 +44,9 @@ public struct PublishTicket: Sendable {
         PublishTicket(receipt: nil, inFlight: state)
     }
 
+    /// Whether the publisher finished the batch while sending it (``EventPublisher/confirm(_:)`` will not wait).
+    var isDelivered: Bool { receipt != nil }
+
     /// The publisher's record of an in-flight batch.
     public func state<State>(as type: State.Type) -> State? { inFlight as? State }
 }

@@ -189,9 +189,11 @@ public final class OplogBridge: Service, Sendable {
                         } else {
                             sequence += 1
                             try await send(batch, sequence: sequence, &inFlight)
-                            if batch.entriesRead < configuration.tailer.batchSize || stopping {
+                            let delivered = inFlight.last?.ticket.isDelivered ?? false
+                            if batch.entriesRead < configuration.tailer.batchSize || stopping || delivered {
                                 // A short batch: the tail caught up, so no next batch is coming soon to carry the
-                                // checkpoint; confirm and write it now.
+                                // checkpoint; confirm and write it now. A publisher that does not pipeline (HA,
+                                // NDJSON) already delivered it: nothing to wait for either.
                                 try await settle(&inFlight)
                             } else if inFlight.count >= Self.publishWindow {
                                 try await confirmOldest(&inFlight)
