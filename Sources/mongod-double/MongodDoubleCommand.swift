@@ -16,6 +16,9 @@ struct MongodDoubleCommand: ParsableCommand {
             Listens on 127.0.0.1 only. Example:
               swift run mongod-double --port 27017 --scenario uninitialized --set-name steedos
               swift run rsinit --host 127.0.0.1 --allow-localhost-member
+            With users (SCRAM-SHA-256 and SCRAM-SHA-1, speculative authentication in the handshake):
+              swift run mongod-double --scenario uninitialized --auth root:secret
+              swift run rsinit --host 127.0.0.1 --allow-localhost-member --username root --password-file pw.txt
             """
     )
 
@@ -40,8 +43,23 @@ struct MongodDoubleCommand: ParsableCommand {
     @Option(name: .customLong("listen-delay"), help: "Seconds to wait before accepting connections.")
     var listenDelay: Double = 0
 
-    @Flag(help: "Require authentication (unauthenticated replSetInitiate gets 13).")
-    var auth = false
+    @Option(
+        name: .customLong("auth"),
+        help: ArgumentHelp(
+            "Require authentication and add a SCRAM-SHA-1/SCRAM-SHA-256 user on admin (repeatable).",
+            valueName: "user:password"
+        )
+    )
+    var users: [String] = []
+
+    @Flag(name: .customLong("auth-without-users"), help: "Require authentication with no users: every login gets 18.")
+    var authWithoutUsers = false
+
+    func validate() throws {
+        for user in users where FakeMongodUser(argument: user) == nil {
+            throw ValidationError("--auth takes user:password (a non-empty user name, then a colon)")
+        }
+    }
 
     func run() throws {
         let scenario: FakeMongodConfiguration.Scenario
@@ -56,7 +74,8 @@ struct MongodDoubleCommand: ParsableCommand {
             port: port,
             selfHostNames: selfHosts,
             periodicNoopInterval: .milliseconds(Int64(noopInterval * 1000)),
-            auth: auth ? .required : .disabled,
+            auth: users.isEmpty && !authWithoutUsers ? .disabled : .required,
+            users: users.compactMap(FakeMongodUser.init(argument:)),
             listenDelay: .milliseconds(Int64(listenDelay * 1000))
         )
         let server = try FakeMongod.start(configuration)

@@ -6,25 +6,36 @@ import Testing
 
 @Suite struct WireFidelityTests {
     // §14.10–12
-    @Test func opQueryIsAnsweredWithOpReplyAndNamesAreCaseInsensitive() async throws {
+    @Test func opQueryIsAnsweredWithOpReplyAndNamesAreMatchedExactly() async throws {
         try await onDedicatedThread {
             let server = try startDouble(.primary(setName: "rs0"))
             defer { server.stop() }
             let raw = try RawWireClient(port: server.port)
-            for name in ["isMaster", "ismaster", "ISMASTER", "hello"] {
+            // isMaster and ismaster are two registered names of one command; hello is the third.
+            for name in ["isMaster", "ismaster", "hello"] {
                 let id = raw.sendQuery([name: 1, "helloOk": true], flags: 4)
                 let reply = try #require(raw.receive())
                 #expect(reply.opCode == MongoWireCodec.opReply)
                 #expect(reply.responseTo == id)
                 #expect(reply.document["helloOk"] == true)
-                #expect(reply.document[name.lowercased() == "hello" ? "isWritablePrimary" : "ismaster"] == true)
+                #expect(reply.document[name == "hello" ? "isWritablePrimary" : "ismaster"] == true)
+            }
+            // Any other spelling is not registered: 59, naming the command as sent.
+            for name in ["ISMASTER", "IsMaster", "Hello", "PING", "PiNg"] {
+                raw.sendQuery([name: 1], flags: 4)
+                let reply = try #require(raw.receive()).document
+                #expect(reply["ok"] == .double(0))
+                #expect(reply["code"] == .int32(59))
+                #expect(reply["codeName"] == "CommandNotFound")
+                #expect(reply["errmsg"] == .string("no such command: '\(name)'"))
             }
             raw.sendQuery(["$query": ["ping": 1]])
             #expect(raw.receive()?.document["ok"] == .double(1))
-            let id = raw.sendMessage(["PiNg": 1, "$db": "admin"])
+            let id = raw.sendMessage(["ping": 1, "$db": "admin"])
             let reply = try #require(raw.receive())
             #expect(reply.opCode == MongoWireCodec.opMsg)
             #expect(reply.responseTo == id)
+            #expect(reply.document["ok"] == .double(1))
         }
     }
 

@@ -16,7 +16,7 @@ final class TailProcess: @unchecked Sendable {
     let stdout: URL
     let stderr: URL
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
         let directory = FileManager.default.temporaryDirectory
         stdout = directory.appendingPathComponent("rsinit-tail-\(UUID().uuidString).out")
         stderr = directory.appendingPathComponent("rsinit-tail-\(UUID().uuidString).err")
@@ -25,6 +25,7 @@ final class TailProcess: @unchecked Sendable {
         process.executableURL = CLI.binary
         process.arguments = ["tail"] + arguments
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("RSINIT_") }
+            .merging(environment) { $1 }
         process.standardOutput = try FileHandle(forWritingTo: stdout)
         process.standardError = try FileHandle(forWritingTo: stderr)
         try process.run()

@@ -44,8 +44,9 @@ public struct FakeMongodConfiguration: Sendable {
     public enum Auth: Sendable, Equatable {
         /// No authentication (mongod without `--auth`/keyFile).
         case disabled
-        /// `--auth` and a client that is not on loopback (or users exist): privileged commands get 13, every
-        /// credential gets 18 (the double implements no SCRAM).
+        /// `--auth` and a client that is not on loopback, or users exist (no localhost exception): every command
+        /// but the handshake, `ping` and the SASL commands gets 13 until the connection authenticated with SCRAM as
+        /// one of ``FakeMongodConfiguration/users``; wrong credentials get 18.
         case required
     }
 
@@ -64,6 +65,9 @@ public struct FakeMongodConfiguration: Sendable {
     /// The oplog's capacity in entries (the capped collection's size); older entries are removed.
     public var oplogCapacity: Int
     public var auth: Auth
+    /// The users SCRAM authenticates (`db.createUser` with both mechanisms by default); more can be added at run
+    /// time with ``FakeMongod/createUser(_:)``.
+    public var users: [FakeMongodUser]
     /// Whether `appendOplogNote` is permitted (false: 13 Unauthorized, like a user without clusterManager).
     public var appendOplogNoteAllowed: Bool
     /// Delay before the first `listen` (mongod still starting).
@@ -87,6 +91,7 @@ public struct FakeMongodConfiguration: Sendable {
         periodicNoopInterval: Duration? = .seconds(10),
         oplogCapacity: Int = 1_000_000,
         auth: Auth = .disabled,
+        users: [FakeMongodUser] = [],
         appendOplogNoteAllowed: Bool = true,
         listenDelay: Duration = .zero,
         reachablePeers: Set<String> = [],
@@ -102,12 +107,42 @@ public struct FakeMongodConfiguration: Sendable {
         self.periodicNoopInterval = periodicNoopInterval
         self.oplogCapacity = oplogCapacity
         self.auth = auth
+        self.users = users
         self.appendOplogNoteAllowed = appendOplogNoteAllowed
         self.listenDelay = listenDelay
         self.reachablePeers = reachablePeers
         self.selfNotFoundDelay = selfNotFoundDelay
         self.silent = silent
         self.maxWireVersion = maxWireVersion
+    }
+}
+
+/// A user the double authenticates with SCRAM (`db.getSiblingDB(database).createUser(...)`).
+public struct FakeMongodUser: Sendable, Equatable {
+    public var name: String
+    public var password: String
+    /// The authentication database (the user's `db`; libmongoc's authSource, `admin` by default).
+    public var database: String
+    /// The mechanisms with stored credentials (mongod's default: both).
+    public var mechanisms: [SCRAMMechanism]
+
+    public init(
+        name: String,
+        password: String,
+        database: String = "admin",
+        mechanisms: [SCRAMMechanism] = SCRAMMechanism.allCases
+    ) {
+        self.name = name
+        self.password = password
+        self.database = database
+        self.mechanisms = mechanisms
+    }
+
+    /// `user:password` (the first colon separates, so the password may contain colons); nil without a colon or
+    /// with an empty name.
+    public init?(argument: String) {
+        guard let colon = argument.firstIndex(of: ":"), colon != argument.startIndex else { return nil }
+        self.init(name: String(argument[..<colon]), password: String(argument[argument.index(after: colon)...]))
     }
 }
 

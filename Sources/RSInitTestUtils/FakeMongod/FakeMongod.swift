@@ -99,6 +99,11 @@ public final class FakeMongod: @unchecked Sendable {
     /// Lower-cased names of the commands received so far (most recent last; the oldest are dropped past 10,000).
     public var receivedCommandNames: [String] { core.locked { core.receivedCommands } }
 
+    /// Adds (or replaces) a SCRAM user, as `db.createUser` does; connections authenticate as it from then on.
+    public func createUser(_ user: FakeMongodUser) {
+        core.locked { core.addUser(user) }
+    }
+
     /// The stored replica-set config, if any.
     public var replicaSetConfig: BSONDocument? { core.locked { core.replicaSetConfig } }
 
@@ -357,6 +362,7 @@ public final class FakeMongod: @unchecked Sendable {
             Glibc.close(fd)
             networkLock.unlock()
         }
+        let session = FakeConnectionSession()
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -379,6 +385,7 @@ public final class FakeMongod: @unchecked Sendable {
                 }
                 let context = FakeConnectionContext(
                     connectionId: connectionId,
+                    session: session,
                     secondaryOkFlag: secondaryOk,
                     generation: generation
                 )

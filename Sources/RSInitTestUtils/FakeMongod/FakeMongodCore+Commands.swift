@@ -9,6 +9,7 @@ enum ServerCodeName {
         case 9: return "FailedToParse"
         case 13: return "Unauthorized"
         case 14: return "TypeMismatch"
+        case 17: return "ProtocolError"
         case 18: return "AuthenticationFailed"
         case 23: return "AlreadyInitialized"
         case 26: return "NamespaceNotFound"
@@ -25,6 +26,8 @@ enum ServerCodeName {
         case 136: return "CappedPositionLost"
         case 189: return "PrimarySteppedDown"
         case 286: return "ChangeStreamHistoryLost"
+        case 334: return "MechanismUnavailable"
+        case 40414: return "Location40414"
         case 10107: return "NotWritablePrimary"
         case 11000: return "DuplicateKey"
         case 11602: return "InterruptedDueToReplStateChange"
@@ -43,11 +46,30 @@ struct CommandFailure: Error {
 }
 
 extension FakeMongodCore {
-    /// Commands an unauthenticated client may run when auth is required.
+    /// Commands an unauthenticated client may run when auth is required (canonical lower-case keys).
     static let unauthenticatedCommands: Set<String> = [
         "hello", "ismaster", "ping", "buildinfo", "saslstart", "saslcontinue", "authenticate", "endsessions",
-        "getnonce",
+        "logout",
     ]
+
+    /// mongod's command registry is a case-sensitive map of names and aliases (§14 item 12): the registered
+    /// spellings of the commands the double implements, to the key `handle` dispatches on. Anything else is 59.
+    static let registeredCommands: [String: String] = {
+        var map: [String: String] = [:]
+        for name in [
+            "hello", "isMaster", "ping", "buildInfo", "saslStart", "saslContinue", "authenticate", "logout",
+            "endSessions", "refreshSessions", "killAllSessions", "replSetInitiate", "replSetGetStatus",
+            "replSetGetConfig", "replSetReconfig", "replSetStepDown", "appendOplogNote", "insert", "update",
+            "delete", "create", "drop", "dropDatabase", "find", "getMore", "killCursors", "listDatabases", "dbStats",
+        ] {
+            map[name] = name.lowercased()
+        }
+        // Registered aliases (`Command(name, oldName)` in mongod).
+        map["ismaster"] = "ismaster"
+        map["buildinfo"] = "buildinfo"
+        map["dbstats"] = "dbstats"
+        return map
+    }()
 
     /// Handles one request; may block (awaitData getMore, initiate) with the lock released.
     func handle(_ request: WireRequest, context: FakeConnectionContext) -> FakeResponse {
@@ -71,60 +93,94 @@ extension FakeMongodCore {
         if receivedCommands.count > 10_000 { receivedCommands.removeFirst(5_000) }
         let result: Result<BSONDocument, CommandFailure>
         var response: FakeResponse?
-        if configuration.auth == .required && !Self.unauthenticatedCommands.contains(lower) {
-            result = .failure(CommandFailure(code: 13, message: "command \(name) requires authentication"))
-        } else {
-            switch lower {
-            case "hello", "ismaster":
-                result = .success(hello(command, legacy: lower != "hello", context: context))
-            case "ping", "endsessions", "refreshsessions", "killallsessions":
-                result = .success([:])
-            case "buildinfo":
-                result = .success([
-                    "version": "7.0.14", "versionArray": [7, 0, 14, 0], "bits": 64, "maxBsonObjectSize": 16_777_216,
-                ])
-            case "saslstart", "saslcontinue", "authenticate":
-                result = .failure(CommandFailure(code: 18, message: "Authentication failed."))
-            case "replsetinitiate":
-                result = replSetInitiate(command)
-            case "replsetgetstatus":
-                result = replSetGetStatus()
-            case "replsetgetconfig":
-                result = replSetGetConfig()
-            case "replsetreconfig":
-                result = replSetReconfig(command)
-            case "replsetstepdown":
-                result = replSetStepDown(command)
-            case "appendoplognote":
-                result = appendOplogNote(command)
-            case "insert", "update", "delete", "create", "drop", "dropdatabase":
-                result = write(lower, command, database: database)
-            case "find":
-                result = find(command, database: database, secondaryOk: secondaryOk)
-            case "getmore":
-                switch getMore(command, database: database, context: context) {
-                case .hangUp:
-                    response = .hangUp
-                    result = .success([:])
-                case .result(let r):
-                    result = r
-                }
-            case "killcursors":
-                result = killCursors(command)
-            case "listdatabases", "dbstats":
-                result = readAllowed(database: database, secondaryOk: secondaryOk).map { _ in
-                    lower == "dbstats"
-                        ? ["db": .string(database), "collections": .int32(Int32(self.collections.count))]
-                        : ["databases": .array([]), "totalSize": 0]
-                }
-            default:
-                result = .failure(CommandFailure(code: 59, message: "no such command: '\(name)'"))
+        if let canonical = Self.registeredCommands[name] {
+            if configuration.auth == .required && context.session.authenticatedUser == nil
+                && !Self.unauthenticatedCommands.contains(canonical)
+            {
+                result = .failure(CommandFailure(code: 13, message: "command \(name) requires authentication"))
+            } else {
+                (result, response) = dispatch(
+                    canonical,
+                    command,
+                    database: database,
+                    secondaryOk: secondaryOk,
+                    context: context
+                )
             }
+        } else {
+            result = .failure(CommandFailure(code: 59, message: "no such command: '\(name)'"))
         }
         let document = finish(result)
         condition.unlock()
         if let response { return response }
         return request.moreToCome ? .none : .reply(document)
+    }
+
+    /// Runs a registered command (under the lock).
+    private func dispatch(
+        _ lower: String,
+        _ command: BSONDocument,
+        database: String,
+        secondaryOk: Bool,
+        context: FakeConnectionContext
+    ) -> (Result<BSONDocument, CommandFailure>, FakeResponse?) {
+        let result: Result<BSONDocument, CommandFailure>
+        var response: FakeResponse?
+        switch lower {
+        case "hello", "ismaster":
+            result = .success(hello(command, legacy: lower != "hello", context: context))
+        case "ping", "endsessions", "refreshsessions", "killallsessions":
+            result = .success([:])
+        case "logout":
+            context.session.authenticatedUser = nil
+            result = .success([:])
+        case "buildinfo":
+            result = .success([
+                "version": "7.0.14", "versionArray": [7, 0, 14, 0], "bits": 64, "maxBsonObjectSize": 16_777_216,
+            ])
+        case "saslstart":
+            result = saslStart(command, database: database, session: context.session)
+        case "saslcontinue":
+            result = saslContinue(command, session: context.session)
+        case "authenticate":
+            // MONGODB-CR / X.509 through `authenticate`: no such credentials on the double.
+            result = .failure(CommandFailure(code: 18, message: "Authentication failed."))
+        case "replsetinitiate":
+            result = replSetInitiate(command)
+        case "replsetgetstatus":
+            result = replSetGetStatus()
+        case "replsetgetconfig":
+            result = replSetGetConfig()
+        case "replsetreconfig":
+            result = replSetReconfig(command)
+        case "replsetstepdown":
+            result = replSetStepDown(command)
+        case "appendoplognote":
+            result = appendOplogNote(command)
+        case "insert", "update", "delete", "create", "drop", "dropdatabase":
+            result = write(lower, command, database: database)
+        case "find":
+            result = find(command, database: database, secondaryOk: secondaryOk)
+        case "getmore":
+            switch getMore(command, database: database, context: context) {
+            case .hangUp:
+                response = .hangUp
+                result = .success([:])
+            case .result(let r):
+                result = r
+            }
+        case "killcursors":
+            result = killCursors(command)
+        case "listdatabases", "dbstats":
+            result = readAllowed(database: database, secondaryOk: secondaryOk).map { _ in
+                lower == "dbstats"
+                    ? ["db": .string(database), "collections": .int32(Int32(self.collections.count))]
+                    : ["databases": .array([]), "totalSize": 0]
+            }
+        default:
+            result = .failure(CommandFailure(code: 59, message: "no such command: '\(lower)'"))
+        }
+        return (result, response)
     }
 
     /// Adds `ok`, error fields and the replica-set gossip fields.
@@ -189,12 +245,10 @@ extension FakeMongodCore {
             }
             reply.append("me", .string(selfHost ?? ""))
             if phase == .drain || phase == .primary {
-                var electionId: [UInt8] = [0x7f, 0xff, 0xff, 0xff]
-                withUnsafeBytes(of: term.bigEndian) { electionId.append(contentsOf: $0) }
-                reply.append("electionId", .objectID(BSONObjectID(bytes: electionId)!))
+                reply.append("electionId", .objectID(electionId))
             }
-            let opTime: BSONDocument = ["ts": .timestamp(lastTimestamp), "t": .int64(term)]
-            let lastWall = liveOplog.last?.document["wall"] ?? .datetime(nowMillis())
+            let opTime = lastOpTime
+            let lastWall = lastWallTime
             reply.append(
                 "lastWrite",
                 [
@@ -212,7 +266,15 @@ extension FakeMongodCore {
         reply.append("minWireVersion", .int32(0))
         reply.append("maxWireVersion", .int32(configuration.maxWireVersion))
         reply.append("readOnly", false)
+        appendAuthenticationFields(command, to: &reply, session: context.session)
         return reply
+    }
+
+    /// `7fffffff` + the term as 8 big-endian bytes (protocol version 1's election id).
+    var electionId: BSONObjectID {
+        var bytes: [UInt8] = [0x7f, 0xff, 0xff, 0xff]
+        withUnsafeBytes(of: term.bigEndian) { bytes.append(contentsOf: $0) }
+        return BSONObjectID(bytes: bytes) ?? BSONObjectID(bytes: Array(repeating: 0, count: 12))!
     }
 
     // MARK: replSetInitiate
@@ -403,8 +465,12 @@ extension FakeMongodCore {
         case .startup2, .secondary, .drain, .primary:
             break
         }
-        let opTime: BSONDocument = ["ts": .timestamp(lastTimestamp), "t": .int64(term)]
-        let wall = BSONValue.datetime(Int64(lastTimestamp.seconds) * 1000)
+        let opTime = lastOpTime
+        let wall = lastWallTime
+        let optimeDate = BSONValue.datetime(Int64(lastTimestamp.seconds) * 1000)
+        let unknownOpTime: BSONDocument = ["ts": .timestamp(BSONTimestamp(seconds: 0, increment: 0)), "t": .int64(-1)]
+        let uptime = BSONValue.int32(Int32(clamping: Int64(Date().timeIntervalSince(startedAt))))
+        let configVersion = replicaSetConfig?["version"] ?? .int32(1)
         let members = configMembers.map { member -> BSONValue in
             let host = member["host"]?.stringValue ?? ""
             var entry: BSONDocument = ["_id": member["_id"] ?? 0, "name": .string(host)]
@@ -412,54 +478,76 @@ extension FakeMongodCore {
                 entry.append("health", .double(1))
                 entry.append("state", .int32(phase.memberStateCode))
                 entry.append("stateStr", .string(phase.stateString))
-                entry.append("uptime", .int32(Int32(Date().timeIntervalSince(startedAt))))
+                entry.append("uptime", uptime)
                 entry.append("optime", .document(opTime))
-                entry.append("optimeDate", wall)
+                entry.append("optimeDate", optimeDate)
+                entry.append("lastAppliedWallTime", wall)
+                entry.append("lastDurableWallTime", wall)
                 entry.append("syncSourceHost", "")
                 entry.append("syncSourceId", -1)
                 entry.append("infoMessage", "")
                 if phase == .primary || phase == .drain {
-                    entry.append(
-                        "electionTime",
-                        .timestamp(BSONTimestamp(seconds: UInt32(electionDate / 1000), increment: 1))
-                    )
+                    entry.append("electionTime", .timestamp(electionTime))
                     entry.append("electionDate", .datetime(electionDate))
                 }
-                entry.append("configVersion", replicaSetConfig?["version"] ?? 1)
+                entry.append("configVersion", configVersion)
                 entry.append("configTerm", .int64(term))
                 entry.append("self", true)
                 entry.append("lastHeartbeatMessage", "")
-            } else if configuration.reachablePeers.contains(host) {
-                entry.append("health", .double(1))
-                entry.append("state", 2)
-                entry.append("stateStr", "SECONDARY")
-                entry.append("optime", .document(opTime))
-                entry.append("pingMs", .int64(0))
-                entry.append("lastHeartbeatMessage", "")
-            } else {
-                entry.append("health", .double(0))
-                entry.append("state", 8)
-                entry.append("stateStr", "(not reachable/healthy)")
-                entry.append("pingMs", .int64(0))
-                entry.append(
-                    "lastHeartbeatMessage",
-                    .string("Error connecting to \(host) :: caused by :: Connection refused")
-                )
+                return .document(entry)
             }
+            let reachable = configuration.reachablePeers.contains(host)
+            let peerOpTime = reachable ? opTime : unknownOpTime
+            let peerDate: BSONValue = reachable ? optimeDate : .datetime(0)
+            let peerWall: BSONValue = reachable ? wall : .datetime(0)
+            entry.append("health", .double(reachable ? 1 : 0))
+            entry.append("state", .int32(reachable ? 2 : 8))
+            entry.append("stateStr", reachable ? "SECONDARY" : "(not reachable/healthy)")
+            entry.append("uptime", reachable ? uptime : .int32(0))
+            entry.append("optime", .document(peerOpTime))
+            entry.append("optimeDurable", .document(peerOpTime))
+            entry.append("optimeDate", peerDate)
+            entry.append("optimeDurableDate", peerDate)
+            entry.append("lastAppliedWallTime", peerWall)
+            entry.append("lastDurableWallTime", peerWall)
+            entry.append("lastHeartbeat", .datetime(nowMillis()))
+            entry.append("lastHeartbeatRecv", reachable ? .datetime(nowMillis()) : .datetime(0))
+            entry.append("pingMs", .int64(0))
+            entry.append(
+                "lastHeartbeatMessage",
+                reachable ? "" : .string("Error connecting to \(host) :: caused by :: Connection refused")
+            )
+            entry.append("syncSourceHost", "")
+            entry.append("syncSourceId", -1)
+            entry.append("infoMessage", "")
+            entry.append("configVersion", reachable ? configVersion : .int32(-1))
+            entry.append("configTerm", .int64(reachable ? term : -1))
             return .document(entry)
         }
-        let votingMembers = Int32(configMembers.count)
-        return .success([
+        let votingMembers = Int32(clamping: configMembers.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.count)
+        let majority = BSONValue.int32(votingMembers / 2 + 1)
+        var reply: BSONDocument = [
             "set": .string(setName ?? ""), "date": .datetime(nowMillis()), "myState": .int32(phase.memberStateCode),
             "term": .int64(term), "syncSourceHost": "", "syncSourceId": -1, "heartbeatIntervalMillis": .int64(2000),
-            "majorityVoteCount": .int32(votingMembers / 2 + 1), "writeMajorityCount": .int32(votingMembers / 2 + 1),
+            "majorityVoteCount": majority, "writeMajorityCount": majority,
             "votingMembersCount": .int32(votingMembers), "writableVotingMembersCount": .int32(votingMembers),
             "optimes": [
-                "lastCommittedOpTime": .document(opTime), "readConcernMajorityOpTime": .document(opTime),
-                "appliedOpTime": .document(opTime), "durableOpTime": .document(opTime),
+                "lastCommittedOpTime": .document(opTime), "lastCommittedWallTime": wall,
+                "readConcernMajorityOpTime": .document(opTime), "appliedOpTime": .document(opTime),
+                "durableOpTime": .document(opTime), "lastAppliedWallTime": wall, "lastDurableWallTime": wall,
             ],
-            "members": .array(members),
-        ])
+            "lastStableRecoveryTimestamp": .timestamp(lastTimestamp),
+        ]
+        if phase == .primary || phase == .drain, let metrics = electionCandidateMetrics {
+            reply.append("electionCandidateMetrics", .document(metrics))
+        }
+        reply.append("members", .array(members))
+        return .success(reply)
+    }
+
+    /// The `wall` of the newest oplog entry (epoch before the oplog exists).
+    var lastWallTime: BSONValue {
+        liveOplog.last?.document["wall"] ?? .datetime(0)
     }
 
     func replSetGetConfig() -> Result<BSONDocument, CommandFailure> {
@@ -467,7 +555,10 @@ extension FakeMongodCore {
         guard let replicaSetConfig else {
             return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
         }
-        return .success(["config": .document(replicaSetConfig)])
+        // §5: the config's term is the current term (0 until the first election, 1 after it on a fresh set).
+        var config = replicaSetConfig
+        config.set("term", .int32(Int32(clamping: max(term, 0))))
+        return .success(["config": .document(config)])
     }
 
     func replSetReconfig(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
@@ -800,13 +891,28 @@ extension FakeMongodCore {
         }
         guard let collection = target.stringValue else { return .failure(CommandFailure(code: 2, message: "bad name")) }
         let namespace = "\(database).\(collection)"
+        let result: Result<BSONDocument, CommandFailure>
         switch name {
         case "insert":
-            return insert(command["documents"]?.arrayValue ?? [], into: namespace, database: database, session: session)
+            result = insert(
+                command["documents"]?.arrayValue ?? [],
+                into: namespace,
+                database: database,
+                session: session
+            )
         case "update":
-            return update(command["updates"]?.arrayValue ?? [], in: namespace, database: database, session: session)
+            result = update(command["updates"]?.arrayValue ?? [], in: namespace, database: database, session: session)
         default:
-            return delete(command["deletes"]?.arrayValue ?? [], in: namespace, database: database, session: session)
+            result = delete(command["deletes"]?.arrayValue ?? [], in: namespace, database: database, session: session)
+        }
+        // §11.2: a replica-set member's write replies carry the client's last op and the election id (mongos reads
+        // them); a no-op write reports the node's last op, as mongod's `setLastOpToSystemLastOpTime` does.
+        guard phase != .standalone else { return result }
+        return result.map { body in
+            var reply = body
+            reply.append("electionId", .objectID(electionId))
+            reply.append("opTime", ["ts": .timestamp(lastTimestamp), "t": .int64(term)])
+            return reply
         }
     }
 

@@ -10,9 +10,22 @@ enum FakeResponse {
     case none
 }
 
+/// What one connection has authenticated as and its SCRAM conversations in progress (mongod's
+/// `AuthorizationSession` and `AuthenticationSession`). Only touched under the core's lock.
+final class FakeConnectionSession: @unchecked Sendable {
+    /// `db.user` once a SCRAM exchange succeeded.
+    var authenticatedUser: String?
+    var conversation: SCRAMServerConversation?
+    var conversationUser: String = ""
+    /// Whether the next saslContinue must be the empty step (the client did not ask for skipEmptyExchange).
+    var awaitingEmptyStep = false
+    var proofAccepted = false
+}
+
 /// Per-connection facts a command may depend on.
 struct FakeConnectionContext {
     let connectionId: Int32
+    let session: FakeConnectionSession
     /// OP_QUERY flag 4 (SecondaryOk) was set on the request.
     let secondaryOkFlag: Bool
     /// The server generation the connection belongs to; a restart bumps it and all older connections die.
@@ -84,6 +97,9 @@ final class FakeMongodCore: @unchecked Sendable {
     var firstElectionPending = false
     var term: Int64 = 0
     var electionDate: Int64 = 0
+    var electionTime = BSONTimestamp(seconds: 0, increment: 0)
+    /// replSetGetStatus `electionCandidateMetrics` of the last election this node won (§4).
+    var electionCandidateMetrics: BSONDocument?
     var processId: BSONObjectID
     var topologyCounter: Int64 = 0
     var startedAt = Date()
@@ -103,6 +119,8 @@ final class FakeMongodCore: @unchecked Sendable {
     var cursors: [Int64: ServerCursor] = [:]
     var nextCursorId: Int64 = 7_216_000_000_000_000_001
     var nextConnectionId: Int32 = 1
+    /// SCRAM credentials by `db.user`, derived once per user and mechanism.
+    var credentials: [String: [SCRAMMechanism: SCRAMCredentials]] = [:]
 
     // Observability and faults
     var acceptedInitiates = 0
@@ -127,6 +145,7 @@ final class FakeMongodCore: @unchecked Sendable {
     // MARK: Scenario set-up (called before listening, under the lock)
 
     func applyScenario() {
+        for user in configuration.users { addUser(user) }
         switch configuration.scenario {
         case .standalone:
             setName = nil
@@ -140,11 +159,8 @@ final class FakeMongodCore: @unchecked Sendable {
             let members: [BSONValue] = [.document(["_id": 0, "host": .string(host)])]
             replicaSetConfig = normalizedConfig(setName: name, members: members, version: 1)
             selfHost = host
-            createOplog()
-            term = 1
-            electionDate = nowMillis()
+            writeInitialHistory()
             phase = .primary
-            appendNoop(["msg": "new primary"])
             armNoopTimer()
         case .removed(let name, let storedHosts):
             setName = name
@@ -152,10 +168,71 @@ final class FakeMongodCore: @unchecked Sendable {
                 .document(["_id": .int32(Int32(index)), "host": .string(host)])
             }
             replicaSetConfig = normalizedConfig(setName: name, members: members, version: 1)
-            createOplog()
-            term = 1
+            // The history it wrote while it was primary under its old host name (§9.1, §9.2).
+            selfHost = storedHosts.first
+            writeInitialHistory()
+            selfHost = nil
+            electionCandidateMetrics = nil
             phase = .removed
         }
+    }
+
+    /// What a real node's oplog holds after initiate and its first election (§9.1, §9.2): "initiating set"
+    /// without `t`, the election to term 1, "new primary", the `config` collections and the `admin.system.keys`.
+    func writeInitialHistory() {
+        createOplog()
+        appendNoop(["msg": "initiating set"], includeTerm: false)
+        beginElection()
+        completeElection()
+        appendStartupCollections()
+    }
+
+    /// Wins an election: term + 1, a new election id, the candidate metrics (the node is in drain mode next).
+    func beginElection() {
+        let seen = lastOpTime
+        term += 1
+        electionDate = nowMillis()
+        electionTime = BSONTimestamp(seconds: UInt32(clamping: electionDate / 1000), increment: 1)
+        let voters = configMembers.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.count
+        let priority = configMembers.first { $0["host"]?.stringValue == selfHost }?["priority"] ?? .double(1)
+        electionCandidateMetrics = [
+            // A lone electable node elects itself at once (kSingleNodePromptElection); mongod 6.0–8.0 report the
+            // reason as "electionTimeout" (see the issue note).
+            "lastElectionReason": "electionTimeout",
+            "lastElectionDate": .datetime(electionDate),
+            "electionTerm": .int64(term),
+            "lastCommittedOpTimeAtElection": .document(
+                term == 1 ? ["ts": .timestamp(BSONTimestamp(seconds: 0, increment: 0)), "t": .int64(-1)] : seen
+            ),
+            "lastSeenOpTimeAtElection": .document(seen),
+            "numVotesNeeded": .int32(Int32(clamping: voters / 2 + 1)),
+            "priorityAtElection": .double(priority.doubleValue ?? 1),
+            "electionTimeoutMillis": .int64(10_000),
+            "numCatchUpOps": .int64(0),
+        ]
+    }
+
+    /// Drain done: the "new primary" no-op opens the term; the metrics get its start and write-availability dates.
+    func completeElection() {
+        appendNoop(["msg": "new primary"])
+        let now = BSONValue.datetime(nowMillis())
+        electionCandidateMetrics?.append("newTermStartDate", now)
+        electionCandidateMetrics?.append("wMajorityWriteAvailabilityDate", now)
+    }
+
+    /// The op time of the newest entry (`t` -1 when it has none).
+    var lastOpTime: BSONDocument {
+        let t = liveOplog.last?.document["t"]?.int64Value ?? -1
+        return ["ts": .timestamp(lastTimestamp), "t": .int64(t)]
+    }
+
+    /// Stores SCRAM credentials for `user` (replacing an existing user of that name).
+    func addUser(_ user: FakeMongodUser) {
+        var stored: [SCRAMMechanism: SCRAMCredentials] = [:]
+        for mechanism in user.mechanisms {
+            stored[mechanism] = SCRAMCredentials(mechanism: mechanism, user: user.name, password: user.password)
+        }
+        credentials["\(user.database).\(user.name)"] = stored
     }
 
     // MARK: Time-driven transitions
@@ -174,8 +251,7 @@ final class FakeMongodCore: @unchecked Sendable {
                     continue
                 }
                 stepDownUntil = nil
-                term += 1
-                electionDate = nowMillis()
+                beginElection()
                 phase = .drain
                 topologyCounter += 1
                 phaseDeadline = deadline + configuration.timings.drain
@@ -184,7 +260,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 writableSince = .now
                 topologyCounter += 1
                 phaseDeadline = nil
-                appendNoop(["msg": "new primary"])
+                completeElection()
                 if firstElectionPending {
                     firstElectionPending = false
                     appendStartupCollections()
@@ -292,27 +368,46 @@ final class FakeMongodCore: @unchecked Sendable {
         return low
     }
 
-    /// Internal collections mongod creates on its first step-up (§9.2).
+    /// Internal collections mongod creates on its first step-up (§9.2, as observed on 8.0.26): `config.$cmd`
+    /// creates (with the `parent_lsid` index of `config.transactions`), then `admin.system.keys` and its two HMAC
+    /// keys.
     func appendStartupCollections() {
-        for name in ["transactions", "image_collection", "system.indexBuilds"] {
+        let idIndex: BSONDocument = ["v": 2, "key": ["_id": 1], "name": "_id_"]
+        for name in [
+            "transactions", "image_collection", "system.indexBuilds", "system.preimages",
+            "analyzeShardKeySplitPoints", "sampledQueries", "sampledQueriesDiff",
+        ] {
+            let uuid = Self.randomUUID()
             appendOplog([
-                "op": "c", "ns": "config.$cmd", "ui": .binary(Self.randomUUID()),
-                "o": ["create": .string(name), "idIndex": ["v": 2, "key": ["_id": 1], "name": "_id_"]],
+                "op": "c", "ns": "config.$cmd", "ui": .binary(uuid),
+                "o": ["create": .string(name), "idIndex": .document(idIndex)],
             ])
+            if name == "transactions" {
+                appendOplog([
+                    "op": "c", "ns": "config.$cmd", "ui": .binary(uuid),
+                    "o": [
+                        "createIndexes": "transactions", "v": 2,
+                        "key": ["parentLsid": 1, "_id.txnNumber": 1, "_id": 1],
+                        "name": "parent_lsid", "partialFilterExpression": ["parentLsid": ["$exists": true]],
+                    ],
+                ])
+            }
         }
         let keysUUID = Self.randomUUID()
         appendOplog([
             "op": "c", "ns": "admin.$cmd", "ui": .binary(keysUUID),
-            "o": ["create": "system.keys", "idIndex": ["v": 2, "key": ["_id": 1], "name": "_id_"]],
+            "o": ["create": "system.keys", "idIndex": .document(idIndex)],
         ])
         for offset in 0..<2 {
-            let id = Int64(lastTimestamp.rawValue) + Int64(offset)
+            let id = Int64(bitPattern: lastTimestamp.rawValue) + Int64(offset)
             appendOplog([
                 "op": "i", "ns": "admin.system.keys", "ui": .binary(keysUUID),
                 "o": [
                     "_id": .int64(id), "purpose": "HMAC",
-                    "key": .binary(BSONBinary(subtype: 0, data: Array(repeating: 7, count: 20))),
-                    "expiresAt": .timestamp(BSONTimestamp(seconds: lastTimestamp.seconds + 7_776_000, increment: 0)),
+                    "key": .binary(BSONBinary(subtype: 0, data: (0..<20).map { _ in UInt8.random(in: 0...255) })),
+                    "expiresAt": .timestamp(
+                        BSONTimestamp(seconds: lastTimestamp.seconds &+ UInt32(7_776_000 * (offset + 1)), increment: 0)
+                    ),
                 ],
                 "o2": ["_id": .int64(id)],
             ])
