@@ -79,7 +79,13 @@ struct MongodDoubleCommand: ParsableCommand {
             listenDelay: .milliseconds(Int64(listenDelay * 1000))
         )
         let server = try FakeMongod.start(configuration)
-        print("mongod-double listening on \(server.hostAndPort) (scenario \(self.scenario.rawValue), set \(setName))")
+        // Unbuffered, so a script or test reading the pipe learns the port at once (--port 0).
+        FileHandle.standardOutput.write(
+            Data(
+                "mongod-double listening on \(server.hostAndPort) (scenario \(self.scenario.rawValue), set \(setName))\n"
+                    .utf8
+            )
+        )
         while true { Thread.sleep(forTimeInterval: 3600) }
         _ = server
     }

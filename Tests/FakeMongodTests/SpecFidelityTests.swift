@@ -24,9 +24,9 @@ import Testing
     // Item 1 / §4: replSetGetStatus in every state that answers it, after a real initiate.
     @Test func replSetGetStatusInEveryStateAfterInitiate() async throws {
         let timings = FakeMongodConfiguration.Timings(
-            startup2: .seconds(2),
-            secondary: .seconds(2),
-            drain: .seconds(2),
+            startup2: .seconds(4),
+            secondary: .seconds(3),
+            drain: .seconds(3),
             initiate: .zero
         )
         let server = try startDouble(.uninitialized(setName: "steedos"), timings: timings) {
@@ -45,11 +45,13 @@ import Testing
             ])
             var seen: Set<Int64> = []
             var configTerms: [Int64: Int64] = [:]
+            var sawDrainWithoutDates = false
             let deadline = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < deadline {
+                // hello first: a node writable then is still writable (with the drain's dates) when status answers.
+                let hello = try await client.runCommand(["hello": 1])
                 let status = try await client.runCommand(["replSetGetStatus": 1])
                 let state = try #require(status["myState"]?.int64Value)
-                let hello = try await client.runCommand(["hello": 1])
                 let differences = SpecShape.statusDifferences(status)
                 #expect(differences.isEmpty, "state \(state): \(differences)")
                 let metrics = status["electionCandidateMetrics"]?.documentValue
@@ -61,9 +63,12 @@ import Testing
                     #expect(metrics?[path: "lastCommittedOpTimeAtElection.t"] == .int64(-1))
                     #expect(metrics?[path: "lastSeenOpTimeAtElection.t"] == .int64(-1))
                     // newTermStartDate and wMajorityWriteAvailabilityDate exist once the drain is over.
-                    let writable = hello["isWritablePrimary"] == true
-                    #expect((metrics?["newTermStartDate"] != nil) == writable)
-                    #expect((metrics?["wMajorityWriteAvailabilityDate"] != nil) == writable)
+                    if hello["isWritablePrimary"] == true {
+                        #expect(metrics?["newTermStartDate"] != nil)
+                        #expect(metrics?["wMajorityWriteAvailabilityDate"] != nil)
+                    } else if hello["secondary"] == true && hello["primary"] != nil {
+                        sawDrainWithoutDates = sawDrainWithoutDates || metrics?["newTermStartDate"] == nil
+                    }
                 } else {
                     #expect(metrics == nil)
                 }
@@ -80,6 +85,8 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(seen == [5, 2, 1])
+            // In drain mode (hello: secondary, with a primary) the new term has not started yet.
+            #expect(sawDrainWithoutDates)
             // Item 2 / §5: the config's term is 0 before the first election and 1 after it.
             #expect(configTerms[5] == 0)
             #expect(configTerms[1] == 1)
@@ -92,6 +99,33 @@ import Testing
             #expect(status[path: "optimes.lastAppliedWallTime"] == newest["wall"])
             #expect(status[path: "optimes.appliedOpTime"] == me["optime"])
             #expect(me["electionDate"] == status[path: "electionCandidateMetrics.lastElectionDate"])
+        }
+    }
+
+    // §5: commitmentStatus only on a writable primary.
+    @Test func commitmentStatusOnlyOnAWritablePrimary() async throws {
+        let primary = try startDouble(.primary(setName: "rs0"))
+        defer { primary.stop() }
+        try await withClient(primary) { client in
+            let reply = try await client.runCommand(["replSetGetConfig": 1, "commitmentStatus": true])
+            #expect(reply["commitmentStatus"] == true)
+            #expect(reply[path: "config.term"] == .int32(1))
+        }
+        let starting = try startDouble(
+            .uninitialized(setName: "steedos"),
+            timings: .init(startup2: .seconds(30), initiate: .zero)
+        )
+        defer { starting.stop() }
+        try await withClient(starting) { client in
+            _ = try await client.runCommand([
+                "replSetInitiate": ["_id": "steedos", "members": [["_id": 0, "host": .string(starting.hostAndPort)]]]
+            ])
+            let error = await commandError(client, ["replSetGetConfig": 1, "commitmentStatus": true])
+            #expect(error?.serverCode == 10107)
+            #expect(error?.message == "commitmentStatus is only supported on primary.")
+            let plain = try await client.runCommand(["replSetGetConfig": 1])
+            #expect(plain["commitmentStatus"] == nil)
+            #expect(plain[path: "config.term"] == .int32(0))
         }
     }
 

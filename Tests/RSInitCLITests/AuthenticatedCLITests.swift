@@ -161,3 +161,81 @@ import Glibc
         Self.expectNoSecret(tail.output + tail.errors)
     }
 }
+
+/// `mongod-double --auth user:password` (repeatable) from its command line, with the built `rsinit`.
+@Suite struct MongodDoubleAuthFlagTests {
+    static let binary = CLI.binary.deletingLastPathComponent().appendingPathComponent("mongod-double")
+
+    /// Starts the binary on a free port; returns the process and the port it printed.
+    static func launch(_ arguments: [String]) throws -> (Process, UInt16, Pipe) {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["--port", "0"] + arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = Pipe()
+        try process.run()
+        // A binary that never prints is stopped after 20 s, which ends the read below.
+        let announced = Mutexed<Bool>(false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 20) {
+            if !announced.get() { kill(process.processIdentifier, SIGKILL) }
+        }
+        defer { announced.set(true) }
+        // "mongod-double listening on 127.0.0.1:<port> (…)"
+        var text = ""
+        let handle = out.fileHandleForReading
+        while !text.contains(" (") {
+            let data = handle.availableData
+            if data.isEmpty { break }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        let port = text.split(separator: ":").dropFirst().first.flatMap { UInt16($0.prefix { $0.isNumber }) } ?? 0
+        return (process, port, out)
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary.path), "mongod-double is not built"))
+    func repeatedAuthFlagsAddUsersThatRsinitLogsInAs() async throws {
+        let (process, port, _) = try await onDedicatedThread {
+            let launched = try Self.launch([
+                "--scenario", "uninitialized", "--auth", "other:x", "--auth", "root:\(AuthenticatedCLITests.password)",
+            ])
+            return (UncheckedBox(launched.0), launched.1, UncheckedBox(launched.2))
+        }
+        defer {
+            // SIGKILL: the test process may ignore SIGTERM (swift-service-lifecycle), and children inherit that.
+            kill(process.value.processIdentifier, SIGKILL)
+            process.value.waitUntilExit()
+        }
+        try #require(port != 0)
+        let file = try AuthenticatedCLITests.passwordFile(AuthenticatedCLITests.password)
+        defer { try? FileManager.default.removeItem(at: file.deletingLastPathComponent()) }
+        let host = ["--host", "127.0.0.1", "--port", "\(port)", "--allow-localhost-member", "--timeout", "30"]
+        let ok = try await CLI.run(host + ["--username", "root", "--password-file", file.path])
+        #expect(ok.exitCode == 0, "\(ok.stderr)")
+        let wrong = try await CLI.run(host + ["--username", "other", "--password-file", file.path])
+        #expect(wrong.exitCode == 6, "\(wrong.stderr)")
+        let anonymous = try await CLI.run(["status"] + host)
+        #expect(anonymous.exitCode == 6, "\(anonymous.stderr)")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: binary.path), "mongod-double is not built"))
+    func aMalformedAuthFlagIsAUsageError() async throws {
+        let status = try await onDedicatedThread { () -> Int32 in
+            let process = Process()
+            process.executableURL = Self.binary
+            process.arguments = ["--port", "0", "--auth", "no-colon"]
+            process.standardOutput = Pipe()
+            process.standardError = Pipe()
+            try process.run()
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+        #expect(status == 64)
+    }
+}
+
+/// Carries a non-Sendable value out of a dedicated thread (used once, by one task).
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

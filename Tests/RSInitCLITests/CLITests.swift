@@ -357,8 +357,9 @@ func expectNoCrashOutput(_ run: CLIRun) {
         let passwordFile = directory.appendingPathComponent("password").path
         try "p@ss:w/rd%\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
         let host = ["--host", "127.0.0.1", "--port", "\(server.port)", "--timeout", "3"]
-        // The double accepts no credentials (SCRAM is not implemented): a clean exit 6 proves they were sent,
-        // and neither the password nor its percent-encoding may appear anywhere.
+        // The double has no users here, so every login gets 18: a clean exit 6 proves the credentials were sent,
+        // and neither the password nor its percent-encoding may appear anywhere (the success path:
+        // AuthenticatedCLITests).
         let run = try await CLI.run(
             ["wait", "--username", "root", "--password-file", passwordFile, "--verbose"] + host
         )

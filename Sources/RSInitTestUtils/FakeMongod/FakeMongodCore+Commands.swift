@@ -150,7 +150,7 @@ extension FakeMongodCore {
         case "replsetgetstatus":
             result = replSetGetStatus()
         case "replsetgetconfig":
-            result = replSetGetConfig()
+            result = replSetGetConfig(command)
         case "replsetreconfig":
             result = replSetReconfig(command)
         case "replsetstepdown":
@@ -455,7 +455,7 @@ extension FakeMongodCore {
                     extra: [
                         ("state", .int32(10)), ("stateStr", "REMOVED"),
                         ("uptime", .int32(Int32(Date().timeIntervalSince(startedAt)))),
-                        ("optime", ["ts": .timestamp(lastTimestamp), "t": .int64(term)]),
+                        ("optime", .document(lastOpTime)),
                         ("optimeDate", .datetime(Int64(lastTimestamp.seconds) * 1000)),
                         ("lastHeartbeatMessage", ""), ("syncSourceHost", ""), ("syncSourceId", .int32(-1)),
                         ("infoMessage", ""),
@@ -550,7 +550,7 @@ extension FakeMongodCore {
         liveOplog.last?.document["wall"] ?? .datetime(0)
     }
 
-    func replSetGetConfig() -> Result<BSONDocument, CommandFailure> {
+    func replSetGetConfig(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
         guard setName != nil else { return .failure(CommandFailure(code: 76, message: "not running with --replSet")) }
         guard let replicaSetConfig else {
             return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
@@ -558,7 +558,12 @@ extension FakeMongodCore {
         // §5: the config's term is the current term (0 until the first election, 1 after it on a fresh set).
         var config = replicaSetConfig
         config.set("term", .int32(Int32(clamping: max(term, 0))))
-        return .success(["config": .document(config)])
+        guard command["commitmentStatus"]?.isTruthy == true else { return .success(["config": .document(config)]) }
+        guard phase == .primary else {
+            return .failure(CommandFailure(code: 10107, message: "commitmentStatus is only supported on primary."))
+        }
+        // A single writable node has committed its config by definition.
+        return .success(["config": .document(config), "commitmentStatus": true])
     }
 
     func replSetReconfig(_ command: BSONDocument) -> Result<BSONDocument, CommandFailure> {
