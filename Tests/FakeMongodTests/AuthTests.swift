@@ -220,6 +220,9 @@ extension Result {
         try await withClient(server, uri: uri) { client in
             _ = try await client.runCommand(["replSetGetStatus": 1])
         }
+        // The named mechanism goes into the handshake's speculativeAuthenticate: no saslStart at all.
+        #expect(!server.receivedCommandNames.contains("saslstart"))
+        #expect(server.receivedCommandNames.contains("saslcontinue"))
     }
 
     @Test func usersOnAnotherDatabaseUseAuthSource() async throws {
