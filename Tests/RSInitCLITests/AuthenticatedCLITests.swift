@@ -85,6 +85,15 @@ import Glibc
         )
         #expect(again.exitCode == 0, "\(again.stderr)")
         #expect(server.acceptedInitiateCount == 1)
+        // The health check and the status report log in the same way.
+        for command in ["wait", "status"] {
+            let run = try await CLI.run(
+                [command] + arguments + ["--json", "--timeout", "30"],
+                environment: environment
+            )
+            #expect(run.exitCode == 0, "\(command): \(run.stderr)")
+            Self.expectNoSecret(run.stdout + run.stderr)
+        }
     }
 
     @Test(arguments: CredentialSource.allCases)
