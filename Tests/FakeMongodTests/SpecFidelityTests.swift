@@ -102,6 +102,55 @@ import Testing
         }
     }
 
+    // §2.2 D: hosts / passives / arbiters (hidden members in none), and self's member options.
+    @Test func helloListsMembersByKindAndSelfsOptions() async throws {
+        let server = try startDouble(.uninitialized(setName: "steedos")) {
+            $0.reachablePeers = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+        }
+        defer { server.stop() }
+        try await withClient(server) { client in
+            _ = try await client.runCommand([
+                "replSetInitiate": [
+                    "_id": "steedos",
+                    "members": [
+                        ["_id": 0, "host": .string(server.hostAndPort)],
+                        ["_id": 1, "host": "127.0.0.1:1", "priority": 0],
+                        ["_id": 2, "host": "127.0.0.1:2", "arbiterOnly": true],
+                        ["_id": 3, "host": "127.0.0.1:3", "priority": 0, "hidden": true],
+                    ],
+                ]
+            ])
+            #expect(await server.waitForPhase(.primary))
+            let hello = try await client.runCommand(["hello": 1])
+            #expect(hello["hosts"] == [.string(server.hostAndPort)])
+            #expect(hello["passives"] == ["127.0.0.1:1"])
+            #expect(hello["arbiters"] == ["127.0.0.1:2"])
+            for absent in ["passive", "hidden", "tags", "secondaryDelaySecs"] { #expect(hello[absent] == nil) }
+            // A forced reconfig gives self tags, a delay and priority 0 (not electable: the double keeps serving;
+            // only the hello fields are checked).
+            _ = try await client.runCommand([
+                "replSetReconfig": [
+                    "_id": "steedos", "version": 2,
+                    "members": [
+                        [
+                            "_id": 0, "host": .string(server.hostAndPort), "priority": 0, "hidden": true,
+                            "secondaryDelaySecs": .int64(5), "tags": ["dc": "east"],
+                        ]
+                    ],
+                ],
+                "force": true,
+            ])
+            let options = try await client.runCommand(["hello": 1])
+            #expect(options["passive"] == true)
+            #expect(options["hidden"] == true)
+            #expect(options["secondaryDelaySecs"] == .int64(5))
+            #expect(options["tags"] == ["dc": "east"])
+            let legacy = try await client.runCommand(["isMaster": 1])
+            #expect(legacy["slaveDelay"] == .int64(5))
+            #expect(legacy["secondaryDelaySecs"] == nil)
+        }
+    }
+
     // §5: commitmentStatus only on a writable primary.
     @Test func commitmentStatusOnlyOnAWritablePrimary() async throws {
         let primary = try startDouble(.primary(setName: "rs0"))

@@ -230,13 +230,17 @@ extension FakeMongodCore {
             reply.append("isreplicaset", true)
         case .startup2, .secondary, .drain, .primary:
             // No topologyVersion: the double does not implement awaitable hello (spec §11.5).
-            let hosts = configMembers.filter {
-                ($0["priority"]?.doubleValue ?? 1) > 0 && $0["arbiterOnly"]?.isTruthy != true
-            }
-            .compactMap { $0["host"] }
-            let passives = configMembers.filter { ($0["priority"]?.doubleValue ?? 1) == 0 }.compactMap { $0["host"] }
+            // hosts: electable data-bearing members; passives: priority 0; arbiters; hidden members are listed in
+            // none of them (`TopologyCoordinator::fillHelloForReplSet`).
+            let listed = configMembers.filter { $0["hidden"]?.isTruthy != true }
+            let isArbiter = { (member: BSONDocument) in member["arbiterOnly"]?.isTruthy == true }
+            let priority = { (member: BSONDocument) in member["priority"]?.doubleValue ?? 1 }
+            let hosts = listed.filter { !isArbiter($0) && priority($0) > 0 }.compactMap { $0["host"] }
+            let passives = listed.filter { !isArbiter($0) && priority($0) == 0 }.compactMap { $0["host"] }
+            let arbiters = listed.filter(isArbiter).compactMap { $0["host"] }
             reply.append("hosts", .array(hosts))
             if !passives.isEmpty { reply.append("passives", .array(passives)) }
+            if !arbiters.isEmpty { reply.append("arbiters", .array(arbiters)) }
             reply.append("setName", .string(setName ?? ""))
             reply.append("setVersion", replicaSetConfig?["version"] ?? .int32(1))
             reply.append("secondary", .bool(phase == .secondary || phase == .drain))
@@ -246,6 +250,15 @@ extension FakeMongodCore {
             reply.append("me", .string(selfHost ?? ""))
             if phase == .drain || phase == .primary {
                 reply.append("electionId", .objectID(electionId))
+            }
+            // §2.2 D: self's non-default member options.
+            if let me = configMembers.first(where: { $0["host"]?.stringValue == selfHost }) {
+                if priority(me) == 0 && !isArbiter(me) { reply.append("passive", true) }
+                if me["hidden"]?.isTruthy == true { reply.append("hidden", true) }
+                if let delay = me["secondaryDelaySecs"]?.int64Value, delay > 0 {
+                    reply.append(legacy ? "slaveDelay" : "secondaryDelaySecs", .int64(delay))
+                }
+                if let tags = me["tags"]?.documentValue, !tags.isEmpty { reply.append("tags", .document(tags)) }
             }
             let opTime = lastOpTime
             let lastWall = lastWallTime
