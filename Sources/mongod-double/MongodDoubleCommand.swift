@@ -60,7 +60,13 @@ struct MongodDoubleCommand: ParsableCommand {
             listenDelay: .milliseconds(Int64(listenDelay * 1000))
         )
         let server = try FakeMongod.start(configuration)
-        print("mongod-double listening on \(server.hostAndPort) (scenario \(self.scenario.rawValue), set \(setName))")
+        // Written unbuffered: scripts (scripts/demo.sh) read this line while the double keeps running.
+        FileHandle.standardOutput.write(
+            Data(
+                "mongod-double listening on \(server.hostAndPort) (scenario \(self.scenario.rawValue), set \(setName))\n"
+                    .utf8
+            )
+        )
         while true { Thread.sleep(forTimeInterval: 3600) }
         _ = server
     }
