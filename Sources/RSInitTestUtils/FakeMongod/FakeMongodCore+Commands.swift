@@ -111,6 +111,8 @@ extension FakeMongodCore {
                 }
             case "killcursors":
                 result = killCursors(command)
+            case "collstats":
+                result = collStats(command, database: database)
             case "listdatabases", "dbstats":
                 result = readAllowed(database: database, secondaryOk: secondaryOk).map { _ in
                     lower == "dbstats"
