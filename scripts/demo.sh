@@ -57,6 +57,7 @@ cleanup() {
         pid=$(cat "$redis_pid_file")
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+        kill -KILL "$pid" 2>/dev/null || true
     fi
     wait 2>/dev/null || true
     if [ "$status" -ne 0 ]; then

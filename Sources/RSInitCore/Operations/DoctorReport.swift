@@ -421,16 +421,13 @@ public struct DoctorReport: Sendable, Equatable {
             addresses = resolved
         }
         let shown = addresses.prefix(3).joined(separator: ", ")
-        if member.isLoopback {
-            let message =
-                "a loopback host (\(shown)): every client that is not inside mongod's own network namespace "
-                + "dials itself (the localhost:27017 trap)"
-            if policy.allowLoopbackMembers {
-                return DoctorFinding(check, .warning, message + "; accepted by --allow-localhost-member", fix: reconfig)
-            }
-            return DoctorFinding(check, .failure, message, fix: reconfig)
+        let loopbackMessage =
+            "a loopback host (\(shown)): every client that is not inside mongod's own network namespace dials itself "
+            + "(the localhost:27017 trap)"
+        if member.isLoopback && !policy.allowLoopbackMembers {
+            return DoctorFinding(check, .failure, loopbackMessage, fix: reconfig)
         }
-        if member.isThisMachine && !facts.seedIsThisMachine {
+        if member.isThisMachine && !member.isLoopback && !facts.seedIsThisMachine {
             return DoctorFinding(
                 check,
                 .failure,
@@ -455,6 +452,14 @@ public struct DoctorReport: Sendable, Equatable {
                     .failure,
                     "answers, but as \(setName.map { "a member of set \($0)" } ?? "no replica set member") "
                         + "(\(state)): the name reaches a different mongod",
+                    fix: reconfig
+                )
+            }
+            if member.isLoopback {
+                return DoctorFinding(
+                    check,
+                    .warning,
+                    loopbackMessage + "; answers as \(state); accepted by --allow-localhost-member",
                     fix: reconfig
                 )
             }
