@@ -164,6 +164,40 @@ struct DoctorCLITests {
         await client.close()
     }
 
+    @Test func redisCredentialsRefusedExit6WithoutThePassword() async throws {
+        let mongo = try startDouble(.primary(setName: "steedos"))
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch(["--requirepass", "s3cret-pw"])
+        let (missing, missingFindings) = try await Self.doctor([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url(), "--allow-localhost-member",
+        ])
+        #expect(missing.exitCode == 6, "\(missing.stdout)")
+        #expect(Self.severity(missingFindings, "redis") == "failure")
+        let (wrong, wrongFindings) = try await Self.doctor([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url(password: "not-it-pw"),
+            "--allow-localhost-member",
+        ])
+        #expect(wrong.exitCode == 6, "\(wrong.stdout)")
+        #expect(Self.severity(wrongFindings, "redis") == "failure")
+        #expect(!(wrong.stdout + wrong.stderr).contains("not-it-pw"))
+        let (right, rightFindings) = try await Self.doctor([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url(password: "s3cret-pw"),
+            "--allow-localhost-member",
+        ])
+        #expect(Self.severity(rightFindings, "redis") == "ok", "\(right.stdout)")
+        #expect(!(right.stdout + right.stderr).contains("s3cret-pw"))
+    }
+
+    @Test func aURIWithSeveralHostsStartsFromTheFirst() async throws {
+        let mongo = try startDouble(.primary(setName: "steedos"))
+        defer { mongo.stop() }
+        let (run, findings) = try await Self.doctor([
+            "--uri", "mongodb://127.0.0.1:\(mongo.port),127.0.0.1:1/?replicaSet=steedos", "--allow-localhost-member",
+        ])
+        #expect(run.exitCode == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(Self.severity(findings, "primary") == "ok")
+    }
+
     @Test func unreachableMongodExits3AndUsageExits2() async throws {
         let port = try RedisServerProcess.freePort()
         let (run, findings) = try await Self.doctor(["--host", "127.0.0.1", "--port", "\(port)"])

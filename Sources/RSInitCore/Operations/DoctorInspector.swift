@@ -64,7 +64,16 @@ public struct DoctorInspector: Sendable {
     /// Looks at mongod, every member host, the oplog, Redis and (with `probe`) the bridge. Never throws: what could
     /// not be read is a fact too.
     public func gather() async -> DoctorFacts {
-        let seed = configuration.connectionString.hosts.first ?? "?"
+        guard let seed = configuration.connectionString.hosts.first else {
+            return DoctorFacts(
+                seed: "?",
+                seedIsThisMachine: false,
+                expectedSetName: configuration.setName,
+                node: .unreachable("the URI lists no host (mongodb+srv is not resolved by doctor: pass --host)"),
+                redis: await gatherRedis(),
+                now: Date().timeIntervalSince1970
+            )
+        }
         let ownAddresses = HostResolver.ownAddresses()
         let seedHost = HostAndPort(parsing: seed)?.host ?? seed
         let seedIsThisMachine = await Self.pointsHere(seedHost, ownAddresses: ownAddresses).any
@@ -75,8 +84,20 @@ public struct DoctorInspector: Sendable {
             node: .unreachable("not contacted"),
             now: Date().timeIntervalSince1970
         )
+        // Doctor looks at one node first (a URI listing several: the first), then at every member host itself.
+        let seedConnection: MongoConnectionString
+        do {
+            seedConnection =
+                configuration.connectionString.hosts.count == 1
+                ? configuration.connectionString
+                : try MongoConnectionString(Self.uri(configuration.connectionString.uri, replacingHostsWith: seed))
+        } catch {
+            facts.node = .unreachable(error.message)
+            facts.redis = await gatherRedis()
+            return facts
+        }
         let reader = ReplicaSetStatusReader(
-            connectionString: configuration.connectionString,
+            connectionString: seedConnection,
             attemptTimeout: configuration.attemptTimeout,
             logger: logger
         )
@@ -88,8 +109,9 @@ public struct DoctorInspector: Sendable {
             return facts
         }
         let client: MongoClient
-        do { client = try MongoClient(try directOptions(configuration.connectionString), logger: logger) } catch {
+        do { client = try MongoClient(try directOptions(seedConnection), logger: logger) } catch {
             facts.node = .unreachable("\(error)")
+            facts.redis = await gatherRedis()
             return facts
         }
         let version = try? await client.runCommand(["buildInfo": 1])["version"]?.stringValue
@@ -107,8 +129,14 @@ public struct DoctorInspector: Sendable {
         if status.kind == "member" {
             var hosts = (try? await storedMemberHosts(client)) ?? []
             if hosts.isEmpty { hosts = status.members.map(\.name) }
-            for host in hosts {
-                facts.memberHosts.append(await inspectMember(host, ownAddresses: ownAddresses))
+            // Concurrently: an unreachable member costs one connect timeout, not one per member.
+            facts.memberHosts = await withTaskGroup(of: (Int, DoctorFacts.MemberHost).self) { group in
+                for (index, host) in hosts.enumerated() {
+                    group.addTask { (index, await inspectMember(host, ownAddresses: ownAddresses)) }
+                }
+                var inspected: [(Int, DoctorFacts.MemberHost)] = []
+                for await result in group { inspected.append(result) }
+                return inspected.sorted { $0.0 < $1.0 }.map(\.1)
             }
             do { facts.oplog = try await gatherOplog(client) } catch { facts.oplogError = "\(error)" }
         }
@@ -357,7 +385,7 @@ public struct DoctorInspector: Sendable {
                 [
                     "insert": .string(Self.probeCollection),
                     "documents": [
-                        ["_id": .string(marker), "at": .datetime(Int64(Date().timeIntervalSince1970 * 1000))]
+                        ["_id": .string(marker), "at": .datetime(Int64(exactly: Self.nowMilliseconds()) ?? 0)]
                     ],
                 ],
                 database: Self.probeDatabase
@@ -390,6 +418,8 @@ public struct DoctorInspector: Sendable {
     }
 
     // MARK: - Resolution
+
+    private static func nowMilliseconds() -> Double { (Date().timeIntervalSince1970 * 1000).rounded() }
 
     private static func resolve(_ host: String) async -> Result<[String], DoctorFacts.ResolutionError> {
         await withCheckedContinuation { continuation in
