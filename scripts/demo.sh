@@ -86,9 +86,12 @@ done
 
 if [ "$build" -eq 1 ]; then
     step="building (swift build)"
-    echo "==> swift build"
-    swift build 2>&1 | grep -E "error|warning: .*Sources|Compiling|Build complete" | tail -n 5 || true
-    [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+    echo "==> swift build (a first build takes several minutes)"
+    set +e
+    swift build 2>&1 | tee "$work_dir/build.log" | grep --line-buffered -E "error:|Build complete|^\[[0-9]+/[0-9]+\]"
+    build_status=${PIPESTATUS[0]}
+    set -e
+    [ "$build_status" -eq 0 ] || exit 1
 fi
 if [ -z "$bin_path" ]; then bin_path=$(swift build --show-bin-path); fi
 for binary in rsinit mongod-double rsinit-demo-writes; do
