@@ -7,21 +7,28 @@ import RESP
 /// `rsinit_doctor.probe`, removed again). Every network call has a deadline; nothing here decides anything
 /// (``DoctorReport`` does).
 public struct DoctorInspector: Sendable {
+    /// What to look at and how long to wait.
     public struct Configuration: Sendable {
+        /// mongod (`--host`/`--uri`).
         public var connectionString: MongoConnectionString
+        /// The expected set name.
         public var setName: String
+        /// The bridge's Redis (`--redis`), if any.
         public var redis: RedisURL?
         /// The bridge's `--prefix` (channels) and `--metadata-prefix` (checkpoint and dedupe keys).
         public var channelPrefix: String
+        /// Prefix of the checkpoint and dedupe keys (`--metadata-prefix`).
         public var metadataPrefix: String
         /// How long to watch the oplog's write rate.
         public var sampleDuration: Duration
+        /// Run the write probe (`--probe`).
         public var probe: Bool
         /// How long the probe waits for the bridge's message.
         public var probeTimeout: Duration
         /// Per connection attempt (mongod, members, Redis).
         public var attemptTimeout: Duration
 
+        /// A configuration; every duration has a default.
         public init(
             connectionString: MongoConnectionString,
             setName: String,
@@ -47,6 +54,7 @@ public struct DoctorInspector: Sendable {
 
     /// The database and collection the probe writes its marker to.
     public static let probeDatabase = "rsinit_doctor"
+    /// The probe's collection.
     public static let probeCollection = "probe"
     /// The most oplog entries the write-rate sample reads.
     static let sampleLimit = 200_000
@@ -56,6 +64,7 @@ public struct DoctorInspector: Sendable {
     let configuration: Configuration
     let logger: Logger
 
+    /// An inspector; `logger` receives libmongoc's and rsinit's debug logs.
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger

@@ -16,15 +16,18 @@ public struct DoctorFacts: Sendable, Equatable {
         public var version: String?
         /// "standalone", "uninitialized", "removed", "member" or "mongos" (as `rsinit status`).
         public var kind: String
+        /// The set name `hello` reports.
         public var setName: String?
         /// This node's state name (PRIMARY, SECONDARY, …).
         public var state: String?
+        /// `hello.isWritablePrimary`.
         public var isWritablePrimary: Bool
         /// `hello.primary`: the member this node believes is primary.
         public var primary: String?
         /// `replSetGetStatus.members`.
         public var members: [MemberStatus]
 
+        /// Facts about the seed node.
         public init(
             version: String?,
             kind: String,
@@ -60,8 +63,10 @@ public struct DoctorFacts: Sendable, Equatable {
         public var isLoopback: Bool
         /// Any address belongs to one of this machine's own network interfaces.
         public var isThisMachine: Bool
+        /// What the member answered (or why it did not).
         public var answer: Answer
 
+        /// Facts about one member host.
         public init(
             host: String,
             addresses: Result<[String], ResolutionError>,
@@ -79,23 +84,32 @@ public struct DoctorFacts: Sendable, Equatable {
 
     /// A name the resolver could not turn into addresses.
     public struct ResolutionError: Error, Sendable, Equatable {
+        /// The resolver's message (`gai_strerror`).
         public var message: String
+        /// A resolution error with the resolver's message.
         public init(_ message: String) { self.message = message }
     }
 
     /// `local.oplog.rs` now and over the sampling period.
     public struct Oplog: Sendable, Equatable {
+        /// The oldest entry's `ts`.
         public var first: BSONTimestamp
+        /// The newest entry's `ts`.
         public var last: BSONTimestamp
         /// `collStats`: used bytes, the capped size in bytes (`maxSize`) and/or in documents (`max`); nil when refused.
         public var sizeBytes: Int64?
+        /// `collStats.maxSize`: the capped size in bytes (a real oplog).
         public var maxSizeBytes: Int64?
+        /// `collStats.max`: the capped size in entries (the double's oplog).
         public var maxEntries: Int64?
         /// Entries and bytes written during the sample, and its length.
         public var sampleEntries: Int
+        /// Bytes of those entries (their BSON size).
         public var sampleBytes: Int
+        /// The sample's length in seconds.
         public var sampleSeconds: Double
 
+        /// Oplog facts.
         public init(
             first: BSONTimestamp,
             last: BSONTimestamp,
@@ -127,6 +141,7 @@ public struct DoctorFacts: Sendable, Equatable {
             case fromInfo(appendOnly: Bool?, reason: String)
         }
 
+        /// Whether doctor could connect and authenticate.
         public enum Connection: Sendable, Equatable {
             case unreachable(String)
             case authenticationFailed(String)
@@ -135,16 +150,21 @@ public struct DoctorFacts: Sendable, Equatable {
 
         /// The URL without its password.
         public var url: String
+        /// Connecting and authenticating.
         public var connection: Connection
+        /// How Redis persists data; nil when not read.
         public var persistence: Persistence?
+        /// `<metadata-prefix>checkpoint`.
         public var checkpointKey: String
         /// The checkpoint key's value (nil: absent); ``DoctorReport`` decodes it.
         public var checkpointValue: String?
         /// Dedupe keys (`<metadata-prefix>processed::*`) found by a bounded SCAN; `dedupeScanComplete` false when the
         /// bound stopped it.
         public var dedupeKeys: Int
+        /// False when the SCAN bound stopped before the end.
         public var dedupeScanComplete: Bool
 
+        /// Redis facts.
         public init(
             url: String,
             connection: Connection,
@@ -175,18 +195,24 @@ public struct DoctorFacts: Sendable, Equatable {
     public var seed: String
     /// The seed resolves to this machine (loopback or an own address): a member host pointing here is then expected.
     public var seedIsThisMachine: Bool
+    /// `--set-name`.
     public var expectedSetName: String
+    /// How the seed answered.
     public var node: Node
     /// The config's member hosts, each looked at from here (empty when there is no config).
     public var memberHosts: [MemberHost]
     /// Nil when the oplog could not be read (`oplogError` says why, when there was an error).
     public var oplog: Oplog?
+    /// Why the oplog could not be read.
     public var oplogError: String?
+    /// Redis facts, with `--redis`.
     public var redis: Redis?
+    /// The probe's outcome, with `--probe`.
     public var probe: Probe?
     /// When the facts were gathered (seconds since 1970), for ages.
     public var now: Double
 
+    /// All the facts of one doctor run.
     public init(
         seed: String,
         seedIsThisMachine: Bool,
@@ -214,6 +240,7 @@ public struct DoctorFacts: Sendable, Equatable {
 
 /// One check's verdict, with a one-line fix when it is not ok.
 public struct DoctorFinding: Sendable, Equatable, Codable {
+    /// How bad a finding is.
     public enum Severity: String, Sendable, Codable, Comparable {
         case ok, warning, failure
 
@@ -225,16 +252,21 @@ public struct DoctorFinding: Sendable, Equatable, Codable {
             }
         }
 
+        /// ok < warning < failure.
         public static func < (lhs: Severity, rhs: Severity) -> Bool { lhs.rank < rhs.rank }
     }
 
     /// The check's name: `mongod`, `replica set`, `member <host>`, `primary`, `majority`, `oplog`, `redis`,
     /// `redis persistence`, `checkpoint`, `ha bridges`, `probe`.
     public var check: String
+    /// How bad it is.
     public var severity: Severity
+    /// What was found (one line, no credentials).
     public var message: String
+    /// What to change (for warnings and failures).
     public var fix: String?
 
+    /// A finding.
     public init(_ check: String, _ severity: Severity, _ message: String, fix: String? = nil) {
         self.check = check
         self.severity = severity
@@ -257,6 +289,7 @@ public struct DoctorReport: Sendable, Equatable {
         /// Loopback member hosts are intended (every client runs in mongod's network namespace).
         public var allowLoopbackMembers: Bool
 
+        /// Thresholds (defaults: 1 h, 24 h, 60 s, loopback members refused).
         public init(
             minimumOutage: Double = 3600,
             comfortableOutage: Double = 86_400,
@@ -272,18 +305,27 @@ public struct DoctorReport: Sendable, Equatable {
 
     /// Exit codes of `rsinit doctor`.
     public enum ExitCode {
+        /// No failures (warnings may be printed).
         public static let healthy: Int32 = 0
+        /// mongod did not answer.
         public static let unreachable: Int32 = 3
+        /// MongoDB or Redis refused the credentials.
         public static let authentication: Int32 = 6
+        /// At least one failure.
         public static let failuresFound: Int32 = 10
     }
 
+    /// One finding per check, in check order.
     public var findings: [DoctorFinding]
+    /// The process exit code (``ExitCode``).
     public var exitCode: Int32
 
+    /// How many findings are failures.
     public var failures: Int { findings.filter { $0.severity == .failure }.count }
+    /// How many findings are warnings.
     public var warnings: Int { findings.filter { $0.severity == .warning }.count }
 
+    /// Judges `facts` under `policy`.
     public init(facts: DoctorFacts, policy: Policy = Policy()) {
         var findings: [DoctorFinding] = []
         var exitCode = ExitCode.healthy
