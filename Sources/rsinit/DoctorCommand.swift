@@ -151,6 +151,7 @@ enum DoctorText {
         var failures: Int
         var warnings: Int
         var findings: [DoctorFinding]
+        var figures: [String: Double]
     }
 
     static func json(_ report: DoctorReport) -> String {
@@ -160,7 +161,8 @@ enum DoctorText {
             exitCode: report.exitCode,
             failures: report.failures,
             warnings: report.warnings,
-            findings: report.findings
+            findings: report.findings,
+            figures: report.figures
         )
         guard let data = try? encoder.encode(value) else { return "{}" }
         return String(decoding: data, as: UTF8.self)

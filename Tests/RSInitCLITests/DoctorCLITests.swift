@@ -54,6 +54,9 @@ struct DoctorCLITests {
         // The member host is 127.0.0.1 (the double listens on loopback only): accepted, still reported.
         #expect(Self.severity(findings, "member 127.0.0.1:\(mongo.port)") == "warning")
         #expect((findings["oplog"]?["message"] as? String)?.contains("capped at 1000000 entries") == true)
+        let figures = run.json?["figures"] as? [String: Any]
+        #expect(figures?["probeMilliseconds"] as? Double != nil, "\(run.stdout)")
+        #expect(figures?["checkpointLagSeconds"] as? Double != nil)
         // The marker is gone again.
         let client = try MongoClient(uri: mongo.uri, logger: .init(label: "doctor-test"))
         let left = try await client.runCommand(["find": "probe", "filter": [:]], database: "rsinit_doctor")

@@ -112,6 +112,17 @@ import Testing
         )
     }
 
+    @Test func figuresForMonitoring() {
+        let report = DoctorReport(facts: Self.facts(probe: .delivered(channel: "c", milliseconds: 1.5)))
+        #expect(report.figures["oplogWindowSeconds"] == Double(86_400 * 3 - 1))
+        #expect(report.figures["oplogEntriesPerSecond"] == 10)
+        #expect(report.figures["oplogToleranceSeconds"] == 500_000)
+        #expect(report.figures["checkpointLagSeconds"] == 1)
+        #expect(report.figures["dedupeKeys"] == 0)
+        #expect(report.figures["probeMilliseconds"] == 1.5)
+        #expect(DoctorReport(facts: Self.facts(node: .unreachable("x"), oplog: nil, redis: nil)).figures.isEmpty)
+    }
+
     @Test func unreachableMongodExits3() {
         let report = DoctorReport(facts: Self.facts(node: .unreachable("connection refused"), redis: nil))
         #expect(report.exitCode == 3)

@@ -319,6 +319,10 @@ public struct DoctorReport: Sendable, Equatable {
     public var findings: [DoctorFinding]
     /// The process exit code (``ExitCode``).
     public var exitCode: Int32
+    /// The measured figures behind the findings, for monitoring (`--json`): `oplogWindowSeconds`,
+    /// `oplogEntriesPerSecond`, `oplogToleranceSeconds`, `checkpointLagSeconds`, `dedupeKeys`, `probeMilliseconds`;
+    /// a figure that was not measured is absent.
+    public var figures: [String: Double]
 
     /// How many findings are failures.
     public var failures: Int { findings.filter { $0.severity == .failure }.count }
@@ -366,6 +370,26 @@ public struct DoctorReport: Sendable, Equatable {
         }
         self.findings = findings
         self.exitCode = exitCode
+        self.figures = Self.figures(facts)
+    }
+
+    static func figures(_ facts: DoctorFacts) -> [String: Double] {
+        var figures: [String: Double] = [:]
+        if let oplog = facts.oplog {
+            figures["oplogWindowSeconds"] = Double(oplog.last.seconds) - Double(oplog.first.seconds)
+            if oplog.sampleSeconds > 0 {
+                figures["oplogEntriesPerSecond"] = Double(oplog.sampleEntries) / oplog.sampleSeconds
+            }
+            figures["oplogToleranceSeconds"] = outageTolerance(oplog)
+            if let position = facts.redis?.checkpointValue.flatMap(CheckpointEncoding.decode) {
+                figures["checkpointLagSeconds"] = Double(oplog.last.seconds) - Double(position.seconds)
+            }
+        }
+        if let redis = facts.redis, case .connected = redis.connection {
+            figures["dedupeKeys"] = Double(redis.dedupeKeys)
+        }
+        if case .delivered(_, let milliseconds)? = facts.probe { figures["probeMilliseconds"] = milliseconds }
+        return figures
     }
 
     // MARK: - MongoDB
