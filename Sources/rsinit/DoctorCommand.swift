@@ -16,7 +16,8 @@ struct DoctorCommand: AsyncParsableCommand {
             falls off. With --redis: reachable, authenticated, persistence (AOF or RDB), the checkpoint \
             (<metadata-prefix>checkpoint) present, its age and whether it is still inside the oplog, recent HA \
             dedupe keys. --probe WRITES: it inserts a marker document in rsinit_doctor.probe, waits for the \
-            bridge's message on Redis and removes the marker.
+            bridge's message on Redis and removes the marker. Each connection attempt waits at most --timeout, capped at \
+            3 s.
 
             EXIT CODES
               0   no failures (warnings may be printed)
@@ -51,7 +52,9 @@ struct DoctorCommand: AsyncParsableCommand {
     )
     var metadataPrefix = "rsinit::"
 
-    @Option(help: "How long to sample the oplog's write rate (e.g. 5s, 500ms).")
+    @Option(
+        help: ArgumentHelp("How long to sample the oplog's write rate (e.g. 5s, 500ms).", valueName: "duration")
+    )
     var sample = TimeoutValue(duration: .seconds(5))
 
     @Flag(
@@ -59,7 +62,10 @@ struct DoctorCommand: AsyncParsableCommand {
     )
     var probe = false
 
-    @Option(name: .customLong("probe-timeout"), help: "How long --probe waits for the bridge's message.")
+    @Option(
+        name: .customLong("probe-timeout"),
+        help: ArgumentHelp("How long --probe waits for the bridge's message.", valueName: "duration")
+    )
     var probeTimeout = TimeoutValue(duration: .seconds(10))
 
     /// A loopback member host is a warning instead of a failure.
