@@ -58,37 +58,26 @@ enum EnvironmentArguments {
     }
 
     static let all: Set<String> = ["", "status", "wait", "tail", "doctor"]
+    /// Commands that check one replica set (set name, deadline).
+    static let sets: Set<String> = ["", "status", "wait", "doctor"]
+    /// Commands that use the bridge's Redis.
+    static let redis: Set<String> = ["tail", "doctor"]
     static let table: [Entry] = [
         Entry(variable: "RSINIT_HOST", flag: "--host", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_URI", flag: "--uri", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_USERNAME", flag: "--username", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PASSWORD_FILE", flag: "--password-file", isBoolean: false, commands: all),
-        Entry(
-            variable: "RSINIT_SET_NAME",
-            flag: "--set-name",
-            isBoolean: false,
-            commands: ["", "status", "wait", "doctor"]
-        ),
-        Entry(
-            variable: "RSINIT_TIMEOUT",
-            flag: "--timeout",
-            isBoolean: false,
-            commands: ["", "status", "wait", "doctor"]
-        ),
-        Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: ["tail", "doctor"]),
-        Entry(variable: "RSINIT_PREFIX", flag: "--prefix", isBoolean: false, commands: ["tail", "doctor"]),
+        Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: sets),
+        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: sets),
+        Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: redis),
+        Entry(variable: "RSINIT_PREFIX", flag: "--prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_CONTROL_CHANNEL", flag: "--control-channel", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FIELDS", flag: "--fields", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FROM", flag: "--from", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_ON_HISTORY_LOST", flag: "--on-history-lost", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_HA", flag: "--ha", isBoolean: true, commands: ["tail"]),
-        Entry(
-            variable: "RSINIT_METADATA_PREFIX",
-            flag: "--metadata-prefix",
-            isBoolean: false,
-            commands: ["tail", "doctor"]
-        ),
+        Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_INCLUDE", flag: "--include", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_EXCLUDE", flag: "--exclude", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FAN_OUT", flag: "--fan-out", isBoolean: false, commands: ["tail"]),

@@ -78,6 +78,13 @@ struct DoctorCLITests {
         #expect(text.exitCode == 10)
         #expect(text.stdout.contains("FAILURE member 127.0.0.1:\(mongo.port): a loopback host"))
         #expect(text.stdout.contains("        fix: reconfigure the member host"))
+        // RSINIT_ALLOW_LOCALHOST_MEMBER applies to doctor as to the bootstrap: a warning, exit 0.
+        let allowed = try await CLI.run(
+            ["doctor", "--host", "127.0.0.1", "--port", "\(mongo.port)", "--sample", "100ms"],
+            environment: ["RSINIT_ALLOW_LOCALHOST_MEMBER": "1"]
+        )
+        #expect(allowed.exitCode == 0, "\(allowed.stdout)")
+        #expect(allowed.stdout.contains("WARNING member 127.0.0.1:\(mongo.port)"))
     }
 
     @Test func unreachableMemberIsAFailure() async throws {
