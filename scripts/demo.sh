@@ -103,26 +103,40 @@ done
 started=$(date +%s%N)
 
 step="starting redis-server"
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
-    --dir "$work_dir" --pidfile "$redis_pid_file" --logfile "$work_dir/redis.log"
-for _ in $(seq 1 100); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.05
+# A port found free can be taken before redis binds it: retry, and check that the server answering is ours.
+redis_port=""
+for _ in 1 2 3 4 5; do
+    candidate=$(free_port)
+    rm -f "$redis_pid_file"
+    redis-server --port "$candidate" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --dir "$work_dir" --pidfile "$redis_pid_file" --logfile "$work_dir/redis.log"
+    for _ in $(seq 1 100); do
+        [ -s "$redis_pid_file" ] && redis-cli -p "$candidate" ping >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    answering=$(redis-cli -p "$candidate" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')
+    if [ -s "$redis_pid_file" ] && [ "$answering" = "$(cat "$redis_pid_file")" ]; then
+        redis_port=$candidate
+        break
+    fi
 done
-redis-cli -p "$redis_port" ping >/dev/null
+[ -n "$redis_port" ] || { echo "demo: error: redis-server did not start on a free port" >&2; exit 1; }
 redis_url="redis://127.0.0.1:$redis_port"
 echo "==> redis-server on $redis_url"
 
 step="starting the mongod double"
-mongo_port=$(free_port)
-"$bin_path/mongod-double" --port "$mongo_port" --scenario uninitialized --set-name steedos --noop-interval 2 \
+# Port 0: the double binds a free port itself and prints it ("mongod-double listening on 127.0.0.1:<port> …").
+"$bin_path/mongod-double" --port 0 --scenario uninitialized --set-name steedos --noop-interval 2 \
     >"$work_dir/mongod-double.log" 2>&1 &
 pids+=($!)
+mongo_port=""
 for _ in $(seq 1 200); do
-    port_is_free "$mongo_port" || break
+    mongo_port=$(sed -n 's/^mongod-double listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work_dir/mongod-double.log")
+    [ -n "$mongo_port" ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || break
     sleep 0.05
 done
+[ -n "$mongo_port" ] || { echo "demo: error: mongod-double did not start" >&2; exit 1; }
 echo "==> $(head -n 1 "$work_dir/mongod-double.log")"
 
 step="bootstrapping the replica set (rsinit)"
