@@ -109,6 +109,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // The writes of scripts/demo.sh (insert, update, delete on steedos.tasks through libmongoc); not shipped.
+        .executableTarget(
+            name: "rsinit-demo-writes",
+            dependencies: [
+                "MongoCWrapper",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
         // MARK: - Tests
 
         .testTarget(

@@ -7,25 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+. scripts/lib/packages.sh
+ensure_packages "${rsinit_packages[@]}"
 
-missing=()
-for package in libmongoc-dev libbson-dev pkg-config redis-server openssl; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "==> installing: ${missing[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-redis_port=""
-for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 30000))
-    if port_is_free "$candidate"; then redis_port=$candidate; break; fi
-done
-[ -n "$redis_port" ] || { echo "no free loopback port for redis-server" >&2; exit 1; }
+redis_port=$(free_port)
 redis_dir=$(mktemp -d)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
     --dir "$redis_dir" --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"

@@ -32,7 +32,7 @@ struct RSInitCommand: AsyncParsableCommand {
             RSINIT_URI_FILE=/run/secrets/mongo-uri (Docker/Kubernetes secrets; trailing newlines dropped).
             """,
         version: RSInitVersion.current,
-        subcommands: [StatusCommand.self, WaitCommand.self, TailCommand.self]
+        subcommands: [StatusCommand.self, WaitCommand.self, TailCommand.self, DoctorCommand.self]
     )
 
     @OptionGroup var connection: ConnectionOptions
@@ -55,14 +55,7 @@ struct RSInitCommand: AsyncParsableCommand {
     )
     var members: String?
 
-    @Flag(
-        name: .customLong("allow-localhost-member"),
-        help: ArgumentHelp(
-            "Allow a loopback member host (only if every client runs in mongod's network namespace) "
-                + "(env RSINIT_ALLOW_LOCALHOST_MEMBER)."
-        )
-    )
-    var allowLocalhostMember = false
+    @OptionGroup var localhostMember: LocalhostMemberOption
 
     @Flag(
         name: .customLong("force-reconfig"),
@@ -83,7 +76,7 @@ struct RSInitCommand: AsyncParsableCommand {
                 connectionString: connectionString,
                 setName: connection.setName,
                 members: try memberHosts(connectionString),
-                allowLocalhostMember: allowLocalhostMember,
+                allowLocalhostMember: localhostMember.allowLocalhostMember,
                 forceReconfig: forceReconfig,
                 timeout: connection.timeout.duration
             )
@@ -135,6 +128,19 @@ struct RSInitCommand: AsyncParsableCommand {
         }
         return [only]
     }
+}
+
+/// `--allow-localhost-member`, shared by the bootstrap and `doctor` (one type, so the root command's parse hands the
+/// value on to the subcommand instead of keeping it).
+struct LocalhostMemberOption: ParsableArguments {
+    @Flag(
+        name: .customLong("allow-localhost-member"),
+        help: ArgumentHelp(
+            "Allow a loopback member host (only if every client runs in mongod's network namespace) "
+                + "(env RSINIT_ALLOW_LOCALHOST_MEMBER)."
+        )
+    )
+    var allowLocalhostMember = false
 }
 
 /// `rsinit status`: print the replica set's state.

@@ -57,23 +57,27 @@ enum EnvironmentArguments {
         let commands: Set<String>
     }
 
-    static let all: Set<String> = ["", "status", "wait", "tail"]
+    static let all: Set<String> = ["", "status", "wait", "tail", "doctor"]
+    /// Commands that check one replica set (set name, deadline).
+    static let sets: Set<String> = ["", "status", "wait", "doctor"]
+    /// Commands that use the bridge's Redis.
+    static let redis: Set<String> = ["tail", "doctor"]
     static let table: [Entry] = [
         Entry(variable: "RSINIT_HOST", flag: "--host", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_URI", flag: "--uri", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_USERNAME", flag: "--username", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PASSWORD_FILE", flag: "--password-file", isBoolean: false, commands: all),
-        Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: ["", "status", "wait"]),
-        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: ["", "status", "wait"]),
-        Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: ["tail"]),
-        Entry(variable: "RSINIT_PREFIX", flag: "--prefix", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: sets),
+        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: sets),
+        Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: redis),
+        Entry(variable: "RSINIT_PREFIX", flag: "--prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_CONTROL_CHANNEL", flag: "--control-channel", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FIELDS", flag: "--fields", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FROM", flag: "--from", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_ON_HISTORY_LOST", flag: "--on-history-lost", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_HA", flag: "--ha", isBoolean: true, commands: ["tail"]),
-        Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_INCLUDE", flag: "--include", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_EXCLUDE", flag: "--exclude", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FAN_OUT", flag: "--fan-out", isBoolean: false, commands: ["tail"]),
@@ -86,7 +90,7 @@ enum EnvironmentArguments {
             variable: "RSINIT_ALLOW_LOCALHOST_MEMBER",
             flag: "--allow-localhost-member",
             isBoolean: true,
-            commands: [""]
+            commands: ["", "doctor"]
         ),
         Entry(variable: "RSINIT_FORCE_RECONFIG", flag: "--force-reconfig", isBoolean: true, commands: [""]),
         Entry(variable: "RSINIT_JSON", flag: "--json", isBoolean: true, commands: all),
@@ -95,7 +99,7 @@ enum EnvironmentArguments {
     ]
 
     static func merge(_ arguments: [String], environment: [String: String]) throws(UnreadableFile) -> [String] {
-        let subcommands: Set<String> = ["status", "wait", "tail"]
+        let subcommands: Set<String> = ["status", "wait", "tail", "doctor"]
         let command = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? ""
         if arguments.contains("--help") || arguments.contains("-h") || arguments.contains("--version") {
             return arguments

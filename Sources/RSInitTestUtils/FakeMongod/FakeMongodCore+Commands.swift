@@ -61,6 +61,7 @@ extension FakeMongodCore {
             "endSessions", "refreshSessions", "killAllSessions", "replSetInitiate", "replSetGetStatus",
             "replSetGetConfig", "replSetReconfig", "replSetStepDown", "appendOplogNote", "insert", "update",
             "delete", "create", "drop", "dropDatabase", "find", "getMore", "killCursors", "listDatabases", "dbStats",
+            "collStats",
         ] {
             map[name] = name.lowercased()
         }
@@ -171,6 +172,8 @@ extension FakeMongodCore {
             }
         case "killcursors":
             result = killCursors(command)
+        case "collstats":
+            result = collStats(command, database: database)
         case "listdatabases", "dbstats":
             result = readAllowed(database: database, secondaryOk: secondaryOk).map { _ in
                 lower == "dbstats"
