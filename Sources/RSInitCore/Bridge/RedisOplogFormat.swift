@@ -51,29 +51,29 @@ public enum RedisOplogFormat {
         }
     }
 
-    /// JavaScript's `JSON.stringify` for numbers, booleans and null.
+    /// JavaScript's `JSON.stringify` for numbers, booleans and null. Every BSON number becomes a JavaScript
+    /// `Number` (a double) in Meteor first: int64 beyond ±2^53 rounds to the nearest double, as js-bson does.
     static func appendNumberOrLiteral(_ value: BSONValue, to out: inout [UInt8]) {
         switch value {
         case .int32(let v): appendDecimal(Int64(v), to: &out)
-        case .int64(let v): appendDecimal(v, to: &out)
-        case .double(let d): appendJavaScriptNumber(d, to: &out)
+        case .int64(let v): appendJavaScriptNumber(v, to: &out)
+        case .double(let d): JavaScriptNumber.append(d, to: &out)
         case .bool(let b): out.append(contentsOf: b ? "true".utf8 : "false".utf8)
         default: out.append(contentsOf: "null".utf8)
         }
     }
 
-    /// How JavaScript prints a double: integral values without ".0", NaN/±Infinity as null (JSON has no such number).
-    static func appendJavaScriptNumber(_ d: Double, to out: inout [UInt8]) {
-        if !d.isFinite {
-            out.append(contentsOf: "null".utf8)
-        } else if d == 0 {
-            out.append(UInt8(ascii: "0"))
-        } else if d == d.rounded() && abs(d) < 1e21 {
-            appendDecimal(Int64(d), to: &out)
+    /// An int64 as the JavaScript number it becomes: exact up to ±2^53, the nearest double beyond.
+    static func appendJavaScriptNumber(_ value: Int64, to out: inout [UInt8]) {
+        if value.magnitude <= 1 << 53 {
+            appendDecimal(value, to: &out)
         } else {
-            out.append(contentsOf: "\(d)".utf8)
+            JavaScriptNumber.append(Double(value), to: &out)
         }
     }
+
+    /// How JavaScript prints a double (ECMAScript `Number::toString`; NaN and ±Infinity as null).
+    static func appendJavaScriptNumber(_ d: Double, to out: inout [UInt8]) { JavaScriptNumber.append(d, to: &out) }
 
     /// Decimal digits without a String in between (the publisher's hot path).
     static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
@@ -167,7 +167,7 @@ public enum RedisOplogFormat {
             } else if d.isInfinite {
                 out.append(contentsOf: (d > 0 ? #"{"$InfNaN":1}"# : #"{"$InfNaN":-1}"#).utf8)
             } else {
-                appendJavaScriptNumber(d, to: &out)
+                JavaScriptNumber.append(d, to: &out)
             }
         case .datetime(let ms):
             out.append(contentsOf: #"{"$date":"#.utf8)
