@@ -36,6 +36,13 @@ public struct BSONDocument: Sendable, Hashable {
         self.storage = bytes[...]
     }
 
+    /// Takes untrusted bytes after the checks `options` asks for (the structure is always checked, so decoding
+    /// never traps; strings that are not UTF-8 decode with U+FFFD replacements).
+    package init(bytes: [UInt8], options: BSONValidationOptions) throws(BSONError) {
+        try BSONValidator.validateDocument(bytes, options: options)
+        self.storage = bytes[...]
+    }
+
     /// Wraps bytes this module produced or already validated.
     init(trustedBytes: [UInt8]) {
         self.storage = trustedBytes[...]

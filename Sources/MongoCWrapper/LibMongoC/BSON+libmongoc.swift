@@ -9,10 +9,18 @@ extension BSONDocument {
     }
 
     /// Copies a borrowed `bson_t` (valid only until the C call's next step) into an owned, validated document.
+    ///
+    /// Strings that are not UTF-8 do not make the document unreadable: mongod stores them (it does not check), and
+    /// one such string in an oplog entry must not stop the tail. The structure is checked strictly either way.
     init(copying pointer: OpaquePointer) throws(BSONError) {
         let length = Int(rsinit_bson_length(pointer))
-        let data = bson_get_data(pointer)!
-        try self.init(bytes: Array(UnsafeBufferPointer(start: data, count: length)))
+        guard let data = bson_get_data(pointer) else { throw BSONError("libbson returned no data", offset: 0) }
+        let bytes = Array(UnsafeBufferPointer(start: data, count: length))
+        do throws(BSONError) {
+            try self.init(bytes: bytes)
+        } catch {
+            try self.init(bytes: bytes, options: .structural)
+        }
     }
 
     /// Canonical Extended JSON v2 (type-preserving), produced by libbson.
@@ -66,6 +74,29 @@ extension BSONDecimal128: CustomStringConvertible {
         var buffer = [CChar](repeating: 0, count: Int(BSON_DECIMAL128_STRING))
         bson_decimal128_to_string(&value, &buffer)
         return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+}
+
+/// libbson's own verdict on untrusted bytes: the reference the Swift validator (``BSONDocument/init(bytes:)``) is
+/// tested against (fixtures, the BSON corpus, the differential fuzz in the tests and in `rsinit-bench fuzz`).
+package enum LibBSONVerdict {
+    /// `bson_init_static` (length prefix, trailing zero) then `bson_validate` with `BSON_VALIDATE_UTF8 |
+    /// BSON_VALIDATE_UTF8_ALLOW_NULL`: the structure of every element, UTF-8 in keys and string values, embedded
+    /// NULs allowed inside strings (valid BSON; the corpus has them). No key-name rules (`$`, `.`, empty): the oplog
+    /// holds such keys legitimately.
+    package static func isValid(_ bytes: [UInt8]) -> Bool {
+        let flags = bson_validate_flags_t(
+            rawValue: BSON_VALIDATE_UTF8.rawValue | BSON_VALIDATE_UTF8_ALLOW_NULL.rawValue
+        )
+        // bson_t is 128 bytes with 128-byte alignment (BSON_EXTRA_ALIGN) and imports as an opaque pointer.
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
+        defer { storage.deallocate() }
+        let document = OpaquePointer(storage)
+        return bytes.withUnsafeBufferPointer { buffer -> Bool in
+            guard let base = buffer.baseAddress, bson_init_static(document, base, buffer.count) else { return false }
+            var offset = 0
+            return bson_validate(document, flags, &offset)
+        }
     }
 }
 

@@ -37,6 +37,15 @@ public enum RedisOplogFormat {
         return true
     }
 
+    /// Whether Meteor can stringify `id` (it gets a dedicated `::<id>` channel); the others go to the collection
+    /// channel only.
+    public static func hasDedicatedChannel(_ id: BSONValue) -> Bool {
+        switch id {
+        case .objectID, .string, .int32, .int64, .double, .bool, .null, .undefined: return true
+        default: return false
+        }
+    }
+
     /// Exactly 24 lowercase hex characters.
     static func looksLikeObjectID(_ utf8: String.UTF8View) -> Bool {
         utf8.count == 24 && utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
