@@ -27,6 +27,8 @@ struct BSONReader {
     func int32(at offset: Int) -> Int32 {
         Int32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: Int32.self))
     }
+    /// A length prefix as `Int` (Int32 → Int always widens).
+    func length(at offset: Int) -> Int { Int(int32(at: offset)) }  // trap-checked: Int32 → Int widens
     func uint32(at offset: Int) -> UInt32 {
         UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
@@ -52,7 +54,7 @@ struct BSONReader {
 
     /// Calls `body(type, keyRange, valueOffset)` for each element of the document at `start`; stop by returning false.
     func forEachElement(documentAt start: Int, _ body: (UInt8, Range<Int>, Int) -> Bool) {
-        let end = start + Int(int32(at: start)) - 1
+        let end = start + length(at: start) - 1
         var offset = start + 4
         while offset < end {
             let type = buffer[offset]
@@ -68,9 +70,9 @@ struct BSONReader {
     func valueSize(type: UInt8, at offset: Int) -> Int {
         switch type {
         case 0x01, 0x09, 0x11, 0x12: return 8
-        case 0x02, 0x0D, 0x0E: return 4 + Int(int32(at: offset))
-        case 0x03, 0x04, 0x0F: return Int(int32(at: offset))
-        case 0x05: return 5 + Int(int32(at: offset))
+        case 0x02, 0x0D, 0x0E: return 4 + length(at: offset)
+        case 0x03, 0x04, 0x0F: return length(at: offset)
+        case 0x05: return 5 + length(at: offset)
         case 0x06, 0x0A, 0x7F, 0xFF: return 0
         case 0x07: return 12
         case 0x08: return 1
@@ -78,7 +80,7 @@ struct BSONReader {
             let patternEnd = cstringEnd(from: offset)
             let optionsEnd = cstringEnd(from: patternEnd + 1)
             return optionsEnd + 1 - offset
-        case 0x0C: return 4 + Int(int32(at: offset)) + 12
+        case 0x0C: return 4 + length(at: offset) + 12
         case 0x10: return 4
         case 0x13: return 16
         default: return 0
@@ -94,11 +96,11 @@ struct BSONReader {
         case 0x03: return (.document(subDocument(offset, size)), size)
         case 0x04: return (.array(decodeArray(at: offset)), size)
         case 0x05:
-            let length = Int(int32(at: offset))
+            let length = self.length(at: offset)
             let subtype = buffer[offset + 4]
             return (.binary(BSONBinary(subtype: subtype, data: bytes(offset + 5..<offset + 5 + length))), size)
         case 0x06: return (.undefined, 0)
-        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)
+        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)  // trap-checked: always 12 bytes
         case 0x08: return (.bool(buffer[offset] != 0), size)
         case 0x09: return (.datetime(int64(at: offset)), size)
         case 0x0A: return (.null, 0)
@@ -111,15 +113,15 @@ struct BSONReader {
             )
             return (.regex(regex), size)
         case 0x0C:
-            let stringSize = 4 + Int(int32(at: offset))
-            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!
+            let stringSize = 4 + length(at: offset)
+            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!  // trap-checked: 12 bytes
             return (.dbPointer(namespace: lengthPrefixedString(at: offset), id: id), size)
         case 0x0D: return (.javascript(lengthPrefixedString(at: offset)), size)
         case 0x0E: return (.symbol(lengthPrefixedString(at: offset)), size)
         case 0x0F:
             let code = lengthPrefixedString(at: offset + 4)
-            let scopeOffset = offset + 4 + 4 + Int(int32(at: offset + 4))
-            let scopeSize = Int(int32(at: scopeOffset))
+            let scopeOffset = offset + 4 + 4 + length(at: offset + 4)
+            let scopeSize = length(at: scopeOffset)
             let scope = subDocument(scopeOffset, scopeSize)
             return (.javascriptWithScope(code: code, scope: scope), size)
         case 0x10: return (.int32(int32(at: offset)), size)
@@ -133,7 +135,7 @@ struct BSONReader {
     }
 
     func lengthPrefixedString(at offset: Int) -> String {
-        let length = Int(int32(at: offset))
+        let length = self.length(at: offset)
         return string(offset + 4..<offset + 4 + length - 1)
     }
 
@@ -179,7 +181,7 @@ enum BSONValidator {
     static func validateDocument(_ bytes: [UInt8], options: BSONValidationOptions = .strict) throws(BSONError) {
         let failure: BSONError? = bytes.withUnsafeBytes { buffer in
             guard buffer.count >= 5 else { return BSONError("document shorter than 5 bytes", offset: 0) }
-            let declared = Int(BSONReader(buffer: buffer).int32(at: 0))
+            let declared = BSONReader(buffer: buffer).length(at: 0)
             guard declared == buffer.count else {
                 return BSONError("length prefix \(declared) does not match \(buffer.count) bytes", offset: 0)
             }
@@ -205,7 +207,7 @@ enum BSONValidator {
             throw BSONError("nesting deeper than \(BSONDocument.maximumNestingDepth)", offset: start)
         }
         guard start + 5 <= limit else { throw BSONError("truncated document", offset: start) }
-        let length = Int(reader.int32(at: start))
+        let length = reader.length(at: start)
         guard length >= 5, start + length <= limit else {
             throw BSONError("bad document length \(length)", offset: start)
         }
@@ -238,7 +240,7 @@ enum BSONValidator {
         let range: Range<Int>
         switch type {
         case 0x02, 0x0C, 0x0D, 0x0E:
-            range = valueOffset + 4..<valueOffset + 4 + Int(reader.int32(at: valueOffset)) - 1
+            range = valueOffset + 4..<valueOffset + 4 + reader.length(at: valueOffset) - 1
         case 0x0F:
             return true  // after any code with scope, valid or not
         case 0x0B:
@@ -292,7 +294,7 @@ enum BSONValidator {
         utf8: Bool
     ) throws(BSONError) -> Int {
         try need(4, at: offset, end: end)
-        let length = Int(BSONReader(buffer: buffer).int32(at: offset))
+        let length = BSONReader(buffer: buffer).length(at: offset)
         guard length >= 1 else { throw BSONError("bad string length \(length)", offset: offset) }
         try need(4 + length, at: offset, end: end)
         guard buffer[offset + 4 + length - 1] == 0 else {
@@ -320,14 +322,14 @@ enum BSONValidator {
             return try lengthPrefixedString(buffer, at: offset, end: end, utf8: utf8)
         case 0x03, 0x04:
             try validate(buffer, documentAt: offset, limit: end, depth: depth + 1, options: options)
-            return Int(reader.int32(at: offset))
+            return reader.length(at: offset)
         case 0x05:
             try need(5, at: offset, end: end)
-            let length = Int(reader.int32(at: offset))
+            let length = reader.length(at: offset)
             guard length >= 0 else { throw BSONError("negative binary length \(length)", offset: offset) }
             try need(5 + length, at: offset, end: end)
             if buffer[offset + 4] == BSONBinary.binaryOld {
-                guard length >= 4, Int(reader.int32(at: offset + 5)) == length - 4 else {
+                guard length >= 4, reader.length(at: offset + 5) == length - 4 else {
                     throw BSONError("binary subtype 2 with a bad inner length", offset: offset)
                 }
             }
@@ -353,14 +355,14 @@ enum BSONValidator {
             return stringSize + 12
         case 0x0F:
             try need(4, at: offset, end: end)
-            let total = Int(reader.int32(at: offset))
+            let total = reader.length(at: offset)
             try need(total, at: offset, end: end)
             let stringSize = try lengthPrefixedString(buffer, at: offset + 4, end: offset + total, utf8: utf8)
             let scopeOffset = offset + 4 + stringSize
             if options.libbson123Quirks && libbson123StopsAt(buffer, type: 0x02, valueOffset: offset + 4) {
                 // libbson 1.23 stops at the code before looking into the scope: only its length is checked.
                 try need(5, at: scopeOffset, end: offset + total)
-                guard Int(reader.int32(at: scopeOffset)) >= 5 else {
+                guard reader.length(at: scopeOffset) >= 5 else {
                     throw BSONError("code-with-scope scope too short", offset: scopeOffset)
                 }
             } else {
@@ -372,7 +374,7 @@ enum BSONValidator {
                     options: options
                 )
             }
-            guard scopeOffset + Int(reader.int32(at: scopeOffset)) == offset + total else {
+            guard scopeOffset + reader.length(at: scopeOffset) == offset + total else {
                 throw BSONError("code-with-scope length mismatch", offset: offset)
             }
             return total
@@ -415,7 +417,7 @@ enum BSONWriter {
         while divisor <= index / 10 { divisor *= 10 }
         var rest = index
         while divisor > 0 {
-            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))  // trap-checked: a digit, 0...9
             rest %= divisor
             divisor /= 10
         }
@@ -423,13 +425,13 @@ enum BSONWriter {
     }
     static func appendString(_ s: String, to out: inout [UInt8]) {
         let utf8 = s.utf8
-        appendInt32(Int32(utf8.count + 1), to: &out)
+        appendInt32(Int32(clamping: utf8.count + 1), to: &out)
         out.append(contentsOf: utf8)
         out.append(0)
     }
 
     static func patchLength(of out: inout [UInt8], documentStart: Int) {
-        let length = Int32(out.count - documentStart)
+        let length = Int32(clamping: out.count - documentStart)
         withUnsafeBytes(of: length.littleEndian) { raw in
             for i in 0..<4 { out[documentStart + i] = raw[i] }
         }
@@ -458,7 +460,7 @@ enum BSONWriter {
             out.append(0)
             patchLength(of: &out, documentStart: start)
         case .binary(let b):
-            appendInt32(Int32(b.data.count), to: &out)
+            appendInt32(Int32(clamping: b.data.count), to: &out)
             out.append(b.subtype)
             out.append(contentsOf: b.data)
         case .undefined, .null, .minKey, .maxKey: break

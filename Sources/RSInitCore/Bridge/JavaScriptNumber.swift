@@ -58,7 +58,7 @@ public enum JavaScriptNumber {
                 let digit = byte &- UInt8(ascii: "0")
                 if inExponent {
                     // At most 3 exponent digits (|exponent| <= 324): no overflow.
-                    exponent = exponent &* 10 &+ Int(digit)
+                    exponent = exponent &* 10 &+ Int(digit)  // trap-checked: UInt8 widens
                 } else {
                     if digits.isEmpty && digit == 0 {
                         leadingZeros += 1
@@ -103,7 +103,7 @@ public enum JavaScriptNumber {
             out.append(UInt8(ascii: "e"))
             let e = n - 1
             out.append(e < 0 ? UInt8(ascii: "-") : UInt8(ascii: "+"))
-            RedisOplogFormat.appendDecimal(UInt64(e.magnitude), to: &out)
+            RedisOplogFormat.appendDecimal(UInt64(e.magnitude), to: &out)  // trap-checked: UInt → UInt64
         }
     }
 }

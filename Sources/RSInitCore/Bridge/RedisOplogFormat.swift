@@ -55,8 +55,8 @@ public enum RedisOplogFormat {
 
     static func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
         for byte in bytes {
-            out.append(hexDigits[Int(byte >> 4)])
-            out.append(hexDigits[Int(byte & 0x0F)])
+            out.append(hexDigits[Int(byte >> 4)])  // trap-checked: index < 16
+            out.append(hexDigits[Int(byte & 0x0F)])  // trap-checked: index < 16
         }
     }
 
@@ -64,7 +64,7 @@ public enum RedisOplogFormat {
     /// `Number` (a double) in Meteor first: int64 beyond ±2^53 rounds to the nearest double, as js-bson does.
     static func appendNumberOrLiteral(_ value: BSONValue, to out: inout [UInt8]) {
         switch value {
-        case .int32(let v): appendDecimal(Int64(v), to: &out)
+        case .int32(let v): appendDecimal(Int64(v), to: &out)  // trap-checked: widens
         case .int64(let v): appendJavaScriptNumber(v, to: &out)
         case .double(let d): JavaScriptNumber.append(d, to: &out)
         case .bool(let b): out.append(contentsOf: b ? "true".utf8 : "false".utf8)
@@ -149,9 +149,9 @@ public enum RedisOplogFormat {
             appendJSONString(to.description, to: &out)
         }
         out.append(contentsOf: #","ts":{"t":"#.utf8)
-        appendDecimal(Int64(event.timestamp.seconds), to: &out)
+        appendDecimal(UInt64(event.timestamp.seconds), to: &out)  // trap-checked: widens
         out.append(contentsOf: #","i":"#.utf8)
-        appendDecimal(Int64(event.timestamp.increment), to: &out)
+        appendDecimal(UInt64(event.timestamp.increment), to: &out)  // trap-checked: widens
         out.append(contentsOf: "}}".utf8)
     }
 
@@ -219,9 +219,9 @@ public enum RedisOplogFormat {
             if needsEscape { out.append(UInt8(ascii: "}")) }
         case .timestamp(let t):
             out.append(contentsOf: #"{"$type":"timestamp","$value":{"t":"#.utf8)
-            appendDecimal(Int64(t.seconds), to: &out)
+            appendDecimal(UInt64(t.seconds), to: &out)  // trap-checked: widens
             out.append(contentsOf: #","i":"#.utf8)
-            appendDecimal(Int64(t.increment), to: &out)
+            appendDecimal(UInt64(t.increment), to: &out)  // trap-checked: widens
             out.append(contentsOf: "}}".utf8)
         case .undefined: out.append(contentsOf: "null".utf8)
         case .minKey: out.append(contentsOf: #"{"$type":"minKey","$value":1}"#.utf8)
@@ -293,20 +293,20 @@ enum Base64 {
         out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
         var i = 0
         while i + 2 < bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out.append(alphabet[Int(n >> 18)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n >> 18)])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n >> 12 & 63)])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n >> 6 & 63)])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n & 63)])  // trap-checked: 6-bit indexes, bytes widen
             i += 3
         }
         let rest = bytes.count - i
         if rest == 1 {
-            let n = UInt32(bytes[i]) << 16
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], 61, 61]
+            let n = UInt32(bytes[i]) << 16  // trap-checked: 6-bit indexes, bytes widen
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], 61, 61]  // trap-checked: 6-bit indexes, bytes widen
         } else if rest == 2 {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8  // trap-checked: 6-bit indexes, bytes widen
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]  // trap-checked: 6-bit indexes, bytes widen
         }
     }
 }

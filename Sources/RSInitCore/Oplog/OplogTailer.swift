@@ -314,7 +314,7 @@ public final class TailSession: @unchecked Sendable {
         let reply = try await client.runCommand(
             [
                 "find": "oplog.rs", "filter": .document(filter), "tailable": true, "awaitData": true,
-                "batchSize": .int32(Int32(configuration.batchSize)),
+                "batchSize": .int32(Int32(clamping: configuration.batchSize)),
             ],
             database: "local"
         )
@@ -359,7 +359,7 @@ public final class TailSession: @unchecked Sendable {
         let reply = try await client.runCommand(
             [
                 "getMore": .int64(cursorID), "collection": "oplog.rs",
-                "batchSize": .int64(Int64(configuration.batchSize)),
+                "batchSize": .int64(Int64(clamping: configuration.batchSize)),
                 "maxTimeMS": .int64(configuration.maxAwaitTime.milliseconds),
             ],
             database: "local"
