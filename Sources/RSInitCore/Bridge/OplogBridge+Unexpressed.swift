@@ -21,13 +21,23 @@ extension OplogBridge {
             }
             logger.log(
                 level: level,
-                "oplog entry \(outcome): \(entry.detail)",
+                "oplog entry \(outcome): \(Self.printable(entry.detail))",
                 metadata: [
                     "rsinit.ts": "\(entry.timestamp.map { "\($0)" } ?? "none")",
                     "rsinit.reason": "\(entry.reason.rawValue)",
-                    "rsinit.namespace": "\(entry.namespace)",
+                    "rsinit.namespace": "\(Self.printable(entry.namespace))",
                 ]
             )
         }
+    }
+
+    /// Outside text (an `op`, a namespace) as one log line: printable ASCII kept, anything else `?`, at most 200
+    /// characters (no forged log lines, no megabyte namespaces).
+    static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars.prefix(200) {
+            out.unicodeScalars.append(scalar.value >= 0x20 && scalar.value < 0x7F ? scalar : "?")
+        }
+        return out
     }
 }

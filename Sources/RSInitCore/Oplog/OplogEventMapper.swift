@@ -317,7 +317,12 @@ public struct OplogEventMapper: Sendable {
         if Self.isInternal(namespace) { return .skipped(.internalNamespace) }
         guard configuration.filter.includes(namespace) else { return .skipped(.filtered) }
         guard let object = entry.object else {
-            report(.malformed, ts: ts, namespace: namespace.description, "op \"\(entry.op)\" without an o document")
+            report(
+                .malformed,
+                ts: ts,
+                namespace: namespace.description,
+                "op \"\(entry.op.prefix(16))\" without an o document"
+            )
             return .skipped(.malformed)
         }
         let kind: ChangeEvent.Kind
