@@ -295,8 +295,9 @@ import Testing
     /// A million random and mutated documents: whatever rsinit accepts libbson accepts too (rsinit is never the
     /// more lenient), every document accepted even by the structural check decodes completely, and where libbson
     /// alone accepts, the cases are reported by cause (its known 1.23 leniencies, emulated, or other).
-    @Test func differentialFuzzAgainstLibBSON() {
-        let result = BSONDifferentialFuzz.run(cases: 1_000_000, seed: 0xB50_F022)
+    @Test func differentialFuzzAgainstLibBSON() async throws {
+        // CPU-heavy: off the cooperative pool, which other tests' awaits need.
+        let result = try await onDedicatedThread { BSONDifferentialFuzz.run(cases: 1_000_000, seed: 0xB50_F022) }
         print("BSON differential fuzz: \(result)")
         for line in result.examples { print("BSON differential fuzz: \(line)") }
         #expect(result.strictAcceptedLibBSONRejected == 0)
