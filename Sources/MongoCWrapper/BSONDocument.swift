@@ -36,6 +36,13 @@ public struct BSONDocument: Sendable, Hashable {
         self.storage = bytes[...]
     }
 
+    /// Takes untrusted bytes after the checks `options` asks for (the structure is always checked, so decoding
+    /// never traps; strings that are not UTF-8 decode with U+FFFD replacements).
+    package init(bytes: [UInt8], options: BSONValidationOptions) throws(BSONError) {
+        try BSONValidator.validateDocument(bytes, options: options)
+        self.storage = bytes[...]
+    }
+
     /// Wraps bytes this module produced or already validated.
     init(trustedBytes: [UInt8]) {
         self.storage = trustedBytes[...]
@@ -89,14 +96,14 @@ public struct BSONDocument: Sendable, Hashable {
     /// document order, in one pass and without collecting them (the oplog hot path: no array per document).
     public func forEachValue(for keySet: BSONKeySet, _ body: (_ index: Int, _ value: BSONValue) -> Void) {
         var found: UInt64 = 0  // bit i: key i seen
-        let all: UInt64 = keySet.count == 64 ? .max : (1 << UInt64(keySet.count)) - 1
+        let all: UInt64 = keySet.count == 64 ? .max : (1 << UInt64(keySet.count)) - 1  // trap-checked: count is 0...64
         storage.withUnsafeBytes { buffer in
             let reader = BSONReader(buffer: buffer, source: storage)
             keySet.flat.withUnsafeBufferPointer { flat in
                 reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                     let length = keyRange.count
                     let firstByte = length > 0 ? buffer[keyRange.lowerBound] : 0
-                    for index in 0..<keySet.count where found & (1 << UInt64(index)) == 0 {
+                    for index in 0..<keySet.count where found & (1 << UInt64(index)) == 0 {  // trap-checked: index < 64
                         let start = keySet.offsets[index]
                         let keyLength = keySet.offsets[index + 1] - start
                         guard keyLength == length, length == 0 || flat[start] == firstByte else { continue }
@@ -106,7 +113,7 @@ public struct BSONDocument: Sendable, Hashable {
                         }
                         guard position >= length else { continue }
                         body(index, reader.decodeValue(type: type, at: valueOffset).value)
-                        found |= 1 << UInt64(index)
+                        found |= 1 << UInt64(index)  // trap-checked: index < 64
                         break
                     }
                     return found != all
@@ -179,9 +186,9 @@ public struct BSONDocument: Sendable, Hashable {
         storage.removeLast()
         storage.append(contentsOf: element)
         storage.append(0)
-        let length = UInt32(storage.count)
+        let length = UInt32(truncatingIfNeeded: storage.count)  // BSON documents are < 2 GiB
         let start = storage.startIndex
-        for i in 0..<4 { storage[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+        for i in 0..<4 { storage[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(truncatingIfNeeded: i))) }
     }
 
     /// Sets the first field named `key` to `value`, or appends it when absent. Rebuilds the document.
@@ -217,8 +224,11 @@ public struct BSONDocument: Sendable, Hashable {
                 let reader = BSONReader(buffer: buffer, source: storage)
                 var found: (UInt8, Int)?
                 reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
-                    if keyRange.count == keyBytes.count
-                        && memcmp(buffer.baseAddress! + keyRange.lowerBound, keyBytes.baseAddress!, keyBytes.count) == 0
+                    if keyRange.count == keyBytes.count,
+                        keyBytes.isEmpty
+                            || buffer.baseAddress.flatMap({ base in
+                                keyBytes.baseAddress.map { memcmp(base + keyRange.lowerBound, $0, keyBytes.count) }
+                            }) == 0
                     {
                         found = (type, valueOffset)
                         return false
@@ -240,7 +250,7 @@ public struct BSONKeySet: Sendable {
 
     /// At most 64 distinct keys.
     public init(_ keys: [String]) {
-        precondition(keys.count <= 64, "BSONKeySet holds at most 64 keys")
+        precondition(keys.count <= 64, "BSONKeySet holds at most 64 keys")  // trap-checked: keys are the program's constants
         var flat: [UInt8] = []
         var offsets = [0]
         for key in keys {

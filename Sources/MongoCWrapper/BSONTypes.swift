@@ -14,7 +14,7 @@ public struct BSONTimestamp: Sendable, Hashable, Comparable, CustomStringConvert
         self.increment = UInt32(truncatingIfNeeded: rawValue)
     }
 
-    public var rawValue: UInt64 { UInt64(seconds) << 32 | UInt64(increment) }
+    public var rawValue: UInt64 { UInt64(seconds) << 32 | UInt64(increment) }  // trap-checked: UInt32 → UInt64 widens
 
     public static func < (lhs: BSONTimestamp, rhs: BSONTimestamp) -> Bool { lhs.rawValue < rhs.rawValue }
 
@@ -93,8 +93,8 @@ enum HexCoding {
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)
         for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
+            out.append(digits[Int(b >> 4)])  // trap-checked: index < 16
+            out.append(digits[Int(b & 0x0F)])  // trap-checked: index < 16
         }
         return String(decoding: out, as: UTF8.self)
     }

@@ -136,9 +136,9 @@ extension BSONValue {
     /// Any numeric value (int32, int64, double) as Int64, if it is integral and in range.
     public var int64Value: Int64? {
         switch self {
-        case .int32(let v): return Int64(v)
+        case .int32(let v): return Int64(v)  // trap-checked: widens
         case .int64(let v): return v
-        case .double(let v): return v.isFinite && v.rounded() == v && abs(v) < 9.2e18 ? Int64(v) : nil
+        case .double(let v): return Int64(exactly: v)
         default: return nil
         }
     }
@@ -170,7 +170,7 @@ extension BSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(stringLiteral value: String) { self = .string(value) }
     /// Integer literals become int32 when they fit, int64 otherwise (as the shell does).
     public init(integerLiteral value: Int) {
-        if let small = Int32(exactly: value) { self = .int32(small) } else { self = .int64(Int64(value)) }
+        if let small = Int32(exactly: value) { self = .int32(small) } else { self = .int64(Int64(value)) }  // trap-checked: Int → Int64
     }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(floatLiteral value: Double) { self = .double(value) }

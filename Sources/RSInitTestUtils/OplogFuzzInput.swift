@@ -5,7 +5,12 @@ public enum OplogFuzzInput {
     static let names = ["a", "b", "c", "s", "i", "u", "d", "l", "a0", "u1", "s2", "$v", "diff", "_id", "x.y", ""]
 
     static func value(depth: Int, using g: inout SystemRandomNumberGenerator) -> BSONValue {
-        switch Int.random(in: 0..<(depth > 3 ? 6 : 9), using: &g) {
+        switch Int.random(in: 0..<(depth > 3 ? 6 : 12), using: &g) {
+        case 9: return .double(Double(bitPattern: UInt64.random(in: .min ... .max, using: &g)))
+        case 10: return .int64(Int64.random(in: .min ... .max, using: &g))
+        case 11:
+            return [.minKey, .maxKey, .datetime(-1), .binary(BSONBinary(subtype: 4, data: [1])), .undefined]
+                .randomElement(using: &g) ?? .null
         case 0: return .int32(Int32.random(in: -3...30, using: &g))
         case 1: return .string(names.randomElement(using: &g)!)
         case 2: return .bool(Bool.random(using: &g))

@@ -24,6 +24,7 @@ enum Bench {
         var entries = 200_000
         var selected: [String] = []
         var python: String?
+        var bsonCases = 20_000_000
         while !arguments.isEmpty {
             let argument = arguments.removeFirst()
             switch argument {
@@ -31,6 +32,7 @@ enum Bench {
             case "--runs": runs = Int(arguments.removeFirst()) ?? runs
             case "--entries": entries = Int(arguments.removeFirst()) ?? entries
             case "--python": python = arguments.removeFirst()
+            case "--bson-cases": bsonCases = Int(arguments.removeFirst()) ?? bsonCases
             default: selected.append(argument)
             }
         }
@@ -44,7 +46,7 @@ enum Bench {
             case "coldstart": try coldStart(rsinit: rsinit, runs: runs)
             case "serve": try await serve(entries: entries)
             case "map": mapping(entries: entries)
-            case "fuzz": fuzz(count: entries * 10)
+            case "fuzz": fuzz(count: entries * 10, bsonCases: bsonCases)
             case "tail": try await tail(entries: entries)
             case "bridge": try await bridge(events: entries)
             case "report": try await bridgeReport(rsinit: rsinit, python: python)
@@ -223,6 +225,7 @@ enum Bench {
                         produced += events.count
                         events.removeAll(keepingCapacity: true)
                     }
+                    _ = mapper.takeUnexpressed()  // what the tailer does per batch
                     mapped += fixture.count
                 }
                 rates.append(Double(mapped) / seconds(ContinuousClock.now - start))
@@ -234,19 +237,48 @@ enum Bench {
         }
     }
 
-    /// Random entries and update specs through the mapper: no crash, no hang.
-    static func fuzz(count: Int) {
+    /// The fuzzers, in release: random entries and update specs (odd ids included) through the mapper and the
+    /// redis-oplog encoding; random double bit patterns through `Number::toString` (each read back to the same
+    /// double); random and mutated BSON through the validator against libbson (`bsonCases`, 20,000,000 by default).
+    /// No crash, no hang.
+    static func fuzz(count: Int, bsonCases: Int) {
         var generator = SystemRandomNumberGenerator()
         var mapper = OplogEventMapper(configuration: .init(fieldsMode: .deep), startPosition: nil)
         var events: [ChangeEvent] = []
-        let start = ContinuousClock.now
+        var start = ContinuousClock.now
+        var unexpressed = 0
+        var encodedBytes = 0
         for index in 0..<count {
             events.removeAll(keepingCapacity: true)
             _ = mapper.map(OplogFuzzInput.random(index: index, using: &generator), into: &events)
+            for event in events where event.kind != .command {
+                encodedBytes += RedisOplogFormat.message(for: event).utf8.count
+                encodedBytes += RedisOplogFormat.channels(for: event, prefix: "p.").count
+            }
+            unexpressed += mapper.takeUnexpressed().count
         }
         print(
-            "fuzz: \(count) random oplog entries mapped without a crash in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms"
+            "fuzz: \(count) random oplog entries mapped and encoded without a crash in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms (\(unexpressed) reported as unexpressed, \(encodedBytes) bytes encoded)"
         )
+
+        start = ContinuousClock.now
+        var mismatches = 0
+        for _ in 0..<count {
+            let value = Double(bitPattern: UInt64.random(in: .min ... .max, using: &generator))
+            let text = JavaScriptNumber.string(value)
+            if value.isFinite, Double(text) != value, !(value == 0 && text == "0") { mismatches += 1 }
+        }
+        print(
+            "fuzz: \(count) random double bit patterns through Number::toString in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms, \(mismatches) not reading back to the same double"
+        )
+
+        start = ContinuousClock.now
+        let result = BSONDifferentialFuzz.run(
+            cases: bsonCases,
+            seed: UInt64.random(in: .min ... .max, using: &generator)
+        )
+        print("fuzz: BSON validator vs libbson in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms: \(result)")
+        for line in result.examples { print("fuzz:   \(line)") }
     }
 
     /// End to end: entries/s from the double through libmongoc and the tailer into events.

@@ -83,7 +83,8 @@ func makeBridge(
     highAvailability: Bool = false,
     start: OplogBridge.Start = .checkpoint,
     onHistoryLost: OplogBridge.OnHistoryLost = .fail,
-    prefix: String = ""
+    prefix: String = "",
+    metrics: BridgeMetrics = BridgeMetrics()
 ) async throws -> (OplogBridge, RedisEventPublisher) {
     if start == .checkpoint {
         // "No checkpoint → the end of the oplog" resolves when the bridge starts, which on a loaded machine can be
@@ -109,7 +110,8 @@ func makeBridge(
             retryBackoff: Backoff(initial: .milliseconds(300), maximum: .milliseconds(600))
         ),
         publisher: publisher,
-        logger: bridgeLogger
+        logger: bridgeLogger,
+        metrics: metrics
     )
     return (bridge, publisher)
 }

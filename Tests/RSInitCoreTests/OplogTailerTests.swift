@@ -322,6 +322,13 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
             events.removeAll(keepingCapacity: true)
             _ = mapper.map(document, into: &events)
             _ = topMapper.map(document, into: &events)
+            // Odd ids included: the redis-oplog encoding of whatever came out must not trap either.
+            for event in events where event.kind != .command {
+                _ = RedisOplogFormat.message(for: event)
+                _ = RedisOplogFormat.channels(for: event, prefix: "p.")
+            }
+            _ = mapper.takeUnexpressed()
+            _ = topMapper.takeUnexpressed()
         }
         return mapper.lastRead
     }

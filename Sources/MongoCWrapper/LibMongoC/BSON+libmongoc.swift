@@ -3,23 +3,32 @@ internal import CLibMongoC
 extension BSONDocument {
     /// Lends this document to C as a freshly allocated `bson_t` (a copy), destroyed when `body` returns.
     func withBSONPointer<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
-        let pointer = storage.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }
+        let pointer = storage.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }  // trap-checked: a validated document (>= 5 bytes, its length prefix)
         defer { bson_destroy(pointer) }
         return try body(pointer)
     }
 
     /// Copies a borrowed `bson_t` (valid only until the C call's next step) into an owned, validated document.
+    ///
+    /// Strings that are not UTF-8 do not make the document unreadable: mongod stores them (it does not check), and
+    /// one such string in an oplog entry must not stop the tail. The structure is checked strictly either way.
     init(copying pointer: OpaquePointer) throws(BSONError) {
-        let length = Int(rsinit_bson_length(pointer))
-        let data = bson_get_data(pointer)!
-        try self.init(bytes: Array(UnsafeBufferPointer(start: data, count: length)))
+        let length = Int(rsinit_bson_length(pointer))  // trap-checked: UInt32 → Int widens
+        guard let data = bson_get_data(pointer) else { throw BSONError("libbson returned no data", offset: 0) }
+        let bytes = Array(UnsafeBufferPointer(start: data, count: length))
+        do throws(BSONError) {
+            try self.init(bytes: bytes)
+        } catch {
+            try self.init(bytes: bytes, options: .structural)
+        }
     }
 
     /// Canonical Extended JSON v2 (type-preserving), produced by libbson.
     public var canonicalExtendedJSON: String {
         withBSONPointer { pointer in
             var length = 0
-            let json = bson_as_canonical_extended_json(pointer, &length)!
+            // NULL for what JSON cannot carry (strings that are not UTF-8, read from a server reply).
+            guard let json = bson_as_canonical_extended_json(pointer, &length) else { return Self.unrepresentable }
             defer { bson_free(json) }
             return String(cString: json)
         }
@@ -29,11 +38,13 @@ extension BSONDocument {
     public var relaxedExtendedJSON: String {
         withBSONPointer { pointer in
             var length = 0
-            let json = bson_as_relaxed_extended_json(pointer, &length)!
+            guard let json = bson_as_relaxed_extended_json(pointer, &length) else { return Self.unrepresentable }
             defer { bson_free(json) }
             return String(cString: json)
         }
     }
+
+    static let unrepresentable = #"{"$rsinit":"not representable as Extended JSON"}"#
 
     /// Parses canonical or relaxed Extended JSON (or plain JSON) with libbson.
     ///
@@ -42,7 +53,7 @@ extension BSONDocument {
         var error = bson_error_t()
         let utf8 = Array(json.utf8)
         let parsed = utf8.withUnsafeBufferPointer { buffer in
-            bson_new_from_json(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!, buffer.count, &error)
+            bson_new_from_json(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!, buffer.count, &error)  // trap-checked: a constant
         }
         guard let parsed else {
             throw BSONError("Extended JSON: \(String(cString: rsinit_bson_error_message(&error)))", offset: 0)
@@ -63,9 +74,32 @@ extension BSONDecimal128: CustomStringConvertible {
     /// libbson's canonical string form.
     public var description: String {
         var value = bson_decimal128_t(low: low, high: high)
-        var buffer = [CChar](repeating: 0, count: Int(BSON_DECIMAL128_STRING))
+        var buffer = [CChar](repeating: 0, count: Int(BSON_DECIMAL128_STRING))  // trap-checked: a C constant
         bson_decimal128_to_string(&value, &buffer)
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }  // trap-checked: 43 bytes
+    }
+}
+
+/// libbson's own verdict on untrusted bytes: the reference the Swift validator (``BSONDocument/init(bytes:)``) is
+/// tested against (fixtures, the BSON corpus, the differential fuzz in the tests and in `rsinit-bench fuzz`).
+package enum LibBSONVerdict {
+    /// `bson_init_static` (length prefix, trailing zero) then `bson_validate` with `BSON_VALIDATE_UTF8 |
+    /// BSON_VALIDATE_UTF8_ALLOW_NULL`: the structure of every element, UTF-8 in keys and string values, embedded
+    /// NULs allowed inside strings (valid BSON; the corpus has them). No key-name rules (`$`, `.`, empty): the oplog
+    /// holds such keys legitimately.
+    package static func isValid(_ bytes: [UInt8]) -> Bool {
+        let flags = bson_validate_flags_t(
+            rawValue: BSON_VALIDATE_UTF8.rawValue | BSON_VALIDATE_UTF8_ALLOW_NULL.rawValue
+        )
+        // bson_t is 128 bytes with 128-byte alignment (BSON_EXTRA_ALIGN) and imports as an opaque pointer.
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
+        defer { storage.deallocate() }
+        let document = OpaquePointer(storage)
+        return bytes.withUnsafeBufferPointer { buffer -> Bool in
+            guard let base = buffer.baseAddress, bson_init_static(document, base, buffer.count) else { return false }
+            var offset = 0
+            return bson_validate(document, flags, &offset)
+        }
     }
 }
 

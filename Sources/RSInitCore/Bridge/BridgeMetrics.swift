@@ -20,6 +20,7 @@ public final class BridgeMetrics: Sendable {
         public static let retries = "rsinit_publish_retries_total"
         public static let historyLost = "rsinit_history_lost_total"
         public static let checkpoint = "rsinit_checkpoint_timestamp_seconds"
+        public static let oplogSkipped = "rsinit_oplog_skipped_total"
     }
 
     private let factory: any MetricsFactory
@@ -31,6 +32,8 @@ public final class BridgeMetrics: Sendable {
     private let retries: Counter
     private let historyLost: Counter
     private let checkpoint: Gauge
+    /// `rsinit_oplog_skipped_total{reason}`, one counter per fixed reason.
+    private let skipped: [UnexpressedEntry.Reason: Counter]
     private let eventCounters = Mutex<[EventKey: Counter]>([:])
 
     private struct EventKey: Hashable {
@@ -49,6 +52,15 @@ public final class BridgeMetrics: Sendable {
         retries = Counter(label: Name.retries, factory: factory)
         historyLost = Counter(label: Name.historyLost, factory: factory)
         checkpoint = Gauge(label: Name.checkpoint, factory: factory)
+        var skipped: [UnexpressedEntry.Reason: Counter] = [:]
+        for reason in UnexpressedEntry.Reason.allCases {
+            skipped[reason] = Counter(
+                label: Name.oplogSkipped,
+                dimensions: [("reason", reason.rawValue)],
+                factory: factory
+            )
+        }
+        self.skipped = skipped
     }
 
     /// A delivered batch: events by namespace and op, entries read, publish latency, duplicates.
@@ -94,6 +106,7 @@ public final class BridgeMetrics: Sendable {
     func recordLag(seconds: Double) { lag.record((seconds * 1000).rounded() / 1000) }
     func recordRetry() { retries.increment() }
     func recordHistoryLost() { historyLost.increment() }
+    func recordUnexpressed(_ reason: UnexpressedEntry.Reason) { skipped[reason]?.increment() }
 }
 
 /// What a publisher did with a batch.

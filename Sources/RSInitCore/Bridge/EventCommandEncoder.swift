@@ -84,7 +84,7 @@ struct EventCommandEncoder {
         for event in events {
             load(event)
             count.removeAll(keepingCapacity: true)
-            RedisOplogFormat.appendDecimal(UInt64(channelEnds.count), to: &count)
+            RedisOplogFormat.appendDecimal(UInt64(channelEnds.count), to: &count)  // trap-checked: a count
             RESPCodec.appendBulkString(count, into: &scriptArguments)
             var start = 0
             for end in channelEnds {
@@ -107,7 +107,7 @@ struct EventCommandEncoder {
             RedisOplogFormat.appendDecimal(event.timestamp.rawValue, to: &key)
             key.append(UInt8(ascii: ":"))
             key.append(UInt8(ascii: ":"))
-            RedisOplogFormat.appendDecimal(Int64(event.transactionIndex), to: &key)
+            RedisOplogFormat.appendDecimal(Int64(event.transactionIndex), to: &key)  // trap-checked: Int → Int64
             RESPCodec.appendBulkString(key, into: &out)
         }
         if let fence { appendDedupeKey(fence) } else { RESPCodec.appendBulkString(checkpointKey, into: &out) }

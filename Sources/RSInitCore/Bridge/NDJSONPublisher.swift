@@ -24,7 +24,17 @@ public struct NDJSONPublisher: EventPublisher {
 
     @discardableResult public func publish(_ batch: OplogBatch) async throws -> PublishReceipt {
         var text = ""
+        // Entries the format cannot fully express are reported in oplog order among the events.
+        var unexpressed = batch.unexpressed[...]
+        func appendUnexpressed(before timestamp: BSONTimestamp?) {
+            while let entry = unexpressed.first {
+                if let timestamp, let entryTimestamp = entry.timestamp, entryTimestamp >= timestamp { break }
+                text += Self.line(for: entry)
+                unexpressed.removeFirst()
+            }
+        }
         for event in batch.events {
+            appendUnexpressed(before: event.timestamp)
             var line =
                 "{\"ts\":{\"t\":\(event.timestamp.seconds),\"i\":\(event.timestamp.increment)},\"txIdx\":\(event.transactionIndex),"
             if event.kind == .command {
@@ -37,8 +47,24 @@ public struct NDJSONPublisher: EventPublisher {
             }
             text += line + "}\n"
         }
+        appendUnexpressed(before: nil)
         if !text.isEmpty { write(text) }
         return PublishReceipt(published: batch.events.count)
+    }
+
+    /// `{"ts":{"t":…,"i":…},"skipped":{"reason":"malformed","ns":"app.tasks","detail":"…"}}` (`ts` null when the
+    /// entry has none).
+    static func line(for entry: UnexpressedEntry) -> String {
+        var line = "{\"ts\":"
+        if let ts = entry.timestamp {
+            line += "{\"t\":\(ts.seconds),\"i\":\(ts.increment)}"
+        } else {
+            line += "null"
+        }
+        line += ",\"skipped\":{\"reason\":" + RedisOplogFormat.jsonString(entry.reason.rawValue)
+        line += ",\"ns\":" + RedisOplogFormat.jsonString(entry.namespace)
+        line += ",\"detail\":" + RedisOplogFormat.jsonString(entry.detail) + "}}\n"
+        return line
     }
 
     public func loadCheckpoint() async throws -> BSONTimestamp? { nil }

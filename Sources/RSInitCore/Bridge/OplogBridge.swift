@@ -72,6 +72,8 @@ public final class OplogBridge: Service, Sendable {
     let logger: Logger
     let metrics: BridgeMetrics
     private let state: Mutex<(stopping: Bool, statistics: Statistics, health: BridgeHealth)>
+    /// Namespaces already warned about for ids without a dedicated channel (then debug only; bounded).
+    let idWarnedNamespaces = Mutex<Set<String>>([])
 
     /// Metrics go through the swift-metrics API to whatever backend the application bootstrapped.
     public init(
@@ -173,7 +175,9 @@ public final class OplogBridge: Service, Sendable {
                     receiving: for try await item in batches {
                         let batch: OplogBatch
                         switch item {
-                        case .batch(let next): batch = next
+                        case .batch(let next):
+                            batch = next
+                            reportUnexpressed(batch.unexpressed)
                         case .answered(let answered):
                             // Still the newest in flight: no batch came after it, so confirm and checkpoint now.
                             if inFlight.last?.sequence == answered { try await settle(&inFlight) }

@@ -37,6 +37,15 @@ public enum RedisOplogFormat {
         return true
     }
 
+    /// Whether Meteor can stringify `id` (it gets a dedicated `::<id>` channel); the others go to the collection
+    /// channel only.
+    public static func hasDedicatedChannel(_ id: BSONValue) -> Bool {
+        switch id {
+        case .objectID, .string, .int32, .int64, .double, .bool, .null, .undefined: return true
+        default: return false
+        }
+    }
+
     /// Exactly 24 lowercase hex characters.
     static func looksLikeObjectID(_ utf8: String.UTF8View) -> Bool {
         utf8.count == 24 && utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
@@ -46,34 +55,34 @@ public enum RedisOplogFormat {
 
     static func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
         for byte in bytes {
-            out.append(hexDigits[Int(byte >> 4)])
-            out.append(hexDigits[Int(byte & 0x0F)])
+            out.append(hexDigits[Int(byte >> 4)])  // trap-checked: index < 16
+            out.append(hexDigits[Int(byte & 0x0F)])  // trap-checked: index < 16
         }
     }
 
-    /// JavaScript's `JSON.stringify` for numbers, booleans and null.
+    /// JavaScript's `JSON.stringify` for numbers, booleans and null. Every BSON number becomes a JavaScript
+    /// `Number` (a double) in Meteor first: int64 beyond ±2^53 rounds to the nearest double, as js-bson does.
     static func appendNumberOrLiteral(_ value: BSONValue, to out: inout [UInt8]) {
         switch value {
-        case .int32(let v): appendDecimal(Int64(v), to: &out)
-        case .int64(let v): appendDecimal(v, to: &out)
-        case .double(let d): appendJavaScriptNumber(d, to: &out)
+        case .int32(let v): appendDecimal(Int64(v), to: &out)  // trap-checked: widens
+        case .int64(let v): appendJavaScriptNumber(v, to: &out)
+        case .double(let d): JavaScriptNumber.append(d, to: &out)
         case .bool(let b): out.append(contentsOf: b ? "true".utf8 : "false".utf8)
         default: out.append(contentsOf: "null".utf8)
         }
     }
 
-    /// How JavaScript prints a double: integral values without ".0", NaN/±Infinity as null (JSON has no such number).
-    static func appendJavaScriptNumber(_ d: Double, to out: inout [UInt8]) {
-        if !d.isFinite {
-            out.append(contentsOf: "null".utf8)
-        } else if d == 0 {
-            out.append(UInt8(ascii: "0"))
-        } else if d == d.rounded() && abs(d) < 1e21 {
-            appendDecimal(Int64(d), to: &out)
+    /// An int64 as the JavaScript number it becomes: exact up to ±2^53, the nearest double beyond.
+    static func appendJavaScriptNumber(_ value: Int64, to out: inout [UInt8]) {
+        if value.magnitude <= 1 << 53 {
+            appendDecimal(value, to: &out)
         } else {
-            out.append(contentsOf: "\(d)".utf8)
+            JavaScriptNumber.append(Double(value), to: &out)
         }
     }
+
+    /// How JavaScript prints a double (ECMAScript `Number::toString`; NaN and ±Infinity as null).
+    static func appendJavaScriptNumber(_ d: Double, to out: inout [UInt8]) { JavaScriptNumber.append(d, to: &out) }
 
     /// Decimal digits without a String in between (the publisher's hot path).
     static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
@@ -140,9 +149,9 @@ public enum RedisOplogFormat {
             appendJSONString(to.description, to: &out)
         }
         out.append(contentsOf: #","ts":{"t":"#.utf8)
-        appendDecimal(Int64(event.timestamp.seconds), to: &out)
+        appendDecimal(UInt64(event.timestamp.seconds), to: &out)  // trap-checked: widens
         out.append(contentsOf: #","i":"#.utf8)
-        appendDecimal(Int64(event.timestamp.increment), to: &out)
+        appendDecimal(UInt64(event.timestamp.increment), to: &out)  // trap-checked: widens
         out.append(contentsOf: "}}".utf8)
     }
 
@@ -167,7 +176,7 @@ public enum RedisOplogFormat {
             } else if d.isInfinite {
                 out.append(contentsOf: (d > 0 ? #"{"$InfNaN":1}"# : #"{"$InfNaN":-1}"#).utf8)
             } else {
-                appendJavaScriptNumber(d, to: &out)
+                JavaScriptNumber.append(d, to: &out)
             }
         case .datetime(let ms):
             out.append(contentsOf: #"{"$date":"#.utf8)
@@ -210,9 +219,9 @@ public enum RedisOplogFormat {
             if needsEscape { out.append(UInt8(ascii: "}")) }
         case .timestamp(let t):
             out.append(contentsOf: #"{"$type":"timestamp","$value":{"t":"#.utf8)
-            appendDecimal(Int64(t.seconds), to: &out)
+            appendDecimal(UInt64(t.seconds), to: &out)  // trap-checked: widens
             out.append(contentsOf: #","i":"#.utf8)
-            appendDecimal(Int64(t.increment), to: &out)
+            appendDecimal(UInt64(t.increment), to: &out)  // trap-checked: widens
             out.append(contentsOf: "}}".utf8)
         case .undefined: out.append(contentsOf: "null".utf8)
         case .minKey: out.append(contentsOf: #"{"$type":"minKey","$value":1}"#.utf8)
@@ -284,20 +293,20 @@ enum Base64 {
         out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
         var i = 0
         while i + 2 < bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out.append(alphabet[Int(n >> 18)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n >> 18)])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n >> 12 & 63)])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n >> 6 & 63)])  // trap-checked: 6-bit indexes, bytes widen
+            out.append(alphabet[Int(n & 63)])  // trap-checked: 6-bit indexes, bytes widen
             i += 3
         }
         let rest = bytes.count - i
         if rest == 1 {
-            let n = UInt32(bytes[i]) << 16
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], 61, 61]
+            let n = UInt32(bytes[i]) << 16  // trap-checked: 6-bit indexes, bytes widen
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], 61, 61]  // trap-checked: 6-bit indexes, bytes widen
         } else if rest == 2 {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8  // trap-checked: 6-bit indexes, bytes widen
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]  // trap-checked: 6-bit indexes, bytes widen
         }
     }
 }

@@ -228,7 +228,7 @@ public enum ChangedFields {
                 if fields.contains(field) { return }
                 fields.append(field)
                 if fields.count > 12 { seen = Set(fields) }
-            } else if seen!.insert(field).inserted {
+            } else if seen?.insert(field).inserted == true {
                 fields.append(field)
             }
         }

@@ -11,7 +11,10 @@ public struct OplogEventMapper: Sendable {
     /// Why an entry produced no event (for metrics and logs).
     public enum Skip: String, Sendable, CaseIterable {
         case noop, fromMigrate, internalNamespace, filtered, otherCommand, pendingTransaction, abortedTransaction
+        /// An entry that cannot be read as an operation (no `ts`, no `op`, no `o`, a command without its name…).
         case malformed
+        /// An `op` this version does not know.
+        case unknownOperation
     }
 
     /// What one entry did.
@@ -58,6 +61,9 @@ public struct OplogEventMapper: Sendable {
     private var lastNamespace: (text: String, namespace: Namespace)?
     /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
     public private(set) var unprocessableFieldCount = 0
+    /// Entries (or operations inside a transaction) the format cannot fully express, since the last
+    /// ``takeUnexpressed()``: to be logged and counted, never dropped silently.
+    private var unexpressed: [UnexpressedEntry] = []
 
     /// - Parameter startPosition: the entry the tail resumes after (already handled), if any.
     public init(configuration: Configuration, startPosition: BSONTimestamp?) {
@@ -74,6 +80,22 @@ public struct OplogEventMapper: Sendable {
         return befores.compactMap { $0 }.min()
     }
 
+    /// The entries reported since the last call (the tailer attaches them to the batch).
+    public mutating func takeUnexpressed() -> [UnexpressedEntry] {
+        guard !unexpressed.isEmpty else { return [] }
+        defer { unexpressed.removeAll() }
+        return unexpressed
+    }
+
+    private mutating func report(
+        _ reason: UnexpressedEntry.Reason,
+        ts: BSONTimestamp?,
+        namespace: String,
+        _ detail: String
+    ) {
+        unexpressed.append(UnexpressedEntry(timestamp: ts, reason: reason, namespace: namespace, detail: detail))
+    }
+
     /// Whether a multi-entry transaction is waiting for its commit.
     public var hasPendingTransactions: Bool { !pending.isEmpty }
 
@@ -83,7 +105,15 @@ public struct OplogEventMapper: Sendable {
         let previous = lastRead
         if let ts = entry.timestamp { lastRead = ts }
         if let wall = entry.wall { lastWallTime = wall }
-        guard let ts = entry.timestamp else { return .skipped(.malformed) }
+        guard let ts = entry.timestamp else {
+            report(
+                .malformed,
+                ts: nil,
+                namespace: entry.namespace,
+                "no ts (Timestamp) field; after \(previous.map { "\($0)" } ?? "the start")"
+            )
+            return .skipped(.malformed)
+        }
         if entry.op == "n" { return .skipped(.noop) }
         if entry.fromMigrate { return .skipped(.fromMigrate) }
         let namespace: Namespace
@@ -118,7 +148,10 @@ public struct OplogEventMapper: Sendable {
         previous: BSONTimestamp?,
         into events: inout [ChangeEvent]
     ) -> Disposition {
-        guard let object = entry.object, let name = object.firstKey else { return .skipped(.malformed) }
+        guard let object = entry.object, let name = object.firstKey else {
+            report(.malformed, ts: ts, namespace: entry.namespace, "command entry without a command document")
+            return .skipped(.malformed)
+        }
         let key = entry.sessionID.flatMap { session in
             entry.transactionNumber.map { TransactionKey(session: session, number: $0) }
         }
@@ -211,7 +244,7 @@ public struct OplogEventMapper: Sendable {
         }
     }
 
-    private func commandEvent(
+    private mutating func commandEvent(
         name: String,
         object: BSONDocument,
         database: String,
@@ -224,12 +257,16 @@ public struct OplogEventMapper: Sendable {
         var renamedTo: Namespace?
         switch name {
         case "drop", "create":
-            guard let collection = object[name]?.stringValue else { return .skipped(.malformed) }
+            guard let collection = object[name]?.stringValue else {
+                report(.malformed, ts: ts, namespace: database + ".$cmd", "\(name) without a collection name")
+                return .skipped(.malformed)
+            }
             namespace = Namespace(database: database, collection: collection)
         case "dropDatabase":
             namespace = Namespace(database: database, collection: "")
         case "renameCollection":
             guard let from = object[name]?.stringValue, let to = object["to"]?.stringValue else {
+                report(.malformed, ts: ts, namespace: database + ".$cmd", "renameCollection without its names")
                 return .skipped(.malformed)
             }
             namespace = Namespace(from)
@@ -279,7 +316,15 @@ public struct OplogEventMapper: Sendable {
         if entry.fromMigrate { return .skipped(.fromMigrate) }
         if Self.isInternal(namespace) { return .skipped(.internalNamespace) }
         guard configuration.filter.includes(namespace) else { return .skipped(.filtered) }
-        guard let object = entry.object else { return .skipped(.malformed) }
+        guard let object = entry.object else {
+            report(
+                .malformed,
+                ts: ts,
+                namespace: namespace.description,
+                "op \"\(entry.op.prefix(16))\" without an o document"
+            )
+            return .skipped(.malformed)
+        }
         let kind: ChangeEvent.Kind
         var fields: [String]
         var full: BSONDocument?
@@ -303,14 +348,33 @@ public struct OplogEventMapper: Sendable {
                 fields = result.fields
                 unprocessableFieldCount += result.unprocessable
             }
-        default:
+        case "c":
             return .skipped(.otherCommand)
+        case "":
+            report(.malformed, ts: ts, namespace: namespace.description, "no op field")
+            return .skipped(.malformed)
+        default:
+            report(.unknownOperation, ts: ts, namespace: namespace.description, "op \"\(entry.op.prefix(16))\"")
+            return .skipped(.unknownOperation)
+        }
+        let documentID = entry.documentID
+        if let documentID {
+            if !RedisOplogFormat.hasDedicatedChannel(documentID) {
+                report(
+                    .idNotStringifiable,
+                    ts: ts,
+                    namespace: namespace.description,
+                    "_id of BSON type 0x\(String(documentID.typeByte, radix: 16)): collection channel only"
+                )
+            }
+        } else {
+            report(.idNotStringifiable, ts: ts, namespace: namespace.description, "no _id: collection channel only")
         }
         events.append(
             ChangeEvent(
                 kind: kind,
                 namespace: namespace,
-                documentID: entry.documentID,
+                documentID: documentID,
                 changedFields: fields,
                 timestamp: ts,
                 transactionIndex: transactionIndex,
@@ -320,5 +384,35 @@ public struct OplogEventMapper: Sendable {
             )
         )
         return .emitted(1)
+    }
+}
+
+/// An oplog entry (or an operation inside a transaction) the redis-oplog format cannot fully express: logged once
+/// with its `ts` and counted in `rsinit_oplog_skipped_total{reason}` by the bridge, printed in NDJSON mode; the
+/// position moves past it either way.
+public struct UnexpressedEntry: Sendable, Equatable {
+    /// Bounded, fixed reasons (the metric's label values).
+    public enum Reason: String, Sendable, CaseIterable {
+        /// Not published: the entry cannot be read as an operation.
+        case malformed
+        /// Not published: an `op` this version does not know.
+        case unknownOperation = "unknown_op"
+        /// Published on the collection channel only: Meteor cannot stringify this `_id` (a document, array,
+        /// binary, date, decimal128, regex, …) or there is none.
+        case idNotStringifiable = "id_not_stringifiable"
+    }
+
+    /// The entry's `ts` (nil when it has none).
+    public var timestamp: BSONTimestamp?
+    public var reason: Reason
+    public var namespace: String
+    /// A short human explanation (never document contents).
+    public var detail: String
+
+    public init(timestamp: BSONTimestamp?, reason: Reason, namespace: String, detail: String) {
+        self.timestamp = timestamp
+        self.reason = reason
+        self.namespace = namespace
+        self.detail = detail
     }
 }

@@ -40,6 +40,9 @@ public struct OplogBatch: Sendable {
     public var skipped: [OplogEventMapper.Skip: Int]
     /// `wall` of the newest entry read (ms since the epoch), for lag.
     public var lastWallTime: Int64?
+    /// Entries the format cannot fully express (skipped or published on the collection channel only), in order:
+    /// to be logged and counted, never dropped silently.
+    public var unexpressed: [UnexpressedEntry]
 
     public init(
         events: [ChangeEvent],
@@ -47,7 +50,8 @@ public struct OplogBatch: Sendable {
         lastRead: BSONTimestamp?,
         entriesRead: Int,
         skipped: [OplogEventMapper.Skip: Int] = [:],
-        lastWallTime: Int64? = nil
+        lastWallTime: Int64? = nil,
+        unexpressed: [UnexpressedEntry] = []
     ) {
         self.events = events
         self.resumePosition = resumePosition
@@ -55,6 +59,7 @@ public struct OplogBatch: Sendable {
         self.entriesRead = entriesRead
         self.skipped = skipped
         self.lastWallTime = lastWallTime
+        self.unexpressed = unexpressed
     }
 }
 
@@ -309,7 +314,7 @@ public final class TailSession: @unchecked Sendable {
         let reply = try await client.runCommand(
             [
                 "find": "oplog.rs", "filter": .document(filter), "tailable": true, "awaitData": true,
-                "batchSize": .int32(Int32(configuration.batchSize)),
+                "batchSize": .int32(Int32(clamping: configuration.batchSize)),
             ],
             database: "local"
         )
@@ -354,7 +359,7 @@ public final class TailSession: @unchecked Sendable {
         let reply = try await client.runCommand(
             [
                 "getMore": .int64(cursorID), "collection": "oplog.rs",
-                "batchSize": .int64(Int64(configuration.batchSize)),
+                "batchSize": .int64(Int64(clamping: configuration.batchSize)),
                 "maxTimeMS": .int64(configuration.maxAwaitTime.milliseconds),
             ],
             database: "local"
@@ -379,7 +384,8 @@ public final class TailSession: @unchecked Sendable {
             lastRead: mapper.lastRead,
             entriesRead: documents.count,
             skipped: skipped,
-            lastWallTime: mapper.lastWallTime
+            lastWallTime: mapper.lastWallTime,
+            unexpressed: mapper.takeUnexpressed()
         )
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Trap lint (issue 13): no unchecked conversion, force unwrap, try!, precondition or fatalError in the code that
+# parses outside data (BSON, oplog entries, the redis-oplog encoding). Such a line traps the process on a value it
+# did not expect; the bridge must skip and count instead.
+#
+# Flagged, outside comments:
+#   - integer conversions `Int(`, `Int8/16/32/64(`, `UInt…(` not spelled `(exactly:`, `(clamping:`,
+#     `(truncatingIfNeeded:`, `(bitPattern:`, `(littleEndian:`, `(bigEndian:` or `(ascii:`;
+#   - force unwraps (`x!`, `)!`, `]!`), `try!`, `precondition`, `fatalError`, `unsafelyUnwrapped`.
+# A reviewed line that cannot trap (a widening conversion, an index known to be in range) carries the marker
+# `// trap-checked: <why>` at its end. Exit status 1 lists the offending lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+files=(
+    Sources/MongoCWrapper/BSON*.swift
+    Sources/MongoCWrapper/LibMongoC/BSON+libmongoc.swift
+    Sources/RSInitCore/Oplog/*.swift
+    Sources/RSInitCore/Bridge/RedisOplogFormat.swift
+    Sources/RSInitCore/Bridge/JavaScriptNumber.swift
+    Sources/RSInitCore/Bridge/EventCommandEncoder.swift
+    Sources/RSInitCore/Bridge/NDJSONPublisher.swift
+    Sources/RSInitCore/Bridge/OplogBridge+Unexpressed.swift
+)
+pattern='\b(U?Int(8|16|32|64)?)\((?!truncatingIfNeeded:|clamping:|exactly:|bitPattern:|littleEndian:|bigEndian:|ascii:)'
+pattern+='|[A-Za-z0-9_)\]]!(?!=)|\btry!|\bprecondition(Failure)?\(|\bfatalError\(|unsafelyUnwrapped'
+offending=$(grep -nP "$pattern" "${files[@]}" | grep -vP '^[^:]+:\d+:\s*//' | grep -v 'trap-checked:' || true)
+if [ -n "$offending" ]; then
+    echo "unchecked conversions or traps in code that parses outside data (fix, or mark a reviewed line with"
+    echo "// trap-checked: <why>):"
+    echo "$offending"
+    exit 1
+fi
+echo "trap lint: ${#files[@]} file groups clean"
