@@ -100,7 +100,8 @@ struct BSONReader {
             let subtype = buffer[offset + 4]
             return (.binary(BSONBinary(subtype: subtype, data: bytes(offset + 5..<offset + 5 + length))), size)
         case 0x06: return (.undefined, 0)
-        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)  // trap-checked: always 12 bytes
+        // trap-checked: always 12 bytes
+        case 0x07: return (.objectID(BSONObjectID(bytes: bytes(offset..<offset + 12))!), size)
         case 0x08: return (.bool(buffer[offset] != 0), size)
         case 0x09: return (.datetime(int64(at: offset)), size)
         case 0x0A: return (.null, 0)
@@ -114,7 +115,8 @@ struct BSONReader {
             return (.regex(regex), size)
         case 0x0C:
             let stringSize = 4 + length(at: offset)
-            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!  // trap-checked: 12 bytes
+            // trap-checked: 12 bytes
+            let id = BSONObjectID(bytes: bytes(offset + stringSize..<offset + stringSize + 12))!
             return (.dbPointer(namespace: lengthPrefixedString(at: offset), id: id), size)
         case 0x0D: return (.javascript(lengthPrefixedString(at: offset)), size)
         case 0x0E: return (.symbol(lengthPrefixedString(at: offset)), size)

@@ -250,7 +250,8 @@ public struct BSONKeySet: Sendable {
 
     /// At most 64 distinct keys.
     public init(_ keys: [String]) {
-        precondition(keys.count <= 64, "BSONKeySet holds at most 64 keys")  // trap-checked: keys are the program's constants
+        // trap-checked: keys are the program's constants
+        precondition(keys.count <= 64, "BSONKeySet holds at most 64 keys")
         var flat: [UInt8] = []
         var offsets = [0]
         for key in keys {

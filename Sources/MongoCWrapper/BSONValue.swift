@@ -170,7 +170,8 @@ extension BSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(stringLiteral value: String) { self = .string(value) }
     /// Integer literals become int32 when they fit, int64 otherwise (as the shell does).
     public init(integerLiteral value: Int) {
-        if let small = Int32(exactly: value) { self = .int32(small) } else { self = .int64(Int64(value)) }  // trap-checked: Int → Int64
+        // trap-checked: Int → Int64
+        if let small = Int32(exactly: value) { self = .int32(small) } else { self = .int64(Int64(value)) }
     }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(floatLiteral value: Double) { self = .double(value) }

@@ -3,7 +3,8 @@ internal import CLibMongoC
 extension BSONDocument {
     /// Lends this document to C as a freshly allocated `bson_t` (a copy), destroyed when `body` returns.
     func withBSONPointer<R>(_ body: (OpaquePointer) throws -> R) rethrows -> R {
-        let pointer = storage.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }  // trap-checked: a validated document (>= 5 bytes, its length prefix)
+        // trap-checked: a validated document (>= 5 bytes, its length prefix)
+        let pointer = storage.withUnsafeBufferPointer { bson_new_from_data($0.baseAddress!, $0.count)! }
         defer { bson_destroy(pointer) }
         return try body(pointer)
     }
@@ -53,7 +54,8 @@ extension BSONDocument {
         var error = bson_error_t()
         let utf8 = Array(json.utf8)
         let parsed = utf8.withUnsafeBufferPointer { buffer in
-            bson_new_from_json(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!, buffer.count, &error)  // trap-checked: a constant
+            // trap-checked: a constant
+            bson_new_from_json(buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!, buffer.count, &error)
         }
         guard let parsed else {
             throw BSONError("Extended JSON: \(String(cString: rsinit_bson_error_message(&error)))", offset: 0)

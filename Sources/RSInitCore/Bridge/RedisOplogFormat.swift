@@ -293,7 +293,8 @@ enum Base64 {
         out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
         var i = 0
         while i + 2 < bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])  // trap-checked: 6-bit indexes, bytes widen
+            // trap-checked: 6-bit indexes, bytes widen
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
             out.append(alphabet[Int(n >> 18)])  // trap-checked: 6-bit indexes, bytes widen
             out.append(alphabet[Int(n >> 12 & 63)])  // trap-checked: 6-bit indexes, bytes widen
             out.append(alphabet[Int(n >> 6 & 63)])  // trap-checked: 6-bit indexes, bytes widen
@@ -303,10 +304,12 @@ enum Base64 {
         let rest = bytes.count - i
         if rest == 1 {
             let n = UInt32(bytes[i]) << 16  // trap-checked: 6-bit indexes, bytes widen
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], 61, 61]  // trap-checked: 6-bit indexes, bytes widen
+            // trap-checked: 6-bit indexes, bytes widen
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], 61, 61]
         } else if rest == 2 {
             let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8  // trap-checked: 6-bit indexes, bytes widen
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]  // trap-checked: 6-bit indexes, bytes widen
+            // trap-checked: 6-bit indexes, bytes widen
+            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], 61]
         }
     }
 }
