@@ -78,14 +78,16 @@ struct RSInitCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "bootstrap")
         let start = ContinuousClock.now
         do {
+            let timeout = try connection.timeoutDuration()
             let connectionString = try connection.connectionString()
+            try connection.validateSetName()
             let configuration = BootstrapConfiguration(
                 connectionString: connectionString,
                 setName: connection.setName,
                 members: try memberHosts(connectionString),
                 allowLocalhostMember: allowLocalhostMember,
                 forceReconfig: forceReconfig,
-                timeout: connection.timeout.duration
+                timeout: timeout
             )
             console.info("bootstrapping replica set \(configuration.setName) via \(connectionString.redacted)")
             let bootstrapper = ReplicaSetBootstrapper(configuration: configuration, logger: console.logger)
@@ -109,7 +111,11 @@ struct RSInitCommand: AsyncParsableCommand {
                 HostAndPort(parsing: String($0))
             }
             guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
-                throw BootstrapFailure(.usage, "invalid --members \"\(members)\"", fix: "use host:port,host:port")
+                throw BootstrapFailure(
+                    .usage,
+                    "invalid --members \"\(InputValue.shown(members))\"",
+                    fix: "use host:port,host:port (ports 1-65535, no empty items)"
+                )
             }
             if memberHost != nil {
                 throw BootstrapFailure(.usage, "--member-host and --members both given", fix: "use one of them")
@@ -120,7 +126,7 @@ struct RSInitCommand: AsyncParsableCommand {
             guard let parsed = HostAndPort(parsing: memberHost) else {
                 throw BootstrapFailure(
                     .usage,
-                    "invalid --member-host \"\(memberHost)\"",
+                    "invalid --member-host \"\(InputValue.shown(memberHost))\"",
                     fix: "use host:port, e.g. mongodb:27017"
                 )
             }
@@ -152,9 +158,10 @@ struct StatusCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "status")
         let start = ContinuousClock.now
         do {
+            let timeout = try connection.timeoutDuration()
             let reader = ReplicaSetStatusReader(
                 connectionString: try connection.connectionString(),
-                attemptTimeout: min(connection.timeout.duration, .seconds(5)),
+                attemptTimeout: min(timeout, .seconds(5)),
                 logger: console.logger
             )
             let status = try await reader.read()
@@ -184,7 +191,9 @@ struct WaitCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "wait")
         let start = ContinuousClock.now
         do {
+            let timeout = try connection.timeoutDuration()
             let connectionString = try connection.connectionString()
+            try connection.validateSetName()
             let seed =
                 connectionString.hosts.first.flatMap { HostAndPort(parsing: $0) } ?? HostAndPort(host: "?", port: 27017)
             let configuration = BootstrapConfiguration(
@@ -192,7 +201,7 @@ struct WaitCommand: AsyncParsableCommand {
                 setName: connection.setName,
                 members: [seed],
                 allowLocalhostMember: true,
-                timeout: connection.timeout.duration
+                timeout: timeout
             )
             let report = try await ReplicaSetBootstrapper(configuration: configuration, logger: console.logger)
                 .waitUntilReady { phase in console.phase(phase) }

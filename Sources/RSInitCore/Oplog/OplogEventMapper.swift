@@ -54,6 +54,11 @@ public struct OplogEventMapper: Sendable {
     /// `wall` of the newest entry that had one (ms since the epoch), for lag.
     public private(set) var lastWallTime: Int64?
     private var pending: [TransactionKey: PendingTransaction] = [:]
+    /// Operations held in ``pending`` (all open transactions together).
+    public private(set) var pendingOperationCount = 0
+    /// Operations that may wait for their commit at once: ``OplogTransactionTooLarge`` beyond it. A transaction of
+    /// more operations cannot be delivered with bounded memory (MongoDB itself caps one at 60 s of lifetime).
+    public static let maximumPendingOperations = 1_000_000
     /// The last `ns` split into a ``Namespace`` (entries come in long runs of one collection).
     private var lastNamespace: (text: String, namespace: Namespace)?
     /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
@@ -73,6 +78,9 @@ public struct OplogEventMapper: Sendable {
         if befores.contains(where: { $0 == nil }) { return nil }
         return befores.compactMap { $0 }.min()
     }
+
+    /// Whether the transactions waiting for their commit hold more than ``maximumPendingOperations``.
+    public var pendingTransactionsExceedBound: Bool { pendingOperationCount > Self.maximumPendingOperations }
 
     /// Whether a multi-entry transaction is waiting for its commit.
     public var hasPendingTransactions: Bool { !pending.isEmpty }
@@ -131,16 +139,21 @@ public struct OplogEventMapper: Sendable {
                 var chain = pending[key] ?? PendingTransaction(resumeBefore: previous, operations: [])
                 chain.operations += operations
                 pending[key] = chain
+                pendingOperationCount += operations.count
                 return .skipped(.pendingTransaction)
             }
             var all = operations
-            if let key, let chain = pending.removeValue(forKey: key) { all = chain.operations + operations }
+            if let key, let chain = pending.removeValue(forKey: key) {
+                pendingOperationCount -= chain.operations.count
+                all = chain.operations + operations
+            }
             return emitTransaction(all, ts: ts, wall: entry.wall, into: &events)
         case "commitTransaction":
             guard let key, let chain = pending.removeValue(forKey: key) else { return .skipped(.otherCommand) }
+            pendingOperationCount -= chain.operations.count
             return emitTransaction(chain.operations, ts: ts, wall: entry.wall, into: &events)
         case "abortTransaction":
-            if let key { pending.removeValue(forKey: key) }
+            if let key, let chain = pending.removeValue(forKey: key) { pendingOperationCount -= chain.operations.count }
             return .skipped(.abortedTransaction)
         default:
             let before = events.count
@@ -320,5 +333,16 @@ public struct OplogEventMapper: Sendable {
             )
         )
         return .emitted(1)
+    }
+}
+
+/// Open transactions hold more operations than ``OplogEventMapper/maximumPendingOperations`` before their commit:
+/// the tail stops rather than buffer without bound (nothing is skipped: the checkpoint stays before them).
+public struct OplogTransactionTooLarge: Error, Sendable, CustomStringConvertible {
+    public var operations: Int
+
+    public var description: String {
+        "transactions waiting for their commit hold \(operations) operations, more than rsinit buffers "
+            + "(\(OplogEventMapper.maximumPendingOperations))"
     }
 }
