@@ -341,12 +341,17 @@ struct TailCommand: AsyncParsableCommand {
         switch path {
         case "/healthz":
             let (healthy, json) = bridge.healthReport()
-            return .init(status: healthy ? 200 : 503, contentType: "application/json", body: json + "\n")
+            return .init(
+                status: healthy ? 200 : 503,
+                contentType: "application/json",
+                body: Redaction.redact(json) + "\n"
+            )
         case "/metrics":
+            // Labels come from the oplog (namespaces), never from the configuration; redacted all the same.
             return .init(
                 status: 200,
                 contentType: "text/plain; version=0.0.4; charset=utf-8",
-                body: registry.emitToString()
+                body: Redaction.redact(registry.emitToString())
             )
         default:
             return nil

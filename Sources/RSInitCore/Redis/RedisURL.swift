@@ -105,10 +105,10 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 }
             }
             if !useTLS && tls != TLSOptions() {
-                throw RedisError(.invalidURL, "TLS options need a rediss:// URL")
+                throw RedisError(.invalidURL, "TLS options (ca=, verify=, cert=, key=) need a rediss:// Redis URL")
             }
             if (tls.certificateFile == nil) != (tls.keyFile == nil) {
-                throw RedisError(.invalidURL, "a client certificate needs both cert= and key=")
+                throw RedisError(.invalidURL, "a client certificate needs both cert= and key= in the Redis URL")
             }
         }
         let database = try Self.parseDatabase(path)
