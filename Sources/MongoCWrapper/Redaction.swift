@@ -10,7 +10,8 @@ import Synchronization
 ///   scheme-less typo `root:PASSWORD@mongodb:27017`); for `redis[s]://secret@host` (a password alone) the whole
 ///   user-info;
 /// - the value of `password=`, `passwd=`, `pwd=`, `secret=`, `token=` and `authMechanismProperties=` (which also
-///   covers `tlsCertificateKeyFilePassword=`, `sslClientCertificateKeyPassword=`), up to `&`, white space or a quote;
+///   covers `tlsCertificateKeyFilePassword=`, `sslClientCertificateKeyPassword=`), up to `&` or white space (a
+///   value in quotes: up to the closing quote);
 /// - PEM private key blocks (`-----BEGIN … PRIVATE KEY----- … -----END … PRIVATE KEY-----`);
 /// - every secret registered with ``registerSecret(_:)`` (passwords read from files, parsed from URIs and URLs),
 ///   as given and percent-encoded, when at least 4 characters long (shorter ones would blank out ordinary text;
@@ -133,8 +134,9 @@ public enum Redaction {
     /// `tlsCertificateKeyFilePassword=` is covered by `password=`.
     private static let secretKeys = ["password", "passwd", "pwd", "secret", "token", "authmechanismproperties"]
 
+    /// A secret option's value ends at the next option or white space (a quote may be part of a password).
     private static func isValueEnd(_ c: Character) -> Bool {
-        c == "&" || c.isWhitespace || c == "\"" || c == "'" || c == "`"
+        c == "&" || c.isWhitespace
     }
 
     private static func redactKeyValues(_ text: String) -> String {
@@ -156,15 +158,20 @@ public enum Redaction {
             guard isSecret, i < characters.count else { continue }
             var j = i
             if characters[i] == "\"" || characters[i] == "'" {
-                // A quoted value: everything up to the closing quote.
+                // A quoted value (`password="…"`): up to the closing quote, if the value ends there.
                 let quote = characters[i]
-                j += 1
-                while j < characters.count, characters[j] != quote { j += 1 }
-                out.append(quote)
-                out += mask
-                if j < characters.count { out.append(quote) }
-                i = min(j + 1, characters.count)
-                continue
+                var close = i + 1
+                while close < characters.count, characters[close] != quote { close += 1 }
+                if close < characters.count,
+                    close + 1 == characters.count || isValueEnd(characters[close + 1])
+                        || characters[close + 1] == "," || characters[close + 1] == "}"
+                {
+                    out.append(quote)
+                    out += mask
+                    out.append(quote)
+                    i = close + 1
+                    continue
+                }
             }
             while j < characters.count, !isValueEnd(characters[j]) { j += 1 }
             if j > i { out += mask }
@@ -173,11 +180,17 @@ public enum Redaction {
         return out
     }
 
-    private static func isTokenBoundary(_ c: Character) -> Bool {
-        c.isWhitespace || c == "\"" || c == "'" || c == "`" || c == "<" || c == ">" || c == "(" || c == ")"
+    /// RFC 3986: a letter, then letters, digits, `+`, `-`, `.`.
+    private static func isScheme(_ text: Substring) -> Bool {
+        guard let first = text.first, first.isASCII, first.isLetter else { return false }
+        return text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == ".") }
     }
 
-    /// In each white-space or quote delimited token holding an `@`: the part between the scheme (or the token's
+    /// Tokens are separated by white space only: quotes, brackets and parentheses may be part of a password, and
+    /// around a user-info they only widen what is masked.
+    private static func isTokenBoundary(_ c: Character) -> Bool { c.isWhitespace }
+
+    /// In each white-space delimited token holding an `@`: the part between the scheme (or the token's
     /// start) and the user-info's `@` is `user:password` (the password is masked) or, for a `redis[s]://` URL, the
     /// password alone.
     private static func redactUserInfo(_ text: String) -> String {
@@ -200,15 +213,13 @@ public enum Redaction {
         guard token.contains("@") else { return token }
         var start = token.startIndex
         var scheme = ""
-        if let separator = token.range(of: "://") {
+        if let separator = token.range(of: "://"), isScheme(token[..<separator.lowerBound]) {
             scheme = token[..<separator.lowerBound].lowercased()
             start = separator.upperBound
         }
-        // The user-info ends at the last '@' before the query (a password may hold a raw '@').
-        let searchEnd = token[start...].firstIndex(of: "?") ?? token.endIndex
-        guard let at = token[start..<searchEnd].lastIndex(of: "@") ?? token[start...].lastIndex(of: "@") else {
-            return token
-        }
+        // The user-info ends at the token's last '@' (a password may hold a raw '@', '/' or '?'; an '@' in the
+        // query only masks more).
+        guard let at = token[start...].lastIndex(of: "@") else { return token }
         let userInfo = token[start..<at]
         if let colon = userInfo.firstIndex(of: ":") {
             guard token.index(after: colon) < at else { return token }

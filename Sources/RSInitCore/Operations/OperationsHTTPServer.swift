@@ -80,7 +80,8 @@ public final class OperationsHTTPServer: Service, Sendable {
                         for try await connection in connections {
                             guard active.enter(maximum: maximumConnections) else {
                                 logger.debug("--http: connection limit reached; closing a new connection")
-                                connection.channel.close(promise: nil)
+                                // Through executeThenClose: an async channel must finish its writer before it goes.
+                                group.addTask { try? await connection.executeThenClose { _, _ in } }
                                 continue
                             }
                             group.addTask {

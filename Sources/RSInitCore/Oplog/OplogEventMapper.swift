@@ -25,15 +25,19 @@ public struct OplogEventMapper: Sendable {
         public var filter: NamespaceFilter
         /// Attach the inserted / replacement document to events.
         public var includeFullDocuments: Bool
+        /// Operations open transactions may hold until their commit (see ``OplogTransactionTooLarge``).
+        public var maximumPendingOperations: Int
 
         public init(
             fieldsMode: ChangedFieldsMode = .deep,
             filter: NamespaceFilter = .everything,
-            includeFullDocuments: Bool = false
+            includeFullDocuments: Bool = false,
+            maximumPendingOperations: Int = OplogEventMapper.maximumPendingOperations
         ) {
             self.fieldsMode = fieldsMode
             self.filter = filter
             self.includeFullDocuments = includeFullDocuments
+            self.maximumPendingOperations = maximumPendingOperations
         }
     }
 
@@ -56,8 +60,9 @@ public struct OplogEventMapper: Sendable {
     private var pending: [TransactionKey: PendingTransaction] = [:]
     /// Operations held in ``pending`` (all open transactions together).
     public private(set) var pendingOperationCount = 0
-    /// Operations that may wait for their commit at once: ``OplogTransactionTooLarge`` beyond it. A transaction of
-    /// more operations cannot be delivered with bounded memory (MongoDB itself caps one at 60 s of lifetime).
+    /// The default bound on operations waiting for their commit at once: ``OplogTransactionTooLarge`` beyond it.
+    /// A transaction of more operations cannot be delivered with bounded memory (MongoDB itself caps one at 60 s
+    /// of lifetime; a million small operations are a few hundred MB held here).
     public static let maximumPendingOperations = 1_000_000
     /// The last `ns` split into a ``Namespace`` (entries come in long runs of one collection).
     private var lastNamespace: (text: String, namespace: Namespace)?
@@ -80,7 +85,9 @@ public struct OplogEventMapper: Sendable {
     }
 
     /// Whether the transactions waiting for their commit hold more than ``maximumPendingOperations``.
-    public var pendingTransactionsExceedBound: Bool { pendingOperationCount > Self.maximumPendingOperations }
+    public var pendingTransactionsExceedBound: Bool {
+        pendingOperationCount > configuration.maximumPendingOperations
+    }
 
     /// Whether a multi-entry transaction is waiting for its commit.
     public var hasPendingTransactions: Bool { !pending.isEmpty }
@@ -340,9 +347,14 @@ public struct OplogEventMapper: Sendable {
 /// the tail stops rather than buffer without bound (nothing is skipped: the checkpoint stays before them).
 public struct OplogTransactionTooLarge: Error, Sendable, CustomStringConvertible {
     public var operations: Int
+    public var maximum: Int
+
+    public init(operations: Int, maximum: Int) {
+        self.operations = operations
+        self.maximum = maximum
+    }
 
     public var description: String {
-        "transactions waiting for their commit hold \(operations) operations, more than rsinit buffers "
-            + "(\(OplogEventMapper.maximumPendingOperations))"
+        "transactions waiting for their commit hold \(operations) operations, more than rsinit buffers (\(maximum))"
     }
 }

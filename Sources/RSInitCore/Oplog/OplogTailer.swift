@@ -376,7 +376,10 @@ public final class TailSession: @unchecked Sendable {
             guard case .document(let document) = value else { continue }
             if case .skipped(let reason) = mapper.map(document, into: &events) { skipped[reason, default: 0] += 1 }
             if mapper.pendingTransactionsExceedBound {
-                throw OplogTransactionTooLarge(operations: mapper.pendingOperationCount)
+                throw OplogTransactionTooLarge(
+                    operations: mapper.pendingOperationCount,
+                    maximum: mapper.configuration.maximumPendingOperations
+                )
             }
         }
         return OplogBatch(
