@@ -16,7 +16,7 @@ struct RSInitCommand: AsyncParsableCommand {
 
             EXIT CODES
               0  ready: writable primary, oplog advancing
-              2  usage or bad input (flags, URI, loopback member host without --allow-localhost-member)
+              2  usage or bad input (flags, variables, _FILEs, URI, loopback member host without --allow-localhost-member)
               3  mongod not reachable before the deadline
               4  mongod not started with --replSet
               5  invalid config, set-name mismatch, member host not mapping to the node, or REMOVED
@@ -28,8 +28,9 @@ struct RSInitCommand: AsyncParsableCommand {
               Every flag has an RSINIT_* variable (RSINIT_HOST, RSINIT_PORT, RSINIT_URI, RSINIT_USERNAME, \
             RSINIT_PASSWORD_FILE, RSINIT_SET_NAME, RSINIT_MEMBER_HOST, RSINIT_MEMBERS, RSINIT_ALLOW_LOCALHOST_MEMBER, \
             RSINIT_FORCE_RECONFIG, RSINIT_TIMEOUT, RSINIT_JSON, RSINIT_QUIET, RSINIT_VERBOSE); a flag on the command \
-            line wins. Boolean variables take 1/true/yes. Any valued variable can come from a file instead: \
-            RSINIT_URI_FILE=/run/secrets/mongo-uri (Docker/Kubernetes secrets; trailing newlines dropped).
+            line wins. Boolean variables take 1/true/yes/on or 0/false/no/off. Any valued variable can come from a \
+            file instead: RSINIT_URI_FILE=/run/secrets/mongo-uri (Docker/Kubernetes secrets; trailing newlines \
+            dropped). Durations: 90, 90s, 500ms, 2m, 1h, 1d (1 ms to 7 d). Errors never show a password.
             """,
         version: RSInitVersion.current,
         subcommands: [StatusCommand.self, WaitCommand.self, TailCommand.self]

@@ -28,7 +28,8 @@ struct TailCommand: AsyncParsableCommand {
 
             EXIT CODES
               0  stopped by SIGTERM/SIGINT
-              2  usage or bad input (flags, URIs, TLS set-up, an --http address in use)
+              2  usage or bad input (flags, URIs, TLS set-up, an --http address in use, a Redis database or \
+            command the server refuses, open transactions over 1,000,000 operations)
               4  mongod has no oplog: not started with --replSet, or the set is not initiated
               6  authentication failed (Redis or MongoDB)
               9  oplog history lost: the checkpoint rolled out of the oplog (--on-history-lost fail)
