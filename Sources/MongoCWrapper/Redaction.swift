@@ -1,6 +1,10 @@
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The one redaction function: everything rsinit prints, logs, serves (`/healthz`, `/metrics`) or writes as
 /// `--json` goes through ``redact(_:)`` first. It lives in the lowest module that prints (libmongoc's log lines are
 /// forwarded from here).
@@ -20,12 +24,27 @@ public enum Redaction {
     /// The replacement text.
     public static let mask = "***"
 
-    private static let secrets = Mutex<[String]>([])
+    /// A registered secret with its percent-encoded form, as bytes for a fast search.
+    private struct Secret: Sendable {
+        let forms: [(text: String, bytes: [UInt8])]
+
+        init(_ secret: String) {
+            var forms = [(secret, Array(secret.utf8))]
+            if let encoded = secret.addingPercentEncodingForUserInfo(), encoded != secret {
+                forms.append((encoded, Array(encoded.utf8)))
+            }
+            self.forms = forms
+        }
+    }
+
+    private static let secrets = Mutex<[Secret]>([])
 
     /// Registers a secret that must never appear in anything printed, logged or served.
     public static func registerSecret(_ secret: String) {
         guard secret.count >= minimumRegisteredLength else { return }
-        secrets.withLock { if !$0.contains(secret) { $0.append(secret) } }
+        secrets.withLock { registered in
+            if !registered.contains(where: { $0.forms[0].text == secret }) { registered.append(Secret(secret)) }
+        }
     }
 
     static let minimumRegisteredLength = 4
@@ -92,15 +111,35 @@ public enum Redaction {
 
     private static func scrubRegistered(_ text: String) -> String {
         let registered = secrets.withLock { $0 }
+        guard !registered.isEmpty else { return text }
         var result = text
-        for secret in registered { result = replacing(secret, in: result) }
+        var bytes = Array(result.utf8)
+        for secret in registered {
+            for form in secret.forms where contains(bytes, form.bytes) {
+                result = result.replacingAll(form.text, with: mask)
+                bytes = Array(result.utf8)
+            }
+        }
         return result
     }
 
+    /// A byte search: most text holds no secret, and this is the common path of every log line.
+    private static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard let first = needle.first, haystack.count >= needle.count else { return false }
+        let last = haystack.count - needle.count
+        var index = 0
+        while index <= last {
+            guard let found = haystack[index...last].firstIndex(of: first) else { return false }
+            if haystack[found..<(found + needle.count)].elementsEqual(needle) { return true }
+            index = found + 1
+        }
+        return false
+    }
+
     private static func replacing(_ secret: String, in text: String) -> String {
-        var result = text.replacingAll(secret, with: mask)
-        if let encoded = secret.addingPercentEncodingForUserInfo(), encoded != secret {
-            result = result.replacingAll(encoded, with: mask)
+        var result = text
+        for form in Secret(secret).forms where contains(Array(result.utf8), form.bytes) {
+            result = result.replacingAll(form.text, with: mask)
         }
         return result
     }

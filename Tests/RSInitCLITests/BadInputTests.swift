@@ -355,3 +355,22 @@ enum BadInput {
         }
     }
 }
+
+@Suite struct RedisTLSWarningTests {
+    @Test func verifyNoneWarnsOnceAtStart() async throws {
+        let tail = try TailProcess([
+            "--uri", "mongodb://127.0.0.1:1/", "--redis", "rediss://:\(BadInput.token)@127.0.0.1:1/?verify=none",
+        ])
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !tail.errors.contains("reading the checkpoint failed"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(300))  // a retry or two
+        tail.signal(SIGTERM)
+        _ = try await tail.exitCode()
+        let errors = tail.errors
+        #expect(errors.components(separatedBy: "certificate is not checked").count == 2, "\(errors)")
+        #expect(errors.contains("rsinit: warning: --redis has verify=none"))
+        #expect(!errors.contains(BadInput.token))
+    }
+}
