@@ -82,11 +82,8 @@ public enum Redaction {
             }
         }
         let characters = Array(token)
-        let lowered = characters.map { $0.lowercased() }
         for (i, character) in characters.enumerated() where character == "=" {
-            guard secretKeys.contains(where: { i >= $0.count && lowered[(i - $0.count)..<i].joined() == $0 }) else {
-                continue
-            }
+            guard secretKeys.contains(where: { isKey($0, endingAt: i, in: characters) }) else { continue }
             let value = characters[(i + 1)...].prefix { !isValueEnd($0) }
             if !value.isEmpty { found.append(String(value)) }
         }
@@ -173,6 +170,19 @@ public enum Redaction {
     /// `tlsCertificateKeyFilePassword=` is covered by `password=`.
     private static let secretKeys = ["password", "passwd", "pwd", "secret", "token", "authmechanismproperties"]
 
+    /// Whether `characters[..<end]` ends with `key` (lower-case ASCII), ignoring case.
+    private static func isKey(_ key: String, endingAt end: Int, in characters: [Character]) -> Bool {
+        let keyCharacters = Array(key)
+        guard end >= keyCharacters.count else { return false }
+        for (offset, expected) in keyCharacters.enumerated() {
+            let actual = characters[end - keyCharacters.count + offset]
+            guard actual == expected || (actual.isASCII && actual.lowercased() == String(expected)) else {
+                return false
+            }
+        }
+        return true
+    }
+
     /// A secret option's value ends at the next option or white space (a quote may be part of a password).
     private static func isValueEnd(_ c: Character) -> Bool {
         c == "&" || c.isWhitespace
@@ -181,7 +191,6 @@ public enum Redaction {
     private static func redactKeyValues(_ text: String) -> String {
         guard text.contains("=") else { return text }
         let characters = Array(text)
-        let lowered = characters.map { $0.lowercased() }
         var out = ""
         var i = 0
         while i < characters.count {
@@ -190,9 +199,7 @@ public enum Redaction {
                 i += 1
                 continue
             }
-            let isSecret = secretKeys.contains { key in
-                i >= key.count && lowered[(i - key.count)..<i].joined() == key
-            }
+            let isSecret = secretKeys.contains { isKey($0, endingAt: i, in: characters) }
             i += 1
             guard isSecret, i < characters.count else { continue }
             var j = i
