@@ -145,7 +145,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
                 throw RedisError(
                     .unexpectedReply,
                     "the checkpoint \(configuration.checkpointKey) holds \"\(InputValue.shown(text))\", not a position "
-                        + "(<seconds>.<increment>); fix or delete the key, or start with --from end"
+                        + "(the 20-digit (t << 32) | i rsinit writes); fix or delete the key, or start with --from end"
                 )
             }
             return position
