@@ -255,7 +255,7 @@ enum BadInput {
         return all
     }
 
-    static let slots = Slots(4)
+    static let slots = Slots(3)
 
     /// At most `count` bodies at once (FIFO).
     actor Slots {
