@@ -188,6 +188,7 @@ enum BadInput {
         for (name, host) in [
             ("credentials in --host", "root:\(token)@mongodb"), ("space", "mongo db"), ("open bracket", "[zz::1"),
             ("port 0", "mongodb:0"), ("port 99999", "mongodb:99999"), ("empty", ""), ("two colons", "a:b:c"),
+            ("signed port", "mongodb:+80"),
         ] {
             all.append(c("--host \(name)", ["--host", host], mentions: name == "empty" ? nil : "--host"))
         }
