@@ -56,7 +56,7 @@ struct Console: Sendable {
                 message: Redaction.redact(failure.message),
                 fix: failure.fix.map(Redaction.redact)
             )
-            Self.writeError("rsinit: error: \(failure.message)")
+            Self.writeError("rsinit: error: \(EnvironmentArguments.naming(failure.message))")
             Self.writeError("rsinit: fix: \(failure.fix ?? Self.defaultFix(for: failure.kind))")
         }
         if output.json {

@@ -125,6 +125,21 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_VERBOSE", flag: "--verbose", isBoolean: true, commands: all),
     ]
 
+    /// Flags that came from a variable (`--http` → `RSINIT_HTTP`), so later messages can name the variable. Written
+    /// once by `merge` before anything runs concurrently.
+    nonisolated(unsafe) static var origins: [String: String] = [:]
+
+    /// `message`, naming the variable when the flag it mentions came from one.
+    static func naming(_ message: String) -> String {
+        guard
+            let (flag, variable) = origins.sorted(by: { $0.key.count > $1.key.count }).first(where: {
+                message.contains($0.key)
+            })
+        else { return message }
+        _ = flag
+        return "\(message) (from \(variable))"
+    }
+
     static func merge(_ arguments: [String], environment: [String: String]) throws(InputError) -> [String] {
         let subcommands: Set<String> = ["status", "wait", "tail"]
         let command = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? ""
@@ -135,6 +150,7 @@ enum EnvironmentArguments {
         for entry in table where entry.commands.contains(command) {
             let present = arguments.contains { $0 == entry.flag || $0.hasPrefix(entry.flag + "=") }
             guard !present, let (value, source) = try value(of: entry, in: environment) else { continue }
+            origins[entry.flag] = source.name
             switch entry.kind {
             case .boolean:
                 if try InputValue.boolean(value, from: source) { merged.append(entry.flag) }
@@ -174,7 +190,11 @@ enum EnvironmentArguments {
                     + "\(entry.variable) directly"
             )
         }
-        if entry.flag == "--uri" || entry.flag == "--redis" { Redaction.registerCredentials(in: contents) }
+        // A file is how secrets are mounted: its contents are never echoed, whatever variable names it (a password
+        // mounted at RSINIT_HOST_FILE must not come back in "invalid --host …").
+        Redaction.registerCredentials(in: contents)
+        Redaction.registerSecret(contents)
+        Redaction.registerSecret(contents.lowercased())  // host names come back lower-cased from libmongoc
         return contents.isEmpty ? nil : (contents, InputSource(fileVariable, isFile: true))
     }
 }

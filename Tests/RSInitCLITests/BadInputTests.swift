@@ -59,6 +59,8 @@ enum BadInput {
     static var cases: [Case] {
         let f = files
         var all: [Case] = []
+        // A secret mounted at a variable whose value is shown in messages: named, never echoed.
+        all.append(c("RSINIT_HTTP_FILE=<secret>", ["tail", "--host", "h"], env: ["RSINIT_HTTP_FILE": f.secret]))
         // Durations: flags of every command and their variables.
         let badDurations = [
             "1e16", "1e300", "99999999999999999999", "nan", "inf", "-5", "0", "", "5x", "10 s", "0x10", "1.5.5s", "s",
