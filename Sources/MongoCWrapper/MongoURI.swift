@@ -2,52 +2,13 @@ import Foundation
 
 /// Helpers for MongoDB connection strings. Parsing is libmongoc's job; this only makes URIs safe to print.
 public enum MongoURI {
-    /// Query options whose values are secrets.
-    private static let secretOptions: Set<String> = [
-        "password", "tlscertificatekeyfilepassword", "sslclientcertificatekeypassword", "authmechanismproperties",
-    ]
+    /// The URI with the password (and secret options) replaced by `***`: ``Redaction/redact(_:)``, which also
+    /// handles text that is not a URI (the scheme-less `root:PASSWORD@mongodb:27017` typo).
+    public static func redacted(_ uri: String) -> String { Redaction.redact(uri) }
 
-    /// The URI with the password (and secret options) replaced by `***`. Never fails; text that is not a URI is
-    /// returned with anything between `//` and the last `@` before the host list treated as credentials.
-    public static func redacted(_ uri: String) -> String {
-        guard let schemeEnd = uri.range(of: "://") else { return uri }
-        let scheme = uri[..<schemeEnd.upperBound]
-        let rest = uri[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-        var authority = String(rest[..<authorityEnd])
-        var tail = String(rest[authorityEnd...])
-        if let at = authority.lastIndex(of: "@") {
-            let userInfo = authority[..<at]
-            let hosts = authority[authority.index(after: at)...]
-            if let colon = userInfo.firstIndex(of: ":") {
-                authority = "\(userInfo[..<colon]):***@\(hosts)"
-            } else {
-                authority = "\(userInfo)@\(hosts)"
-            }
-        }
-        if let question = tail.firstIndex(of: "?") {
-            let path = tail[..<question]
-            let query = tail[tail.index(after: question)...]
-            let options = query.split(separator: "&", omittingEmptySubsequences: false).map { option -> String in
-                guard let equals = option.firstIndex(of: "=") else { return String(option) }
-                let key = option[..<equals]
-                return secretOptions.contains(key.lowercased()) ? "\(key)=***" : String(option)
-            }
-            tail = "\(path)?\(options.joined(separator: "&"))"
-        }
-        return "\(scheme)\(authority)\(tail)"
-    }
-
-    /// Removes every occurrence of each secret (and its percent-encoded form) from `text`.
+    /// Removes every occurrence of each secret (and its percent-encoded form) from `text`, then redacts it.
     public static func scrub(_ text: String, secrets: [String]) -> String {
-        var result = text
-        for secret in secrets where secret.count >= 1 {
-            result = result.replacingAll(secret, with: "***")
-            if let encoded = secret.addingPercentEncodingForUserInfo(), encoded != secret {
-                result = result.replacingAll(encoded, with: "***")
-            }
-        }
-        return result
+        Redaction.redact(text, secrets: secrets)
     }
 }
 
@@ -76,6 +37,24 @@ extension String {
             }
         }
         return out
+    }
+
+    /// `%XX` sequences decoded as UTF-8; nil when the result is not UTF-8 (no Foundation needed).
+    func removingPercentEncodingLeniently() -> String? {
+        guard contains("%") else { return self }
+        var bytes: [UInt8] = []
+        var iterator = Array(utf8)[...]
+        while let byte = iterator.popFirst() {
+            if byte == UInt8(ascii: "%"), iterator.count >= 2,
+                let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                iterator = iterator.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     func leftPadded(to width: Int) -> String {

@@ -5,17 +5,22 @@ public struct RESPLimits: Sendable {
     public var maximumDepth: Int
     /// Longest simple-string / error / integer line.
     public var maximumLineLength: Int
+    /// Largest whole frame, nested values included: a complete frame over it is an error, and so is an incomplete
+    /// one once the buffered bytes pass it (so a peer cannot make a client buffer — and re-scan — without bound).
+    public var maximumBufferSize: Int
 
     public init(
         maximumBulkLength: Int = 64 << 20,
         maximumArrayCount: Int = 1 << 20,
         maximumDepth: Int = 32,
-        maximumLineLength: Int = 64 << 10
+        maximumLineLength: Int = 64 << 10,
+        maximumBufferSize: Int = 128 << 20
     ) {
         self.maximumBulkLength = maximumBulkLength
         self.maximumArrayCount = maximumArrayCount
         self.maximumDepth = maximumDepth
         self.maximumLineLength = maximumLineLength
+        self.maximumBufferSize = maximumBufferSize
     }
 }
 
@@ -143,7 +148,15 @@ public enum RESPCodec {
         -> RESPValue?
     {
         var cursor = index
-        guard let value = try decodeValue(buffer, &cursor, depth: 0, limits: limits) else { return nil }
+        guard let value = try decodeValue(buffer, &cursor, depth: 0, limits: limits) else {
+            if buffer.count - index > limits.maximumBufferSize {
+                throw RESPError("a frame longer than \(limits.maximumBufferSize) bytes")
+            }
+            return nil
+        }
+        guard cursor - index <= limits.maximumBufferSize else {
+            throw RESPError("a frame longer than \(limits.maximumBufferSize) bytes")
+        }
         index = cursor
         return value
     }

@@ -16,7 +16,7 @@ struct RSInitCommand: AsyncParsableCommand {
 
             EXIT CODES
               0  ready: writable primary, oplog advancing
-              2  usage or bad input (flags, URI, loopback member host without --allow-localhost-member)
+              2  usage or bad input (flags, variables, _FILEs, URI, loopback member host without --allow-localhost-member)
               3  mongod not reachable before the deadline
               4  mongod not started with --replSet
               5  invalid config, set-name mismatch, member host not mapping to the node, or REMOVED
@@ -28,8 +28,9 @@ struct RSInitCommand: AsyncParsableCommand {
               Every flag has an RSINIT_* variable (RSINIT_HOST, RSINIT_PORT, RSINIT_URI, RSINIT_USERNAME, \
             RSINIT_PASSWORD_FILE, RSINIT_SET_NAME, RSINIT_MEMBER_HOST, RSINIT_MEMBERS, RSINIT_ALLOW_LOCALHOST_MEMBER, \
             RSINIT_FORCE_RECONFIG, RSINIT_TIMEOUT, RSINIT_JSON, RSINIT_QUIET, RSINIT_VERBOSE); a flag on the command \
-            line wins. Boolean variables take 1/true/yes. Any valued variable can come from a file instead: \
-            RSINIT_URI_FILE=/run/secrets/mongo-uri (Docker/Kubernetes secrets; trailing newlines dropped).
+            line wins. Boolean variables take 1/true/yes/on or 0/false/no/off. Any valued variable can come from a \
+            file instead: RSINIT_URI_FILE=/run/secrets/mongo-uri (Docker/Kubernetes secrets; trailing newlines \
+            dropped). Durations: 90, 90s, 500ms, 2m, 1h, 1d (1 ms to 7 d). Errors never show a password.
             """,
         version: RSInitVersion.current,
         subcommands: [StatusCommand.self, WaitCommand.self, TailCommand.self, DoctorCommand.self]
@@ -71,14 +72,16 @@ struct RSInitCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "bootstrap")
         let start = ContinuousClock.now
         do {
+            let timeout = try connection.timeoutDuration()
             let connectionString = try connection.connectionString()
+            try connection.validateSetName()
             let configuration = BootstrapConfiguration(
                 connectionString: connectionString,
                 setName: connection.setName,
                 members: try memberHosts(connectionString),
                 allowLocalhostMember: localhostMember.allowLocalhostMember,
                 forceReconfig: forceReconfig,
-                timeout: connection.timeout.duration
+                timeout: timeout
             )
             console.info("bootstrapping replica set \(configuration.setName) via \(connectionString.redacted)")
             let bootstrapper = ReplicaSetBootstrapper(configuration: configuration, logger: console.logger)
@@ -102,7 +105,11 @@ struct RSInitCommand: AsyncParsableCommand {
                 HostAndPort(parsing: String($0))
             }
             guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
-                throw BootstrapFailure(.usage, "invalid --members \"\(members)\"", fix: "use host:port,host:port")
+                throw BootstrapFailure(
+                    .usage,
+                    "invalid --members \"\(InputValue.shown(members))\"",
+                    fix: "use host:port,host:port (ports 1-65535, no empty items)"
+                )
             }
             if memberHost != nil {
                 throw BootstrapFailure(.usage, "--member-host and --members both given", fix: "use one of them")
@@ -113,7 +120,7 @@ struct RSInitCommand: AsyncParsableCommand {
             guard let parsed = HostAndPort(parsing: memberHost) else {
                 throw BootstrapFailure(
                     .usage,
-                    "invalid --member-host \"\(memberHost)\"",
+                    "invalid --member-host \"\(InputValue.shown(memberHost))\"",
                     fix: "use host:port, e.g. mongodb:27017"
                 )
             }
@@ -158,9 +165,10 @@ struct StatusCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "status")
         let start = ContinuousClock.now
         do {
+            let timeout = try connection.timeoutDuration()
             let reader = ReplicaSetStatusReader(
                 connectionString: try connection.connectionString(),
-                attemptTimeout: min(connection.timeout.duration, .seconds(5)),
+                attemptTimeout: min(timeout, .seconds(5)),
                 logger: console.logger
             )
             let status = try await reader.read()
@@ -190,7 +198,9 @@ struct WaitCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "wait")
         let start = ContinuousClock.now
         do {
+            let timeout = try connection.timeoutDuration()
             let connectionString = try connection.connectionString()
+            try connection.validateSetName()
             let seed =
                 connectionString.hosts.first.flatMap { HostAndPort(parsing: $0) } ?? HostAndPort(host: "?", port: 27017)
             let configuration = BootstrapConfiguration(
@@ -198,7 +208,7 @@ struct WaitCommand: AsyncParsableCommand {
                 setName: connection.setName,
                 members: [seed],
                 allowLocalhostMember: true,
-                timeout: connection.timeout.duration
+                timeout: timeout
             )
             let report = try await ReplicaSetBootstrapper(configuration: configuration, logger: console.logger)
                 .waitUntilReady { phase in console.phase(phase) }

@@ -51,9 +51,13 @@ struct Console: Sendable {
         case .failure(let failure):
             json.outcome = "failed"
             json.exitCode = failure.exitCode
-            json.error = .init(kind: failure.kind.rawValue, message: failure.message, fix: failure.fix)
-            Self.writeError("rsinit: error: \(failure.message)")
-            if let fix = failure.fix { Self.writeError("rsinit: fix: \(fix)") }
+            json.error = .init(
+                kind: failure.kind.rawValue,
+                message: Redaction.redact(failure.message),
+                fix: failure.fix.map(Redaction.redact)
+            )
+            Self.writeError("rsinit: error: \(EnvironmentArguments.naming(failure.message))")
+            Self.writeError("rsinit: fix: \(failure.fix ?? Self.defaultFix(for: failure.kind))")
         }
         if output.json {
             let encoder = JSONEncoder()
@@ -62,8 +66,67 @@ struct Console: Sendable {
         }
     }
 
+    /// Every line rsinit writes to stderr goes through here, redacted.
     static func writeError(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        FileHandle.standardError.write(Data((Redaction.redact(line) + "\n").utf8))
+    }
+
+    /// A failure without its own fix still gets a `rsinit: fix:` line.
+    static func defaultFix(for kind: BootstrapFailure.Kind) -> String {
+        switch kind {
+        case .usage: return "correct the flag or variable named above (see rsinit --help)"
+        case .auth: return "check the user and password (--username/--password-file, or the credentials in --uri)"
+        case .unreachable: return "check that mongod runs and that --host/--port (or --uri) reach it"
+        case .notReplicaSet: return "start mongod with --replSet <name>"
+        case .invalidConfig: return "check --set-name, --member-host and --members against the set's config"
+        case .noWritablePrimary: return "check the members' health with rsinit status, or raise --timeout"
+        case .oplogNotAdvancing: return "check that the primary accepts writes (rsinit status)"
+        }
+    }
+}
+
+/// The process's log handler: swift-log's stream handler on stderr, with every message and metadata value
+/// redacted first (libmongoc's lines and the bridge's errors included).
+struct RedactingLogHandler: LogHandler {
+    private var inner: StreamLogHandler
+
+    init(label: String) { inner = StreamLogHandler.standardError(label: label) }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { inner.metadataProvider }
+        set { inner.metadataProvider = newValue }
+    }
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue.mapValues(Self.redact) }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue.map(Self.redact) }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        event.message = "\(Redaction.redact(event.message.description))"
+        event.metadata = event.metadata?.mapValues(Self.redact)
+        event.error = nil
+        inner.log(event: event)
+    }
+
+    static func redact(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let text): return .string(Redaction.redact(text))
+        case .stringConvertible(let value): return .string(Redaction.redact(value.description))
+        case .array(let values): return .array(values.map(redact))
+        case .dictionary(let values): return .dictionary(values.mapValues(redact))
+        }
     }
 }
 

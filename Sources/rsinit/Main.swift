@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Logging
+import MongoCWrapper
 import RSInitCore
 
 /// Entry point: applies RSINIT_* environment variables, parses, runs, and maps every failure to a documented exit
@@ -7,6 +9,8 @@ import RSInitCore
 @main
 enum Main {
     static func main() async {
+        LoggingSystem.bootstrap { label in RedactingLogHandler(label: label) }
+        for argument in CommandLine.arguments.dropFirst() { Redaction.registerCredentials(in: argument) }
         let arguments: [String]
         do {
             arguments = try EnvironmentArguments.merge(
@@ -14,9 +18,11 @@ enum Main {
                 environment: ProcessInfo.processInfo.environment
             )
         } catch {
-            FileHandle.standardError.write(Data("rsinit: error: \(error.message)\nrsinit: fix: \(error.fix)\n".utf8))
+            Console.writeError("rsinit: error: \(error.message)")
+            Console.writeError("rsinit: fix: \(error.fix)")
             Foundation.exit(2)
         }
+        for argument in arguments { Redaction.registerCredentials(in: argument) }
         do {
             var command = try RSInitCommand.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -28,12 +34,16 @@ enum Main {
             Foundation.exit(exit.rawValue)
         } catch {
             let code = RSInitCommand.exitCode(for: error)
-            let message = RSInitCommand.fullMessage(for: error)
             if code == .success {
-                print(message)
+                print(RSInitCommand.fullMessage(for: error))
                 Foundation.exit(0)
             }
-            FileHandle.standardError.write(Data((message + "\n").utf8))
+            // The argument parser's own errors (unknown flag, missing value, bad enum value): same two lines as
+            // every other failure, exit 2.
+            let message = RSInitCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let command = arguments.first.flatMap { ["status", "wait", "tail"].contains($0) ? " \($0)" : nil } ?? ""
+            Console.writeError("rsinit: error: \(message)")
+            Console.writeError("rsinit: fix: see rsinit\(command) --help for the flags and their values")
             Foundation.exit(2)
         }
     }
@@ -42,19 +52,28 @@ enum Main {
 /// Maps `RSINIT_*` environment variables to flags that are not already on the command line. Every valued variable
 /// may instead be given as `<VARIABLE>_FILE`, a file holding the value (Docker/Kubernetes secrets).
 enum EnvironmentArguments {
-    struct UnreadableFile: Error {
-        let variable: String
-        let path: String
-        var message: String { "cannot read \(variable) (\(path))" }
-        var fix: String { "mount the file there and make it readable by this user, or set the variable directly" }
+    typealias UnreadableFile = InputError
+
+    /// How a variable's value is checked before it becomes a flag (so the message names the variable).
+    enum ValueKind {
+        case text, boolean, duration, port
     }
 
     struct Entry {
         let variable: String
         let flag: String
-        let isBoolean: Bool
+        let kind: ValueKind
         /// Commands that accept the flag ("" is the root bootstrap command).
         let commands: Set<String>
+
+        init(variable: String, flag: String, isBoolean: Bool, commands: Set<String>, kind: ValueKind? = nil) {
+            self.variable = variable
+            self.flag = flag
+            self.kind = kind ?? (isBoolean ? .boolean : .text)
+            self.commands = commands
+        }
+
+        var isBoolean: Bool { kind == .boolean }
     }
 
     static let all: Set<String> = ["", "status", "wait", "tail", "doctor"]
@@ -64,12 +83,12 @@ enum EnvironmentArguments {
     static let redis: Set<String> = ["tail", "doctor"]
     static let table: [Entry] = [
         Entry(variable: "RSINIT_HOST", flag: "--host", isBoolean: false, commands: all),
-        Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all),
+        Entry(variable: "RSINIT_PORT", flag: "--port", isBoolean: false, commands: all, kind: .port),
         Entry(variable: "RSINIT_URI", flag: "--uri", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_USERNAME", flag: "--username", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_PASSWORD_FILE", flag: "--password-file", isBoolean: false, commands: all),
         Entry(variable: "RSINIT_SET_NAME", flag: "--set-name", isBoolean: false, commands: sets),
-        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: sets),
+        Entry(variable: "RSINIT_TIMEOUT", flag: "--timeout", isBoolean: false, commands: sets, kind: .duration),
         Entry(variable: "RSINIT_REDIS", flag: "--redis", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_PREFIX", flag: "--prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_CONTROL_CHANNEL", flag: "--control-channel", isBoolean: false, commands: ["tail"]),
@@ -82,8 +101,14 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_EXCLUDE", flag: "--exclude", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FAN_OUT", flag: "--fan-out", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_HTTP", flag: "--http", isBoolean: false, commands: ["tail"]),
-        Entry(variable: "RSINIT_STALL_TIMEOUT", flag: "--stall-timeout", isBoolean: false, commands: ["tail"]),
-        Entry(variable: "RSINIT_MAX_LAG", flag: "--max-lag", isBoolean: false, commands: ["tail"]),
+        Entry(
+            variable: "RSINIT_STALL_TIMEOUT",
+            flag: "--stall-timeout",
+            isBoolean: false,
+            commands: ["tail"],
+            kind: .duration
+        ),
+        Entry(variable: "RSINIT_MAX_LAG", flag: "--max-lag", isBoolean: false, commands: ["tail"], kind: .duration),
         Entry(variable: "RSINIT_MEMBER_HOST", flag: "--member-host", isBoolean: false, commands: [""]),
         Entry(variable: "RSINIT_MEMBERS", flag: "--members", isBoolean: false, commands: [""]),
         Entry(
@@ -98,7 +123,22 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_VERBOSE", flag: "--verbose", isBoolean: true, commands: all),
     ]
 
-    static func merge(_ arguments: [String], environment: [String: String]) throws(UnreadableFile) -> [String] {
+    /// Flags that came from a variable (`--http` → `RSINIT_HTTP`), so later messages can name the variable. Written
+    /// once by `merge` before anything runs concurrently.
+    nonisolated(unsafe) static var origins: [String: String] = [:]
+
+    /// `message`, naming the variable when the flag it mentions came from one.
+    static func naming(_ message: String) -> String {
+        guard
+            let (flag, variable) = origins.sorted(by: { $0.key.count > $1.key.count }).first(where: {
+                message.contains($0.key)
+            })
+        else { return message }
+        _ = flag
+        return "\(message) (from \(variable))"
+    }
+
+    static func merge(_ arguments: [String], environment: [String: String]) throws(InputError) -> [String] {
         let subcommands: Set<String> = ["status", "wait", "tail", "doctor"]
         let command = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? ""
         if arguments.contains("--help") || arguments.contains("-h") || arguments.contains("--version") {
@@ -107,27 +147,52 @@ enum EnvironmentArguments {
         var merged = arguments
         for entry in table where entry.commands.contains(command) {
             let present = arguments.contains { $0 == entry.flag || $0.hasPrefix(entry.flag + "=") }
-            guard !present, let value = try value(of: entry, in: environment) else { continue }
-            if entry.isBoolean {
-                if ["1", "true", "yes", "on"].contains(value.lowercased()) { merged.append(entry.flag) }
-            } else {
-                merged.append(entry.flag)
-                merged.append(value)
+            guard !present, let (value, source) = try value(of: entry, in: environment) else { continue }
+            origins[entry.flag] = source.name
+            switch entry.kind {
+            case .boolean:
+                if try InputValue.boolean(value, from: source) { merged.append(entry.flag) }
+                continue
+            case .duration: _ = try InputValue.duration(value, from: source)
+            case .port: _ = try InputValue.port(value, from: source)
+            case .text: break
             }
+            merged.append(entry.flag)
+            merged.append(value)
         }
         return merged
     }
 
-    /// `VARIABLE`, else the contents of `VARIABLE_FILE` without trailing newlines; nil when neither is set.
-    static func value(of entry: Entry, in environment: [String: String]) throws(UnreadableFile) -> String? {
-        if let value = environment[entry.variable], !value.isEmpty { return value }
+    /// `VARIABLE`, else the contents of `VARIABLE_FILE` without trailing newlines; nil when neither is set (or
+    /// set empty). Both set is an error: which one wins would be a guess.
+    static func value(
+        of entry: Entry,
+        in environment: [String: String]
+    ) throws(InputError) -> (String, InputSource)? {
         let fileVariable = entry.variable + "_FILE"
-        guard !entry.isBoolean, let path = environment[fileVariable], !path.isEmpty else { return nil }
-        guard let contents = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw UnreadableFile(variable: fileVariable, path: path)
+        let direct = environment[entry.variable].flatMap { $0.isEmpty ? nil : $0 }
+        let path = entry.isBoolean ? nil : environment[fileVariable].flatMap { $0.isEmpty ? nil : $0 }
+        if direct != nil, path != nil {
+            throw InputError(
+                "both \(entry.variable) and \(fileVariable) are set",
+                fix: "set only one of them"
+            )
         }
-        var trimmed = Substring(contents)
-        while trimmed.last == "\n" || trimmed.last == "\r" { trimmed.removeLast() }
-        return trimmed.isEmpty ? nil : String(trimmed)
+        if let direct { return (direct, InputSource(entry.variable)) }
+        guard let path else { return nil }
+        let contents: String
+        do { contents = try SecretFile.read(path) } catch {
+            throw InputError(
+                "cannot read \(fileVariable) (\(InputValue.shown(path))): \(error.reason)",
+                fix: "mount the file there (UTF-8 text, at most 64 KiB) and make it readable by this user, or set "
+                    + "\(entry.variable) directly"
+            )
+        }
+        // A file is how secrets are mounted: its contents are never echoed, whatever variable names it (a password
+        // mounted at RSINIT_HOST_FILE must not come back in "invalid --host …").
+        Redaction.registerCredentials(in: contents)
+        Redaction.registerSecret(contents)
+        Redaction.registerSecret(contents.lowercased())  // host names come back lower-cased from libmongoc
+        return contents.isEmpty ? nil : (contents, InputSource(fileVariable, isFile: true))
     }
 }

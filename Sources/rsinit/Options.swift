@@ -8,8 +8,8 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "mongod's host name, as clients reach it (env RSINIT_HOST).")
     var host: String?
 
-    @Option(help: "mongod's port (env RSINIT_PORT).")
-    var port: Int = 27017
+    @Option(help: "mongod's port, 1-65535 (env RSINIT_PORT).")
+    var port = RawArgument("27017")
 
     @Option(
         help: ArgumentHelp(
@@ -41,15 +41,36 @@ struct ConnectionOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Overall deadline: seconds, or with a unit (500ms, 90s, 2m) (env RSINIT_TIMEOUT).",
+            "Overall deadline: seconds, or with a unit (500ms, 90s, 2m), 1ms to 7d (env RSINIT_TIMEOUT).",
             valueName: "duration"
         )
     )
-    var timeout: TimeoutValue = TimeoutValue(duration: .seconds(120))
+    var timeout = RawArgument("120s")
+
+    /// `--timeout`, validated.
+    func timeoutDuration() throws(BootstrapFailure) -> Duration {
+        do { return try InputValue.duration(timeout.text, from: InputSource("--timeout")) } catch {
+            throw error.failure
+        }
+    }
+
+    /// `--set-name`: what mongod accepts for `--replSet` (not empty, no `/`, no control characters, at most 128
+    /// bytes).
+    func validateSetName() throws(BootstrapFailure) {
+        let fix = "pass the name mongod runs with (--replSet), e.g. --set-name steedos"
+        guard !setName.isEmpty else { throw BootstrapFailure(.usage, "--set-name is empty", fix: fix) }
+        guard setName.utf8.count <= 128, !setName.contains("/"),
+            !setName.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else {
+            throw BootstrapFailure(.usage, "invalid --set-name \"\(InputValue.shown(setName))\"", fix: fix)
+        }
+    }
 
     /// The node to talk to, as a libmongoc connection string.
     func connectionString() throws(BootstrapFailure) -> MongoConnectionString {
-        try Self.connectionString(host: host, port: port, uri: uri, credentials: credentials())
+        let port: Int
+        do { port = try InputValue.port(self.port.text, from: InputSource("--port")) } catch { throw error.failure }
+        return try Self.connectionString(host: host, port: port, uri: uri, credentials: credentials())
     }
 
     /// `--username` with the password read from `--password-file` (trailing newlines dropped, as secrets often
@@ -68,18 +89,27 @@ struct ConnectionOptions: ParsableArguments {
                 fix: "put the password in a file (a secret) and pass --password-file <path>"
             )
         }
+        guard !username.isEmpty else {
+            throw BootstrapFailure(.usage, "--username is empty", fix: "pass the user name, e.g. --username root")
+        }
         let password: String
-        do { password = try String(contentsOfFile: passwordFile, encoding: .utf8) } catch {
+        do { password = try SecretFile.read(passwordFile) } catch {
             throw BootstrapFailure(
                 .usage,
-                "cannot read --password-file \(passwordFile)",
-                fix: "mount the secret there and make it readable by this user"
+                "cannot use --password-file \(InputValue.shown(passwordFile)): \(error.reason)",
+                fix:
+                    "mount the secret there (a non-empty UTF-8 text file of at most 64 KiB) and make it readable by this user"
             )
         }
-        var trimmed = Substring(password)
-        while trimmed.last == "\n" || trimmed.last == "\r" { trimmed.removeLast() }
-        guard !trimmed.isEmpty else { throw BootstrapFailure(.usage, "--password-file \(passwordFile) is empty") }
-        return (username, String(trimmed))
+        Redaction.registerSecret(password)
+        guard !password.isEmpty else {
+            throw BootstrapFailure(
+                .usage,
+                "--password-file \(InputValue.shown(passwordFile)) is empty",
+                fix: "write the password into the file (a trailing newline is dropped)"
+            )
+        }
+        return (username, password)
     }
 
     /// `--uri`, or `mongodb://<host>:<port>/` built from a validated host.
@@ -111,11 +141,14 @@ struct ConnectionOptions: ParsableArguments {
         guard let seed = HostAndPort(parsing: host, defaultPort: port) else {
             throw BootstrapFailure(
                 .usage,
-                "invalid --host \"\(host)\"",
-                fix: "pass a host name or IP address (optionally host:port)"
+                "invalid --host \"\(InputValue.shown(host))\"",
+                fix:
+                    "pass a host name or IP address (optionally host:port, [IPv6]:port); credentials go in --uri or --username"
             )
         }
-        guard (1...65535).contains(port) else { throw BootstrapFailure(.usage, "invalid --port \(port)") }
+        guard (1...65535).contains(port) else {
+            throw BootstrapFailure(.usage, "invalid --port \(port): out of range", fix: "use a port from 1 to 65535")
+        }
         var userInfo = ""
         var options = ""
         if let credentials {
@@ -123,7 +156,7 @@ struct ConnectionOptions: ParsableArguments {
             options = "?authSource=admin"
         }
         do { return try MongoConnectionString("mongodb://\(userInfo)\(seed.description)/\(options)") } catch {
-            throw BootstrapFailure(.usage, error.message)
+            throw BootstrapFailure(.usage, error.message, fix: "pass a host name or IP address with --host")
         }
     }
 }
@@ -140,25 +173,44 @@ struct OutputOptions: ParsableArguments {
     var verbose = false
 }
 
-/// `--timeout 120`, `--timeout 90s`, `--timeout 500ms`, `--timeout 2m`.
-struct TimeoutValue: ExpressibleByArgument, Sendable {
-    var duration: Duration
+/// A flag's text as given, validated by ``InputValue`` when the command runs, so that a bad value gets a message
+/// naming the flag, the value and the accepted range (not the argument parser's generic "invalid value").
+struct RawArgument: ExpressibleByArgument, Sendable {
+    var text: String
 
-    init(duration: Duration) { self.duration = duration }
+    init(_ text: String) { self.text = text }
+    init?(argument: String) { text = argument }
 
-    init?(argument: String) {
-        let text = argument.lowercased()
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let value = Double(text.dropLast(suffix.count)), value > 0, value.isFinite else { return nil }
-            duration = .milliseconds(Int64(value * scale * 1000))
-            return
-        }
-        guard let seconds = Double(text), seconds > 0, seconds.isFinite else { return nil }
-        duration = .milliseconds(Int64(seconds * 1000))
+    var defaultValueDescription: String { text }
+}
+
+/// A secret file (`--password-file`, `RSINIT_*_FILE`): at most 64 KiB of UTF-8, trailing newlines dropped.
+enum SecretFile {
+    struct Failure: Error {
+        var reason: String
     }
 
-    var defaultValueDescription: String { duration.formattedSeconds }
+    static let maximumSize = 64 << 10
+
+    static func read(_ path: String) throws(Failure) -> String {
+        guard !path.isEmpty else { throw Failure(reason: "no path given") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw Failure(reason: "no such file")
+        }
+        guard !isDirectory.boolValue else { throw Failure(reason: "a directory, not a file") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw Failure(reason: "not readable") }
+        defer { try? handle.close() }
+        let data: Data
+        do { data = try handle.read(upToCount: maximumSize + 1) ?? Data() } catch {
+            throw Failure(reason: "not readable")
+        }
+        guard data.count <= maximumSize else { throw Failure(reason: "larger than 64 KiB") }
+        guard let text = String(data: data, encoding: .utf8) else { throw Failure(reason: "not UTF-8 text") }
+        var trimmed = Substring(text)
+        while trimmed.last == "\n" || trimmed.last == "\r" || trimmed.last == "\r\n" { trimmed.removeLast() }
+        return String(trimmed)
+    }
 }
 
 /// RFC 3986 percent-encoding of everything but unreserved characters, for user names and passwords in a URI.

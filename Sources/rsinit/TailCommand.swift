@@ -28,7 +28,8 @@ struct TailCommand: AsyncParsableCommand {
 
             EXIT CODES
               0  stopped by SIGTERM/SIGINT
-              2  usage or bad input (flags, URIs, TLS set-up, an --http address in use)
+              2  usage or bad input (flags, URIs, TLS set-up, an --http address in use, a Redis database or \
+            command the server refuses, open transactions over 1,000,000 operations)
               4  mongod has no oplog: not started with --replSet, or the set is not initiated
               6  authentication failed (Redis or MongoDB)
               9  oplog history lost: the checkpoint rolled out of the oplog (--on-history-lost fail)
@@ -122,19 +123,26 @@ struct TailCommand: AsyncParsableCommand {
         name: .customLong("stall-timeout"),
         help: "/healthz fails after this long without progress (env RSINIT_STALL_TIMEOUT)."
     )
-    var stallTimeout = TimeoutValue(duration: .seconds(30))
+    var stallTimeout = RawArgument("30s")
 
     @Option(
         name: .customLong("max-lag"),
         help: "/healthz fails while the bridge is further behind the oplog than this (env RSINIT_MAX_LAG)."
     )
-    var maxLag = TimeoutValue(duration: .seconds(60))
+    var maxLag = RawArgument("60s")
 
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         let console = Console(output: output, command: "tail")
         do {
+            let health: BridgeHealth.Policy
+            do {
+                health = BridgeHealth.Policy(
+                    stallTimeout: try InputValue.duration(stallTimeout.text, from: InputSource("--stall-timeout")),
+                    maximumLag: try InputValue.duration(maxLag.text, from: InputSource("--max-lag"))
+                )
+            } catch { throw error.failure }
             let mongo = try connection.connectionString()
             let start: OplogBridge.Start
             switch from {
@@ -144,34 +152,65 @@ struct TailCommand: AsyncParsableCommand {
                 guard let ts = CheckpointEncoding.parseTimestamp(from) else {
                     throw BootstrapFailure(
                         .usage,
-                        "invalid --from \"\(from)\"",
-                        fix: "use checkpoint, end, or a timestamp T.I"
+                        "invalid --from \"\(InputValue.shown(from))\"",
+                        fix: "use checkpoint, end, or an oplog timestamp T.I (seconds.increment, e.g. 1700000000.1)"
                     )
                 }
                 start = .timestamp(ts)
             }
-            let split: (String?) -> [String] = {
-                $0?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } ?? []
-            }
+            let include: [String]
+            let exclude: [String]
+            let fanOutItems: [String]
+            do throws(InputError) {
+                include = try InputValue.list(
+                    self.include,
+                    from: InputSource("--include"),
+                    example: "steedos,app.tasks"
+                )
+                exclude = try InputValue.list(self.exclude, from: InputSource("--exclude"), example: "app.logs,tmp*")
+                fanOutItems = try InputValue.list(
+                    fanOut,
+                    from: InputSource("--fan-out"),
+                    example: "app.tasks=namespace:company"
+                )
+                try Self.checkPatterns(include, from: "--include")
+                try Self.checkPatterns(exclude, from: "--exclude")
+                if controlChannel.isEmpty {
+                    throw InputError("--control-channel is empty", fix: "name a channel, e.g. rsinit.commands")
+                }
+            } catch { throw error.failure }
             let fanOutRules: [FanOutRule]
-            do { fanOutRules = try split(fanOut).map(FanOutRule.init) } catch {
-                throw BootstrapFailure(.usage, error.description, fix: "e.g. --fan-out 'app.tasks=namespace:company'")
+            do { fanOutRules = try fanOutItems.map(FanOutRule.init) } catch {
+                throw BootstrapFailure(
+                    .usage,
+                    Redaction.redact(error.description),
+                    fix: "e.g. --fan-out 'app.tasks=namespace:company' or 'app=channel:news'"
+                )
             }
             let httpAddress = try http.map(Self.parseListenAddress)
             let registry = httpAddress.map { _ in PrometheusCollectorRegistry() }
             let mapping = OplogEventMapper.Configuration(
                 fieldsMode: fields == .top ? .top : .deep,
-                filter: NamespaceFilter(include: split(include), exclude: split(exclude))
+                filter: NamespaceFilter(include: include, exclude: exclude)
             )
             let publisher: any EventPublisher
             if let redis {
                 let url: RedisURL
-                do { url = try RedisURL(redis) } catch {
+                do {
+                    url = try RedisURL(redis)
+                    try url.checkTLSFiles()
+                } catch {
                     throw BootstrapFailure(
                         .usage,
                         error.message,
                         fix:
-                            "use redis[s]://[user:password@]host[:port][/db][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
+                            "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
+                    )
+                }
+                if url.useTLS && url.tls.verify == .none {
+                    console.warn(
+                        "--redis has verify=none: the Redis server's certificate is not checked (encrypted, but "
+                            + "anyone on the path can impersonate the server); use verify=full (the default) with ca="
                     )
                 }
                 publisher = RedisEventPublisher(
@@ -196,7 +235,7 @@ struct TailCommand: AsyncParsableCommand {
                     tailer: OplogTailerConfiguration(connectionString: mongo, mapping: mapping),
                     start: start,
                     onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
-                    health: BridgeHealth.Policy(stallTimeout: stallTimeout.duration, maximumLag: maxLag.duration)
+                    health: health
                 ),
                 publisher: publisher,
                 logger: console.logger,
@@ -252,9 +291,17 @@ struct TailCommand: AsyncParsableCommand {
                 "rsinit: fix: events were lost to the consumer; restart with --from end (or --on-history-lost from-end) after consumers reload, and size the oplog for the longest bridge outage"
             )
             throw ExitCode(9)
+        } catch let tooLarge as OplogTransactionTooLarge {
+            Console.writeError("rsinit: error: \(tooLarge)")
+            Console.writeError(
+                "rsinit: fix: split such transactions in the application (MongoDB advises at most 1,000 documents "
+                    + "each); to get past this one, restart with --from end (its events are lost to consumers)"
+            )
+            throw ExitCode(2)
         } catch let error as RedisError {
-            Console.writeError("rsinit: error: \(error)")
-            throw ExitCode(error.kind == .authenticationFailed || error.kind == .authenticationRequired ? 6 : 2)
+            let failure = Self.failure(for: error)
+            console.result(.failure(failure), elapsed: .zero)
+            throw ExitCode(failure.exitCode)
         } catch let error as MongoError {
             Console.writeError("rsinit: error: MongoDB: \(error)")
             if error.code == .noReplicationEnabled {
@@ -295,26 +342,77 @@ struct TailCommand: AsyncParsableCommand {
         switch path {
         case "/healthz":
             let (healthy, json) = bridge.healthReport()
-            return .init(status: healthy ? 200 : 503, contentType: "application/json", body: json + "\n")
+            return .init(
+                status: healthy ? 200 : 503,
+                contentType: "application/json",
+                body: Redaction.redact(json) + "\n"
+            )
         case "/metrics":
+            // Labels come from the oplog (namespaces), never from the configuration; redacted all the same.
             return .init(
                 status: 200,
                 contentType: "text/plain; version=0.0.4; charset=utf-8",
-                body: registry.emitToString()
+                body: Redaction.redact(registry.emitToString())
             )
         default:
             return nil
         }
     }
 
-    /// `host:port`, `:port` (all interfaces) or `[v6]:port`.
-    static func parseListenAddress(_ text: String) throws -> (host: String, port: Int) {
-        let fix = "use host:port, e.g. --http 0.0.0.0:9121"
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { throw BootstrapFailure(.usage, "invalid --http \"\(text)\"", fix: fix) }
+    /// A Redis failure that ends the run (not transient): usage (exit 2) or authentication (exit 6), with its fix.
+    static func failure(for error: RedisError) -> BootstrapFailure {
+        switch error.category {
+        case .authentication:
+            return BootstrapFailure(
+                .auth,
+                error.message,
+                fix: "check the user and password in --redis (redis://user:password@host) and the user's ACL"
+            )
+        case .usage:
+            return BootstrapFailure(
+                .usage,
+                error.message,
+                fix: error.kind == .tlsFailed
+                    ? "check the ca=, cert=, key= and verify= options of --redis and the server's certificate"
+                    : "check --redis and the Redis server's configuration (databases, commands allowed)"
+            )
+        case .transient, .server:
+            return BootstrapFailure(.usage, error.message, fix: "check the Redis server named in --redis")
+        }
+    }
+
+    /// `--include`/`--exclude` patterns: `db`, `db.coll`, `*` wildcards; no white space, no empty parts.
+    static func checkPatterns(_ patterns: [String], from flag: String) throws(InputError) {
+        for pattern in patterns {
+            let parts = pattern.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+            guard !pattern.contains(where: { $0.isWhitespace || $0 == "$" || $0 == "\0" }),
+                parts.allSatisfy({ !$0.isEmpty })
+            else {
+                throw InputError(
+                    "invalid \(flag) pattern \"\(InputValue.shown(pattern))\"",
+                    fix: "use db, db.collection or * wildcards (e.g. \(flag) steedos,app.tasks,logs*)"
+                )
+            }
+        }
+    }
+
+    /// `host:port`, `:port` (all interfaces) or `[v6]:port`; the port 1-65535.
+    static func parseListenAddress(_ text: String) throws(BootstrapFailure) -> (host: String, port: Int) {
+        let fix = "use host:port with a port from 1 to 65535, e.g. --http 0.0.0.0:9121 or --http [::]:9121"
+        let invalid = BootstrapFailure(.usage, "invalid --http \"\(InputValue.shown(text))\"", fix: fix)
+        guard let colon = text.lastIndex(of: ":") else { throw invalid }
+        let port: Int
+        do {
+            port = try InputValue.port(String(text[text.index(after: colon)...]), from: InputSource("--http port"))
+        } catch { throw BootstrapFailure(.usage, error.message, fix: fix) }
         var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.hasPrefix("[") || host.hasSuffix("]") {
+            guard host.hasPrefix("["), host.hasSuffix("]"), host.count > 2 else { throw invalid }
+            host = String(host.dropFirst().dropLast())
+            guard RedisURL.isIPv6Address(host) else { throw invalid }
+        } else if host.contains(":") || host.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "@" }) {
+            throw invalid
+        }
         return (host.isEmpty ? "0.0.0.0" : host, port)
     }
 

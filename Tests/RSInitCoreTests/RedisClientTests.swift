@@ -129,12 +129,16 @@ struct RedisConnectionTests {
     @Test func serverRepliesThatPassAreRetriedOthersAreNot() {
         for reply in ["LOADING Redis is loading", "BUSY script", "READONLY You can't write", "OOM command not allowed"]
         {
-            #expect(RedisError(.server, "SET failed: \(reply)").isTransient, "\(reply)")
+            #expect(RedisError.reply(reply, command: "SET").isTransient, "\(reply)")
+            #expect(RedisError.reply(reply, command: "SET").kind == .serverBusy, "\(reply)")
         }
         for reply in ["ERR unknown command", "WRONGTYPE Operation against a key", "NOSCRIPT No matching script"] {
-            #expect(!RedisError(.server, "EVALSHA failed: \(reply)").isTransient, "\(reply)")
+            #expect(!RedisError.reply(reply, command: "EVALSHA").isTransient, "\(reply)")
         }
         #expect(RedisError(.connectionRefused, "x").isTransient && !RedisError(.authenticationFailed, "x").isTransient)
+        // The category comes from the kind alone, never from the message text.
+        #expect(!RedisError(.server, "SET failed: LOADING Redis is loading").isTransient)
+        #expect(RedisError(.serverBusy, "anything").isTransient)
     }
 
     @Test func tlsOptionsInTheURL() throws {

@@ -1,5 +1,9 @@
 internal import CLibMongoC
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A MongoDB URI as libmongoc parses it. rsinit adds nothing to the URI syntax; it only reads what libmongoc parsed
 /// and sets standard options.
 public struct MongoConnectionString: Sendable, CustomStringConvertible {
@@ -23,8 +27,11 @@ public struct MongoConnectionString: Sendable, CustomStringConvertible {
     /// - Throws: ``MongoError`` with code ``MongoError/Code/invalidURI`` and libmongoc's reason (credentials removed).
     public init(_ uri: String) throws(MongoError) {
         MongoRuntime.ensureInitialized()
+        Redaction.registerCredentials(in: uri)
         var error = bson_error_t()
-        guard let parsed = mongoc_uri_new_with_error(uri, &error) else {
+        let warnings = MongoRuntime.WarningCollector()
+        let result = MongoRuntime.$uriWarnings.withValue(warnings) { mongoc_uri_new_with_error(uri, &error) }
+        guard let parsed = result else {
             let reason = String(cString: rsinit_bson_error_message(&error))
             throw MongoError(
                 code: .invalidURI,
@@ -34,6 +41,7 @@ public struct MongoConnectionString: Sendable, CustomStringConvertible {
             )
         }
         defer { mongoc_uri_destroy(parsed) }
+        try Self.validate(parsed, uri: uri, warnings: warnings.messages)
         self.uri = uri
         var hosts: [String] = []
         var node = mongoc_uri_get_hosts(parsed)
@@ -115,9 +123,59 @@ public struct MongoConnectionString: Sendable, CustomStringConvertible {
         return parsed
     }
 
+    /// Authentication mechanisms libmongoc 1.23 knows (`authMechanism`).
+    static let knownAuthMechanisms: Set<String> = [
+        "SCRAM-SHA-1", "SCRAM-SHA-256", "MONGODB-X509", "MONGODB-AWS", "GSSAPI", "PLAIN", "MONGODB-CR",
+    ]
+
+    /// What libmongoc accepts with only a log warning (and then retries forever on) is an error here: an
+    /// unsupported option or value, an unknown `authMechanism`, a TLS file that is not there, a malformed IPv6
+    /// host.
+    private static func validate(_ parsed: OpaquePointer, uri: String, warnings: [String]) throws(MongoError) {
+        func invalid(_ reason: String) -> MongoError {
+            MongoError(
+                code: .invalidURI,
+                message: "invalid MongoDB URI \(MongoURI.redacted(uri)): \(MongoURI.redacted(reason))"
+            )
+        }
+        if let warning = warnings.first { throw invalid(warning) }
+        if let mechanism = mongoc_uri_get_auth_mechanism(parsed).map({ String(cString: $0) }),
+            !knownAuthMechanisms.contains(mechanism.uppercased())
+        {
+            throw invalid(
+                "unknown authMechanism \"\(mechanism)\" (known: \(knownAuthMechanisms.sorted().joined(separator: ", ")))"
+            )
+        }
+        for option in [MONGOC_URI_TLSCAFILE, MONGOC_URI_TLSCERTIFICATEKEYFILE] {
+            guard let value = mongoc_uri_get_option_as_utf8(parsed, option, nil).map({ String(cString: $0) }) else {
+                continue
+            }
+            guard access(value, R_OK) == 0, !isDirectory(value) else {
+                throw invalid("the \(option) file \"\(value)\" is missing or not readable")
+            }
+        }
+        var node = mongoc_uri_get_hosts(parsed)
+        while let current = node {
+            if current.pointee.family == AF_INET6 {
+                var name = current.pointee.host
+                let text = withUnsafeBytes(of: &name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                var address = in6_addr()
+                guard inet_pton(AF_INET6, String(text.prefix { $0 != "%" }), &address) == 1 else {
+                    throw invalid("malformed IPv6 host [\(text)]")
+                }
+            }
+            node = UnsafePointer(current.pointee.next)
+        }
+    }
+
+    private static func isDirectory(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
+    }
+
     private static func hostAndPort(_ host: mongoc_host_list_t) -> String {
         var name = host.host
-        let text = withUnsafeBytes(of: &name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let text = withUnsafeBytes(of: &name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         if host.family == AF_INET6 { return "[\(text)]:\(host.port)" }
         return "\(text):\(host.port)"
     }

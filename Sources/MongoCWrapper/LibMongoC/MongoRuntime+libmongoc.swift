@@ -30,7 +30,18 @@ public enum MongoRuntime {
     static func registerSecret(_ secret: String) {
         guard !secret.isEmpty else { return }
         sink.withLock { if !$0.secrets.contains(secret) { $0.secrets.append(secret) } }
+        Redaction.registerSecret(secret)
     }
+
+    /// Collects libmongoc's warnings while a URI is parsed on this task (unsupported options and values are only
+    /// logged by libmongoc; ``MongoConnectionString`` turns them into errors).
+    final class WarningCollector: Sendable {
+        private let storage = Mutex<[String]>([])
+        func append(_ message: String) { storage.withLock { $0.append(message) } }
+        var messages: [String] { storage.withLock { $0 } }
+    }
+
+    @TaskLocal static var uriWarnings: WarningCollector?
 
     /// The libmongoc version linked at run time, e.g. "1.23.1".
     public static var libmongocVersion: String {
@@ -42,6 +53,10 @@ public enum MongoRuntime {
         domain: UnsafePointer<CChar>?,
         message: UnsafePointer<CChar>?
     ) {
+        if let collector = uriWarnings, level.rawValue <= MONGOC_LOG_LEVEL_WARNING.rawValue {
+            collector.append(message.map { String(cString: $0) } ?? "")
+            return
+        }
         let (logger, secrets) = sink.withLock { ($0.logger, $0.secrets) }
         guard let logger else { return }
         let text = MongoURI.scrub(message.map { String(cString: $0) } ?? "", secrets: secrets)

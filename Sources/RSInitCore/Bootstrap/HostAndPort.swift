@@ -21,11 +21,12 @@ public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
             host = String(trimmed[trimmed.index(after: trimmed.startIndex)..<close])
             let rest = trimmed[trimmed.index(after: close)...]
             if !rest.isEmpty {
-                guard rest.hasPrefix(":"), let parsed = Int(rest.dropFirst()) else { return nil }
+                guard rest.hasPrefix(":"), let parsed = Self.port(rest.dropFirst()) else { return nil }
                 port = parsed
             }
         } else if let colon = trimmed.lastIndex(of: ":") {
-            guard trimmed.firstIndex(of: ":") == colon, let parsed = Int(trimmed[trimmed.index(after: colon)...]) else {
+            guard trimmed.firstIndex(of: ":") == colon, let parsed = Self.port(trimmed[trimmed.index(after: colon)...])
+            else {
                 return nil
             }
             host = String(trimmed[..<colon])
@@ -34,6 +35,12 @@ public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
         guard !host.isEmpty, (1...65535).contains(port) else { return nil }
         self.host = host
         self.port = port
+    }
+
+    /// Decimal digits only (no sign, no spaces), at most 5 of them.
+    private static func port(_ text: Substring) -> Int? {
+        guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int(text)
     }
 
     /// Whether the host is a loopback reference (`localhost`, `127.x.x.x`, `::1`): only reachable from inside

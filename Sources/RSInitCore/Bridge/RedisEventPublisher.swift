@@ -133,15 +133,26 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     }
 
     public func loadCheckpoint() async throws -> BSONTimestamp? {
-        let reply = try RedisConnection.check(
-            try await connected().command(["GET", configuration.checkpointKey]),
-            command: "GET"
-        )
-        guard let text = reply.string else { return nil }
-        guard let position = CheckpointEncoding.decode(text) else {
-            throw RedisError(.server, "the checkpoint \(configuration.checkpointKey) holds \"\(text)\", not a position")
+        let connection = try await connected()
+        do {
+            guard
+                let text = try RedisConnection.optionalString(
+                    try await connection.command(["GET", configuration.checkpointKey]),
+                    command: "GET \(configuration.checkpointKey)"
+                )
+            else { return nil }
+            guard let position = CheckpointEncoding.decode(text) else {
+                throw RedisError(
+                    .unexpectedReply,
+                    "the checkpoint \(configuration.checkpointKey) holds \"\(InputValue.shown(text))\", not a position "
+                        + "(the 20-digit (t << 32) | i rsinit writes); fix or delete the key, or start with --from end"
+                )
+            }
+            return position
+        } catch {
+            await dropConnection(connection)
+            throw error
         }
-        return position
     }
 
     /// The whole batch: its events, then its checkpoint (plain mode: a second round trip once Redis acknowledged
@@ -331,7 +342,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         }
         var receipt = PublishReceipt(published: 0)
         for (call, reply) in zip(calls, replies) {
-            let published = Int(try RedisConnection.check(reply, command: "EVALSHA").integer ?? 0)
+            let published = try RedisConnection.scriptCount(reply, events: call.events.count)
             guard published >= 0 else {
                 // The chunk before ran but its last dedupe key is gone already (evicted or flushed): send again.
                 throw RedisError(

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 public import ServiceLifecycle
+import Synchronization
 
 /// A small HTTP/1.1 server for operations endpoints (`/healthz`, `/metrics`), on SwiftNIO.
 ///
@@ -26,6 +27,10 @@ public final class OperationsHTTPServer: Service, Sendable {
 
     public let host: String
     public let port: Int
+    /// Connections served at once; one more is closed as soon as it is accepted (probes and scrapers need few).
+    public let maximumConnections: Int
+    /// A connection that sends nothing for this long (no request, or a request never finished) is closed.
+    public let idleTimeout: Duration
     private let router: Router
     private let logger: Logger
     private let onBound: @Sendable (_ port: Int) -> Void
@@ -35,11 +40,15 @@ public final class OperationsHTTPServer: Service, Sendable {
         host: String,
         port: Int,
         logger: Logger,
+        maximumConnections: Int = 64,
+        idleTimeout: Duration = .seconds(30),
         onBound: @escaping @Sendable (_ port: Int) -> Void = { _ in },
         router: @escaping Router
     ) {
         self.host = host
         self.port = port
+        self.maximumConnections = max(1, maximumConnections)
+        self.idleTimeout = idleTimeout
         self.logger = logger
         self.onBound = onBound
         self.router = router
@@ -61,12 +70,24 @@ public final class OperationsHTTPServer: Service, Sendable {
         logger.info("serving /healthz and /metrics", metadata: ["rsinit.http": "\(host):\(boundPort)"])
         onBound(boundPort)
         let router = self.router
+        let active = ConnectionCount()
+        let maximumConnections = self.maximumConnections
+        let logger = self.logger
         try await withGracefulShutdownHandler {
             try await server.executeThenClose { connections in
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await connection in connections {
-                            group.addTask { await Self.serve(connection, router) }
+                            guard active.enter(maximum: maximumConnections) else {
+                                logger.debug("--http: connection limit reached; closing a new connection")
+                                // Through executeThenClose: an async channel must finish its writer before it goes.
+                                group.addTask { try? await connection.executeThenClose { _, _ in } }
+                                continue
+                            }
+                            group.addTask {
+                                await Self.serve(connection, router)
+                                active.leave()
+                            }
                         }
                     } catch {
                         // The listening socket failed or closed: stop serving.
@@ -83,12 +104,16 @@ public final class OperationsHTTPServer: Service, Sendable {
     private typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
     private func bind() async throws -> NIOAsyncChannel<Connection, Never> {
-        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let idle = TimeAmount.milliseconds(idleTimeout.milliseconds)
+        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: idle), CloseWhenIdle(),
+                    ])
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
                         wrappingChannelSynchronously: channel
@@ -142,5 +167,31 @@ public final class OperationsHTTPServer: Service, Sendable {
         }
         let path = String(head.uri.prefix { $0 != "?" })
         return router(path) ?? Response(status: 404, body: "not found: try /healthz or /metrics\n")
+    }
+}
+
+/// Connections being served, for the `--http` connection cap.
+private final class ConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func enter(maximum: Int) -> Bool {
+        if count.add(1, ordering: .relaxed).newValue <= maximum { return true }
+        count.subtract(1, ordering: .relaxed)
+        return false
+    }
+
+    func leave() { count.subtract(1, ordering: .relaxed) }
+}
+
+/// Closes a connection when `IdleStateHandler` reports it idle.
+private final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

@@ -28,15 +28,19 @@ public struct OplogEventMapper: Sendable {
         public var filter: NamespaceFilter
         /// Attach the inserted / replacement document to events.
         public var includeFullDocuments: Bool
+        /// Operations open transactions may hold until their commit (see ``OplogTransactionTooLarge``).
+        public var maximumPendingOperations: Int
 
         public init(
             fieldsMode: ChangedFieldsMode = .deep,
             filter: NamespaceFilter = .everything,
-            includeFullDocuments: Bool = false
+            includeFullDocuments: Bool = false,
+            maximumPendingOperations: Int = OplogEventMapper.maximumPendingOperations
         ) {
             self.fieldsMode = fieldsMode
             self.filter = filter
             self.includeFullDocuments = includeFullDocuments
+            self.maximumPendingOperations = maximumPendingOperations
         }
     }
 
@@ -57,6 +61,12 @@ public struct OplogEventMapper: Sendable {
     /// `wall` of the newest entry that had one (ms since the epoch), for lag.
     public private(set) var lastWallTime: Int64?
     private var pending: [TransactionKey: PendingTransaction] = [:]
+    /// Operations held in ``pending`` (all open transactions together).
+    public private(set) var pendingOperationCount = 0
+    /// The default bound on operations waiting for their commit at once: ``OplogTransactionTooLarge`` beyond it.
+    /// A transaction of more operations cannot be delivered with bounded memory (MongoDB itself caps one at 60 s
+    /// of lifetime; a million small operations are a few hundred MB held here).
+    public static let maximumPendingOperations = 1_000_000
     /// The last `ns` split into a ``Namespace`` (entries come in long runs of one collection).
     private var lastNamespace: (text: String, namespace: Namespace)?
     /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
@@ -94,6 +104,11 @@ public struct OplogEventMapper: Sendable {
         _ detail: String
     ) {
         unexpressed.append(UnexpressedEntry(timestamp: ts, reason: reason, namespace: namespace, detail: detail))
+    }
+
+    /// Whether the transactions waiting for their commit hold more than ``maximumPendingOperations``.
+    public var pendingTransactionsExceedBound: Bool {
+        pendingOperationCount > configuration.maximumPendingOperations
     }
 
     /// Whether a multi-entry transaction is waiting for its commit.
@@ -164,16 +179,21 @@ public struct OplogEventMapper: Sendable {
                 var chain = pending[key] ?? PendingTransaction(resumeBefore: previous, operations: [])
                 chain.operations += operations
                 pending[key] = chain
+                pendingOperationCount += operations.count
                 return .skipped(.pendingTransaction)
             }
             var all = operations
-            if let key, let chain = pending.removeValue(forKey: key) { all = chain.operations + operations }
+            if let key, let chain = pending.removeValue(forKey: key) {
+                pendingOperationCount -= chain.operations.count
+                all = chain.operations + operations
+            }
             return emitTransaction(all, ts: ts, wall: entry.wall, into: &events)
         case "commitTransaction":
             guard let key, let chain = pending.removeValue(forKey: key) else { return .skipped(.otherCommand) }
+            pendingOperationCount -= chain.operations.count
             return emitTransaction(chain.operations, ts: ts, wall: entry.wall, into: &events)
         case "abortTransaction":
-            if let key { pending.removeValue(forKey: key) }
+            if let key, let chain = pending.removeValue(forKey: key) { pendingOperationCount -= chain.operations.count }
             return .skipped(.abortedTransaction)
         default:
             let before = events.count
@@ -414,5 +434,21 @@ public struct UnexpressedEntry: Sendable, Equatable {
         self.reason = reason
         self.namespace = namespace
         self.detail = detail
+    }
+}
+
+/// Open transactions hold more operations than ``OplogEventMapper/maximumPendingOperations`` before their commit:
+/// the tail stops rather than buffer without bound (nothing is skipped: the checkpoint stays before them).
+public struct OplogTransactionTooLarge: Error, Sendable, CustomStringConvertible {
+    public var operations: Int
+    public var maximum: Int
+
+    public init(operations: Int, maximum: Int) {
+        self.operations = operations
+        self.maximum = maximum
+    }
+
+    public var description: String {
+        "transactions waiting for their commit hold \(operations) operations, more than rsinit buffers (\(maximum))"
     }
 }

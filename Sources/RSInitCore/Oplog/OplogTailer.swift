@@ -196,7 +196,7 @@ public final class TailSession: @unchecked Sendable {
                     fromGetMore = true
                 }
                 failures = 0
-                if let batch = process(documents) { return batch }
+                if let batch = try process(documents) { return batch }
                 if fromGetMore {
                     // An idle stream still yields (an empty batch every maxAwaitTime): consumers can stop between
                     // batches and see that the tail is alive.
@@ -210,6 +210,9 @@ public final class TailSession: @unchecked Sendable {
             } catch let lost as OplogHistoryLost {
                 await close()
                 throw lost
+            } catch let tooLarge as OplogTransactionTooLarge {
+                await close()
+                throw tooLarge
             } catch is CancellationError {
                 await close()
                 return nil
@@ -369,7 +372,7 @@ public final class TailSession: @unchecked Sendable {
     }
 
     /// Maps a batch; nil when it held no entries.
-    private func process(_ documents: [BSONValue]) -> OplogBatch? {
+    private func process(_ documents: [BSONValue]) throws(OplogTransactionTooLarge) -> OplogBatch? {
         guard !documents.isEmpty else { return nil }
         var events: [ChangeEvent] = []
         events.reserveCapacity(documents.count)
@@ -377,6 +380,12 @@ public final class TailSession: @unchecked Sendable {
         for value in documents {
             guard case .document(let document) = value else { continue }
             if case .skipped(let reason) = mapper.map(document, into: &events) { skipped[reason, default: 0] += 1 }
+            if mapper.pendingTransactionsExceedBound {
+                throw OplogTransactionTooLarge(
+                    operations: mapper.pendingOperationCount,
+                    maximum: mapper.configuration.maximumPendingOperations
+                )
+            }
         }
         return OplogBatch(
             events: events,

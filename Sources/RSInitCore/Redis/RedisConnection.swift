@@ -1,4 +1,5 @@
 import Foundation
+import MongoCWrapper
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -14,6 +15,21 @@ public final class RedisConnection: Sendable {
     public let url: RedisURL
     private let channel: any Channel
     private let timeout: Duration
+
+    /// What a reply may be: the bridge's replies are integers, `OK` and a short checkpoint; pub/sub messages (for
+    /// subscribers built on this connection) carry channel names and redis-oplog payloads. A frame over these
+    /// limits closes the connection (``RedisError/Kind/protocolError``).
+    static let replyLimits = RESPLimits(
+        maximumBulkLength: 16 << 20,
+        maximumArrayCount: 1 << 16,
+        maximumDepth: 8,
+        maximumLineLength: 64 << 10,
+        maximumBufferSize: 32 << 20
+    )
+
+    /// Values Redis may push without a request (pub/sub messages) held until ``readPushed(wait:)``; more is a
+    /// reader that does not keep up or a server that is not answering our requests: the connection is closed.
+    public static let maximumUnsolicitedReplies = 65_536
 
     private init(url: RedisURL, channel: any Channel, timeout: Duration) {
         self.url = url
@@ -66,16 +82,36 @@ public final class RedisConnection: Sendable {
         if !commands.isEmpty {
             let replies = try await connection.pipeline(commands.map { $0.map { Array($0.utf8) } })
             for (command, reply) in zip(commands, replies) {
-                guard case .error(let message) = reply else { continue }
+                guard case .error(let message) = reply else {
+                    guard case .simpleString("OK") = reply else {
+                        await connection.close()
+                        throw RedisError(
+                            .unexpectedReply,
+                            "Redis answered \(command[0]) with \(reply.kindName), not OK"
+                        )
+                    }
+                    continue
+                }
                 await connection.close()
                 if command[0] == "AUTH" {
+                    let kind = RedisError.kind(ofReply: message)
+                    guard RedisError.category(of: kind) == .authentication || kind == .server else {
+                        throw RedisError.reply(message, command: "AUTH")
+                    }
                     throw RedisError(
                         .authenticationFailed,
                         "Redis rejected the credentials for \(url): \(Self.firstWord(message))"
                             + " — check the user and password in --redis"
                     )
                 }
-                throw RedisError(.server, "SELECT \(url.database) failed: \(message)")
+                let failure = RedisError.reply(message, command: "SELECT \(url.database)")
+                if failure.kind == .server || failure.kind == .serverConfiguration {
+                    throw RedisError(
+                        .serverConfiguration,
+                        "\(failure.message) — the server has no database \(url.database) (see its databases setting)"
+                    )
+                }
+                throw failure
             }
         }
         return connection
@@ -83,7 +119,9 @@ public final class RedisConnection: Sendable {
 
     private static func firstWord(_ message: String) -> String {
         // WRONGPASS / ERR ... — never echo anything the server might have copied from our input.
-        message.hasPrefix("WRONGPASS") ? "WRONGPASS (invalid username-password pair or user is disabled)" : message
+        message.hasPrefix("WRONGPASS")
+            ? "WRONGPASS (invalid username-password pair or user is disabled)"
+            : Redaction.redact(String(message.prefix(200)))
     }
 
     static func makeTLSContext(_ url: RedisURL) throws(RedisError) -> NIOSSLContext {
@@ -186,18 +224,47 @@ public final class RedisConnection: Sendable {
         try Self.check(try await command(arguments), command: arguments.first ?? "")
     }
 
-    static func check(_ reply: RESPValue, command: String) throws -> RESPValue {
+    static func check(_ reply: RESPValue, command: String) throws(RedisError) -> RESPValue {
         guard case .error(let message) = reply else { return reply }
-        if message.hasPrefix("NOAUTH") {
+        throw RedisError.reply(message, command: command)
+    }
+
+    // MARK: Reply checking: a reply of the wrong type is an error (``RedisError/Kind/unexpectedReply``), never a
+    // default.
+
+    /// An integer reply (PUBLISH, EVALSHA of a script returning a number).
+    static func integer(_ reply: RESPValue, command: String) throws(RedisError) -> Int64 {
+        guard case .integer(let value) = try check(reply, command: command) else {
+            throw RedisError(.unexpectedReply, "Redis answered \(command) with \(reply.kindName), not an integer")
+        }
+        return value
+    }
+
+    /// The dedupe script's reply: the number of events it published, -1 (fence missing) up to `events`.
+    static func scriptCount(_ reply: RESPValue, events: Int) throws(RedisError) -> Int {
+        let value = try integer(reply, command: "EVALSHA (the dedupe script)")
+        guard value >= -1, value <= Int64(events) else {
             throw RedisError(
-                .authenticationRequired,
-                "Redis requires authentication: put the password (and user) in --redis"
+                .unexpectedReply,
+                "the dedupe script answered \(value) for a chunk of \(events) events (expected -1 to \(events))"
             )
         }
-        if message.hasPrefix("NOPERM") {
-            throw RedisError(.authenticationFailed, "the Redis user lacks a permission: \(message)")
+        return Int(value)
+    }
+
+    /// A bulk string or nil reply (GET).
+    static func optionalString(_ reply: RESPValue, command: String) throws(RedisError) -> String? {
+        switch try check(reply, command: command) {
+        case .bulkString(nil): return nil
+        case .bulkString(let bytes?):
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw RedisError(.unexpectedReply, "Redis answered \(command) with a value that is not UTF-8 text")
+            }
+            return text
+        case .simpleString(let text): return text
+        default:
+            throw RedisError(.unexpectedReply, "Redis answered \(command) with \(reply.kindName), not a string")
         }
-        throw RedisError(.server, "\(command) failed: \(message)")
     }
 
     /// The next value Redis pushed without a request (pub/sub messages), or nil after `wait`.
@@ -239,7 +306,9 @@ struct RESPFrameDecoder: ByteToMessageDecoder {
             var index = 0
             var decoded: [RESPValue] = []
             do {
-                while let value = try RESPCodec.decode(bytes, at: &index) { decoded.append(value) }
+                while let value = try RESPCodec.decode(bytes, at: &index, limits: RedisConnection.replyLimits) {
+                    decoded.append(value)
+                }
             } catch {
                 throw RedisError(.protocolError, "Redis sent a malformed reply: \(error)")
             }
@@ -324,6 +393,16 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 if let (waiter, deadline) = pushWaiters.popFirst() {
                     deadline?.cancel()
                     waiter.succeed(value)
+                } else if pushed.count >= RedisConnection.maximumUnsolicitedReplies {
+                    failAll(
+                        RedisError(
+                            .protocolError,
+                            "Redis at \(url) sent more than \(RedisConnection.maximumUnsolicitedReplies) replies "
+                                + "nobody asked for"
+                        ),
+                        context: context
+                    )
+                    return
                 } else {
                     pushed.append(value)
                 }
@@ -441,5 +520,20 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             waiter.fail(error)
         }
         context.close(promise: nil)
+    }
+}
+
+extension RESPValue {
+    /// For messages: what kind of reply this is (never its contents).
+    var kindName: String {
+        switch self {
+        case .simpleString: return "a status reply"
+        case .error: return "an error"
+        case .integer: return "an integer"
+        case .bulkString(nil): return "nil"
+        case .bulkString: return "a string"
+        case .array(nil): return "a nil array"
+        case .array: return "an array"
+        }
     }
 }

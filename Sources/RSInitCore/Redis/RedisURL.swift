@@ -1,4 +1,5 @@
 import Foundation
+import MongoCWrapper
 
 /// A `redis://` / `rediss://` URL: `redis://[[user]:password@]host[:port][/db]`.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
@@ -55,76 +56,62 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             let userInfo = authority[..<at]
             authority = authority[authority.index(after: at)...]
             if let colon = userInfo.firstIndex(of: ":") {
-                let user = String(userInfo[..<colon]).removingPercentEncoding ?? String(userInfo[..<colon])
+                let user = try Self.percentDecoded(userInfo[..<colon], "user name")
                 username = user.isEmpty ? nil : user
-                password = String(userInfo[userInfo.index(after: colon)...]).removingPercentEncoding
+                password = try Self.percentDecoded(userInfo[userInfo.index(after: colon)...], "password")
             } else if !userInfo.isEmpty {
                 // redis://secret@host: a password alone (the common older form).
-                password = String(userInfo).removingPercentEncoding
+                password = try Self.percentDecoded(userInfo, "password")
             }
+            if let password { Redaction.registerSecret(password) }
         }
-        var host = String(authority)
-        var port = 6379
-        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
-            let after = host[host.index(after: close)...]
-            let inner = String(host[host.index(after: host.startIndex)..<close])
-            if after.hasPrefix(":") {
-                guard let parsed = Int(after.dropFirst()) else {
-                    throw RedisError(.invalidURL, "bad port in the Redis URL")
-                }
-                port = parsed
-            }
-            host = inner
-        } else if let colon = host.lastIndex(of: ":") {
-            guard let parsed = Int(host[host.index(after: colon)...]) else {
-                throw RedisError(.invalidURL, "bad port in the Redis URL")
-            }
-            port = parsed
-            host = String(host[..<colon])
-        }
-        guard !host.isEmpty else { throw RedisError(.invalidURL, "no host in the Redis URL") }
-        guard (1...65535).contains(port) else { throw RedisError(.invalidURL, "bad port \(port) in the Redis URL") }
+        let (host, port) = try Self.parseHostAndPort(authority)
         var tls = TLSOptions()
         if let query = path.firstIndex(of: "?").map({ path[path.index(after: $0)...] }) {
             for pair in query.split(separator: "&") where !pair.isEmpty {
                 let parts = pair.split(separator: "=", maxSplits: 1).map {
                     String($0).removingPercentEncoding ?? String($0)
                 }
-                let (key, value) = (parts[0], parts.count > 1 ? parts[1] : "")
+                guard let key = parts.first, !pair.hasPrefix("=") else {
+                    throw RedisError(.invalidURL, "an option without a name in the Redis URL")
+                }
+                let value = parts.count > 1 ? parts[1] : ""
                 switch key {
-                case "ca", "ssl_ca_certs": tls.caFile = value
-                case "cert", "ssl_certfile": tls.certificateFile = value
-                case "key", "ssl_keyfile": tls.keyFile = value
+                case "ca", "ssl_ca_certs", "cert", "ssl_certfile", "key", "ssl_keyfile":
+                    guard !value.isEmpty else {
+                        throw RedisError(.invalidURL, "\(key)= needs a file path in the Redis URL")
+                    }
+                    switch key {
+                    case "ca", "ssl_ca_certs": tls.caFile = value
+                    case "cert", "ssl_certfile": tls.certificateFile = value
+                    default: tls.keyFile = value
+                    }
                 case "verify", "ssl_cert_reqs":
                     switch value {
                     case "full", "required": tls.verify = .full
                     case "ca": tls.verify = .ca
                     case "none": tls.verify = .none
                     default:
-                        throw RedisError(.invalidURL, "bad \(key)=\(value) in the Redis URL: use full, ca or none")
+                        throw RedisError(
+                            .invalidURL,
+                            "bad \(key)=\(Self.shown(value)) in the Redis URL: use full, ca or none"
+                        )
                     }
                 default:
                     throw RedisError(
                         .invalidURL,
-                        "unknown option \(key) in the Redis URL (known: ca, verify, cert, key)"
+                        "unknown option \(Self.shown(key)) in the Redis URL (known: ca, verify, cert, key)"
                     )
                 }
             }
             if !useTLS && tls != TLSOptions() {
-                throw RedisError(.invalidURL, "TLS options need a rediss:// URL")
+                throw RedisError(.invalidURL, "TLS options (ca=, verify=, cert=, key=) need a rediss:// Redis URL")
             }
             if (tls.certificateFile == nil) != (tls.keyFile == nil) {
-                throw RedisError(.invalidURL, "a client certificate needs both cert= and key=")
+                throw RedisError(.invalidURL, "a client certificate needs both cert= and key= in the Redis URL")
             }
         }
-        var database = 0
-        let dbText = path.hasPrefix("/") ? path.dropFirst().prefix { $0 != "?" } : ""
-        if !dbText.isEmpty {
-            guard let parsed = Int(dbText), parsed >= 0 else {
-                throw RedisError(.invalidURL, "bad database number \"\(dbText)\" in the Redis URL")
-            }
-            database = parsed
-        }
+        let database = try Self.parseDatabase(path)
         self.host = host
         self.port = port
         self.username = username
@@ -132,6 +119,121 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         self.database = database
         self.useTLS = useTLS
         self.tls = tls
+    }
+
+    /// The largest database index Redis accepts (its `databases` setting is at most INT_MAX; a server with fewer
+    /// databases answers SELECT with "DB index is out of range", a configuration error too).
+    public static let maximumDatabase = Int(Int32.max)
+
+    // MARK: Validation helpers (each part of the URL is checked on its own; a bad part is a usage error).
+
+    /// `host`, `host:port`, `[v6]`, `[v6]:port`: a host name (letters, digits, `-`, `_`, `.`), an IPv4 address or a
+    /// bracketed IPv6 address; the port 1-65535 (default 6379).
+    static func parseHostAndPort(_ authority: Substring) throws(RedisError) -> (host: String, port: Int) {
+        var host = String(authority)
+        var portText: Substring?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else {
+                throw RedisError(.invalidURL, "malformed IPv6 host in the Redis URL: no closing ]")
+            }
+            let after = host[host.index(after: close)...]
+            let inner = String(host[host.index(after: host.startIndex)..<close])
+            guard isIPv6Address(inner) else {
+                throw RedisError(.invalidURL, "malformed IPv6 host [\(shown(inner))] in the Redis URL")
+            }
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else {
+                    throw RedisError(.invalidURL, "unexpected text after the IPv6 host in the Redis URL")
+                }
+                portText = after.dropFirst()
+            }
+            host = inner
+        } else {
+            if let colon = host.lastIndex(of: ":") {
+                guard host.firstIndex(of: ":") == colon else {
+                    throw RedisError(
+                        .invalidURL,
+                        "an IPv6 host in the Redis URL needs brackets: redis://[::1]:6379"
+                    )
+                }
+                portText = host[host.index(after: colon)...]
+                host = String(host[..<colon])
+            }
+            guard !host.isEmpty else { throw RedisError(.invalidURL, "no host in the Redis URL") }
+            guard host.utf8.count <= 253,
+                host.unicodeScalars.allSatisfy({
+                    ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil))
+                        || $0 == "-" || $0 == "." || $0 == "_"
+                })
+            else {
+                throw RedisError(.invalidURL, "invalid host \"\(shown(host))\" in the Redis URL")
+            }
+        }
+        var port = 6379
+        if let portText {
+            guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
+                let parsed = Int(portText), (1...65535).contains(parsed)
+            else {
+                throw RedisError(.invalidURL, "bad port \"\(shown(String(portText)))\" in the Redis URL (1-65535)")
+            }
+            port = parsed
+        }
+        return (host, port)
+    }
+
+    /// `/<db>` (optional): digits only, 0 to ``maximumDatabase``.
+    static func parseDatabase(_ path: Substring) throws(RedisError) -> Int {
+        let dbText = path.hasPrefix("/") ? path.dropFirst().prefix { $0 != "?" } : ""
+        guard !dbText.isEmpty else { return 0 }
+        guard dbText.count <= 10, dbText.allSatisfy({ $0.isASCII && $0.isNumber }), let parsed = Int(dbText),
+            (0...maximumDatabase).contains(parsed)
+        else {
+            throw RedisError(
+                .invalidURL,
+                "bad database number \"\(shown(String(dbText)))\" in the Redis URL (0-\(maximumDatabase); most "
+                    + "servers have 16: 0-15)"
+            )
+        }
+        return parsed
+    }
+
+    /// Whether `text` is an IPv6 address (optionally with a `%zone`), by the system's own parser.
+    public static func isIPv6Address(_ text: String) -> Bool {
+        let address = text.prefix { $0 != "%" }
+        guard !address.isEmpty, address.contains(":") else { return false }
+        var storage = in6_addr()
+        return inet_pton(AF_INET6, String(address), &storage) == 1
+    }
+
+    /// The TLS files of a `rediss://` URL exist and are readable files, so a typo is a usage error at start rather
+    /// than a handshake failure on every retry.
+    public func checkTLSFiles() throws(RedisError) {
+        for (option, path) in [("ca", tls.caFile), ("cert", tls.certificateFile), ("key", tls.keyFile)] {
+            guard let path else { continue }
+            var isDirectory: ObjCBool = false
+            guard !path.isEmpty, FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
+                !isDirectory.boolValue, FileManager.default.isReadableFile(atPath: path)
+            else {
+                throw RedisError(
+                    .invalidURL,
+                    "the \(option)= file \"\(Self.shown(path))\" of the Redis URL is missing or not a readable file"
+                )
+            }
+        }
+    }
+
+    private static func shown(_ text: String) -> String { InputValue.shown(text) }
+
+    /// A user-info part, percent-decoded; malformed escapes are an error (never a silently dropped password).
+    static func percentDecoded(_ text: Substring, _ what: String) throws(RedisError) -> String {
+        guard let decoded = String(text).removingPercentEncoding else {
+            Redaction.registerSecret(String(text))
+            throw RedisError(
+                .invalidURL,
+                "the \(what) in the Redis URL has a malformed %-escape: percent-encode % as %25"
+            )
+        }
+        return decoded
     }
 
     /// The URL with the password replaced by `***`.
@@ -146,20 +248,51 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A Redis failure a user can act on. ``description`` never contains the password.
+///
+/// Every failure has a typed ``Kind``, and every kind one ``Category``: what the bridge does with it (retry with
+/// backoff, or end the run with exit 2 or 6) is decided from the category alone, never from message text. Error
+/// replies from the server are classified once, when they arrive (``RedisError/reply(_:command:)``), by Redis's
+/// own error code (the reply's first word: `LOADING`, `NOAUTH`, …).
 public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable {
-        case invalidURL, connectionRefused, hostNotFound, timeout, connectionLost
+    public enum Kind: String, Sendable, CaseIterable {
+        /// The `--redis` URL (or its TLS files) is wrong.
+        case invalidURL
+        case connectionRefused, hostNotFound, timeout, connectionLost
         /// Wrong password or user (`WRONGPASS`, `invalid password`).
         case authenticationFailed
         /// The server needs AUTH and none (or not enough) was given (`NOAUTH`).
         case authenticationRequired
+        /// The user lacks a permission (`NOPERM`).
+        case permissionDenied
         /// The TLS handshake failed (untrusted or mismatched certificate, unreadable CA file, not a TLS port).
         case tlsFailed
+        /// The byte stream is not RESP, or a frame exceeds a limit: the connection is closed and opened again.
         case protocolError
-        /// An error reply to a command that must succeed.
+        /// A well-formed reply that makes no sense for the command (the dedupe script returning a non-integer, a
+        /// checkpoint that does not parse): the connection is closed and the command retried.
+        case unexpectedReply
+        /// The server refuses the set-up for good: a database index it does not have, a command it does not know
+        /// or has disabled (`ERR DB index is out of range`, `ERR unknown command`).
+        case serverConfiguration
+        /// The server is starting, busy, failing over or full (`LOADING`, `BUSY`, `TRYAGAIN`, `READONLY`,
+        /// `MASTERDOWN`, `OOM`, `CLUSTERDOWN`, `NOREPLICAS`, `MOVED`/`ASK` during resharding).
+        case serverBusy
+        /// Any other error reply to a command that must succeed.
         case server
         /// Part of a pipelined batch did not run and stopped the rest (see the HA script's fence): send it again.
         case batchInterrupted
+    }
+
+    /// What to do about a failure.
+    public enum Category: String, Sendable {
+        /// Fix the input or the server's configuration: exit 2 at start, never a retry loop.
+        case usage
+        /// Fix the credentials or the user's permissions: exit 6.
+        case authentication
+        /// Retry with backoff; the oplog waits.
+        case transient
+        /// An error reply nobody classified: not retried, exit 2 with the server's words.
+        case server
     }
 
     public var kind: Kind
@@ -172,17 +305,60 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { message }
 
-    /// Worth retrying with backoff (the server may come back).
-    public var isTransient: Bool {
+    public var category: Category { Self.category(of: kind) }
+
+    public static func category(of kind: Kind) -> Category {
         switch kind {
-        case .connectionRefused, .hostNotFound, .timeout, .connectionLost, .protocolError, .batchInterrupted:
-            return true
-        case .server:
-            // The server is starting, busy, failing over or full: hold the oplog and retry rather than exit.
-            // The message is "<COMMAND> failed: <Redis error reply>" (RedisConnection.check).
-            let reply = message.range(of: " failed: ").map { String(message[$0.upperBound...]) } ?? message
-            return ["LOADING", "BUSY", "TRYAGAIN", "READONLY", "MASTERDOWN", "OOM"].contains { reply.hasPrefix($0) }
-        default: return false
+        case .invalidURL, .tlsFailed, .serverConfiguration: return .usage
+        case .authenticationFailed, .authenticationRequired, .permissionDenied: return .authentication
+        case .connectionRefused, .hostNotFound, .timeout, .connectionLost, .protocolError, .unexpectedReply,
+            .serverBusy, .batchInterrupted:
+            return .transient
+        case .server: return .server
+        }
+    }
+
+    /// Worth retrying with backoff (the server may come back): the ``Category/transient`` category.
+    public var isTransient: Bool { category == .transient }
+
+    /// The kind of an error reply, from Redis's error code (the reply's first word).
+    public static func kind(ofReply reply: String) -> Kind {
+        let code = reply.prefix { $0 != " " }
+        switch code {
+        case "NOAUTH": return .authenticationRequired
+        case "WRONGPASS": return .authenticationFailed
+        case "NOPERM": return .permissionDenied
+        case "LOADING", "BUSY", "TRYAGAIN", "READONLY", "MASTERDOWN", "OOM", "CLUSTERDOWN", "NOREPLICAS", "MOVED",
+            "ASK", "MISCONF":
+            return .serverBusy
+        case "ERR":
+            let rest = reply.dropFirst(code.count).drop { $0 == " " }.lowercased()
+            if rest.hasPrefix("db index is out of range") || rest.hasPrefix("invalid db index")
+                || rest.hasPrefix("unknown command") || rest.hasPrefix("select is not allowed")
+            {
+                return .serverConfiguration
+            }
+            if rest.hasPrefix("invalid password") || rest.hasPrefix("client sent auth, but no password is set")
+                || rest.hasPrefix("auth <password> called without any password configured")
+            {
+                return .authenticationFailed
+            }
+            return .server
+        default: return .server
+        }
+    }
+
+    /// The failure for an error reply to `command`; the reply text is shown redacted (a server may echo input).
+    public static func reply(_ reply: String, command: String) -> RedisError {
+        let kind = kind(ofReply: reply)
+        let text = Redaction.redact(String(reply.prefix(300)))
+        switch kind {
+        case .authenticationRequired:
+            return RedisError(kind, "Redis requires authentication: put the password (and user) in --redis")
+        case .permissionDenied:
+            return RedisError(kind, "the Redis user lacks a permission for \(command): \(text)")
+        default:
+            return RedisError(kind, "\(command) failed: \(text)")
         }
     }
 }
