@@ -53,9 +53,12 @@ struct DoctorCommand: AsyncParsableCommand {
     var metadataPrefix = "rsinit::"
 
     @Option(
-        help: ArgumentHelp("How long to sample the oplog's write rate (e.g. 5s, 500ms).", valueName: "duration")
+        help: ArgumentHelp(
+            "How long to sample the oplog's write rate: seconds, or with a unit (500ms, 5s, 2m), 1ms to 7d.",
+            valueName: "duration"
+        )
     )
-    var sample = TimeoutValue(duration: .seconds(5))
+    var sample = RawArgument("5s")
 
     @Flag(
         help: "WRITES: insert a marker document in rsinit_doctor.probe, wait for the bridge's message, remove it."
@@ -64,9 +67,12 @@ struct DoctorCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("probe-timeout"),
-        help: ArgumentHelp("How long --probe waits for the bridge's message.", valueName: "duration")
+        help: ArgumentHelp(
+            "How long --probe waits for the bridge's message: seconds, or with a unit, 1ms to 7d.",
+            valueName: "duration"
+        )
     )
-    var probeTimeout = TimeoutValue(duration: .seconds(10))
+    var probeTimeout = RawArgument("10s")
 
     /// A loopback member host is a warning instead of a failure.
     @OptionGroup var localhostMember: LocalhostMemberOption
@@ -78,13 +84,26 @@ struct DoctorCommand: AsyncParsableCommand {
         let report: DoctorReport
         do {
             let connectionString = try connection.connectionString()
+            try connection.validateSetName()
+            let timeout = try connection.timeoutDuration()
+            let sampleDuration: Duration
+            let probeTimeoutDuration: Duration
+            do {
+                sampleDuration = try InputValue.duration(sample.text, from: InputSource("--sample"))
+                probeTimeoutDuration = try InputValue.duration(probeTimeout.text, from: InputSource("--probe-timeout"))
+            } catch { throw error.failure }
             var redisURL: RedisURL?
             if let redis {
-                do { redisURL = try RedisURL(redis) } catch {
+                do {
+                    let url = try RedisURL(redis)
+                    try url.checkTLSFiles()
+                    redisURL = url
+                } catch {
                     throw BootstrapFailure(
                         .usage,
                         error.message,
-                        fix: "use redis[s]://[user:password@]host[:port][/db][?ca=<pem>&verify=full|ca|none]"
+                        fix:
+                            "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
                     )
                 }
             }
@@ -98,10 +117,10 @@ struct DoctorCommand: AsyncParsableCommand {
                     redis: redisURL,
                     channelPrefix: prefix,
                     metadataPrefix: metadataPrefix,
-                    sampleDuration: sample.duration,
+                    sampleDuration: sampleDuration,
                     probe: probe,
-                    probeTimeout: probeTimeout.duration,
-                    attemptTimeout: min(connection.timeout.duration, .seconds(3))
+                    probeTimeout: probeTimeoutDuration,
+                    attemptTimeout: min(timeout, .seconds(3))
                 ),
                 logger: console.logger
             )
@@ -109,7 +128,7 @@ struct DoctorCommand: AsyncParsableCommand {
                 Console.writeError(
                     "rsinit: doctor: \(connectionString.redacted) (set \(connection.setName))"
                         + (redisURL.map { ", redis \($0)" } ?? "") + "; sampling the oplog for "
-                        + sample.duration.formattedSeconds
+                        + sampleDuration.formattedSeconds
                 )
             }
             let facts = await inspector.gather()
@@ -122,9 +141,9 @@ struct DoctorCommand: AsyncParsableCommand {
             throw ExitCode(failure.exitCode)
         }
         if output.json {
-            print(DoctorText.json(report))
+            print(Redaction.redact(DoctorText.json(report)))
         } else {
-            print(DoctorText.render(report, quiet: output.quiet))
+            print(Redaction.redact(DoctorText.render(report, quiet: output.quiet)))
         }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }
