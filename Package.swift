@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "RSInitTestUtils",
             dependencies: [
-                "MongoCWrapper",
+                "MongoCWrapper", "RESP",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

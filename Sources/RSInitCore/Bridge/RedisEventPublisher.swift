@@ -91,6 +91,13 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private var connection: RedisConnection?
+    /// Finds the node to write to (one server, the Sentinels' master, the Cluster slot's master); see
+    /// RedisTopology.swift.
+    private let connector: RedisConnector
+    /// Sentinel/Cluster: a connection was made again, so the node may be another one; ``PublisherFailover`` is
+    /// thrown until ``loadCheckpoint()`` reads the checkpoint it holds.
+    private var mustReloadCheckpoint = false
+    private var connectedBefore = false
     /// Duplicates skipped in HA mode (another bridge published them), for metrics and tests.
     public private(set) var dedupeHits = 0
     public private(set) var publishedEvents = 0
@@ -116,8 +123,14 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     }
 
     public init(configuration: Configuration, logger: Logger) {
+        var configuration = configuration
+        if case .cluster = configuration.url.topology, !RedisClusterSlots.hasHashTag(configuration.metadataPrefix) {
+            // One slot for the checkpoint and every dedupe key (a script's keys must share one): `{rsinit::}…`.
+            configuration.metadataPrefix = "{\(configuration.metadataPrefix)}"
+        }
         self.configuration = configuration
         self.logger = logger
+        self.connector = RedisConnector(url: configuration.url, logger: logger)
         self.encoder = EventCommandEncoder(
             channelPrefix: configuration.channelPrefix,
             controlChannel: configuration.controlChannel,
@@ -125,18 +138,42 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         )
     }
 
-    private func connected() async throws -> RedisConnection {
-        if let connection, connection.isOpen { return connection }
-        let fresh = try await RedisConnection.connect(configuration.url)
+    /// The connection, made (again) through the connector when there is none. With a topology that fails over,
+    /// a new connection after the first throws ``PublisherFailover`` (unless `reloading`) until the checkpoint is
+    /// read again.
+    private func connected(reloading: Bool = false) async throws -> RedisConnection {
+        if let connection, connection.isOpen {
+            if mustReloadCheckpoint && !reloading { throw failover }
+            return connection
+        }
+        let fresh = try await connector.connect(forKey: configuration.checkpointKey)
         connection = fresh
+        if connectedBefore && connector.followsFailovers { mustReloadCheckpoint = true }
+        connectedBefore = true
+        if mustReloadCheckpoint && !reloading { throw failover }
         return fresh
+    }
+
+    private var failover: PublisherFailover {
+        PublisherFailover(
+            "reconnected to Redis through \(configuration.url): resuming from the checkpoint that node holds"
+        )
     }
 
     public func loadCheckpoint() async throws -> BSONTimestamp? {
         let reply = try RedisConnection.check(
-            try await connected().command(["GET", configuration.checkpointKey]),
+            try await connected(reloading: true).command(["GET", configuration.checkpointKey]),
             command: "GET"
         )
+        defer {
+            if mustReloadCheckpoint {
+                // What the old node confirmed does not count on this one.
+                mustReloadCheckpoint = false
+                confirmedPosition = reply.string.flatMap(CheckpointEncoding.decode)
+                storedCheckpoint = confirmedPosition
+                checkpointInFlight = nil
+            }
+        }
         guard let text = reply.string else { return nil }
         guard let position = CheckpointEncoding.decode(text) else {
             throw RedisError(.server, "the checkpoint \(configuration.checkpointKey) holds \"\(text)\", not a position")
@@ -351,6 +388,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     public func close() async {
         await connection?.close()
         connection = nil
+        await connector.close()
     }
 }
 

@@ -11,6 +11,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var useTLS: Bool
     /// TLS settings from the query of a `rediss://` URL.
     public var tls: TLSOptions
+    /// One server (`redis://`), a Sentinel-managed master (`redis+sentinel://`) or a Cluster (`redis+cluster://`);
+    /// see RedisTopology.swift. `host`/`port` are the first seed address when it is not `.direct`.
+    public var topology: Topology = .direct
 
     /// `rediss://host:6380/0?ca=/ca.pem&verify=full|ca|none&cert=/client.pem&key=/client.key` (redis-py's
     /// `ssl_ca_certs`, `ssl_cert_reqs=required|none`, `ssl_certfile`, `ssl_keyfile` are accepted too).
@@ -36,6 +39,10 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// - Throws: ``RedisError`` (``RedisError/Kind/invalidURL``) naming what is wrong; never echoes the password.
     public init(_ text: String) throws(RedisError) {
+        if let parsed = try Self.parseTopologyURL(text) {
+            self = parsed
+            return
+        }
         let useTLS: Bool
         let rest: Substring
         if text.hasPrefix("redis://") {
@@ -136,6 +143,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The URL with the password replaced by `***`.
     public var description: String {
+        if let text = topologyDescription { return text }
         var user = ""
         if let username { user = username }
         if password != nil { user += ":***" }
@@ -181,7 +189,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
             // The server is starting, busy, failing over or full: hold the oplog and retry rather than exit.
             // The message is "<COMMAND> failed: <Redis error reply>" (RedisConnection.check).
             let reply = message.range(of: " failed: ").map { String(message[$0.upperBound...]) } ?? message
-            return ["LOADING", "BUSY", "TRYAGAIN", "READONLY", "MASTERDOWN", "OOM"].contains { reply.hasPrefix($0) }
+            // MOVED/ASK/CLUSTERDOWN: a Cluster moving or failing over the metadata slot (RedisTopology.swift).
+            return ["LOADING", "BUSY", "TRYAGAIN", "READONLY", "MASTERDOWN", "OOM", "MOVED", "ASK", "CLUSTERDOWN"]
+                .contains { reply.hasPrefix($0) }
         default: return false
         }
     }
