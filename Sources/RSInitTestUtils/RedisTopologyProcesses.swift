@@ -75,6 +75,16 @@ public final class RedisSentinelSet: @unchecked Sendable {
                 )
             )
         }
+        // A replica answers LOADING (and its subscribers get nothing) until its first sync is done.
+        let replicaPorts = servers.dropFirst().map(\.port)
+        try await onDedicatedThread {
+            try waitUntil("the replicas to sync", timeout: 30) {
+                replicaPorts.allSatisfy { port in
+                    guard case .array(let role?)? = try? redisAdminCommand(port: port, ["ROLE"]) else { return false }
+                    return role.count >= 4 && role[3].string == "connected"
+                }
+            }
+        }
         let set = RedisSentinelSet(masterName: masterName, servers: servers, sentinels: sentinels)
         try await set.waitUntilReady(replicas: replicas)
         return set

@@ -212,6 +212,10 @@ public final class RedisConnector: Sendable {
                 metadata: ["rsinit.redis.switch": "\(words.dropFirst().joined(separator: " "))"]
             )
             let current = state.withLock { $0.current }
+            // Already on the new master (re-discovered after a connection loss): nothing to do.
+            if let current, words.count == 5, current.url.host == words[3], current.url.port == Int(words[4]) {
+                continue
+            }
             await current?.close()
         }
     }
