@@ -58,6 +58,18 @@ import Testing
                 )
         )
 
+        let celeryWithPasswords = try RedisURL("sentinel://:pw@a:26379;sentinel://:pw@b:26380/m")
+        #expect(celeryWithPasswords.password == "pw")
+        #expect(
+            celeryWithPasswords.topology
+                == .sentinel(
+                    .init(
+                        masterName: "m",
+                        sentinels: [RedisAddress(host: "a", port: 26379), RedisAddress(host: "b", port: 26380)]
+                    )
+                )
+        )
+
         let tls = try RedisURL("rediss+sentinel://s1/m?ca=/ca.pem&verify=ca")
         #expect(tls.useTLS && tls.tls.caFile == "/ca.pem" && tls.tls.verify == .ca)
         #expect(tls.description == "rediss+sentinel://s1:26379/m/0")

@@ -70,9 +70,15 @@ extension RedisURL {
     static func parseTopologyURL(_ input: String) throws(RedisError) -> RedisURL? {
         var text = input
         if text.hasPrefix("sentinel://") {
-            text =
-                "redis+sentinel://"
-                + text.dropFirst("sentinel://".count).replacingOccurrences(of: ";sentinel://", with: ",")
+            // Celery/kombu repeat the credentials in every entry: keep the first entry's only.
+            let entries = text.dropFirst("sentinel://".count).components(separatedBy: ";sentinel://")
+            let rest = entries.dropFirst().map { entry in
+                entry.prefix { $0 != "/" && $0 != "?" }.lastIndex(of: "@").map {
+                    String(entry[entry.index(after: $0)...])
+                }
+                    ?? entry
+            }
+            text = "redis+sentinel://" + ([entries.first ?? ""] + rest).joined(separator: ",")
         }
         let schemes: [(String, Bool, String)] = [
             ("redis+sentinel://", false, "sentinel"), ("rediss+sentinel://", true, "sentinel"),
