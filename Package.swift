@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "RSInitTestUtils",
             dependencies: [
-                "MongoCWrapper",
+                "MongoCWrapper", "RESP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -10,6 +10,8 @@ public final class RedisServerProcess: @unchecked Sendable {
     public private(set) var port: UInt16 = 0
     private let extraArguments: [String]
     private let directory: URL
+    /// A Sentinel (`redis-server <config> --sentinel`): its configuration file, written before the first start.
+    private let sentinelConfiguration: URL?
     /// Certificates when the server speaks TLS only (``launchTLS(requireClientCertificates:)``).
     public let tls: TLSFiles?
 
@@ -45,10 +47,22 @@ public final class RedisServerProcess: @unchecked Sendable {
         try self.init(extraArguments, tls: false, requireClientCertificates: false)
     }
 
-    private init(_ extraArguments: [String], tls: Bool, requireClientCertificates: Bool) throws {
+    private init(
+        _ extraArguments: [String],
+        tls: Bool,
+        requireClientCertificates: Bool,
+        sentinelConfiguration: String? = nil
+    ) throws {
         guard Self.executable != nil else { throw FakeMongodError("redis-server is not installed") }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if let sentinelConfiguration {
+            let file = directory.appendingPathComponent("sentinel.conf")
+            try sentinelConfiguration.write(to: file, atomically: true, encoding: .utf8)
+            self.sentinelConfiguration = file
+        } else {
+            self.sentinelConfiguration = nil
+        }
         if tls {
             let files = try Self.sharedCertificates.get()
             self.tls = files
@@ -78,8 +92,40 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     private var arguments: [String] {
         let listen = tls == nil ? ["--port", "\(port)"] : ["--port", "0", "--tls-port", "\(port)"]
+        if let sentinelConfiguration {
+            return [sentinelConfiguration.path] + listen + ["--bind", "127.0.0.1", "--dir", directory.path]
+                + extraArguments + ["--sentinel"]
+        }
         return listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path]
             + extraArguments
+    }
+
+    /// A Sentinel (`redis-server <config> --sentinel`) monitoring `masterName` at `127.0.0.1:<masterPort>`, with
+    /// short timeouts so that tests fail over within seconds.
+    public static func launchSentinel(
+        masterName: String,
+        masterPort: UInt16,
+        quorum: Int = 2,
+        downAfterMilliseconds: Int = 1000,
+        failoverTimeoutMilliseconds: Int = 4000,
+        extraConfiguration: String = ""
+    ) async throws -> RedisServerProcess {
+        let configuration = """
+            sentinel monitor \(masterName) 127.0.0.1 \(masterPort) \(quorum)
+            sentinel down-after-milliseconds \(masterName) \(downAfterMilliseconds)
+            sentinel failover-timeout \(masterName) \(failoverTimeoutMilliseconds)
+            sentinel parallel-syncs \(masterName) 1
+            \(extraConfiguration)
+
+            """
+        return try await onDedicatedThread {
+            try RedisServerProcess(
+                [],
+                tls: false,
+                requireClientCertificates: false,
+                sentinelConfiguration: configuration
+            )
+        }
     }
 
     /// A server that speaks TLS only, on its port.

@@ -52,6 +52,7 @@ enum Bench {
             case "report": try await bridgeReport(rsinit: rsinit, python: python)
             case "resp-fuzz": respFuzz(count: entries * 25)
             case "memory": try await memoryReport(rsinit: rsinit)
+            case "topology": try await topologyReport()
             default: print("unknown benchmark \(name)")
             }
         }

@@ -16,6 +16,7 @@ import Glibc
 ///   (c) a straightforward Python bridge (pymongo + redis-py) on the same double
 ///   (d) write → subscriber latency at 5,000 events/s
 ///   (e) peak RSS of the `rsinit tail` process, steady and during a 30 s Redis outage
+///   (f) rsinit through a Sentinel-discovered master and through a Cluster against a direct URL; the cost of WAIT
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -35,6 +36,7 @@ extension Bench {
         let redis = try benchmarkRedis()
         defer { redis.stop() }
         let rates = try await throughputReport(redis)
+        try await topologyReport()
 
         // (c) Python
         if let python {

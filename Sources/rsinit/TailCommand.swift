@@ -51,7 +51,7 @@ struct TailCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "redis:// or rediss:// (TLS: ?ca=<pem>&verify=full|ca|none&cert=&key=) URL; without it events go to stdout as NDJSON (env RSINIT_REDIS).",
+            "redis:// or rediss:// (TLS: ?ca=<pem>&verify=full|ca|none&cert=&key=) URL; Sentinel: redis+sentinel://[user:pass@]s1:26379,s2:26379/<master>[/db][?sentinel_password=]; Cluster: redis+cluster://n1:6379,n2:6379; without it events go to stdout as NDJSON (env RSINIT_REDIS).",
             valueName: "url"
         )
     )
@@ -204,7 +204,9 @@ struct TailCommand: AsyncParsableCommand {
                         .usage,
                         error.message,
                         fix:
-                            "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
+                            "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>], "
+                                + "redis[s]+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db][?sentinel_password=<pw>] or "
+                                + "redis[s]+cluster://n1:6379,n2:6379"
                     )
                 }
                 if url.useTLS && url.tls.verify == .none {

@@ -146,6 +146,8 @@ public final class OplogBridge: Service, Sendable {
         }
         var inFlight: [SentBatch] = []
         var sequence = 0
+        // Where to go back to after a failover when the new Redis master holds no checkpoint: this run's start.
+        var failoverFloor: OplogStart? = start == .end ? nil : start
         while !stopping && !Task.isCancelled {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = start
@@ -191,6 +193,9 @@ public final class OplogBridge: Service, Sendable {
                             state.withLock { $0.health.caughtUp(at: .now) }
                             metrics.recordLag(seconds: 0)
                         } else {
+                            if failoverFloor == nil, let first = batch.events.first {
+                                failoverFloor = .at(first.timestamp)
+                            }
                             sequence += 1
                             try await send(batch, sequence: sequence, &inFlight)
                             let delivered = inFlight.last?.ticket.isDelivered ?? false
@@ -217,9 +222,22 @@ public final class OplogBridge: Service, Sendable {
                     group.cancelAll()
                 }
                 return
+            } catch let failover as PublisherFailover {
+                inFlight.removeAll()
+                do { start = try await resumeAfter(failover, floor: failoverFloor) } catch is CancellationError {
+                    return
+                }
             } catch let lost as OplogHistoryLost {
                 // What was read before the loss was sent; finish it before deciding.
-                do { try await settle(&inFlight) } catch is CancellationError { return }
+                do { try await settle(&inFlight) } catch is CancellationError { return } catch let failover
+                    as PublisherFailover
+                {
+                    inFlight.removeAll()
+                    do { start = try await resumeAfter(failover, floor: failoverFloor) } catch is CancellationError {
+                        return
+                    }
+                    continue
+                }
                 state.withLock { $0.statistics.historyLost += 1 }
                 metrics.recordHistoryLost()
                 guard configuration.onHistoryLost == .fromEnd else { throw lost }
@@ -247,6 +265,22 @@ public final class OplogBridge: Service, Sendable {
             logger.info("no checkpoint yet: starting at the end of the oplog")
             return .end
         }
+    }
+
+    /// After a Redis failover: the checkpoint the new master holds (events after it are delivered again), or this
+    /// run's start when it holds none.
+    private func resumeAfter(_ failover: PublisherFailover, floor: OplogStart?) async throws -> OplogStart {
+        state.withLock { $0.statistics.publishRetries += 1 }
+        metrics.recordRetry()
+        let checkpoint = try await retrying("reading the checkpoint after a Redis failover") {
+            try await self.publisher.loadCheckpoint()
+        }
+        let start = checkpoint.map { OplogStart.after($0) } ?? floor ?? .end
+        logger.warning(
+            "Redis changed under the bridge (failover or reconnection); delivering again from the checkpoint it holds",
+            metadata: ["rsinit.reason": "\(failover)", "rsinit.position": "\(start)"]
+        )
+        return start
     }
 
     /// Sends a batch without waiting for the publisher; if that fails, what is in flight is settled and the batch

@@ -91,6 +91,13 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private var connection: RedisConnection?
+    /// Finds the node to write to (one server, the Sentinels' master, the Cluster slot's master); see
+    /// RedisTopology.swift.
+    private let connector: RedisConnector
+    /// Sentinel/Cluster: a connection was made again, so the node may be another one; ``PublisherFailover`` is
+    /// thrown until ``loadCheckpoint()`` reads the checkpoint it holds.
+    private var mustReloadCheckpoint = false
+    private var connectedBefore = false
     /// Duplicates skipped in HA mode (another bridge published them), for metrics and tests.
     public private(set) var dedupeHits = 0
     public private(set) var publishedEvents = 0
@@ -116,8 +123,14 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     }
 
     public init(configuration: Configuration, logger: Logger) {
+        var configuration = configuration
+        if case .cluster = configuration.url.topology, !RedisClusterSlots.hasHashTag(configuration.metadataPrefix) {
+            // One slot for the checkpoint and every dedupe key (a script's keys must share one): `{rsinit::}…`.
+            configuration.metadataPrefix = "{\(configuration.metadataPrefix)}"
+        }
         self.configuration = configuration
         self.logger = logger
+        self.connector = RedisConnector(url: configuration.url, logger: logger)
         self.encoder = EventCommandEncoder(
             channelPrefix: configuration.channelPrefix,
             controlChannel: configuration.controlChannel,
@@ -125,28 +138,52 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         )
     }
 
-    private func connected() async throws -> RedisConnection {
-        if let connection, connection.isOpen { return connection }
-        let fresh = try await RedisConnection.connect(configuration.url)
+    /// The connection, made (again) through the connector when there is none. With a topology that fails over,
+    /// a new connection after the first throws ``PublisherFailover`` (unless `reloading`) until the checkpoint is
+    /// read again.
+    private func connected(reloading: Bool = false) async throws -> RedisConnection {
+        if let connection, connection.isOpen {
+            if mustReloadCheckpoint && !reloading { throw failover }
+            return connection
+        }
+        let fresh = try await connector.connect(forKey: configuration.checkpointKey)
         connection = fresh
+        if connectedBefore && connector.followsFailovers { mustReloadCheckpoint = true }
+        connectedBefore = true
+        if mustReloadCheckpoint && !reloading { throw failover }
         return fresh
     }
 
+    private var failover: PublisherFailover {
+        PublisherFailover(
+            "reconnected to Redis through \(configuration.url): resuming from the checkpoint that node holds"
+        )
+    }
+
     public func loadCheckpoint() async throws -> BSONTimestamp? {
-        let connection = try await connected()
+        let connection = try await connected(reloading: true)
         do {
-            guard
-                let text = try RedisConnection.optionalString(
-                    try await connection.command(["GET", configuration.checkpointKey]),
-                    command: "GET \(configuration.checkpointKey)"
-                )
-            else { return nil }
-            guard let position = CheckpointEncoding.decode(text) else {
-                throw RedisError(
-                    .unexpectedReply,
-                    "the checkpoint \(configuration.checkpointKey) holds \"\(InputValue.shown(text))\", not a position "
-                        + "(the 20-digit (t << 32) | i rsinit writes); fix or delete the key, or start with --from end"
-                )
+            let text = try RedisConnection.optionalString(
+                try await connection.command(["GET", configuration.checkpointKey]),
+                command: "GET \(configuration.checkpointKey)"
+            )
+            var position: BSONTimestamp?
+            if let text {
+                guard let decoded = CheckpointEncoding.decode(text) else {
+                    throw RedisError(
+                        .unexpectedReply,
+                        "the checkpoint \(configuration.checkpointKey) holds \"\(InputValue.shown(text))\", not a position "
+                            + "(the 20-digit (t << 32) | i rsinit writes); fix or delete the key, or start with --from end"
+                    )
+                }
+                position = decoded
+            }
+            if mustReloadCheckpoint {
+                // What the old node confirmed does not count on this one.
+                mustReloadCheckpoint = false
+                confirmedPosition = position
+                storedCheckpoint = position
+                checkpointInFlight = nil
             }
             return position
         } catch {
@@ -362,6 +399,7 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     public func close() async {
         await connection?.close()
         connection = nil
+        await connector.close()
     }
 }
 

@@ -41,6 +41,9 @@ public final class RedisConnection: Sendable {
     ///
     /// - Throws: ``RedisError``: refused, host not found, timeout, TLS, wrong password (`authenticationFailed`).
     public static func connect(_ url: RedisURL, timeout: Duration = .seconds(5)) async throws -> RedisConnection {
+        guard url.topology == .direct else {
+            throw RedisError(.invalidURL, "\(url) names several nodes: connect through RedisConnector")
+        }
         let tls = try url.useTLS ? makeTLSContext(url) : nil
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         let bootstrap = ClientBootstrap(group: handshake.futureResult.eventLoop)

@@ -12,6 +12,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var useTLS: Bool
     /// TLS settings from the query of a `rediss://` URL.
     public var tls: TLSOptions
+    /// One server (`redis://`), a Sentinel-managed master (`redis+sentinel://`) or a Cluster (`redis+cluster://`);
+    /// see RedisTopology.swift. `host`/`port` are the first seed address when it is not `.direct`.
+    public var topology: Topology = .direct
 
     /// `rediss://host:6380/0?ca=/ca.pem&verify=full|ca|none&cert=/client.pem&key=/client.key` (redis-py's
     /// `ssl_ca_certs`, `ssl_cert_reqs=required|none`, `ssl_certfile`, `ssl_keyfile` are accepted too).
@@ -37,6 +40,10 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// - Throws: ``RedisError`` (``RedisError/Kind/invalidURL``) naming what is wrong; never echoes the password.
     public init(_ text: String) throws(RedisError) {
+        if let parsed = try Self.parseTopologyURL(text) {
+            self = parsed
+            return
+        }
         let useTLS: Bool
         let rest: Substring
         if text.hasPrefix("redis://") {
@@ -238,6 +245,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The URL with the password replaced by `***`.
     public var description: String {
+        if let text = topologyDescription { return text }
         var user = ""
         if let username { user = username }
         if password != nil { user += ":***" }

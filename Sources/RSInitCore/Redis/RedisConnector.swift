@@ -1,0 +1,275 @@
+import Foundation
+public import Logging
+import RESP
+import Synchronization
+
+/// Opens the connection that takes writes for the bridge, wherever the topology puts it, and notices failovers.
+///
+/// - `.direct`: the URL's server.
+/// - `.sentinel`: asks the Sentinels in turn (`SENTINEL get-master-addr-by-name`), verifies the answer with `ROLE`
+///   (a Sentinel may still name the old master during a failover), and keeps a subscription to `+switch-master` on
+///   one Sentinel: a switch closes the current connection at once, so the bridge re-discovers instead of writing
+///   to a demoted master that Sentinel has not reconfigured yet. Every ``connect(forKey:)`` discovers afresh, so
+///   any connection loss or `READONLY` reply (both end the caller's connection) leads to re-discovery.
+/// - `.cluster`: reads `CLUSTER SLOTS` from a known node and connects to the master of the key's slot; every
+///   ``connect(forKey:)`` reads the map again, so a `MOVED` (which ends the caller's connection) or a failover
+///   lands on the new owner.
+///
+/// Thread-safe; the publisher owns one and calls ``close()``.
+public final class RedisConnector: Sendable {
+    public let url: RedisURL
+    private let logger: Logger
+    private let timeout: Duration
+    private struct State {
+        /// The connection handed out last (closed by the `+switch-master` watcher).
+        var current: RedisConnection?
+        /// Whether a master was ever found (an unknown master name is then a transient state, not a typo).
+        var resolvedOnce = false
+        /// Sentinels or cluster nodes that answered last, tried first next time.
+        var preferred: RedisAddress?
+        /// Cluster nodes learned from the slot map (tried after the seeds).
+        var knownNodes: [RedisAddress] = []
+        var watcher: Task<Void, Never>?
+        var closed = false
+    }
+    private let state = Mutex(State())
+
+    public init(url: RedisURL, logger: Logger, timeout: Duration = .seconds(5)) {
+        self.url = url
+        self.logger = logger
+        self.timeout = timeout
+    }
+
+    deinit { state.withLock { $0.watcher?.cancel() } }
+
+    /// Whether a new connection may be to another node than the last one (Sentinel, Cluster).
+    public var followsFailovers: Bool { url.followsFailovers }
+
+    /// A connection to the node that takes writes for `key` (the master, or the master of its slot).
+    ///
+    /// - Throws: ``RedisError``: transient ones (no Sentinel or node answered, the named node is not a master yet,
+    ///   the slot is not served) are retried by the caller; a wrong password or an unknown master name is not.
+    public func connect(forKey key: String) async throws -> RedisConnection {
+        let connection: RedisConnection
+        switch url.topology {
+        case .direct: connection = try await RedisConnection.connect(url, timeout: timeout)
+        case .sentinel(let sentinel): connection = try await connectSentinelMaster(sentinel)
+        case .cluster(let seeds):
+            connection = try await connectClusterMaster(seeds, slot: RedisClusterSlots.slot(of: key))
+        }
+        let stale = state.withLock { state -> RedisConnection? in
+            let previous = state.current
+            state.current = connection
+            state.resolvedOnce = true
+            return previous === connection ? nil : previous
+        }
+        await stale?.close()
+        return connection
+    }
+
+    /// Stops the `+switch-master` subscription.
+    public func close() async {
+        let watcher = state.withLock { state -> Task<Void, Never>? in
+            state.closed = true
+            defer { state.watcher = nil }
+            return state.watcher
+        }
+        watcher?.cancel()
+        await watcher?.value
+    }
+
+    private func ordered(_ addresses: [RedisAddress]) -> [RedisAddress] {
+        let preferred = state.withLock { $0.preferred }
+        guard let preferred, let index = addresses.firstIndex(of: preferred) else { return addresses }
+        return [addresses[index]] + addresses[..<index] + addresses[(index + 1)...]
+    }
+
+    // MARK: - Sentinel
+
+    private func connectSentinelMaster(_ sentinel: RedisURL.Sentinel) async throws -> RedisConnection {
+        var failures: [String] = []
+        var unknown = 0
+        for address in ordered(sentinel.sentinels) {
+            let master: RedisAddress?
+            do {
+                master = try await askSentinel(address, sentinel)
+            } catch let error as RedisError
+                where error.kind == .authenticationFailed
+                || error.kind == .authenticationRequired
+            {
+                throw RedisError(
+                    error.kind,
+                    "the Sentinel at \(address) refused the credentials — check sentinel_password (and sentinel_username) in --redis"
+                )
+            } catch {
+                failures.append("\(address): \(error)")
+                continue
+            }
+            guard let master else {
+                unknown += 1
+                continue
+            }
+            state.withLock { $0.preferred = address }
+            startWatcher(sentinel)
+            let connection = try await RedisConnection.connect(url.node(master), timeout: timeout)
+            let role: RESPValue
+            do { role = try await connection.command(["ROLE"]) } catch {
+                await connection.close()
+                throw error
+            }
+            guard case .array(let fields?) = role, fields.first?.string == "master" else {
+                await connection.close()
+                throw RedisError(
+                    .connectionLost,
+                    "the Sentinels name \(master) as master of \(sentinel.masterName), but it is not a master (yet); discovering again"
+                )
+            }
+            return connection
+        }
+        if unknown > 0 && failures.isEmpty && !state.withLock({ $0.resolvedOnce }) {
+            throw RedisError(
+                .server,
+                "no Sentinel knows a master named \"\(sentinel.masterName)\" — check the master name in --redis (redis-cli -p 26379 SENTINEL MASTERS lists them)"
+            )
+        }
+        let detail = failures.isEmpty ? "" : ": " + failures.joined(separator: "; ")
+        throw RedisError(
+            .connectionRefused,
+            "no Sentinel named a master for \"\(sentinel.masterName)\" (\(unknown) did not know it, \(failures.count) did not answer)\(detail)"
+        )
+    }
+
+    /// The master address one Sentinel gives, nil when it does not know the name.
+    private func askSentinel(_ address: RedisAddress, _ sentinel: RedisURL.Sentinel) async throws -> RedisAddress? {
+        let connection = try await RedisConnection.connect(url.sentinelNode(address, sentinel), timeout: timeout)
+        let answer: RESPValue
+        do {
+            answer = try await connection.command(["SENTINEL", "get-master-addr-by-name", sentinel.masterName])
+            await connection.close()
+        } catch {
+            await connection.close()
+            throw error
+        }
+        let reply = try RedisConnection.check(answer, command: "SENTINEL get-master-addr-by-name")
+        switch reply {
+        case .array(nil), .bulkString(nil): return nil
+        case .array(let fields?):
+            guard fields.count == 2, let host = fields[0].string, !host.isEmpty, let portText = fields[1].string,
+                let port = Int(portText), (1...65535).contains(port)
+            else {
+                throw RedisError(
+                    .protocolError,
+                    "the Sentinel at \(address) sent a master address this client cannot read"
+                )
+            }
+            return RedisAddress(host: host, port: port)
+        default:
+            throw RedisError(.protocolError, "the Sentinel at \(address) sent a master address this client cannot read")
+        }
+    }
+
+    /// Subscribes to `+switch-master` on one Sentinel after another until ``close()``.
+    private func startWatcher(_ sentinel: RedisURL.Sentinel) {
+        state.withLock { state in
+            guard state.watcher == nil, !state.closed else { return }
+            state.watcher = Task { [weak self] in
+                while !Task.isCancelled {
+                    guard let self else { return }
+                    await self.watchOnce(sentinel)
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+            }
+        }
+    }
+
+    private func watchOnce(_ sentinel: RedisURL.Sentinel) async {
+        for address in ordered(sentinel.sentinels) where !Task.isCancelled {
+            guard
+                let connection = try? await RedisConnection.connect(
+                    url.sentinelNode(address, sentinel),
+                    timeout: timeout
+                )
+            else { continue }
+            await follow(connection, sentinel)
+            await connection.close()
+        }
+    }
+
+    /// Reads `+switch-master` messages until the Sentinel connection fails or the task is cancelled.
+    private func follow(_ connection: RedisConnection, _ sentinel: RedisURL.Sentinel) async {
+        guard case .array? = try? await connection.command(["SUBSCRIBE", "+switch-master"]) else { return }
+        while !Task.isCancelled {
+            let pushed: RESPValue?
+            do { pushed = try await connection.readPushed(wait: .seconds(1)) } catch { break }
+            guard case .array(let parts?) = pushed, parts.count == 3, parts[0].string == "message",
+                let text = parts[2].string
+            else { continue }
+            // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+            let words = text.split(separator: " ")
+            guard words.first.map(String.init) == sentinel.masterName else { continue }
+            logger.warning(
+                "Sentinel reports a failover: switching to the new master",
+                metadata: ["rsinit.redis.switch": "\(words.dropFirst().joined(separator: " "))"]
+            )
+            let current = state.withLock { $0.current }
+            // Already on the new master (re-discovered after a connection loss): nothing to do.
+            if let current, words.count == 5, current.url.host == words[3], current.url.port == Int(words[4]) {
+                continue
+            }
+            await current?.close()
+        }
+    }
+
+    // MARK: - Cluster
+
+    private func connectClusterMaster(_ seeds: [RedisAddress], slot: Int) async throws -> RedisConnection {
+        let candidates = ordered(seeds + state.withLock { $0.knownNodes }.filter { !seeds.contains($0) })
+        var failures: [String] = []
+        for address in candidates {
+            let seed: RedisConnection
+            do { seed = try await RedisConnection.connect(url.node(address), timeout: timeout) } catch let error
+                as RedisError
+            {
+                if error.kind == .authenticationFailed || error.kind == .authenticationRequired { throw error }
+                failures.append("\(address): \(error)")
+                continue
+            }
+            let ranges: [RedisClusterSlots.Range]
+            do {
+                let reply = try RedisConnection.check(
+                    try await seed.command(["CLUSTER", "SLOTS"]),
+                    command: "CLUSTER SLOTS"
+                )
+                ranges = try RedisClusterSlots.parse(reply, fallbackHost: address.host)
+            } catch let error as RedisError {
+                await seed.close()
+                if error.message.contains("cluster support disabled") {
+                    throw RedisError(
+                        .server,
+                        "\(address) is not a Cluster node (cluster support disabled) — use redis:// for one server"
+                    )
+                }
+                failures.append("\(address): \(error)")
+                continue
+            }
+            state.withLock { state in
+                state.preferred = address
+                state.knownNodes = Array(Set(ranges.map(\.master))).sorted { $0.description < $1.description }
+            }
+            guard let master = RedisClusterSlots.master(of: slot, in: ranges) else {
+                await seed.close()
+                throw RedisError(
+                    .server,
+                    "CLUSTERDOWN: no master serves slot \(slot) of the bridge's keys yet (failover in progress?)"
+                )
+            }
+            if master == address { return seed }
+            await seed.close()
+            return try await RedisConnection.connect(url.node(master), timeout: timeout)
+        }
+        throw RedisError(
+            .connectionRefused,
+            "no Cluster node answered CLUSTER SLOTS: " + failures.joined(separator: "; ")
+        )
+    }
+}
