@@ -6,6 +6,8 @@
 set -eu
 list=$1
 pins=$(grep -v -e '^#' -e '^[[:space:]]*$' "$list")
+# A first resolution makes the graph known (`resolve <package> --version` needs it), then each package is pinned.
+swift package resolve
 echo "$pins" | while read -r identity version; do
     swift package resolve "$identity" --version "$version"
 done
