@@ -461,6 +461,25 @@ func isLoopback(_ host: String) -> Bool {
         #expect(mongodb.all("COPY").contains { $0.hasPrefix("--from=build-jammy ") })
     }
 
+    /// No debconf noise in a user's build log: every install is non-interactive without debconf's warnings.
+    @Test func aptInstallsAreQuiet() throws {
+        var installs = 0
+        for stage in try Self.stages() {
+            for run in stage.all("RUN") {
+                for part in run.components(separatedBy: "&&") where part.contains("apt-get install") {
+                    installs += 1
+                    #expect(
+                        part.trimmingCharacters(in: .whitespaces).hasPrefix(
+                            "DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y --no-install-recommends "
+                        ),
+                        "\(stage.name): \(part)"
+                    )
+                }
+            }
+        }
+        #expect(installs == 4)
+    }
+
     /// The OCI labels of both images; the version is the binary's.
     @Test func imagesCarryTheOCILabels() throws {
         let arguments = try Self.globalArguments()
