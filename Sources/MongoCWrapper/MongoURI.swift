@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Helpers for MongoDB connection strings. Parsing is libmongoc's job; this only makes URIs safe to print.
 public enum MongoURI {
@@ -10,7 +10,7 @@ public enum MongoURI {
     /// The URI with the password (and secret options) replaced by `***`. Never fails; text that is not a URI is
     /// returned with anything between `//` and the last `@` before the host list treated as credentials.
     public static func redacted(_ uri: String) -> String {
-        guard let schemeEnd = uri.range(of: "://") else { return uri }
+        guard let schemeEnd = uri.firstRange(of: "://") else { return uri }
         let scheme = uri[..<schemeEnd.upperBound]
         let rest = uri[schemeEnd.upperBound...]
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
@@ -56,7 +56,7 @@ extension String {
         guard !target.isEmpty else { return self }
         var result = ""
         var remaining = self[...]
-        while let range = remaining.range(of: target) {
+        while let range = remaining.firstRange(of: target) {
             result += remaining[..<range.lowerBound]
             result += replacement
             remaining = remaining[range.upperBound...]

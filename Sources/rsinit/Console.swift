@@ -1,7 +1,11 @@
-import Foundation
+import FoundationEssentials
 import Logging
 import MongoCWrapper
 import RSInitCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Human progress on stderr, one JSON object on stdout with --json; the logging backend of the process.
 struct Console: Sendable {
@@ -63,7 +67,7 @@ struct Console: Sendable {
     }
 
     static func writeError(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        writeAll(line + "\n", to: STDERR_FILENO)
     }
 }
 

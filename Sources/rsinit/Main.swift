@@ -1,6 +1,10 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import RSInitCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Entry point: applies RSINIT_* environment variables, parses, runs, and maps every failure to a documented exit
 /// code without a stack trace (usage errors exit 2, not ArgumentParser's 64).
@@ -14,8 +18,8 @@ enum Main {
                 environment: ProcessInfo.processInfo.environment
             )
         } catch {
-            FileHandle.standardError.write(Data("rsinit: error: \(error.message)\nrsinit: fix: \(error.fix)\n".utf8))
-            Foundation.exit(2)
+            writeAll("rsinit: error: \(error.message)\nrsinit: fix: \(error.fix)\n", to: STDERR_FILENO)
+            Glibc.exit(2)
         }
         do {
             var command = try RSInitCommand.parseAsRoot(arguments)
@@ -25,16 +29,16 @@ enum Main {
                 try command.run()
             }
         } catch let exit as ExitCode {
-            Foundation.exit(exit.rawValue)
+            Glibc.exit(exit.rawValue)
         } catch {
             let code = RSInitCommand.exitCode(for: error)
             let message = RSInitCommand.fullMessage(for: error)
             if code == .success {
                 print(message)
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
-            FileHandle.standardError.write(Data((message + "\n").utf8))
-            Foundation.exit(2)
+            writeAll(message + "\n", to: STDERR_FILENO)
+            Glibc.exit(2)
         }
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Logging
 import MongoCWrapper
 import Prometheus
@@ -151,7 +151,9 @@ struct TailCommand: AsyncParsableCommand {
                 start = .timestamp(ts)
             }
             let split: (String?) -> [String] = {
-                $0?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } ?? []
+                $0?.split(separator: ",").map {
+                    String($0.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+                } ?? []
             }
             let fanOutRules: [FanOutRule]
             do { fanOutRules = try split(fanOut).map(FanOutRule.init) } catch {

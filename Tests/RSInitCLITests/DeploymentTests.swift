@@ -588,6 +588,76 @@ func isLoopback(_ host: String) -> Bool {
     }
 }
 
+/// The shipped binary depends on FoundationEssentials, not on the full Foundation (FoundationInternationalization and
+/// its ICU data: ~40 MB of the image).
+@Suite struct ShippedBinaryTests {
+    @Test func shippedModulesImportOnlyFoundationEssentials() throws {
+        let sources = Deployment.root.appendingPathComponent("Sources")
+        var files: [String] = []
+        for module in ["MongoCWrapper", "RESP", "RSInitCore", "rsinit"] {
+            let enumerator = try #require(
+                FileManager.default.enumerator(atPath: sources.appendingPathComponent(module).path)
+            )
+            for case let path as String in enumerator where path.hasSuffix(".swift") {
+                files.append("\(module)/\(path)")
+            }
+        }
+        #expect(files.count > 20)
+        for file in files {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for line in text.split(separator: "\n") where line.contains("import Foundation") {
+                let words = line.split(separator: " ")
+                guard words.count >= 2, words[words.count - 2] == "import", words.last != "FoundationEssentials" else {
+                    continue
+                }
+                Issue.record("Sources/\(file): \(line) (use FoundationEssentials; the full Foundation is ~40 MB)")
+            }
+        }
+    }
+
+    /// The binary's DT_NEEDED libraries (the debug build links the Swift libraries dynamically, so a module that
+    /// imports the full Foundation shows here); an ELF64 little-endian file is read by its section headers.
+    @Test func binaryDoesNotLinkTheFullFoundation() throws {
+        let needed = try Self.neededLibraries(Data(contentsOf: CLI.binary))
+        #expect(needed.contains { $0.hasPrefix("libc.so") }, "\(needed)")
+        for library in ["libFoundation.so", "libFoundationInternationalization.so", "lib_FoundationICU.so"] {
+            #expect(!needed.contains(library), "\(CLI.binary.path) links \(library)")
+        }
+    }
+
+    static func neededLibraries(_ file: Data) throws -> [String] {
+        try file.withUnsafeBytes { raw -> [String] in
+            func load<T: FixedWidthInteger>(_ offset: Int, as: T.Type) throws -> T {
+                guard offset >= 0, offset + MemoryLayout<T>.size <= raw.count else { throw ELFError() }
+                return T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
+            }
+            guard raw.count > 64, raw.starts(with: [0x7F, 0x45, 0x4C, 0x46, 2, 1]) else { throw ELFError() }
+            let sectionTable = Int(try load(0x28, as: UInt64.self))
+            let entrySize = Int(try load(0x3A, as: UInt16.self))
+            let count = Int(try load(0x3C, as: UInt16.self))
+            let section = { (index: Int) in sectionTable + index * entrySize }
+            for index in 0..<count where try load(section(index) + 4, as: UInt32.self) == 6 {  // SHT_DYNAMIC
+                let dynamic = Int(try load(section(index) + 0x18, as: UInt64.self))
+                let size = Int(try load(section(index) + 0x20, as: UInt64.self))
+                let strings = Int(
+                    try load(section(Int(try load(section(index) + 0x28, as: UInt32.self))) + 0x18, as: UInt64.self)
+                )
+                var names: [String] = []
+                for entry in stride(from: dynamic, to: dynamic + size, by: 16)
+                where try load(entry, as: Int64.self) == 1 {
+                    let start = strings + Int(try load(entry + 8, as: UInt64.self))  // DT_NEEDED: a .dynstr offset
+                    guard start < raw.count, let end = raw[start...].firstIndex(of: 0) else { throw ELFError() }
+                    names.append(String(decoding: raw[start..<end], as: UTF8.self))
+                }
+                return names
+            }
+            return []
+        }
+    }
+
+    struct ELFError: Error {}
+}
+
 /// The README's CLI reference against the binary's `--help`, both ways.
 @Suite struct ReadmeReferenceTests {
     @Test func flagTablesMatchTheHelp() async throws {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A `redis://` / `rediss://` URL: `redis://[[user]:password@]host[:port][/db]`.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
@@ -55,12 +55,12 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             let userInfo = authority[..<at]
             authority = authority[authority.index(after: at)...]
             if let colon = userInfo.firstIndex(of: ":") {
-                let user = String(userInfo[..<colon]).removingPercentEncoding ?? String(userInfo[..<colon])
+                let user = String(userInfo[..<colon]).percentDecoded ?? String(userInfo[..<colon])
                 username = user.isEmpty ? nil : user
-                password = String(userInfo[userInfo.index(after: colon)...]).removingPercentEncoding
+                password = String(userInfo[userInfo.index(after: colon)...]).percentDecoded
             } else if !userInfo.isEmpty {
                 // redis://secret@host: a password alone (the common older form).
-                password = String(userInfo).removingPercentEncoding
+                password = String(userInfo).percentDecoded
             }
         }
         var host = String(authority)
@@ -88,7 +88,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         if let query = path.firstIndex(of: "?").map({ path[path.index(after: $0)...] }) {
             for pair in query.split(separator: "&") where !pair.isEmpty {
                 let parts = pair.split(separator: "=", maxSplits: 1).map {
-                    String($0).removingPercentEncoding ?? String($0)
+                    String($0).percentDecoded ?? String($0)
                 }
                 let (key, value) = (parts[0], parts.count > 1 ? parts[1] : "")
                 switch key {
@@ -180,9 +180,41 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .server:
             // The server is starting, busy, failing over or full: hold the oplog and retry rather than exit.
             // The message is "<COMMAND> failed: <Redis error reply>" (RedisConnection.check).
-            let reply = message.range(of: " failed: ").map { String(message[$0.upperBound...]) } ?? message
+            let reply = message.firstRange(of: " failed: ").map { String(message[$0.upperBound...]) } ?? message
             return ["LOADING", "BUSY", "TRYAGAIN", "READONLY", "MASTERDOWN", "OOM"].contains { reply.hasPrefix($0) }
         default: return false
+        }
+    }
+}
+
+extension String {
+    /// The text with `%XX` escapes decoded, or nil if an escape is malformed or the bytes are not UTF-8 (as
+    /// Foundation's `removingPercentEncoding`, which FoundationEssentials does not have).
+    var percentDecoded: String? {
+        var bytes: [UInt8] = []
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(\.hexDigitValue),
+                let low = iterator.next().flatMap(\.hexDigitValue)
+            else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}
+
+extension UInt8 {
+    /// The value of an ASCII hex digit, nil for any other byte.
+    fileprivate var hexDigitValue: UInt8? {
+        switch self {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): self - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): self - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): self - UInt8(ascii: "A") + 10
+        default: nil
         }
     }
 }
