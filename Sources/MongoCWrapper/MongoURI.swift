@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Helpers for MongoDB connection strings. Parsing is libmongoc's job; this only makes URIs safe to print.
 public enum MongoURI {
@@ -17,7 +17,7 @@ extension String {
         guard !target.isEmpty else { return self }
         var result = ""
         var remaining = self[...]
-        while let range = remaining.range(of: target) {
+        while let range = remaining.firstRange(of: target) {
             result += remaining[..<range.lowerBound]
             result += replacement
             remaining = remaining[range.upperBound...]

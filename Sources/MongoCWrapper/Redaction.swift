@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -73,7 +73,7 @@ public enum Redaction {
     private static func credentialCandidates(in token: String) -> [String] {
         var found: [String] = []
         let redactedToken = redactToken(token)
-        if redactedToken != token, let maskRange = redactedToken.range(of: mask) {
+        if redactedToken != token, let maskRange = redactedToken.firstRange(of: mask) {
             // The secret is what the mask replaced: same prefix, same suffix.
             let prefixCount = redactedToken.distance(from: redactedToken.startIndex, to: maskRange.lowerBound)
             let suffixCount = redactedToken.distance(from: maskRange.upperBound, to: redactedToken.endIndex)
@@ -145,8 +145,8 @@ public enum Redaction {
         guard text.contains("PRIVATE KEY") else { return text }
         var result = ""
         var remaining = text[...]
-        while let begin = remaining.range(of: "-----BEGIN") {
-            guard let header = remaining[begin.upperBound...].range(of: "-----"),
+        while let begin = remaining.firstRange(of: "-----BEGIN") {
+            guard let header = remaining[begin.upperBound...].firstRange(of: "-----"),
                 remaining[begin.upperBound..<header.lowerBound].contains("PRIVATE KEY")
             else {
                 result += remaining[..<begin.upperBound]
@@ -155,8 +155,8 @@ public enum Redaction {
             }
             result += remaining[..<begin.lowerBound]
             result += "-----BEGIN PRIVATE KEY----- \(mask) -----END PRIVATE KEY-----"
-            if let end = remaining[header.upperBound...].range(of: "-----END"),
-                let endClose = remaining[end.upperBound...].range(of: "-----")
+            if let end = remaining[header.upperBound...].firstRange(of: "-----END"),
+                let endClose = remaining[end.upperBound...].firstRange(of: "-----")
             {
                 remaining = remaining[endClose.upperBound...]
             } else {
@@ -259,7 +259,7 @@ public enum Redaction {
         guard token.contains("@") else { return token }
         var start = token.startIndex
         var scheme = ""
-        if let separator = token.range(of: "://"), isScheme(token[..<separator.lowerBound]) {
+        if let separator = token.firstRange(of: "://"), isScheme(token[..<separator.lowerBound]) {
             scheme = token[..<separator.lowerBound].lowercased()
             start = separator.upperBound
         }

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import MongoCWrapper
 import RSInitCore
@@ -68,7 +71,7 @@ struct Console: Sendable {
 
     /// Every line rsinit writes to stderr goes through here, redacted.
     static func writeError(_ line: String) {
-        FileHandle.standardError.write(Data((Redaction.redact(line) + "\n").utf8))
+        writeAll(Redaction.redact(line) + "\n", to: STDERR_FILENO)
     }
 
     /// A failure without its own fix still gets a `rsinit: fix:` line.

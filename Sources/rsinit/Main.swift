@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import MongoCWrapper
 import RSInitCore
@@ -20,7 +23,7 @@ enum Main {
         } catch {
             Console.writeError("rsinit: error: \(error.message)")
             Console.writeError("rsinit: fix: \(error.fix)")
-            Foundation.exit(2)
+            Glibc.exit(2)
         }
         for argument in arguments { Redaction.registerCredentials(in: argument) }
         do {
@@ -31,12 +34,12 @@ enum Main {
                 try command.run()
             }
         } catch let exit as ExitCode {
-            Foundation.exit(exit.rawValue)
+            Glibc.exit(exit.rawValue)
         } catch {
             let code = RSInitCommand.exitCode(for: error)
             if code == .success {
                 print(RSInitCommand.fullMessage(for: error))
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
             // The argument parser's own errors (unknown flag, missing value, bad enum value): same two lines as
             // every other failure, exit 2.
@@ -44,7 +47,7 @@ enum Main {
             let command = arguments.first.flatMap { ["status", "wait", "tail"].contains($0) ? " \($0)" : nil } ?? ""
             Console.writeError("rsinit: error: \(message)")
             Console.writeError("rsinit: fix: see rsinit\(command) --help for the flags and their values")
-            Foundation.exit(2)
+            Glibc.exit(2)
         }
     }
 }

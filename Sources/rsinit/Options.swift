@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import MongoCWrapper
 import RSInitCore
 
@@ -194,19 +194,16 @@ enum SecretFile {
 
     static func read(_ path: String) throws(Failure) -> String {
         guard !path.isEmpty else { throw Failure(reason: "no path given") }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw Failure(reason: "no such file")
+        let bytes: [UInt8]
+        do { bytes = try LocalFile.read(path, maximumSize: maximumSize) } catch {
+            switch error {
+            case .missing: throw Failure(reason: "no such file")
+            case .directory: throw Failure(reason: "a directory, not a file")
+            case .notReadable: throw Failure(reason: "not readable")
+            case .tooLarge: throw Failure(reason: "larger than 64 KiB")
+            }
         }
-        guard !isDirectory.boolValue else { throw Failure(reason: "a directory, not a file") }
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw Failure(reason: "not readable") }
-        defer { try? handle.close() }
-        let data: Data
-        do { data = try handle.read(upToCount: maximumSize + 1) ?? Data() } catch {
-            throw Failure(reason: "not readable")
-        }
-        guard data.count <= maximumSize else { throw Failure(reason: "larger than 64 KiB") }
-        guard let text = String(data: data, encoding: .utf8) else { throw Failure(reason: "not UTF-8 text") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw Failure(reason: "not UTF-8 text") }
         var trimmed = Substring(text)
         while trimmed.last == "\n" || trimmed.last == "\r" || trimmed.last == "\r\n" { trimmed.removeLast() }
         return String(trimmed)

@@ -1,4 +1,5 @@
 import Foundation
+import RSInitCore
 import RSInitTestUtils
 import Testing
 import Yams
@@ -356,9 +357,15 @@ func isLoopback(_ host: String) -> Bool {
     }
 
     /// Stages with their instructions (continuation lines joined, comments dropped).
-    static func stages() throws -> [Stage] {
+    static func stages() throws -> [Stage] { try parse().stages }
+
+    /// The global `ARG`s (before the first FROM): name → default value, quotes removed.
+    static func globalArguments() throws -> [String: String] { try parse().arguments }
+
+    private static func parse() throws -> (stages: [Stage], arguments: [String: String]) {
         let text = try Deployment.text("Docker/Dockerfile").replacingOccurrences(of: "\\\n", with: " ")
         var stages: [Stage] = []
+        var arguments: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
@@ -372,9 +379,23 @@ func isLoopback(_ host: String) -> Bool {
                 stages[stages.count - 1].instructions.append((keyword, rest))
             } else {
                 #expect(keyword == "ARG", "only ARG may precede the first FROM: \(trimmed)")
+                let nameAndValue = rest.split(separator: "=", maxSplits: 1).map(String.init)
+                arguments[nameAndValue[0]] =
+                    nameAndValue.count == 2 ? nameAndValue[1].replacingOccurrences(of: "\"", with: "") : ""
             }
         }
-        return stages
+        return (stages, arguments)
+    }
+
+    /// The `LABEL` key/value pairs of a stage.
+    static func labels(_ stage: Stage) -> [String: String] {
+        var labels: [String: String] = [:]
+        for label in stage.all("LABEL") {
+            for match in label.matches(of: /([a-z0-9.-]+)="([^"]*)"/) {
+                labels[String(match.output.1)] = String(match.output.2)
+            }
+        }
+        return labels
     }
 
     @Test func multiStageBuildWithStaticSwiftRuntime() throws {
@@ -384,7 +405,17 @@ func isLoopback(_ host: String) -> Bool {
             #expect(stage.base.hasPrefix("swift:"))
             let runs = stage.all("RUN").joined(separator: "\n")
             #expect(runs.contains("apt-get install -y --no-install-recommends libmongoc-dev libbson-dev pkg-config"))
-            #expect(runs.contains("swift build -c release --static-swift-stdlib --product rsinit"))
+            #expect(
+                runs.contains("swift build -c release --static-swift-stdlib --product rsinit --force-resolved-versions")
+            )
+            // Exact dependency versions (Docker/dependency-versions, checked against CI's resolution below) and
+            // warnings that are not errors: no new release of a dependency or of the toolchain fails the build.
+            #expect(runs.contains("sh resolve-pinned.sh dependency-versions"))
+            #expect(!runs.contains("swift package resolve"))
+            #expect(stage.all("ENV") == ["RSINIT_WARNINGS_AS_ERRORS=0"])
+            // The shipped binary is stripped (121 MB unstripped, with its debug information, before).
+            #expect(runs.contains("objcopy --strip-all "))
+            #expect(runs.contains("/out/rsinit --version"))
             for copied in stage.all("COPY") {
                 let source = String(copied.split(separator: " ")[0])
                 #expect(FileManager.default.fileExists(atPath: Deployment.root.appendingPathComponent(source).path))
@@ -398,6 +429,9 @@ func isLoopback(_ host: String) -> Bool {
                 .split(whereSeparator: \.isWhitespace).joined(separator: " ")
         }
         #expect(runs("build").contains(relr))
+        // The debug information is kept in the build stage, named by the stripped binary's .gnu_debuglink.
+        #expect(runs("build").contains("objcopy --only-keep-debug "))
+        #expect(runs("build").contains("--add-gnu-debuglink=/out/rsinit.debug"))
         #expect(!runs("build-jammy").contains("pack-relative-relocs"))
         let ignored = try Deployment.text(".dockerignore").split(separator: "\n")
         for needed in ["Package.swift", "Sources", "Tests"] { #expect(!ignored.contains(Substring(needed))) }
@@ -413,6 +447,11 @@ func isLoopback(_ host: String) -> Bool {
             )
         )
         #expect(!install.contains("-dev"))
+        // A regular account with a high uid: no `--system` (useradd warns that 10001 lies outside the system range)
+        // and --no-log-init (a high uid would otherwise grow /var/log/lastlog and faillog into large sparse files).
+        #expect(install.contains("groupadd --gid 10001 rsinit"))
+        #expect(install.contains("useradd --uid 10001 --gid rsinit --no-create-home --no-log-init "))
+        #expect(!install.contains("--system"))
         let user = try #require(runtime.all("USER").last)
         #expect(!["root", "0", "0:0"].contains(user))
         #expect(runtime.all("ENTRYPOINT") == [#"["rsinit"]"#])
@@ -421,6 +460,202 @@ func isLoopback(_ host: String) -> Bool {
         #expect(mongodb.base == "mongo:${MONGO_VERSION}")
         #expect(mongodb.all("COPY").contains { $0.hasPrefix("--from=build-jammy ") })
     }
+
+    /// No debconf noise in a user's build log: every install is non-interactive without debconf's warnings.
+    @Test func aptInstallsAreQuiet() throws {
+        var installs = 0
+        for stage in try Self.stages() {
+            for run in stage.all("RUN") {
+                for part in run.components(separatedBy: "&&") where part.contains("apt-get install") {
+                    installs += 1
+                    #expect(
+                        part.trimmingCharacters(in: .whitespaces).hasPrefix(
+                            "DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y --no-install-recommends "
+                        ),
+                        "\(stage.name): \(part)"
+                    )
+                }
+            }
+        }
+        #expect(installs == 4)
+    }
+
+    /// The OCI labels of both images; the version is the binary's.
+    @Test func imagesCarryTheOCILabels() throws {
+        let arguments = try Self.globalArguments()
+        #expect(arguments["RSINIT_VERSION"] == RSInitVersion.number)
+        #expect(arguments["RSINIT_LICENSES"]?.isEmpty == false)
+        for stage in try Self.stages() where ["rsinit", "mongodb"].contains(stage.name) {
+            let labels = Self.labels(stage)
+            #expect(labels["org.opencontainers.image.version"] == "${RSINIT_VERSION}", "\(stage.name)")
+            #expect(labels["org.opencontainers.image.source"] == "${RSINIT_SOURCE}", "\(stage.name)")
+            #expect(labels["org.opencontainers.image.licenses"] == "${RSINIT_LICENSES}", "\(stage.name)")
+            #expect(labels["org.opencontainers.image.description"]?.isEmpty == false, "\(stage.name)")
+            for name in ["RSINIT_VERSION", "RSINIT_SOURCE", "RSINIT_LICENSES"] {
+                #expect(stage.all("ARG").contains(name), "\(stage.name) does not bring \(name) into scope")
+            }
+        }
+    }
+
+    /// One toolchain: the Swift images of the Dockerfile are the minor version CI builds and tests with.
+    @Test func swiftImageIsTheMinorVersionOfTheToolchain() async throws {
+        let output = try await onDedicatedThread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["swift", "--version"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        let match = try #require(output.firstMatch(of: /Swift version (\d+)\.(\d+)/), "swift --version: \(output)")
+        let toolchain = "\(match.output.1).\(match.output.2)"
+        #expect(try Self.globalArguments()["SWIFT_VERSION"] == toolchain)
+        for stage in try Self.stages() where stage.name.hasPrefix("build") {
+            #expect(stage.base.hasPrefix("swift:${SWIFT_VERSION}-"), "\(stage.name) is not on SWIFT_VERSION")
+        }
+        // Every other mention (the header comment; tools/image-build.sh reads the tag from it) says the same.
+        let dockerfile = try Deployment.text("Docker/Dockerfile")
+        let mentions = dockerfile.matches(of: /swift:(\d+\.\d+(?:\.\d+)?)-/).map { String($0.output.1) }
+        #expect(!mentions.isEmpty)
+        for mention in mentions { #expect(mention == toolchain, "Docker/Dockerfile mentions swift:\(mention)") }
+    }
+
+    /// No drift: the image is built with the dependency versions CI resolved and tested (its Package.resolved),
+    /// every package of the graph named.
+    @Test func imageDependencyVersionsAreTheOnesCIResolved() throws {
+        var listed: [String: String] = [:]
+        for line in try Deployment.text("Docker/dependency-versions").split(separator: "\n")
+        where !line.hasPrefix("#") && !line.allSatisfy(\.isWhitespace) {
+            let fields = line.split(separator: " ").map(String.init)
+            #expect(fields.count == 2, "\(line)")
+            listed[fields[0]] = fields.last
+        }
+        let resolvedText = try #require(
+            try? Deployment.text("Package.resolved"),
+            "no Package.resolved: `swift build` writes it (CI's resolution)"
+        )
+        let resolved = try #require(
+            try JSONSerialization.jsonObject(with: Data(resolvedText.utf8)) as? [String: Any]
+        )
+        var ciVersions: [String: String] = [:]
+        for pin in resolved["pins"] as? [[String: Any]] ?? [] {
+            let identity = try #require(pin["identity"] as? String)
+            ciVersions[identity] = (pin["state"] as? [String: Any])?["version"] as? String ?? "(no version)"
+        }
+        #expect(!ciVersions.isEmpty)
+        #expect(
+            listed == ciVersions,
+            "Docker/dependency-versions differs from CI's resolution; set it to: \(ciVersions.sorted { $0.key < $1.key })"
+        )
+    }
+
+    /// Strict warnings are the default (CI, development); only RSINIT_WARNINGS_AS_ERRORS=0 (the image build) lifts them.
+    @Test func warningsAreErrorsUnlessTheImageBuildSaysOtherwise() async throws {
+        func settings(_ environment: [String: String]) async throws -> String {
+            try await onDedicatedThread {
+                let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-manifest-\(UUID())")
+                defer { try? FileManager.default.removeItem(at: scratch) }
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                // Its own scratch path: `swift test` holds the lock of .build while this runs.
+                process.arguments = [
+                    "swift", "package", "--package-path", Deployment.root.path, "--scratch-path", scratch.path,
+                    "dump-package",
+                ]
+                var env = ProcessInfo.processInfo.environment
+                env["RSINIT_WARNINGS_AS_ERRORS"] = nil
+                for (key, value) in environment { env[key] = value }
+                process.environment = env
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                return String(decoding: data, as: UTF8.self)
+            }
+        }
+        let strict = try await settings([:])
+        let image = try await settings(["RSINIT_WARNINGS_AS_ERRORS": "0"])
+        #expect(strict.contains("\"name\" : \"rsinit\""))
+        #expect(image.contains("\"name\" : \"rsinit\""))
+        #expect(strict.contains("treatAllWarnings"))
+        #expect(!image.contains("treatAllWarnings"))
+    }
+}
+
+/// The shipped binary depends on FoundationEssentials, not on the full Foundation (FoundationInternationalization and
+/// its ICU data: ~40 MB of the image).
+@Suite struct ShippedBinaryTests {
+    @Test func shippedModulesImportOnlyFoundationEssentials() throws {
+        let sources = Deployment.root.appendingPathComponent("Sources")
+        var files: [String] = []
+        for module in ["MongoCWrapper", "RESP", "RSInitCore", "rsinit"] {
+            let enumerator = try #require(
+                FileManager.default.enumerator(atPath: sources.appendingPathComponent(module).path)
+            )
+            for case let path as String in enumerator where path.hasSuffix(".swift") {
+                files.append("\(module)/\(path)")
+            }
+        }
+        #expect(files.count > 20)
+        for file in files {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for line in text.split(separator: "\n") where line.contains("import Foundation") {
+                let words = line.split(separator: " ")
+                guard words.count >= 2, words[words.count - 2] == "import", words.last != "FoundationEssentials" else {
+                    continue
+                }
+                Issue.record("Sources/\(file): \(line) (use FoundationEssentials; the full Foundation is ~40 MB)")
+            }
+        }
+    }
+
+    /// The binary's DT_NEEDED libraries (the debug build links the Swift libraries dynamically, so a module that
+    /// imports the full Foundation shows here); an ELF64 little-endian file is read by its section headers.
+    @Test func binaryDoesNotLinkTheFullFoundation() throws {
+        let needed = try Self.neededLibraries(Data(contentsOf: CLI.binary))
+        #expect(needed.contains { $0.hasPrefix("libc.so") }, "\(needed)")
+        for library in ["libFoundation.so", "libFoundationInternationalization.so", "lib_FoundationICU.so"] {
+            #expect(!needed.contains(library), "\(CLI.binary.path) links \(library)")
+        }
+    }
+
+    static func neededLibraries(_ file: Data) throws -> [String] {
+        try file.withUnsafeBytes { raw -> [String] in
+            func load<T: FixedWidthInteger>(_ offset: Int, as: T.Type) throws -> T {
+                guard offset >= 0, offset + MemoryLayout<T>.size <= raw.count else { throw ELFError() }
+                return T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
+            }
+            guard raw.count > 64, raw.starts(with: [0x7F, 0x45, 0x4C, 0x46, 2, 1]) else { throw ELFError() }
+            let sectionTable = Int(try load(0x28, as: UInt64.self))
+            let entrySize = Int(try load(0x3A, as: UInt16.self))
+            let count = Int(try load(0x3C, as: UInt16.self))
+            let section = { (index: Int) in sectionTable + index * entrySize }
+            for index in 0..<count where try load(section(index) + 4, as: UInt32.self) == 6 {  // SHT_DYNAMIC
+                let dynamic = Int(try load(section(index) + 0x18, as: UInt64.self))
+                let size = Int(try load(section(index) + 0x20, as: UInt64.self))
+                let strings = Int(
+                    try load(section(Int(try load(section(index) + 0x28, as: UInt32.self))) + 0x18, as: UInt64.self)
+                )
+                var names: [String] = []
+                for entry in stride(from: dynamic, to: dynamic + size, by: 16)
+                where try load(entry, as: Int64.self) == 1 {
+                    let start = strings + Int(try load(entry + 8, as: UInt64.self))  // DT_NEEDED: a .dynstr offset
+                    guard start < raw.count, let end = raw[start...].firstIndex(of: 0) else { throw ELFError() }
+                    names.append(String(decoding: raw[start..<end], as: UTF8.self))
+                }
+                return names
+            }
+            return []
+        }
+    }
+
+    struct ELFError: Error {}
 }
 
 /// The README's CLI reference against the binary's `--help`, both ways.

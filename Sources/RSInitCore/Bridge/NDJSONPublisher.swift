@@ -1,5 +1,9 @@
-import Foundation
+import FoundationEssentials
 public import MongoCWrapper
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Prints one JSON object per event on stdout (debugging, piping); keeps no checkpoint.
 ///
@@ -12,7 +16,7 @@ public struct NDJSONPublisher: EventPublisher {
 
     /// Writes to stdout.
     public init(channelPrefix: String = "", fanOut: [FanOutRule] = []) {
-        self.init(channelPrefix: channelPrefix, fanOut: fanOut) { FileHandle.standardOutput.write(Data($0.utf8)) }
+        self.init(channelPrefix: channelPrefix, fanOut: fanOut) { writeAll($0, to: STDOUT_FILENO) }
     }
 
     /// Writes each batch's lines through `write` (tests, other sinks).
@@ -69,4 +73,19 @@ public struct NDJSONPublisher: EventPublisher {
 
     public func loadCheckpoint() async throws -> BSONTimestamp? { nil }
     public func close() async {}
+}
+
+/// Writes all of `text` to `descriptor` (retrying short and interrupted writes; FoundationEssentials has no
+/// FileHandle). Output that cannot be written (a closed pipe) is dropped, as FileHandle's write would lose it.
+package func writeAll(_ text: String, to descriptor: Int32) {
+    var text = text
+    text.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
 }

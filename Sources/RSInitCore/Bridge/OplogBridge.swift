@@ -1,6 +1,6 @@
 import AsyncAlgorithms
 import Dispatch
-import Foundation
+import FoundationEssentials
 public import Logging
 public import MongoCWrapper
 public import ServiceLifecycle

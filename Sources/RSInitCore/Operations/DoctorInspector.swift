@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 public import Logging
 public import MongoCWrapper
 import RESP

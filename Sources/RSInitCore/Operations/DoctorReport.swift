@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 public import MongoCWrapper
 
 /// What `rsinit doctor` gathered about a deployment: plain values, no I/O. ``DoctorReport`` judges them.
@@ -696,7 +696,7 @@ public struct DoctorReport: Sendable, Equatable {
             + "a Redis restart keeps the checkpoint"
         switch persistence {
         case .configured(let appendOnly, let rdbSave):
-            let rdb = rdbSave.trimmingCharacters(in: .whitespaces)
+            let rdb = String(rdbSave.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
             if appendOnly {
                 return DoctorFinding(
                     "redis persistence",
@@ -824,7 +824,7 @@ public struct DoctorReport: Sendable, Equatable {
             return DoctorFinding(
                 "probe",
                 .ok,
-                "marker write → message on \(channel) in \(String(format: "%.1f", milliseconds)) ms (marker removed)"
+                "marker write → message on \(channel) in \(Self.fixed(milliseconds, 1)) ms (marker removed)"
             )
         case .noMessage(let channel, let waited):
             return DoctorFinding(
@@ -851,21 +851,37 @@ public struct DoctorReport: Sendable, Equatable {
         guard seconds.isFinite else { return "?" }
         let s = max(seconds, 0)
         if s < 1 { return "\(Int((s * 1000).rounded())) ms" }
-        if s < 120 { return String(format: "%.1f s", s) }
-        if s < 7200 { return String(format: "%.0f min", s / 60) }
-        if s < 172_800 { return String(format: "%.1f h", s / 3600) }
-        return String(format: "%.1f days", s / 86400)
+        if s < 120 { return "\(Self.fixed(s, 1)) s" }
+        if s < 7200 { return "\(Self.fixed(s / 60, 0)) min" }
+        if s < 172_800 { return "\(Self.fixed(s / 3600, 1)) h" }
+        return "\(Self.fixed(s / 86400, 1)) days"
     }
 
     static func formatBytes(_ bytes: Int64) -> String {
         let value = Double(bytes)
         if value < 1024 { return "\(bytes) B" }
-        if value < 1_048_576 { return String(format: "%.1f KB", value / 1024) }
-        if value < 1_073_741_824 { return String(format: "%.1f MB", value / 1_048_576) }
-        return String(format: "%.1f GB", value / 1_073_741_824)
+        if value < 1_048_576 { return "\(Self.fixed(value / 1024, 1)) KB" }
+        if value < 1_073_741_824 { return "\(Self.fixed(value / 1_048_576, 1)) MB" }
+        return "\(Self.fixed(value / 1_073_741_824, 1)) GB"
+    }
+
+    /// `value` with `digits` (0-3) decimals, as `String(format: "%.Nf")` writes it (FoundationEssentials has no
+    /// formatter); "?" for values that are not finite or too large to count in units.
+    static func fixed(_ value: Double, _ digits: Int) -> String {
+        let digits = min(max(digits, 0), 3)
+        let scale: Int64 = [1, 10, 100, 1000][digits]
+        let scaled = (value.magnitude * Double(scale)).rounded()
+        guard scaled.isFinite, scaled < 9e15 else { return value.isFinite ? "\(value)" : "?" }
+        let units = Int64(scaled)  // trap-checked: finite and below 9e15
+        var text = (value < 0 && units != 0 ? "-" : "") + String(units / scale)
+        if digits > 0 {
+            let fraction = String(units % scale)
+            text += "." + String(repeating: "0", count: digits - fraction.count) + fraction
+        }
+        return text
     }
 
     static func formatRate(_ rate: Double) -> String {
-        rate < 10 ? String(format: "%.2f", rate) : String(format: "%.0f", rate)
+        rate < 10 ? Self.fixed(rate, 2) : Self.fixed(rate, 0)
     }
 }

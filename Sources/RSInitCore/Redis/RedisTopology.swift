@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A `host:port` of a Redis node or Sentinel.
 public struct RedisAddress: Sendable, Hashable, CustomStringConvertible {
@@ -97,7 +97,7 @@ extension RedisURL {
         var clusterOption = false
         for pair in queryText.split(separator: "&") where !pair.isEmpty {
             let parts = pair.split(separator: "=", maxSplits: 1).map {
-                String($0).removingPercentEncoding ?? String($0)
+                String($0).percentDecoded ?? String($0)
             }
             let value = parts.count > 1 ? parts[1] : ""
             switch parts[0] {
@@ -133,7 +133,7 @@ extension RedisURL {
             .dropFirst().map(String.init)
         if segments.last == "" { segments.removeLast() }
         if kind == "sentinel", masterName == nil, !segments.isEmpty {
-            masterName = segments.removeFirst().removingPercentEncoding
+            masterName = segments.removeFirst().percentDecoded
         }
         guard segments.count <= 1 else {
             throw RedisError(.invalidURL, "too many path segments in the Redis URL (expected /<master>/<db>)")

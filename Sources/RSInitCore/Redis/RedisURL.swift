@@ -1,5 +1,10 @@
-import Foundation
+import FoundationEssentials
 import MongoCWrapper
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A `redis://` / `rediss://` URL: `redis://[[user]:password@]host[:port][/db]`.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
@@ -77,7 +82,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         if let query = path.firstIndex(of: "?").map({ path[path.index(after: $0)...] }) {
             for pair in query.split(separator: "&") where !pair.isEmpty {
                 let parts = pair.split(separator: "=", maxSplits: 1).map {
-                    String($0).removingPercentEncoding ?? String($0)
+                    String($0).percentDecoded ?? String($0)
                 }
                 guard let key = parts.first, !pair.hasPrefix("=") else {
                     throw RedisError(.invalidURL, "an option without a name in the Redis URL")
@@ -208,8 +213,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public static func isIPv6Address(_ text: String) -> Bool {
         let address = text.prefix { $0 != "%" }
         guard !address.isEmpty, address.contains(":") else { return false }
-        var storage = in6_addr()
-        return inet_pton(AF_INET6, String(address), &storage) == 1
+        guard case .v6 = try? SocketAddress(ipAddress: String(address), port: 0) else { return false }
+        return true
     }
 
     /// The TLS files of a `rediss://` URL exist and are readable files, so a typo is a usage error at start rather
@@ -217,10 +222,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public func checkTLSFiles() throws(RedisError) {
         for (option, path) in [("ca", tls.caFile), ("cert", tls.certificateFile), ("key", tls.keyFile)] {
             guard let path else { continue }
-            var isDirectory: ObjCBool = false
-            guard !path.isEmpty, FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
-                !isDirectory.boolValue, FileManager.default.isReadableFile(atPath: path)
-            else {
+            guard LocalFile.isReadableRegularFile(path) else {
                 throw RedisError(
                     .invalidURL,
                     "the \(option)= file \"\(Self.shown(path))\" of the Redis URL is missing or not a readable file"
@@ -233,7 +235,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// A user-info part, percent-decoded; malformed escapes are an error (never a silently dropped password).
     static func percentDecoded(_ text: Substring, _ what: String) throws(RedisError) -> String {
-        guard let decoded = String(text).removingPercentEncoding else {
+        guard let decoded = String(text).percentDecoded else {
             Redaction.registerSecret(String(text))
             throw RedisError(
                 .invalidURL,
@@ -367,6 +369,38 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
             return RedisError(kind, "the Redis user lacks a permission for \(command): \(text)")
         default:
             return RedisError(kind, "\(command) failed: \(text)")
+        }
+    }
+}
+
+extension String {
+    /// The text with `%XX` escapes decoded, or nil if an escape is malformed or the bytes are not UTF-8 (as
+    /// Foundation's `removingPercentEncoding`, which FoundationEssentials does not have).
+    var percentDecoded: String? {
+        var bytes: [UInt8] = []
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            guard let high = iterator.next().flatMap(\.hexDigitValue),
+                let low = iterator.next().flatMap(\.hexDigitValue)
+            else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+}
+
+extension UInt8 {
+    /// The value of an ASCII hex digit, nil for any other byte.
+    fileprivate var hexDigitValue: UInt8? {
+        switch self {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): self - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): self - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): self - UInt8(ascii: "A") + 10
+        default: nil
         }
     }
 }
