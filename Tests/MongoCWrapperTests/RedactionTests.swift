@@ -97,7 +97,11 @@ struct SeededGenerator: RandomNumberGenerator {
     @Test func credentialsInMalformedInputAreRegistered() {
         // A password holding white space cannot be found by shape once split; the argument registers it first.
         Redaction.registerCredentials(in: "mongodb://root:Pa55-with-Space@mongo:27017")
-        #expect(Redaction.redact("the server said: Pa55-with-Space is wrong") == "the server said: *** is wrong")
+        // The registry is process-wide and other tests register their own secrets (e.g. "wrong"): only the shape of
+        // the part before the secret's neighbourhood is asserted.
+        let redacted = Redaction.redact("the server said: Pa55-with-Space is wrong")
+        #expect(redacted.hasPrefix("the server said: *** is "))
+        #expect(!redacted.contains("Pa55"))
         Redaction.registerCredentials(in: "root:T0k%40en-x@mongo")
         #expect(!Redaction.redact("decoded T0k@en-x").contains("T0k@en-x"))
     }
