@@ -19,9 +19,12 @@ bundle="$bin_dir/rsinitPackageTests.xctest"
 objects=("$bundle")
 [ -x "$bin_dir/rsinit" ] && objects+=(-object "$bin_dir/rsinit")
 
-"$llvm_cov" export -summary-only -instr-profile="$profdata" "${objects[@]}" \
-    -ignore-filename-regex='/(\.build[^/]*|Tests|checkouts)/' |
-    python3 -c '
+summary=$("$llvm_cov" export -summary-only -instr-profile="$profdata" "${objects[@]}" \
+    -ignore-filename-regex='/(\.build[^/]*|Tests|checkouts)/') || {
+    echo "coverage: $llvm_cov could not read $profdata (llvm-cov must come from the toolchain that built it)" >&2
+    exit 1
+}
+printf '%s' "$summary" | python3 -c '
 import json, os, sys
 root = os.getcwd() + "/Sources/"
 modules = ["MongoCWrapper", "RESP", "RSInitCore", "rsinit"]
