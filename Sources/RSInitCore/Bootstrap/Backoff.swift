@@ -1,8 +1,11 @@
 /// Exponential backoff with jitter: `initial × 2^attempt`, capped, then scaled by a jitter factor in [0.8, 1.2].
 public struct Backoff: Sendable, Equatable {
+    /// The delay before the first retry.
     public var initial: Duration
+    /// The cap on the delay before jitter.
     public var maximum: Duration
 
+    /// A backoff from `initial`, doubling up to `maximum`.
     public init(initial: Duration = .milliseconds(100), maximum: Duration = .seconds(2)) {
         self.initial = initial
         self.maximum = maximum

@@ -22,6 +22,7 @@ public struct BootstrapConfiguration: Sendable {
     /// Backoff between attempts.
     public var backoff: Backoff
 
+    /// A configuration for `members` of the set `setName`, reached through `connectionString`.
     public init(
         connectionString: MongoConnectionString,
         setName: String = "steedos",
@@ -91,6 +92,7 @@ public enum OplogProof: String, Sendable, Codable {
 
 /// The outcome of a successful run.
 public struct BootstrapReport: Sendable, Codable, Equatable {
+    /// The replica set's name.
     public var setName: String
     /// The primary as `hello` reports it.
     public var primary: String?
@@ -100,6 +102,7 @@ public struct BootstrapReport: Sendable, Codable, Equatable {
     public var initiated: Bool
     /// Whether a forced reconfig repaired a REMOVED node.
     public var repaired: Bool
+    /// How the oplog was shown to accept writes.
     public var oplogProof: OplogProof
     /// Milliseconds from start until mongod answered, until the writable primary, until the oplog proof.
     public var reachableAfterMs: Int64

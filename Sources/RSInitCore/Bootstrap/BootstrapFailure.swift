@@ -20,12 +20,14 @@ public struct BootstrapFailure: Error, Sendable, Equatable, CustomStringConverti
         case oplogNotAdvancing
     }
 
+    /// The category, which decides the exit code.
     public var kind: Kind
     /// What went wrong.
     public var message: String
     /// What to change; nil when the message says it all.
     public var fix: String?
 
+    /// A failure of `kind` with a message safe to show (no credentials) and, when useful, a fix.
     public init(_ kind: Kind, _ message: String, fix: String? = nil) {
         self.kind = kind
         self.message = message
@@ -35,6 +37,7 @@ public struct BootstrapFailure: Error, Sendable, Equatable, CustomStringConverti
     /// The process exit code for this failure.
     public var exitCode: Int32 { Self.exitCode(for: kind) }
 
+    /// The process exit code for a failure of `kind` (the table in the README's "Exit codes").
     public static func exitCode(for kind: Kind) -> Int32 {
         switch kind {
         case .usage: return 2

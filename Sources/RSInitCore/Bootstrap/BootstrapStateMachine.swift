@@ -5,14 +5,19 @@ public import MongoCWrapper
 public struct BootstrapStateMachine: Sendable {
     /// Bootstrap (initiate when needed) or only wait for readiness (the health check; never initiates).
     public enum Mode: Sendable, Equatable {
+        /// Initiate the set when it is not initiated yet, then wait for a writable primary and the oplog proof.
         case bootstrap
+        /// Wait for a writable primary and the oplog proof; never initiate or reconfigure.
         case waitOnly
     }
 
     /// Where the run is; the shell reports each change as one progress line.
     public enum Phase: Sendable, Equatable, CustomStringConvertible {
+        /// Probing until mongod answers `hello`.
         case waitingForMongod
+        /// Reading the node's replica-set state (`replSetGetStatus`).
         case checkingState
+        /// Sending `replSetInitiate`.
         case initiating
         /// The set already existed (or another bootstrapper initiated it): check the name and membership.
         case verifying
@@ -20,8 +25,11 @@ public struct BootstrapStateMachine: Sendable {
         case repairing
         /// Waiting for a writable primary; the associated text is the node's state (e.g. "SECONDARY").
         case waitingForPrimary(String)
+        /// Showing that the oplog accepts writes.
         case provingOplog
+        /// Done: the set has a writable primary and a working oplog.
         case ready
+        /// Given up; the run throws a ``BootstrapFailure``.
         case failed
 
         public var description: String {

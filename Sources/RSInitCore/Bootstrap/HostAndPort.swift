@@ -1,8 +1,11 @@
 /// A `host:port` pair as used in replica-set member configs.
 public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
+    /// A host name or IP address, as the other members and clients must reach it.
     public var host: String
+    /// The TCP port (27017 for a default mongod).
     public var port: Int
 
+    /// A member address; no validation here (``BootstrapConfiguration`` validates members).
     public init(host: String, port: Int) {
         self.host = host
         self.port = port

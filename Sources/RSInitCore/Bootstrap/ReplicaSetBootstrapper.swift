@@ -8,9 +8,11 @@ import MongoCWrapper
 /// The decisions are ``BootstrapStateMachine``'s; this type only performs its actions through libmongoc. Every
 /// blocking libmongoc call runs on the client's own thread; cancellation is honoured between calls.
 public struct ReplicaSetBootstrapper: Sendable {
+    /// What to bootstrap and how long to try.
     public let configuration: BootstrapConfiguration
     private let logger: Logger
 
+    /// A bootstrapper; nothing connects until ``run(progress:)``.
     public init(configuration: BootstrapConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger

@@ -6,12 +6,17 @@ public import MongoCWrapper
 public struct ReplicaSetStatusReport: Sendable, Codable, Equatable {
     /// "standalone", "uninitialized", "removed", "member" or "mongos".
     public var kind: String
+    /// The replica set's name, when the node has one.
     public var setName: String?
     /// This node's state name (PRIMARY, SECONDARY, STARTUP2, …).
     public var state: String?
+    /// Whether this node is the writable primary.
     public var writablePrimary: Bool
+    /// The primary as `hello` reports it.
     public var primary: String?
+    /// The member hosts of the set's config (`hello.hosts`).
     public var hosts: [String]
+    /// Each member's state from `replSetGetStatus`.
     public var members: [MemberStatus]
     /// The newest oplog write as "seconds.increment".
     public var lastWrite: String?
@@ -23,6 +28,7 @@ public struct ReplicaSetStatusReader: Sendable {
     let attemptTimeout: Duration
     let logger: Logger
 
+    /// A reader whose connect and server-selection timeouts are `attemptTimeout`.
     public init(connectionString: MongoConnectionString, attemptTimeout: Duration = .seconds(2), logger: Logger) {
         self.connectionString = connectionString
         self.attemptTimeout = attemptTimeout

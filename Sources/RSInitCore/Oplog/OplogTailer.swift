@@ -19,6 +19,7 @@ public struct OplogHistoryLost: Error, Sendable, Equatable, CustomStringConverti
     public var position: BSONTimestamp
     /// The oldest entry still in the oplog, when known.
     public var oldestAvailable: BSONTimestamp?
+    /// The server's or the tailer's explanation.
     public var reason: String
 
     public var description: String {
@@ -44,6 +45,7 @@ public struct OplogBatch: Sendable {
     /// to be logged and counted, never dropped silently.
     public var unexpressed: [UnexpressedEntry]
 
+    /// A batch of `events` read up to `lastRead`, resumable after `resumePosition`.
     public init(
         events: [ChangeEvent],
         resumePosition: BSONTimestamp?,
@@ -65,8 +67,11 @@ public struct OplogBatch: Sendable {
 
 /// How the tailer reads.
 public struct OplogTailerConfiguration: Sendable {
+    /// The deployment to tail (a replica set member or the set; the tailer reads `local.oplog.rs`).
     public var connectionString: MongoConnectionString
+    /// Where the first cursor starts.
     public var start: OplogStart
+    /// How entries become ``ChangeEvent``s (changed-fields mode, namespace filter).
     public var mapping: OplogEventMapper.Configuration
     /// Entries per find/getMore.
     public var batchSize: Int
@@ -75,6 +80,7 @@ public struct OplogTailerConfiguration: Sendable {
     /// Backoff between re-establish attempts after errors.
     public var backoff: Backoff
 
+    /// A configuration; by default the tail starts at the end of the oplog (``OplogStart/end``).
     public init(
         connectionString: MongoConnectionString,
         start: OplogStart = .end,
@@ -103,14 +109,17 @@ public struct OplogTailerConfiguration: Sendable {
 public struct OplogTailer: AsyncSequence, Sendable {
     public typealias Element = OplogBatch
 
+    /// What to tail and how.
     public let configuration: OplogTailerConfiguration
     let logger: Logger
 
+    /// A tailer; nothing connects until the first batch is requested.
     public init(configuration: OplogTailerConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
     }
 
+    /// An iterator that ends when its task is cancelled.
     public func makeAsyncIterator() -> Iterator {
         Iterator(session: TailSession(configuration: configuration, logger: logger, shouldStop: { false }))
     }
@@ -121,6 +130,7 @@ public struct OplogTailer: AsyncSequence, Sendable {
         Iterator(session: TailSession(configuration: configuration, logger: logger, shouldStop: shouldStop))
     }
 
+    /// Pulls one ``OplogBatch`` per `next()`; each iterator has its own client and cursor.
     public struct Iterator: AsyncIteratorProtocol {
         let session: TailSession
 
