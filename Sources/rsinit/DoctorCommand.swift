@@ -141,7 +141,7 @@ struct DoctorCommand: AsyncParsableCommand {
             throw ExitCode(failure.exitCode)
         }
         if output.json {
-            print(Redaction.redact(DoctorText.json(report)))
+            print(DoctorText.json(report))
         } else {
             print(Redaction.redact(DoctorText.render(report, quiet: output.quiet)))
         }
@@ -186,7 +186,16 @@ enum DoctorText {
             exitCode: report.exitCode,
             failures: report.failures,
             warnings: report.warnings,
-            findings: report.findings,
+            // Each text redacted on its own: redacting the encoded JSON would read `"…":"redis://:***@…` as
+            // user info spanning the punctuation between two fields.
+            findings: report.findings.map {
+                DoctorFinding(
+                    Redaction.redact($0.check),
+                    $0.severity,
+                    Redaction.redact($0.message),
+                    fix: $0.fix.map(Redaction.redact)
+                )
+            },
             figures: report.figures
         )
         guard let data = try? encoder.encode(value) else { return "{}" }

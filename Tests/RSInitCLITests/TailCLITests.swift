@@ -152,7 +152,12 @@ struct TailCLITests {
 
     @Test func sigtermWhileMongodIsUnreachableStillExitsPromptly() async throws {
         let tail = try TailProcess(["--host", "127.0.0.1", "--port", "1"])  // nothing listens on port 1
-        try await Task.sleep(for: .milliseconds(1500))  // in the re-establish backoff by now
+        // In the re-establish backoff once it has told the operator (waited for, not slept: a loaded machine
+        // starts the process late).
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !tail.errors.contains("oplog cursor lost"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         let signalled = ContinuousClock.now
         tail.signal(SIGTERM)
         #expect(try await tail.exitCode() == 0)

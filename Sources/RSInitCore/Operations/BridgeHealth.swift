@@ -1,3 +1,5 @@
+import MongoCWrapper
+
 /// Health of a running bridge, for `/healthz`: failing when the tail is stalled or too far behind, not merely when
 /// a process answers. Pure: the bridge records observations, the HTTP shell asks for a verdict.
 public struct BridgeHealth: Sendable, Equatable {
@@ -72,7 +74,8 @@ public struct BridgeHealth: Sendable, Equatable {
             json +=
                 ",\"reason\":\"lagging \(Self.format(seconds)) s behind the oplog (limit \(Self.format(policy.maximumLag.inSeconds)) s)\""
         case .stopped(let reason):
-            json += ",\"reason\":" + RedisOplogFormat.jsonString("stopped: " + reason)
+            // Redacted as text, before it is quoted: the reason can hold an error naming a URL.
+            json += ",\"reason\":" + RedisOplogFormat.jsonString(Redaction.redact("stopped: " + reason))
         }
         json += ",\"lagSeconds\":\(Self.format(lagSeconds))"
         json += ",\"secondsSinceProgress\":\(Self.format((now - lastProgress).inSeconds))"
