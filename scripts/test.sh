@@ -57,18 +57,9 @@ coverage=()
 echo "==> swift build --build-tests ${coverage[*]}"
 swift build --build-tests "${coverage[@]}"
 
-# The suites that start many processes or run long (Sentinel and Cluster failovers, the bad-input table through the
-# binary, the million-case fuzzers, the chaos soak, the demo) run after the others, so that the timing checks of the
-# rest do not compete with them for the two cores. With arguments (e.g. --filter X) or coverage: one invocation.
-heavy='RedisSentinelBridgeTests|RedisClusterBridgeTests|TailTopologyCLITests|BadInputTests|BSONValidationTests'
-heavy+='|JavaScriptNumberTests|OplogMappingFuzzTests|ChaosSoakTests|DemoScriptTests'
-if [ "$#" -gt 0 ] || [ "${#coverage[@]}" -gt 0 ]; then
-    echo "==> swift test"
-    swift test --skip-build "${coverage[@]}" "$@"
-    [ "${#coverage[@]}" -eq 0 ] || scripts/lib/coverage.sh
-else
-    echo "==> swift test (all but the heavy suites)"
-    swift test --skip-build --skip "$heavy"
-    echo "==> swift test (the heavy suites: $heavy)"
-    swift test --skip-build --filter "$heavy"
-fi
+# One test at a time: many tests check timing (deadlines, wake-up latency, a free cooperative pool) and others start
+# Redis Sentinels and Clusters, spawn the binary a hundred times or fuzz a million cases; on two cores, running them
+# side by side makes the first fail for want of CPU, not for a defect. Serial, the suite takes a few minutes.
+echo "==> swift test (one test at a time)"
+swift test --skip-build --no-parallel "${coverage[@]}" "$@"
+[ "${#coverage[@]}" -eq 0 ] || scripts/lib/coverage.sh
