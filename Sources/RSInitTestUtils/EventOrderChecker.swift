@@ -1,0 +1,64 @@
+import Foundation
+
+/// Checks what a subscriber received against the oplog: every event delivered at least once, and the first
+/// appearance of each in oplog order. Events are numbered 0, 1, 2, … in oplog order (the test documents'
+/// `_id: "id<n>"`).
+public struct EventOrderChecker: Sendable {
+    /// Every event below this one appeared.
+    public private(set) var nextExpected: Int
+    /// Messages observed, duplicates included.
+    public private(set) var received = 0
+    public private(set) var duplicates = 0
+    /// One line per event whose first appearance came before an earlier event's.
+    public private(set) var violations: [String] = []
+    /// Events that appeared ahead of a missing earlier one.
+    private var early: Set<Int> = []
+
+    public init(first: Int = 0) { nextExpected = first }
+
+    /// One message for event `id`.
+    public mutating func observe(_ id: Int) {
+        received += 1
+        if id < nextExpected || early.contains(id) {
+            duplicates += 1
+        } else if id == nextExpected {
+            nextExpected += 1
+            while early.remove(nextExpected) != nil { nextExpected += 1 }
+        } else {
+            if violations.count < 100 {
+                violations.append("event \(id) appeared before event \(nextExpected)")
+            }
+            early.insert(id)
+        }
+    }
+
+    /// Events up to `id` (excluded) count as delivered without appearing (history lost, counted by the bridge).
+    public mutating func skip(to id: Int) {
+        guard id > nextExpected else { return }
+        nextExpected = id
+        early = early.filter { $0 >= id }
+        while early.remove(nextExpected) != nil { nextExpected += 1 }
+    }
+
+    /// The `n` of a redis-oplog message about the document `{_id: "id<n>"}`, if it is one.
+    public static func documentNumber(_ message: String) -> Int? {
+        guard let range = message.range(of: "\"_id\":\"id") else { return nil }
+        let digits = message[range.upperBound...].prefix { $0.isASCII && $0.isNumber }
+        return Int(digits)
+    }
+}
+
+/// A seeded, reproducible random number generator (SplitMix64) for soaks and fault schedules.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
