@@ -67,3 +67,13 @@ swift build --build-tests
 
 echo "==> swift test"
 swift test --skip-build "$@"
+
+# ThreadSanitizer over the concurrency-heavy suites (bridge, delivery state machine and faults, publisher, tailer,
+# Redis client), in its own scratch path so the main build stays incremental. Set RSINIT_SKIP_TSAN=1 to skip it.
+if [ "${RSINIT_SKIP_TSAN:-0}" != 1 ]; then
+    echo "==> ThreadSanitizer (--sanitize=thread): bridge, publisher, tailer, Redis client"
+    tsan_suites='DeliveryStateMachineTests|DeliveryFaultTests|OplogBridgeTests|PipelinedPublishTests|OplogTailerTests|RedisClientTests|RedisChannelHandlerTests'
+    swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+        swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter "$tsan_suites"
+fi

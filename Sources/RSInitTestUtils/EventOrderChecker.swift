@@ -9,6 +9,8 @@ public struct EventOrderChecker: Sendable {
     /// Messages observed, duplicates included.
     public private(set) var received = 0
     public private(set) var duplicates = 0
+    /// The first few repeated events, for reports.
+    public private(set) var someDuplicates: [Int] = []
     /// One line per event whose first appearance came before an earlier event's.
     public private(set) var violations: [String] = []
     /// Events that appeared ahead of a missing earlier one.
@@ -16,14 +18,23 @@ public struct EventOrderChecker: Sendable {
 
     public init(first: Int = 0) { nextExpected = first }
 
+    /// Open while a bridge restarts at the end of a rolled-over oplog: events from here on may be missing up to the
+    /// first one it delivers.
+    private var lossFrom: Int?
+    /// Events counted as history lost.
+    public private(set) var lost = 0
+
     /// One message for event `id`.
     public mutating func observe(_ id: Int) {
         received += 1
         if id < nextExpected || early.contains(id) {
             duplicates += 1
+            if someDuplicates.count < 10 { someDuplicates.append(id) }
         } else if id == nextExpected {
             nextExpected += 1
             while early.remove(nextExpected) != nil { nextExpected += 1 }
+        } else if let lossFrom, id >= lossFrom {
+            early.insert(id)
         } else {
             if violations.count < 100 {
                 violations.append("event \(id) appeared before event \(nextExpected)")
@@ -32,9 +43,30 @@ public struct EventOrderChecker: Sendable {
         }
     }
 
-    /// Events up to `id` (excluded) count as delivered without appearing (history lost, counted by the bridge).
-    public mutating func skip(to id: Int) {
+    /// The oplog rolled over: events before `id` that did not appear are history lost (the bridge counts it), and so
+    /// are those from `id` up to the first one delivered after ``endHistoryLoss()`` — the bridge restarts at the end
+    /// of the oplog, wherever that is when its cursor opens.
+    public mutating func beginHistoryLoss(at id: Int) {
+        skip(to: id)
+        lossFrom = id
+    }
+
+    /// Whether an event at or after the loss appeared (the restarted bridge delivers again).
+    public var deliveredSinceLoss: Bool {
+        guard let lossFrom else { return true }
+        return nextExpected > lossFrom || early.contains { $0 >= lossFrom }
+    }
+
+    /// Closes the loss window: from the first event delivered since, everything must appear in order again.
+    public mutating func endHistoryLoss() {
+        guard lossFrom != nil else { return }
+        lossFrom = nil
+        if let first = early.min() { skip(to: first) }
+    }
+
+    private mutating func skip(to id: Int) {
         guard id > nextExpected else { return }
+        lost += id - nextExpected - early.count(where: { $0 < id })
         nextExpected = id
         early = early.filter { $0 >= id }
         while early.remove(nextExpected) != nil { nextExpected += 1 }
