@@ -13,8 +13,9 @@ import Synchronization
 ///   resumes after it (at worst repeating the batches that were in flight). A quiet stream still advances the
 ///   checkpoint (no-ops count).
 /// - Pipelining: while full batches stream in, the next batch is sent before the previous one is confirmed (at
-///   most ``publishWindow`` in flight); a short batch means the tail caught up, and everything is confirmed and
-///   checkpointed at once. A failed confirmation sends that batch and every later one again, in order.
+///   most ``publishWindow`` held); a short batch means the tail caught up, and everything is confirmed and
+///   checkpointed at once. The rules are ``DeliveryStateMachine``'s (this class only executes its actions): a lost
+///   connection sends every unconfirmed batch again, in order, on the next connection before anything new.
 /// - History loss (the checkpoint rolled out of the oplog) is never skipped silently: ``OnHistoryLost/fail`` throws
 ///   ``OplogHistoryLost``; ``OnHistoryLost/fromEnd`` logs an error, counts it and restarts at the end of the oplog.
 /// - ``stop()`` — or a graceful shutdown of the `ServiceGroup` running it — finishes the in-flight batch (and its
