@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -9,8 +8,10 @@ import Glibc
 /// reset at once or after a given number of bytes (mid-pipeline: the server gets part of a write), and connections
 /// that stall (nothing forwarded either way: a server that never answers, a hung load balancer).
 ///
-/// Each connection is served by two blocking pump threads (client → server, server → client). Thread-safe.
-public final class TCPFaultProxy: Sendable {
+/// Each connection is served by two blocking pump threads (client → server, server → client). Thread-safe: the
+/// state is behind an `NSLock` (a pthread mutex, which ThreadSanitizer understands; with `Synchronization.Mutex`
+/// it reported the pumps' locked accesses as races).
+public final class TCPFaultProxy: @unchecked Sendable {
     /// Where clients connect (`127.0.0.1:port`).
     public let port: UInt16
     private let target: UInt16
@@ -36,7 +37,15 @@ public final class TCPFaultProxy: Sendable {
         var resets = 0
     }
 
-    private let state = Mutex(State())
+    private let lock = NSLock()
+    /// Guarded by `lock` (only through `withState`).
+    private var storage = State()
+
+    private func withState<T>(_ body: (inout State) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&storage)
+    }
 
     private init(port: UInt16, target: UInt16, listener: Int32) {
         self.port = port
@@ -66,25 +75,25 @@ public final class TCPFaultProxy: Sendable {
     }
 
     /// Connections accepted so far.
-    public var connectionsAccepted: Int { state.withLock { $0.accepted } }
+    public var connectionsAccepted: Int { withState { $0.accepted } }
     /// Connections reset so far.
-    public var resets: Int { state.withLock { $0.resets } }
+    public var resets: Int { withState { $0.resets } }
 
     /// Resets every open connection now (RST to both sides).
     public func resetAll() {
-        let ids = state.withLock { Array($0.links.keys) }
+        let ids = withState { Array($0.links.keys) }
         for id in ids { reset(id) }
     }
 
     /// Forwards `bytes` more bytes from clients to the server, then resets every open connection: the server gets
     /// the first part of a write and the rest is lost.
     public func resetAfter(clientBytes bytes: Int) {
-        state.withLock { $0.resetAfterBytes = max(0, bytes) }
+        withState { $0.resetAfterBytes = max(0, bytes) }
     }
 
     /// Stops forwarding on every open connection (and, with `newConnections`, on those accepted from now on).
     public func stall(newConnections: Bool = false) {
-        state.withLock { state in
+        withState { state in
             for id in state.links.keys { state.links[id]?.stalled = true }
             state.stallNew = newConnections
         }
@@ -92,7 +101,7 @@ public final class TCPFaultProxy: Sendable {
 
     /// Forwards again what was held and everything after.
     public func resume() {
-        state.withLock { state in
+        withState { state in
             for id in state.links.keys { state.links[id]?.stalled = false }
             state.stallNew = false
         }
@@ -100,7 +109,7 @@ public final class TCPFaultProxy: Sendable {
 
     /// Stops listening and resets every connection.
     public func stop() {
-        let first = state.withLock { state in
+        let first = withState { state in
             defer { state.stopped = true }
             return !state.stopped
         }
@@ -124,7 +133,7 @@ public final class TCPFaultProxy: Sendable {
             var yes: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
             setsockopt(upstream, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
-            let id: Int? = state.withLock { state in
+            let id: Int? = withState { state in
                 guard !state.stopped else { return nil }
                 let id = state.nextID
                 state.nextID += 1
@@ -149,7 +158,7 @@ public final class TCPFaultProxy: Sendable {
             if count <= 0 { break }
             // Held while stalled (the bytes wait here, as in a hung network path).
             while true {
-                let (stalled, closing) = state.withLock {
+                let (stalled, closing) = withState {
                     ($0.links[id]?.stalled ?? false, $0.links[id]?.closing ?? true)
                 }
                 if closing { break pumping }
@@ -159,7 +168,7 @@ public final class TCPFaultProxy: Sendable {
             var forward = count
             var resetAfterwards = false
             if clientToServer {
-                state.withLock { state in
+                withState { state in
                     guard let budget = state.resetAfterBytes else { return }
                     if count >= budget {
                         forward = budget
@@ -188,7 +197,7 @@ public final class TCPFaultProxy: Sendable {
 
     /// Marks the connection closing and wakes both pumps; with `abort`, the sockets close with RST.
     private func reset(_ id: Int) {
-        let link: Link? = state.withLock { state in
+        let link: Link? = withState { state in
             guard var link = state.links[id], !link.closing else { return nil }
             link.closing = true
             state.links[id] = link
@@ -205,7 +214,7 @@ public final class TCPFaultProxy: Sendable {
 
     /// A pump ended: the connection is over (both pumps are woken); the last one closes the sockets.
     private func finish(_ id: Int) {
-        let (wake, close): (Link?, Link?) = state.withLock { state in
+        let (wake, close): (Link?, Link?) = withState { state in
             guard var link = state.links[id] else { return (nil, nil) }
             link.pumpsRunning -= 1
             let first = !link.closing

@@ -71,11 +71,15 @@ struct DeliveryFaultTests {
         let control = try await RedisConnection.connect(try RedisURL(redis.url()))
         let killer = Task {
             var kills = 0
+            var batches = -1
             while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(20))
+                // After each confirmed batch (so that a slow machine still progresses), while the next ones fly.
+                guard bridge.statistics.batches != batches else { continue }
+                batches = bridge.statistics.batches
                 // Normal clients only: the subscriber (pubsub) and this connection (SKIPME) stay.
                 let reply = try? await control.command(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
                 kills += reply?.integer.map(Int.init) ?? 0
-                try? await Task.sleep(for: .milliseconds(20))
             }
             return kills
         }
@@ -109,9 +113,13 @@ struct DeliveryFaultTests {
         let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
         let resetter = Task {
             var generator = SeededGenerator(seed: 17)
+            var batches = -1
             while !Task.isCancelled {
-                proxy.resetAfter(clientBytes: Int.random(in: 1...40_000, using: &generator))
                 try? await Task.sleep(for: .milliseconds(Int.random(in: 10...40, using: &generator)))
+                // After each confirmed batch, so that a slow machine still progresses.
+                guard bridge.statistics.batches != batches else { continue }
+                batches = bridge.statistics.batches
+                proxy.resetAfter(clientBytes: Int.random(in: 1...40_000, using: &generator))
             }
         }
         let running = Task { try await bridge.run() }
@@ -138,15 +146,15 @@ struct DeliveryFaultTests {
         defer { redis.stop() }
         let proxy = try TCPFaultProxy.start(forwardingTo: redis.port)
         defer { proxy.stop() }
-        let count = 3000
+        let count = 6000
         let before = mongo.lastOplogTimestamp
         appendInsertEntries(mongo, 0..<count)
         let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
         let running = Task { try await bridge.run() }
-        while subscriber.received.count < 500 { try await Task.sleep(for: .milliseconds(5)) }
+        while bridge.statistics.events < 300 { try await Task.sleep(for: .milliseconds(1)) }
         proxy.stall(newConnections: true)
         try await Task.sleep(for: .seconds(7))
-        let stalledAt = subscriber.received.count
+        let stalledAt = bridge.statistics.events
         #expect(bridge.statistics.publishRetries > 0, "the reply deadline did not fire")
         proxy.resume()
         let checker = await Self.check(subscriber, count: count)
