@@ -1,10 +1,11 @@
 import FoundationEssentials
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import MongoCWrapper
 import RSInitCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Human progress on stderr, one JSON object on stdout with --json; the logging backend of the process.
 struct Console: Sendable {

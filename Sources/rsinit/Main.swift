@@ -1,11 +1,12 @@
 import ArgumentParser
 import FoundationEssentials
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import MongoCWrapper
 import RSInitCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Entry point: applies RSINIT_* environment variables, parses, runs, and maps every failure to a documented exit
 /// code without a stack trace (usage errors exit 2, not ArgumentParser's 64).

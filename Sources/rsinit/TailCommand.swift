@@ -205,8 +205,8 @@ struct TailCommand: AsyncParsableCommand {
                         error.message,
                         fix:
                             "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>], "
-                                + "redis[s]+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db][?sentinel_password=<pw>] or "
-                                + "redis[s]+cluster://n1:6379,n2:6379"
+                            + "redis[s]+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db][?sentinel_password=<pw>] or "
+                            + "redis[s]+cluster://n1:6379,n2:6379"
                     )
                 }
                 if url.useTLS && url.tls.verify == .none {

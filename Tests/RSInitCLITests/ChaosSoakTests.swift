@@ -1,0 +1,37 @@
+import Foundation
+import RSInitTestUtils
+import Testing
+
+/// The 60-second run of `rsinit-bench chaos` (issue 17): the built `rsinit tail` binaries under a seeded mix of
+/// Redis, network, bridge and mongod faults, with a subscriber checking every event. The seed is printed, and
+/// `RSINIT_CHAOS_SEED` replays a schedule.
+@Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"))
+struct ChaosSoakTests {
+    @Test func sixtySecondsOfFaultsLoseAndReorderNothing() async throws {
+        let bench = CLI.binary.deletingLastPathComponent().appendingPathComponent("rsinit-bench")
+        try #require(FileManager.default.isExecutableFile(atPath: bench.path), "build rsinit-bench first")
+        let seed =
+            ProcessInfo.processInfo.environment["RSINIT_CHAOS_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 1...UInt64(UInt32.max))
+        let arguments = ["--rsinit", CLI.binary.path, "--seconds", "60", "--seed", "\(seed)", "chaos"]
+        let (status, output) = try await onDedicatedThread {
+            let process = Process()
+            process.executableURL = bench
+            process.arguments = arguments
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("RSINIT_") }
+            environment["NO_COLOR"] = "1"
+            process.environment = environment
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        print(output)
+        #expect(status == 0, "chaos seed \(seed) found violations:\n\(output)")
+        #expect(output.contains("violations: 0"))
+        #expect(output.contains("events written: "))
+    }
+}
