@@ -24,9 +24,46 @@ public struct EventOrderChecker: Sendable {
     /// Events counted as history lost.
     public private(set) var lost = 0
 
+    /// Events from here (up to ``unorderedUntil``) are not checked for first-appearance order: several bridges
+    /// restarted at *their own* end of a rolled-over oplog (HA with `--on-history-lost from-end`), so one may
+    /// deliver events after another's start before the other delivers its first. Repeats are still repeats.
+    private var unorderedFrom: Int?
+    private var unorderedUntil: Int?
+    /// Events of the unordered range seen (tells a late first appearance from a repeat).
+    private var seenUnordered: Set<Int> = []
+    /// Events at or after the open loss window's start seen while it is open.
+    private var seenSinceLoss: Set<Int> = []
+    /// First appearances out of order in the unordered range (not violations).
+    public private(set) var reorderedAfterLoss = 0
+
+    private func isUnordered(_ id: Int) -> Bool {
+        guard let unorderedFrom, id >= unorderedFrom else { return false }
+        return unorderedUntil.map { id < $0 } ?? true
+    }
+
     /// One message for event `id`.
     public mutating func observe(_ id: Int) {
         received += 1
+        if let lossFrom, id >= lossFrom { seenSinceLoss.insert(id) }
+        if isUnordered(id) {
+            guard seenUnordered.insert(id).inserted else {
+                duplicates += 1
+                if someDuplicates.count < 10 { someDuplicates.append(id) }
+                return
+            }
+            if id == nextExpected {
+                nextExpected += 1
+                while early.remove(nextExpected) != nil { nextExpected += 1 }
+            } else if id > nextExpected {
+                if lossFrom == nil { reorderedAfterLoss += 1 }
+                early.insert(id)
+            } else {
+                // Counted as lost when the loss window closed; it arrived after all, late.
+                lost -= 1
+                reorderedAfterLoss += 1
+            }
+            return
+        }
         if id < nextExpected || early.contains(id) {
             duplicates += 1
             if someDuplicates.count < 10 { someDuplicates.append(id) }
@@ -49,6 +86,7 @@ public struct EventOrderChecker: Sendable {
     public mutating func beginHistoryLoss(at id: Int) {
         skip(to: id)
         lossFrom = id
+        seenSinceLoss = []
     }
 
     /// Whether an event at or after the loss appeared (the restarted bridge delivers again).
@@ -57,11 +95,26 @@ public struct EventOrderChecker: Sendable {
         return nextExpected > lossFrom || early.contains { $0 >= lossFrom }
     }
 
-    /// Closes the loss window: from the first event delivered since, everything must appear in order again.
-    public mutating func endHistoryLoss() {
-        guard lossFrom != nil else { return }
+    /// Closes the loss window: from the first event delivered since, everything must appear in order again —
+    /// unless `orderChecked` is false (several bridges on one stream, each restarted at its own end): then the order
+    /// of first appearances is not checked from the loss until ``checkOrder(from:)``.
+    public mutating func endHistoryLoss(orderChecked: Bool = true) {
+        guard let from = lossFrom else { return }
         lossFrom = nil
+        if !orderChecked {
+            if unorderedFrom == nil || unorderedUntil != nil {
+                unorderedFrom = from
+                unorderedUntil = nil
+                seenUnordered = seenSinceLoss
+            }
+        }
         if let first = early.min() { skip(to: first) }
+    }
+
+    /// Ends the range opened by `endHistoryLoss(orderChecked: false)`: events from `id` on are checked again.
+    public mutating func checkOrder(from id: Int) {
+        guard unorderedFrom != nil, unorderedUntil == nil else { return }
+        unorderedUntil = id
     }
 
     private mutating func skip(to id: Int) {

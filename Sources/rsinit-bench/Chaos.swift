@@ -17,8 +17,8 @@ import Glibc
 /// the 5 s reply deadline), bridge kill -9 and restart, one of the two HA bridges killed, double stepdown,
 /// restart and hang-up mid-getMore, and a forced oplog roll-over (`--on-history-lost from-end`).
 /// A `PSUBSCRIBE *` subscriber checks every event: delivered at least once unless counted as history lost, first
-/// appearances in oplog order, and (HA) never twice. Prints the faults, the events checked and every violation;
-/// exits 1 when there is one.
+/// appearances in oplog order (in HA mode not across a roll-over: each HA bridge restarts at its own end), and
+/// (HA) never twice. Prints the faults, the events checked and every violation; exits 1 when there is one.
 extension Bench {
     enum Fault: String, CaseIterable {
         case redisRestart = "redis kill -9 + restart"
@@ -206,6 +206,7 @@ extension Bench {
             }
         }
         var faults: [Fault: Int] = [:]
+        var haOrderUncheckedAfterLoss = false
         let control = ControlConnection(url: redis.url())
         // Faults start once every stream has a checkpoint: a bridge restarted without one starts at the end of the
         // oplog (documented), which the checker would count as loss.
@@ -220,6 +221,12 @@ extension Bench {
         while ContinuousClock.now - began < .seconds(duration) {
             try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500, using: &random)))
             let fault = Fault.allCases.randomElement(using: &random)!
+            if haOrderUncheckedAfterLoss {
+                // Both HA bridges run again since the roll-over: what is written from now on is checked in order.
+                haOrderUncheckedAfterLoss = false
+                let boundary = writer.written
+                shared.observed.withLock { $0.ha.checkOrder(from: boundary) }
+            }
             faults[fault, default: 0] += 1
             let injected = ContinuousClock.now
             defer {
@@ -302,8 +309,13 @@ extension Bench {
                 }
                 shared.observed.withLock {
                     $0.plain.endHistoryLoss()
-                    $0.ha.endHistoryLoss()
+                    // Each HA bridge restarted at the end of the oplog as it was when *its* cursor opened: one may
+                    // deliver events past the other's start before the other's first. History loss may skip events
+                    // (counted), and the order of first appearances is not checked across it in HA mode (a known
+                    // limit, notes/issue-17.md): from the next fault on, it is again.
+                    $0.ha.endHistoryLoss(orderChecked: false)
                 }
+                haOrderUncheckedAfterLoss = true
             }
         }
         writing.cancel()
@@ -343,7 +355,8 @@ extension Bench {
         print(
             "events checked: plain \(result.plain.received) messages (\(result.plain.duplicates) repeats,"
                 + " \(result.plain.lost) counted as history lost), ha \(result.ha.received) messages"
-                + " (\(result.ha.duplicates) repeats, \(result.ha.lost) counted as history lost)"
+                + " (\(result.ha.duplicates) repeats, \(result.ha.lost) counted as history lost,"
+                + " \(result.ha.reorderedAfterLoss) first appearances out of order after a roll-over, not checked)"
         )
         print("violations: \(violations.count)")
         for violation in violations { print("  \(violation)") }
