@@ -14,7 +14,9 @@ public protocol EventPublisher: Sendable {
     /// Throws only when delivery failed.
     @discardableResult func publish(_ batch: OplogBatch) async throws -> PublishReceipt
     /// The open connection's generation, opening a new connection (with a new generation) when there is none or
-    /// the last one failed. The only place a publisher (re)connects.
+    /// the last one failed. The only place a publisher (re)connects. Throws ``PublisherFailover`` when the new
+    /// connection may reach another node than the old one (Sentinel, Cluster) until ``loadCheckpoint()`` read the
+    /// checkpoint again: the bridge then drops what it holds and tails again from that checkpoint.
     func connect() async throws -> ConnectionGeneration
     /// Writes a batch on the connection of `generation` — never on another one: if that connection is gone, it
     /// throws a transient error without writing anything. `checkpoint`, when given, is written behind the batch's
@@ -32,7 +34,8 @@ public protocol EventPublisher: Sendable {
     func answered(_ batch: PendingBatch) async
     /// Records `position` (a confirmed batch's) as the checkpoint, on the connection of `generation` only.
     func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws
-    /// The stored checkpoint, nil when there is none.
+    /// The stored checkpoint, nil when there is none (after a ``PublisherFailover``: the one the node now written
+    /// to holds).
     func loadCheckpoint() async throws -> BSONTimestamp?
     /// Whether an error this publisher threw is worth retrying (the sink may come back); the bridge then holds the
     /// oplog and retries with backoff. Other errors end the run.
