@@ -12,7 +12,9 @@ import Glibc
 ///   bootstrap  time from the double becoming a writable primary to `rsinit` exiting 0 (target ≤ 100 ms)
 ///   coldstart  wall time of `rsinit --version` (binary start-up)
 ///   serve      oplog entries per second the double serves to a tailing libmongoc cursor
-/// Usage: rsinit-bench [--rsinit PATH] [--runs N] [--entries N] [bootstrap|coldstart|serve ...]
+///   chaos      seeded soak of three bridges under faults, with a checking subscriber (Chaos.swift)
+/// Usage: rsinit-bench [--rsinit PATH] [--runs N] [--entries N] [--seconds N --seed S --rate R]
+///        [bootstrap|coldstart|serve|chaos ...]
 @main
 enum Bench {
     static func main() async throws {
@@ -25,6 +27,9 @@ enum Bench {
         var selected: [String] = []
         var python: String?
         var bsonCases = 20_000_000
+        var chaosSeconds = 60
+        var seed = UInt64.random(in: 1...UInt64(UInt32.max))
+        var rate = 500
         while !arguments.isEmpty {
             let argument = arguments.removeFirst()
             switch argument {
@@ -33,6 +38,9 @@ enum Bench {
             case "--entries": entries = Int(arguments.removeFirst()) ?? entries
             case "--python": python = arguments.removeFirst()
             case "--bson-cases": bsonCases = Int(arguments.removeFirst()) ?? bsonCases
+            case "--seconds": chaosSeconds = Int(arguments.removeFirst()) ?? chaosSeconds
+            case "--seed": seed = UInt64(arguments.removeFirst()) ?? seed
+            case "--rate": rate = Int(arguments.removeFirst()) ?? rate
             default: selected.append(argument)
             }
         }
@@ -53,6 +61,8 @@ enum Bench {
             case "resp-fuzz": respFuzz(count: entries * 25)
             case "memory": try await memoryReport(rsinit: rsinit)
             case "topology": try await topologyReport()
+            case "chaos":
+                if try await !chaos(rsinit: rsinit, seconds: chaosSeconds, seed: seed, rate: rate) { exit(1) }
             default: print("unknown benchmark \(name)")
             }
         }

@@ -310,7 +310,13 @@ struct OplogBridgeTests {
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
         let start = mongo.lastOplogTimestamp
+        // No-ops every 100 ms: the checkpoint moves past the start soon (polled: a loaded machine may need seconds
+        // to start the bridge and read the first no-op).
+        let deadline = ContinuousClock.now + .seconds(15)
         try await Task.sleep(for: .milliseconds(700))
+        while ContinuousClock.now < deadline, try await checkpoint(redis).map({ $0 > start }) != true {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         bridge.stop()
         try await running.value
         await publisher.close()

@@ -18,6 +18,15 @@ struct PipelinedPublishTests {
         )
     }
 
+    static func pending(
+        _ ticket: PublishTicket<RedisEventPublisher.PendingPublishes>
+    ) throws
+        -> RedisEventPublisher.PendingPublishes
+    {
+        guard case .pending(let pending) = ticket else { throw RedisError(.server, "plain mode pipelines") }
+        return pending
+    }
+
     static func batch(_ events: [ChangeEvent]) -> OplogBatch {
         OplogBatch(
             events: events,
@@ -47,12 +56,14 @@ struct PipelinedPublishTests {
         ])
         let third = Self.batch([Self.insert("d", into: "tests.Foo", at: 4)])
 
-        // As the bridge streams: two in flight, the oldest confirmed before the next is sent.
-        let firstTicket = try await publisher.send(first)
-        let refusedTicket = try await publisher.send(refused)
-        #expect(try await publisher.confirm(firstTicket) == PublishReceipt(published: 1))
-        _ = try await publisher.send(third)  // carries the checkpoint of `first`, the newest confirmed
-        await #expect(throws: RedisError.self) { try await publisher.confirm(refusedTicket) }
+        // As the bridge streams: two in flight, the oldest confirmed before the next is sent, which carries the
+        // checkpoint of the newest confirmed batch (DeliveryStateMachine's rule).
+        let generation = try await publisher.connect()
+        let firstTicket = try await publisher.send(first, checkpoint: nil, on: generation)
+        let refusedTicket = try await publisher.send(refused, checkpoint: nil, on: generation)
+        #expect(try await publisher.confirm(Self.pending(firstTicket)) == PublishReceipt(published: 1))
+        _ = try await publisher.send(third, checkpoint: first.resumePosition, on: generation)
+        await #expect(throws: RedisError.self) { try await publisher.confirm(Self.pending(refusedTicket)) }
         // Redis ran the third batch's SET after the refused PUBLISH: it must name `first`, not `refused`/`third`.
         #expect(
             try await control.command(["GET", "rsinit::checkpoint"]).string
@@ -60,7 +71,13 @@ struct PipelinedPublishTests {
         )
         #expect(try await publisher.loadCheckpoint() == first.resumePosition)
 
-        // What the bridge does next: the refused batch and everything after it again, one at a time.
+        // The failed confirmation closed the connection: nothing more is written on it, and the next connection
+        // has a new generation.
+        await #expect(throws: RedisError.self) {
+            try await publisher.send(third, checkpoint: nil, on: generation)
+        }
+        #expect(try await publisher.connect() > generation)
+        // What the bridge does next: the refused batch and everything after it again.
         await #expect(throws: RedisError.self) { try await publisher.publish(refused) }
         #expect(try await publisher.loadCheckpoint() == first.resumePosition)
         try await publisher.publish(third)
@@ -69,21 +86,26 @@ struct PipelinedPublishTests {
         await control.close()
     }
 
-    /// Nothing is in flight across a failure: the batches sent after a refused one are not counted as delivered,
-    /// and a checkpoint that was in flight on the failed connection is written again later.
+    /// Nothing sent on a connection that failed counts as delivered.
     @Test func aFailedConnectionForgetsWhatWasInFlight() async throws {
         let redis = try await RedisServerProcess.launch()
         defer { redis.stop() }
         let publisher = RedisEventPublisher(configuration: .init(url: try RedisURL(redis.url())), logger: bridgeLogger)
         let first = Self.batch([Self.insert("a", into: "tests.Foo", at: 1)])
         let second = Self.batch([Self.insert("b", into: "tests.Foo", at: 2)])
-        #expect(try await publisher.confirm(try await publisher.send(first)) == PublishReceipt(published: 1))
+        let generation = try await publisher.connect()
+        #expect(
+            try await publisher.confirm(Self.pending(try await publisher.send(first, checkpoint: nil, on: generation)))
+                == PublishReceipt(published: 1)
+        )
         redis.stop()
         // The connection is gone: sending may still succeed (the write is queued), confirming must not.
-        if let ticket = try? await publisher.send(second) {
-            await #expect(throws: RedisError.self) { try await publisher.confirm(ticket) }
+        if let ticket = try? await publisher.send(second, checkpoint: nil, on: generation) {
+            await #expect(throws: RedisError.self) { try await publisher.confirm(Self.pending(ticket)) }
         }
-        await #expect(throws: RedisError.self) { try await publisher.flushCheckpoint() }
+        await #expect(throws: RedisError.self) {
+            try await publisher.writeCheckpoint(second.resumePosition!, on: generation)
+        }
         await publisher.close()
     }
 

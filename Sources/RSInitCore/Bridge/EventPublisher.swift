@@ -2,70 +2,83 @@ public import MongoCWrapper
 
 /// Where the bridge delivers events: Redis, or NDJSON on stdout. One of the two seams of the design.
 ///
-/// Two ways to deliver: ``publish(_:)`` does a whole batch (events, then the checkpoint); ``send(_:)`` and
-/// ``confirm(_:)`` split it so that the bridge can send the next batch while the sink still works on this one
-/// (pipelining). Sinks that do not pipeline get both from ``publish(_:)`` by default.
+/// Two ways to deliver: ``publish(_:)`` does a whole batch (events, then the checkpoint); ``connect()``,
+/// ``send(_:checkpoint:on:)`` and ``confirm(_:)`` split it so that the bridge can send the next batch while the
+/// sink still works on this one (pipelining), under ``DeliveryStateMachine``'s rules. A sink that does not pipeline
+/// implements ``publish(_:)`` and ``loadCheckpoint()`` only: every sent batch is then delivered at once.
 public protocol EventPublisher: Sendable {
+    /// What the sink keeps about a batch sent and not yet confirmed (`Never` for sinks that deliver while sending).
+    associatedtype PendingBatch: Sendable = Never
+
     /// Delivers a batch's events and then records `batch.resumePosition` as the checkpoint (if the sink keeps one).
-    /// Throws only when delivery failed; the bridge retries the same batch.
+    /// Throws only when delivery failed.
     @discardableResult func publish(_ batch: OplogBatch) async throws -> PublishReceipt
-    /// Starts delivering a batch; ``confirm(_:)`` tells whether it was. Batches are sent and confirmed in order.
-    /// A checkpoint may be written with a later batch or by ``flushCheckpoint()``, but never before its batch and
-    /// every one before it were confirmed.
-    func send(_ batch: OplogBatch) async throws -> PublishTicket
-    /// Waits until the sink answered for a sent batch. A failure means this batch, and every one sent after it,
-    /// must be delivered again (the bridge does so with ``publish(_:)``).
-    func confirm(_ ticket: PublishTicket) async throws -> PublishReceipt
-    /// Returns once ``confirm(_:)`` of this ticket would not wait (the sink answered, or failed). Must not change
+    /// The open connection's generation, opening a new connection (with a new generation) when there is none or
+    /// the last one failed. The only place a publisher (re)connects. Throws ``PublisherFailover`` when the new
+    /// connection may reach another node than the old one (Sentinel, Cluster) until ``loadCheckpoint()`` read the
+    /// checkpoint again: the bridge then drops what it holds and tails again from that checkpoint.
+    func connect() async throws -> ConnectionGeneration
+    /// Writes a batch on the connection of `generation` — never on another one: if that connection is gone, it
+    /// throws a transient error without writing anything. `checkpoint`, when given, is written behind the batch's
+    /// events (it names an earlier batch, already confirmed). Batches are sent and confirmed in order.
+    func send(
+        _ batch: OplogBatch,
+        checkpoint: BSONTimestamp?,
+        on generation: ConnectionGeneration
+    ) async throws -> PublishTicket<PendingBatch>
+    /// Waits until the sink answered for a sent batch. A failure means the connection is lost: this batch, and
+    /// every one sent after it, is sent again on a new connection.
+    func confirm(_ batch: PendingBatch) async throws -> PublishReceipt
+    /// Returns once ``confirm(_:)`` of this batch would not wait (the sink answered, or failed). Must not change
     /// the publisher's state: it runs concurrently with the other calls.
-    func answered(_ ticket: PublishTicket) async
-    /// Records the position of the last confirmed batch as the checkpoint, if not yet done.
-    func flushCheckpoint() async throws
-    /// The stored checkpoint, nil when there is none.
+    func answered(_ batch: PendingBatch) async
+    /// Records `position` (a confirmed batch's) as the checkpoint, on the connection of `generation` only.
+    func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws
+    /// The stored checkpoint, nil when there is none (after a ``PublisherFailover``: the one the node now written
+    /// to holds).
     func loadCheckpoint() async throws -> BSONTimestamp?
+    /// Whether an error this publisher threw is worth retrying (the sink may come back); the bridge then holds the
+    /// oplog and retries with backoff. Other errors end the run.
+    func isTransient(_ error: any Error) -> Bool
     /// Releases connections.
     func close() async
 }
 
-/// A batch sent to an ``EventPublisher`` and not yet confirmed.
-public struct PublishTicket: Sendable {
-    /// The outcome, when the publisher finished the batch while sending it.
-    let receipt: PublishReceipt?
-    /// The publisher's own record of a batch still in flight.
-    let inFlight: (any Sendable)?
-
-    /// A batch the publisher already delivered completely.
-    public static func delivered(_ receipt: PublishReceipt) -> PublishTicket {
-        PublishTicket(receipt: receipt, inFlight: nil)
-    }
-
-    /// A batch still in flight, with what the publisher needs to confirm it.
-    public static func inFlight(_ state: any Sendable) -> PublishTicket {
-        PublishTicket(receipt: nil, inFlight: state)
-    }
-
-    /// Whether the publisher finished the batch while sending it (``EventPublisher/confirm(_:)`` will not wait).
-    var isDelivered: Bool { receipt != nil }
-
-    /// The publisher's record of an in-flight batch.
-    public func state<State>(as type: State.Type) -> State? { inFlight as? State }
+/// What ``EventPublisher/send(_:checkpoint:on:)`` returns: the batch is delivered, or pending confirmation.
+public enum PublishTicket<Pending: Sendable>: Sendable {
+    /// The publisher finished the batch (and the checkpoint given with it) while sending it.
+    case delivered(PublishReceipt)
+    /// Written; ``EventPublisher/confirm(_:)`` tells whether the sink accepted it.
+    case pending(Pending)
 }
 
 extension EventPublisher {
+    /// A sink without connections: always the same generation.
+    public func connect() async throws -> ConnectionGeneration { ConnectionGeneration(0) }
+
+    /// Nothing to flush: ``publish(_:)`` records the checkpoint itself.
+    public func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws {}
+
+    /// Redis errors the server may recover from (``RedisError/isTransient``).
+    public func isTransient(_ error: any Error) -> Bool {
+        (error as? RedisError)?.isTransient ?? false
+    }
+}
+
+extension EventPublisher where PendingBatch == Never {
     /// Delivers the batch completely while sending (no pipelining).
-    public func send(_ batch: OplogBatch) async throws -> PublishTicket {
+    public func send(
+        _ batch: OplogBatch,
+        checkpoint: BSONTimestamp?,
+        on generation: ConnectionGeneration
+    ) async throws -> PublishTicket<Never> {
         .delivered(try await publish(batch))
     }
 
-    public func confirm(_ ticket: PublishTicket) async throws -> PublishReceipt {
-        ticket.receipt ?? PublishReceipt(published: 0)
-    }
+    /// Never called: nothing is pending (the parameter is uninhabited).
+    public func confirm(_ batch: Never) async throws -> PublishReceipt {}
 
-    /// Sent batches were delivered completely.
-    public func answered(_ ticket: PublishTicket) async {}
-
-    /// Nothing to flush: ``publish(_:)`` records the checkpoint itself.
-    public func flushCheckpoint() async throws {}
+    public func answered(_ batch: Never) async {}
 }
 
 /// Checkpoint values are the 64-bit `(t << 32) | i` of the oplog `ts`, zero-padded to 20 decimal digits so that

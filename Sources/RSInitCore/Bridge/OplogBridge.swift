@@ -13,10 +13,15 @@ import Synchronization
 ///   resumes after it (at worst repeating the batches that were in flight). A quiet stream still advances the
 ///   checkpoint (no-ops count).
 /// - Pipelining: while full batches stream in, the next batch is sent before the previous one is confirmed (at
-///   most ``publishWindow`` in flight); a short batch means the tail caught up, and everything is confirmed and
-///   checkpointed at once. A failed confirmation sends that batch and every later one again, in order.
+///   most ``publishWindow`` held); a short batch means the tail caught up, and everything is confirmed and
+///   checkpointed at once. The rules are ``DeliveryStateMachine``'s (this class only executes its actions): a lost
+///   connection sends every unconfirmed batch again, in order, on the next connection before anything new.
 /// - History loss (the checkpoint rolled out of the oplog) is never skipped silently: ``OnHistoryLost/fail`` throws
 ///   ``OplogHistoryLost``; ``OnHistoryLost/fromEnd`` logs an error, counts it and restarts at the end of the oplog.
+/// - Redis failover (Sentinel, Cluster): when the publisher's ``EventPublisher/connect()`` throws
+///   ``PublisherFailover`` (a new connection on a topology that can fail over), what is held is dropped unsent, the
+///   checkpoint is read again from the node now written to, and the tail restarts after it (or where this run
+///   started when that node holds none): events after it are delivered again, never skipped.
 /// - ``stop()`` — or a graceful shutdown of the `ServiceGroup` running it — finishes the in-flight batch (and its
 ///   checkpoint), then ``run()`` returns.
 public final class OplogBridge: Service, Sendable {
@@ -119,45 +124,53 @@ public final class OplogBridge: Service, Sendable {
         state.withLock { $0.health.stopped(reason: "shutting down") }
     }
 
-    /// Batches sent and not yet confirmed, at most (full batches only; the tail's read-ahead comes on top).
+    /// Batches held at most: sent and not yet confirmed, or waiting to be sent again (the tail's read-ahead of one
+    /// batch comes on top).
     static let publishWindow = 2
-
-    /// A batch handed to the publisher and not yet confirmed.
-    private struct SentBatch {
-        var batch: OplogBatch
-        var ticket: PublishTicket
-        var sentAt: UInt64
-        /// Numbers the batches of a run, for ``TailItem/answered(_:)``.
-        var sequence: Int
-    }
 
     /// What the bridge's loop waits for: the tail's next batch, or the publisher's answer for the newest batch in
     /// flight. The answer matters when a burst ends on a full batch: nothing follows it to push it out of the
     /// window, and the next heartbeat is up to `maxAwaitTime` away, so the loop confirms and checkpoints it then.
     private enum TailItem: Sendable {
         case batch(OplogBatch)
-        case answered(_ sequence: Int)
+        case answered(DeliveryStateMachine.BatchID, ConnectionGeneration)
+    }
+
+    /// A batch read and not yet confirmed, with the publisher's ticket once sent.
+    private struct Held<Pending: Sendable> {
+        var batch: OplogBatch
+        var ticket: PublishTicket<Pending>?
+        var sentAt: UInt64 = 0
     }
 
     private func tail() async throws {
-        var start: OplogStart
-        do { start = try await resolveStart() } catch is CancellationError {
+        try await tail(publisher)
+    }
+
+    /// The shell of ``DeliveryStateMachine``: runs the tail, executes the machine's actions against the publisher
+    /// and reports their outcomes. It decides nothing itself.
+    private func tail<Publisher: EventPublisher>(_ publisher: Publisher) async throws {
+        let start: OplogStart
+        do { start = try await resolveStart(publisher) } catch is CancellationError {
             return  // stopped while Redis was unreachable at start-up: nothing was read, nothing to finish
         }
-        var inFlight: [SentBatch] = []
+        var machine = DeliveryStateMachine(window: Self.publishWindow)
+        var held: [DeliveryStateMachine.BatchID: Held<Publisher.PendingBatch>] = [:]
         var sequence = 0
+        var tailStart = start
         // Where to go back to after a failover when the new Redis master holds no checkpoint: this run's start.
         var failoverFloor: OplogStart? = start == .end ? nil : start
-        while !stopping && !Task.isCancelled {
+        while true {
             var tailerConfiguration = configuration.tailer
-            tailerConfiguration.start = start
+            tailerConfiguration.start = tailStart
             let tailer = OplogTailer(configuration: tailerConfiguration, logger: logger)
-            // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The batch in
-            // hand is the bound: while Redis is down the reader waits and the oplog is not read further.
-            let batches = AsyncThrowingChannel<TailItem, any Error>()
+            // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The machine
+            // is the bound: while Redis is down it asks for nothing, and the oplog is not read further.
+            let items = AsyncThrowingChannel<TailItem, any Error>()
+            let lost: OplogHistoryLost?
             do {
-                // Discarding: a notifier task per full batch, over months, must not pile up as unread results.
-                try await withThrowingDiscardingTaskGroup { group in
+                // Discarding: a notifier task per sent batch, over months, must not pile up as unread results.
+                lost = try await withThrowingDiscardingTaskGroup(returning: OplogHistoryLost?.self) { group in
                     let shouldStop: @Sendable () -> Bool = { [weak self] in
                         (self?.stopping ?? true) || Task.isCancelled
                     }
@@ -165,115 +178,178 @@ public final class OplogBridge: Service, Sendable {
                         var iterator = tailer.makeAsyncIterator(stoppingWhen: shouldStop)
                         do {
                             while !Task.isCancelled, let batch = try await iterator.next() {
-                                await batches.send(.batch(batch))
+                                await items.send(.batch(batch))
                             }
                             await iterator.close()
-                            batches.finish()
+                            items.finish()
                         } catch {
                             await iterator.close()
-                            batches.fail(error)
+                            items.fail(error)
                         }
                     }
-                    receiving: for try await item in batches {
-                        let batch: OplogBatch
-                        switch item {
-                        case .batch(let next):
-                            batch = next
-                            reportUnexpressed(batch.unexpressed)
-                        case .answered(let answered):
-                            // Still the newest in flight: no batch came after it, so confirm and checkpoint now.
-                            if inFlight.last?.sequence == answered { try await settle(&inFlight) }
-                            if stopping { break receiving }
-                            continue
-                        }
-                        // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
-                        // caught up.
-                        if batch.events.isEmpty, batch.entriesRead == 0 {
-                            try await settle(&inFlight)
-                            state.withLock { $0.health.caughtUp(at: .now) }
-                            metrics.recordLag(seconds: 0)
-                        } else {
-                            if failoverFloor == nil, let first = batch.events.first {
-                                failoverFloor = .at(first.timestamp)
+                    var iterator = items.makeAsyncIterator()
+                    var lost: OplogHistoryLost?
+                    var lastError: (any Error)?
+                    var action = machine.start()
+                    execute: while true {
+                        switch action {
+                        case .read:
+                            if stopping {
+                                action = machine.stop()
+                                continue
                             }
-                            sequence += 1
-                            try await send(batch, sequence: sequence, &inFlight)
-                            let delivered = inFlight.last?.ticket.isDelivered ?? false
-                            if batch.entriesRead < configuration.tailer.batchSize || stopping || delivered {
-                                // A short batch: the tail caught up, so no next batch is coming soon to carry the
-                                // checkpoint; confirm and write it now. A publisher that does not pipeline (HA,
-                                // NDJSON) already delivered it: nothing to wait for either.
-                                try await settle(&inFlight)
-                            } else if inFlight.count >= Self.publishWindow {
-                                try await confirmOldest(&inFlight)
+                            let item: TailItem?
+                            do { item = try await iterator.next() } catch let error as OplogHistoryLost {
+                                // What was read before the loss is settled before deciding.
+                                lost = error
+                                action = machine.drain()
+                                continue
                             }
-                            if let newest = inFlight.last {
-                                let publisher = self.publisher
-                                group.addTask {
-                                    await publisher.answered(newest.ticket)
-                                    await batches.send(.answered(newest.sequence))
+                            if case .batch(let batch) = item {
+                                reportUnexpressed(batch.unexpressed)
+                                if failoverFloor == nil, let first = batch.events.first {
+                                    failoverFloor = .at(first.timestamp)
                                 }
                             }
-                            if let position = batch.resumePosition { start = .after(position) }
+                            switch item {
+                            case nil:
+                                action = machine.tailEnded()
+                            case .answered(let id, let generation):
+                                action = machine.answered(id, on: generation)
+                            case .batch(let batch) where batch.events.isEmpty && batch.entriesRead == 0:
+                                // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
+                                // caught up.
+                                state.withLock { $0.health.caughtUp(at: .now) }
+                                metrics.recordLag(seconds: 0)
+                                action = machine.caughtUp()
+                            case .batch(let batch):
+                                sequence += 1
+                                held[sequence] = Held(batch: batch)
+                                action = machine.batchRead(
+                                    sequence,
+                                    position: batch.resumePosition,
+                                    full: batch.entriesRead >= configuration.tailer.batchSize
+                                )
+                            }
+                        case .connect:
+                            do {
+                                action = machine.connected(try await publisher.connect())
+                            } catch  where publisher.isTransient(error) {
+                                lastError = error
+                                action = machine.connectFailed()
+                            }
+                        case .send(let id, let generation, let checkpoint):
+                            guard var entry = held[id] else { preconditionFailure("the machine sends a batch it read") }
+                            entry.sentAt = DispatchTime.now().uptimeNanoseconds
+                            do {
+                                let ticket = try await publisher.send(
+                                    entry.batch,
+                                    checkpoint: checkpoint,
+                                    on: generation
+                                )
+                                entry.ticket = ticket
+                                held[id] = entry
+                                switch ticket {
+                                case .delivered:
+                                    action = machine.sent(id, on: generation, delivered: true)
+                                case .pending(let pending):
+                                    group.addTask {
+                                        await publisher.answered(pending)
+                                        await items.send(.answered(id, generation))
+                                    }
+                                    action = machine.sent(id, on: generation, delivered: false)
+                                }
+                                if case .delivered(let receipt) = ticket, !machine.isHolding(id) {
+                                    // Delivered while sent (HA, NDJSON): the machine confirmed it at once.
+                                    record(entry.batch, receipt: receipt, since: entry.sentAt)
+                                    held[id] = nil
+                                }
+                            } catch  where publisher.isTransient(error) {
+                                lastError = error
+                                action = machine.failed(on: generation)
+                            }
+                        case .confirm(let id, let generation):
+                            guard let entry = held[id], let ticket = entry.ticket else {
+                                preconditionFailure("the machine confirms a batch it sent")
+                            }
+                            do {
+                                let receipt: PublishReceipt
+                                switch ticket {
+                                case .delivered(let delivered): receipt = delivered
+                                case .pending(let pending): receipt = try await publisher.confirm(pending)
+                                }
+                                record(entry.batch, receipt: receipt, since: entry.sentAt)
+                                held[id] = nil
+                                action = machine.confirmed(id, on: generation)
+                            } catch  where publisher.isTransient(error) {
+                                lastError = error
+                                action = machine.failed(on: generation)
+                            }
+                        case .writeCheckpoint(let position, let generation):
+                            do {
+                                try await publisher.writeCheckpoint(position, on: generation)
+                                action = machine.checkpointWritten(position, on: generation)
+                            } catch  where publisher.isTransient(error) {
+                                lastError = error
+                                action = machine.failed(on: generation)
+                            }
+                        case .pause(let attempt):
+                            if try await pause(after: lastError, attempt: attempt) {
+                                action = machine.pauseEnded()
+                            } else {
+                                // Stopping during an outage: what is held stays unacknowledged (no checkpoint), so
+                                // a restart delivers it again — at least once, never lost.
+                                action = machine.stop()
+                            }
+                        case .finish:
+                            break execute
                         }
-                        if stopping { break }
                     }
-                    try await settle(&inFlight)
                     group.cancelAll()
+                    return lost
                 }
-                return
-            } catch let failover as PublisherFailover {
-                inFlight.removeAll()
-                do { start = try await resumeAfter(failover, floor: failoverFloor) } catch is CancellationError {
-                    return
-                }
-            } catch let lost as OplogHistoryLost {
-                // What was read before the loss was sent; finish it before deciding.
-                do { try await settle(&inFlight) } catch is CancellationError { return } catch let failover
-                    as PublisherFailover
-                {
-                    inFlight.removeAll()
-                    do { start = try await resumeAfter(failover, floor: failoverFloor) } catch is CancellationError {
-                        return
-                    }
-                    continue
-                }
-                state.withLock { $0.statistics.historyLost += 1 }
-                metrics.recordHistoryLost()
-                guard configuration.onHistoryLost == .fromEnd else { throw lost }
-                logger.error(
-                    "OPLOG HISTORY LOST: events between the checkpoint and the end of the oplog were NOT delivered; restarting at the end (--on-history-lost from-end)",
-                    metadata: ["rsinit.position": "\(lost.position)", "rsinit.reason": "\(lost.reason)"]
-                )
-                start = .end
             } catch is CancellationError {
                 return
+            } catch let failover as PublisherFailover {
+                // A new connection, maybe to another node (Sentinel/Cluster failover): what is held was confirmed,
+                // if at all, by the old node only. Nothing held is sent on the new connection; a new machine starts
+                // from the checkpoint the node now written to holds, so the checkpoint still names only a prefix
+                // this node confirmed.
+                held.removeAll()
+                machine = DeliveryStateMachine(window: Self.publishWindow)
+                sequence = 0
+                if stopping { return }
+                do {
+                    tailStart = try await resumeAfter(failover, publisher, floor: failoverFloor)
+                } catch is CancellationError {
+                    return
+                }
+                continue
             }
+            guard let lost, !stopping else { return }
+            state.withLock { $0.statistics.historyLost += 1 }
+            metrics.recordHistoryLost()
+            guard configuration.onHistoryLost == .fromEnd else { throw lost }
+            logger.error(
+                "OPLOG HISTORY LOST: events between the checkpoint and the end of the oplog were NOT delivered; restarting at the end (--on-history-lost from-end)",
+                metadata: ["rsinit.position": "\(lost.position)", "rsinit.reason": "\(lost.reason)"]
+            )
+            tailStart = .end
+            held.removeAll()
         }
     }
 
-    private func resolveStart() async throws -> OplogStart {
-        switch configuration.start {
-        case .end: return .end
-        case .timestamp(let ts): return .at(ts)
-        case .checkpoint:
-            let checkpoint = try await retrying("reading the checkpoint") { try await self.publisher.loadCheckpoint() }
-            if let checkpoint {
-                logger.info("resuming after the checkpoint", metadata: ["rsinit.position": "\(checkpoint)"])
-                return .after(checkpoint)
-            }
-            logger.info("no checkpoint yet: starting at the end of the oplog")
-            return .end
-        }
-    }
-
-    /// After a Redis failover: the checkpoint the new master holds (events after it are delivered again), or this
-    /// run's start when it holds none.
-    private func resumeAfter(_ failover: PublisherFailover, floor: OplogStart?) async throws -> OplogStart {
+    /// After a Redis failover: the checkpoint the node now written to holds (events after it are delivered
+    /// again), or this run's start when it holds none.
+    private func resumeAfter(
+        _ failover: PublisherFailover,
+        _ publisher: some EventPublisher,
+        floor: OplogStart?
+    ) async throws -> OplogStart {
         state.withLock { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
-        let checkpoint = try await retrying("reading the checkpoint after a Redis failover") {
-            try await self.publisher.loadCheckpoint()
+        let checkpoint = try await retrying(publisher, "reading the checkpoint after a Redis failover") {
+            try await publisher.loadCheckpoint()
         }
         let start = checkpoint.map { OplogStart.after($0) } ?? floor ?? .end
         logger.warning(
@@ -283,50 +359,25 @@ public final class OplogBridge: Service, Sendable {
         return start
     }
 
-    /// Sends a batch without waiting for the publisher; if that fails, what is in flight is settled and the batch
-    /// delivered one at a time.
-    private func send(_ batch: OplogBatch, sequence: Int, _ inFlight: inout [SentBatch]) async throws {
-        let sentAt = DispatchTime.now().uptimeNanoseconds
-        do {
-            inFlight.append(
-                SentBatch(batch: batch, ticket: try await publisher.send(batch), sentAt: sentAt, sequence: sequence)
-            )
-        } catch let error as RedisError where error.isTransient {
-            try await settle(&inFlight)
-            try await pause(after: error, attempt: 1, "publishing a batch")
-            try await deliver(batch)
+    private func resolveStart(_ publisher: some EventPublisher) async throws -> OplogStart {
+        switch configuration.start {
+        case .end: return .end
+        case .timestamp(let ts): return .at(ts)
+        case .checkpoint:
+            let checkpoint = try await retrying(publisher, "reading the checkpoint") {
+                try await publisher.loadCheckpoint()
+            }
+            if let checkpoint {
+                logger.info("resuming after the checkpoint", metadata: ["rsinit.position": "\(checkpoint)"])
+                return .after(checkpoint)
+            }
+            logger.info("no checkpoint yet: starting at the end of the oplog")
+            return .end
         }
     }
 
-    /// Confirms the oldest batch in flight; on failure, it and every batch after it are delivered again in order.
-    private func confirmOldest(_ inFlight: inout [SentBatch]) async throws {
-        let oldest = inFlight.removeFirst()
-        do {
-            let receipt = try await publisher.confirm(oldest.ticket)
-            record(
-                oldest.batch,
-                receipt: receipt,
-                publishNanoseconds: DispatchTime.now().uptimeNanoseconds - oldest.sentAt
-            )
-        } catch let error as RedisError where error.isTransient {
-            let again = [oldest.batch] + inFlight.map(\.batch)
-            inFlight.removeAll()
-            try await pause(after: error, attempt: 1, "publishing a batch")
-            for batch in again { try await deliver(batch) }
-        }
-    }
-
-    /// Confirms everything in flight, then writes the checkpoint of the last batch.
-    private func settle(_ inFlight: inout [SentBatch]) async throws {
-        while !inFlight.isEmpty { try await confirmOldest(&inFlight) }
-        try await retrying("writing the checkpoint") { try await self.publisher.flushCheckpoint() }
-    }
-
-    /// One batch, completely (events and checkpoint), retried until it succeeds.
-    private func deliver(_ batch: OplogBatch) async throws {
-        let started = DispatchTime.now().uptimeNanoseconds
-        let receipt = try await retrying("publishing a batch") { try await self.publisher.publish(batch) }
-        record(batch, receipt: receipt, publishNanoseconds: DispatchTime.now().uptimeNanoseconds - started)
+    private func record(_ batch: OplogBatch, receipt: PublishReceipt, since sentAt: UInt64) {
+        record(batch, receipt: receipt, publishNanoseconds: DispatchTime.now().uptimeNanoseconds - sentAt)
     }
 
     private func record(_ batch: OplogBatch, receipt: PublishReceipt, publishNanoseconds: UInt64) {
@@ -347,36 +398,43 @@ public final class OplogBridge: Service, Sendable {
     }
 
     /// Retries transient failures forever (the oplog waits); configuration and auth errors end the run.
-    private func retrying<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+    private func retrying<T>(
+        _ publisher: some EventPublisher,
+        _ what: String,
+        _ body: () async throws -> T
+    ) async throws -> T {
         var attempt = 0
         while true {
             do {
                 return try await body()
-            } catch let error as RedisError where error.isTransient {
+            } catch  where publisher.isTransient(error) {
                 attempt += 1
-                try await pause(after: error, attempt: attempt, what)
+                guard try await pause(after: error, attempt: attempt, what) else { throw CancellationError() }
             }
         }
     }
 
-    /// Counts and logs a transient failure, then waits out the backoff.
-    private func pause(after error: RedisError, attempt: Int, _ what: String) async throws {
-        // Stopping during an outage: the batch stays unacknowledged (no checkpoint), so a restart delivers it
-        // again — at least once, never lost.
-        if stopping { throw CancellationError() }
+    /// Counts and logs a transient failure, then waits out the backoff. False when the bridge is stopping.
+    private func pause(
+        after error: (any Error)?,
+        attempt: Int,
+        _ what: String = "publishing a batch"
+    ) async throws -> Bool {
+        if stopping { return false }
         state.withLock { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
         if attempt == 1 || attempt % 20 == 0 {
             logger.warning(
                 "\(what) failed; retrying (the oplog is held until it succeeds)",
-                metadata: ["rsinit.error": "\(error)", "rsinit.attempt": "\(attempt)"]
+                metadata: ["rsinit.error": "\(error.map { "\($0)" } ?? "unknown")", "rsinit.attempt": "\(attempt)"]
             )
         }
         let delay = configuration.retryBackoff.delay(attempt: attempt - 1, jitter: Double.random(in: 0...1))
         let until = ContinuousClock.now + delay
         while ContinuousClock.now < until {
-            if stopping { throw CancellationError() }
+            if stopping { return false }
             try await Task.sleep(for: min(.milliseconds(100), until - .now))
         }
+        return true
     }
 }

@@ -2,18 +2,27 @@ import FoundationEssentials
 public import Logging
 public import MongoCWrapper
 import RESP
+import Synchronization
 
 /// Publishes events to Redis Pub/Sub in the redis-oplog format and keeps the checkpoint in Redis.
 ///
-/// Plain mode pipelines a batch's PUBLISHes, and ``send(_:)`` returns before Redis answers, so the next batch is
-/// encoded while Redis publishes this one. The checkpoint is never written before Redis acknowledged every PUBLISH
-/// up to it: a batch carries the position of the last *confirmed* batch, and ``flushCheckpoint()`` writes the
-/// newest one when the stream catches up or stops. (Writing a batch's own position behind its PUBLISHes would let
-/// a PUBLISH refused with BUSY — while another client's script runs — be followed by a successful SET, and a
-/// restart would skip that event.) HA mode runs one atomic Lua script per chunk that, per event, sets a dedupe key
+/// Plain mode pipelines a batch's PUBLISHes, and ``send(_:checkpoint:on:)`` returns before Redis answers, so the
+/// next batch is encoded while Redis publishes this one. The checkpoint is never written before Redis acknowledged
+/// every PUBLISH up to it: a batch carries the position of an earlier, *confirmed* batch (the bridge's
+/// ``DeliveryStateMachine`` decides which). (Writing a batch's own position behind its PUBLISHes would let a
+/// PUBLISH refused with BUSY — while another client's script runs — be followed by a successful SET, and a restart
+/// would skip that event.) The publisher never reconnects behind the bridge's back: ``connect()`` opens a connection
+/// with a new ``ConnectionGeneration``, and a send for an older generation fails without writing. HA mode runs one atomic Lua script per chunk that, per event, sets a dedupe key
 /// (`<meta>processed::<ts>::<txIdx>`, SET NX EX) and publishes only if it was not set yet, then moves the
 /// checkpoint forward only: several bridges on one oplog publish each event exactly once.
-public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
+///
+/// The node written to is found through a ``RedisConnector`` (one server, the Sentinels' master, the Cluster slot's
+/// master). On a topology that can fail over, a new connection after the first may reach another node, which may
+/// not hold what the old one acknowledged: ``connect()`` then throws ``PublisherFailover`` until
+/// ``loadCheckpoint()`` reads the checkpoint the node now written to holds (the bridge restarts its tail from it).
+///
+/// Thread-safe: the connection, its generation, the encoder's buffers and the counters are behind a `Mutex`.
+public final class RedisEventPublisher: EventPublisher, Sendable {
     public struct Configuration: Sendable {
         public var url: RedisURL
         /// Prepended to collection channels (redis-oplog's `globalRedisPrefix`).
@@ -90,35 +99,36 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
 
     public let configuration: Configuration
     private let logger: Logger
-    private var connection: RedisConnection?
+
+    private struct State: ~Copyable {
+        var connection: RedisConnection?
+        /// The open connection's generation (counts connections opened).
+        var generation: UInt64 = 0
+        var encoder: EventCommandEncoder
+        /// Sentinel/Cluster: a connection was made again, so the node may be another one; ``connect()`` throws
+        /// ``PublisherFailover`` until ``loadCheckpoint()`` reads the checkpoint it holds.
+        var mustReloadCheckpoint = false
+        var connectedBefore = false
+        var dedupeHits = 0
+        var publishedEvents = 0
+    }
+
+    private let state: Mutex<State>
     /// Finds the node to write to (one server, the Sentinels' master, the Cluster slot's master); see
     /// RedisTopology.swift.
     private let connector: RedisConnector
-    /// Sentinel/Cluster: a connection was made again, so the node may be another one; ``PublisherFailover`` is
-    /// thrown until ``loadCheckpoint()`` reads the checkpoint it holds.
-    private var mustReloadCheckpoint = false
-    private var connectedBefore = false
+
     /// Duplicates skipped in HA mode (another bridge published them), for metrics and tests.
-    public private(set) var dedupeHits = 0
-    public private(set) var publishedEvents = 0
-
-    private var encoder: EventCommandEncoder
-
-    /// Plain mode: the position of the newest batch that Redis answered without an error, every batch before it
-    /// having been answered so too. Only this position is ever written as the checkpoint.
-    private var confirmedPosition: BSONTimestamp?
-    /// Plain mode: the checkpoint Redis acknowledged last, and the one a batch in flight carries.
-    private var storedCheckpoint: BSONTimestamp?
-    private var checkpointInFlight: BSONTimestamp?
+    public var dedupeHits: Int { state.withLock { $0.dedupeHits } }
+    public var publishedEvents: Int { state.withLock { $0.publishedEvents } }
 
     /// A plain batch written to Redis and not yet confirmed.
-    struct PlainBatchInFlight: Sendable {
+    public struct PendingPublishes: Sendable {
         let connection: RedisConnection
         let replies: [RedisConnection.PendingReplies]
         let commands: Int
-        /// The checkpoint SET written behind the PUBLISHes, if any (a position confirmed before this batch).
-        let checkpoint: BSONTimestamp?
-        let position: BSONTimestamp?
+        /// Whether a checkpoint SET follows the PUBLISHes.
+        let checkpoint: Bool
         let events: Int
     }
 
@@ -131,27 +141,51 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.connector = RedisConnector(url: configuration.url, logger: logger)
-        self.encoder = EventCommandEncoder(
-            channelPrefix: configuration.channelPrefix,
-            controlChannel: configuration.controlChannel,
-            fanOut: configuration.fanOut
+        self.state = Mutex(
+            State(
+                encoder: EventCommandEncoder(
+                    channelPrefix: configuration.channelPrefix,
+                    controlChannel: configuration.controlChannel,
+                    fanOut: configuration.fanOut
+                )
+            )
         )
     }
 
-    /// The connection, made (again) through the connector when there is none. With a topology that fails over,
-    /// a new connection after the first throws ``PublisherFailover`` (unless `reloading`) until the checkpoint is
-    /// read again.
-    private func connected(reloading: Bool = false) async throws -> RedisConnection {
-        if let connection, connection.isOpen {
-            if mustReloadCheckpoint && !reloading { throw failover }
-            return connection
+    /// The open connection's generation; opens a new connection (a new generation) through the connector when
+    /// there is none or it failed. The only place the publisher (re)connects.
+    ///
+    /// On a topology that can fail over (Sentinel, Cluster), a new connection after the first throws
+    /// ``PublisherFailover`` (and so does every call until ``loadCheckpoint()`` read the checkpoint again): what the
+    /// old node acknowledged may not be on this one, so nothing is sent on it before the bridge re-read the
+    /// checkpoint and restarted its tail from there.
+    public func connect() async throws -> ConnectionGeneration {
+        try await connect(reloading: false)
+    }
+
+    private func connect(reloading: Bool) async throws -> ConnectionGeneration {
+        let current = state.withLock { state -> (ConnectionGeneration, mustReload: Bool)? in
+            guard let connection = state.connection, connection.isOpen else { return nil }
+            return (ConnectionGeneration(state.generation), state.mustReloadCheckpoint)
+        }
+        if let current {
+            if current.mustReload && !reloading { throw failover }
+            return current.0
         }
         let fresh = try await connector.connect(forKey: configuration.checkpointKey)
-        connection = fresh
-        if connectedBefore && connector.followsFailovers { mustReloadCheckpoint = true }
-        connectedBefore = true
-        if mustReloadCheckpoint && !reloading { throw failover }
-        return fresh
+        let followsFailovers = connector.followsFailovers
+        let (generation, replaced, mustReload) = state.withLock { state in
+            let replaced = state.connection
+            state.connection = fresh
+            state.generation += 1
+            if state.connectedBefore && followsFailovers { state.mustReloadCheckpoint = true }
+            state.connectedBefore = true
+            return (ConnectionGeneration(state.generation), replaced, state.mustReloadCheckpoint)
+        }
+        if let replaced { await replaced.close() }
+        logger.debug("connected to Redis", metadata: ["rsinit.generation": "\(generation)"])
+        if mustReload && !reloading { throw failover }
+        return generation
     }
 
     private var failover: PublisherFailover {
@@ -160,8 +194,25 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
         )
     }
 
+    /// The connection of that generation, if it is still open; never another one.
+    private func connection(for generation: ConnectionGeneration) throws -> RedisConnection {
+        let connection = state.withLock { state in
+            state.generation == generation.rawValue ? state.connection : nil
+        }
+        guard let connection, connection.isOpen else {
+            throw RedisError(
+                .connectionLost,
+                "the connection to Redis at \(configuration.url) (\(generation)) is gone; the batch is sent again on a new one"
+            )
+        }
+        return connection
+    }
+
+    /// The checkpoint the node written to holds (after a failover: the node now written to; clears the
+    /// ``PublisherFailover`` state). An unparseable checkpoint throws ``RedisError/Kind/unexpectedReply`` and drops
+    /// the connection.
     public func loadCheckpoint() async throws -> BSONTimestamp? {
-        let connection = try await connected(reloading: true)
+        let connection = try connection(for: try await connect(reloading: true))
         do {
             let text = try RedisConnection.optionalString(
                 try await connection.command(["GET", configuration.checkpointKey]),
@@ -178,12 +229,9 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
                 }
                 position = decoded
             }
-            if mustReloadCheckpoint {
-                // What the old node confirmed does not count on this one.
-                mustReloadCheckpoint = false
-                confirmedPosition = position
-                storedCheckpoint = position
-                checkpointInFlight = nil
+            // Read on this connection: what the old node confirmed no longer counts, the bridge starts from this.
+            state.withLock { state in
+                if state.connection === connection { state.mustReloadCheckpoint = false }
             }
             return position
         } catch {
@@ -195,56 +243,62 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
     /// The whole batch: its events, then its checkpoint (plain mode: a second round trip once Redis acknowledged
     /// the PUBLISHes).
     @discardableResult public func publish(_ batch: OplogBatch) async throws -> PublishReceipt {
-        guard configuration.highAvailability else {
-            let receipt = try await confirm(try await send(batch))
-            try await flushCheckpoint()
+        let generation = try await connect()
+        switch try await send(batch, checkpoint: nil, on: generation) {
+        case .delivered(let receipt):
             return receipt
-        }
-        let connection = try await connected()
-        do {
-            return try await publishDeduplicated(batch, connection)
-        } catch {
-            await dropConnection(connection)
-            throw error
+        case .pending(let pending):
+            let receipt = try await confirm(pending)
+            if let position = batch.resumePosition { try await writeCheckpoint(position, on: generation) }
+            return receipt
         }
     }
 
     /// Plain mode: every PUBLISH, written in slices as they are encoded (Redis publishes one slice while the next
-    /// is prepared), then a SET of the newest confirmed position if the checkpoint lags behind it. Returns without
-    /// waiting for Redis. HA mode: the whole batch (its script calls are fenced on one another, see above).
-    public func send(_ batch: OplogBatch) async throws -> PublishTicket {
-        guard !configuration.highAvailability else { return .delivered(try await publish(batch)) }
-        let connection = try await connected()
-        var checkpoint: BSONTimestamp?
-        if let confirmedPosition, confirmedPosition != (checkpointInFlight ?? storedCheckpoint) {
-            checkpoint = confirmedPosition
+    /// is prepared), then a SET of `checkpoint` if given. Returns without waiting for Redis. HA mode: the whole
+    /// batch (its script calls are fenced on one another, see above; the script moves the checkpoint to the
+    /// batch's own position).
+    public func send(
+        _ batch: OplogBatch,
+        checkpoint: BSONTimestamp?,
+        on generation: ConnectionGeneration
+    ) async throws -> PublishTicket<PendingPublishes> {
+        let connection = try connection(for: generation)
+        guard !configuration.highAvailability else {
+            do {
+                return .delivered(try await publishDeduplicated(batch, connection))
+            } catch {
+                await dropConnection(connection)
+                throw error
+            }
         }
-        var pending: [RedisConnection.PendingReplies] = []
-        var commands = 0
-        var start = batch.events.startIndex
-        repeat {
-            let end = min(start + Self.chunkSize, batch.events.endIndex)
-            let last = end == batch.events.endIndex
-            var encoded: [UInt8] = []
-            encoded.reserveCapacity((end - start) * 200 + 100)
-            let count = encoder.appendPublishes(
-                batch.events[start..<end],
-                checkpoint: last
-                    ? checkpoint.map { (configuration.checkpointKey, CheckpointEncoding.encode($0)) } : nil,
-                to: &encoded
-            )
-            pending.append(connection.submit(encoded: encoded, replies: count))
-            commands += count
-            start = end
-        } while start < batch.events.endIndex
-        if checkpoint != nil { checkpointInFlight = checkpoint }
-        return .inFlight(
-            PlainBatchInFlight(
+        let checkpointKey = configuration.checkpointKey
+        let (pending, commands) = state.withLock { state in
+            var pending: [RedisConnection.PendingReplies] = []
+            var commands = 0
+            var start = batch.events.startIndex
+            repeat {
+                let end = min(start + Self.chunkSize, batch.events.endIndex)
+                let last = end == batch.events.endIndex
+                var encoded: [UInt8] = []
+                encoded.reserveCapacity((end - start) * 200 + 100)
+                let count = state.encoder.appendPublishes(
+                    batch.events[start..<end],
+                    checkpoint: last ? checkpoint.map { (checkpointKey, CheckpointEncoding.encode($0)) } : nil,
+                    to: &encoded
+                )
+                pending.append(connection.submit(encoded: encoded, replies: count))
+                commands += count
+                start = end
+            } while start < batch.events.endIndex
+            return (pending, commands)
+        }
+        return .pending(
+            PendingPublishes(
                 connection: connection,
                 replies: pending,
                 commands: commands,
-                checkpoint: checkpoint,
-                position: batch.resumePosition,
+                checkpoint: checkpoint != nil,
                 events: batch.events.count
             )
         )
@@ -252,65 +306,54 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
 
     /// Checks every reply of a plain batch; on any error the connection is closed, so that batches sent after
     /// this one fail too and are all sent again in order.
-    public func confirm(_ ticket: PublishTicket) async throws -> PublishReceipt {
-        guard let sent = ticket.state(as: PlainBatchInFlight.self) else {
-            return ticket.receipt ?? PublishReceipt(published: 0)
-        }
+    public func confirm(_ sent: PendingPublishes) async throws -> PublishReceipt {
         do {
             var index = 0
             for call in sent.replies {
                 for reply in try await call.replies() {
                     index += 1
-                    _ = try RedisConnection.check(
-                        reply,
-                        command: index == sent.commands && sent.checkpoint != nil ? "SET" : "PUBLISH"
-                    )
+                    if index == sent.commands && sent.checkpoint {
+                        _ = try RedisConnection.check(reply, command: "SET")
+                    } else {
+                        // PUBLISH answers the number of subscribers that got the message.
+                        _ = try RedisConnection.integer(reply, command: "PUBLISH")
+                    }
                 }
             }
         } catch {
             await dropConnection(sent.connection)
             throw error
         }
-        if let position = sent.position { confirmedPosition = position }
-        if let checkpoint = sent.checkpoint {
-            storedCheckpoint = checkpoint
-            if checkpointInFlight == checkpoint { checkpointInFlight = nil }
-        }
-        publishedEvents += sent.events
+        state.withLock { $0.publishedEvents += sent.events }
         return PublishReceipt(published: sent.events)
     }
 
     /// Replies come in order, so the last write's replies mean the batch's are all in. Touches no state.
-    public func answered(_ ticket: PublishTicket) async {
-        _ = try? await ticket.state(as: PlainBatchInFlight.self)?.replies.last?.replies()
+    public func answered(_ sent: PendingPublishes) async {
+        _ = try? await sent.replies.last?.replies()
     }
 
-    /// Plain mode: writes the newest confirmed position as the checkpoint if Redis does not hold it yet (HA mode
-    /// writes it with each batch).
-    public func flushCheckpoint() async throws {
-        guard !configuration.highAvailability, let confirmedPosition, confirmedPosition != storedCheckpoint else {
-            return
-        }
-        let connection = try await connected()
+    /// Plain mode: writes `position` as the checkpoint (HA mode writes it with each batch).
+    public func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws {
+        guard !configuration.highAvailability else { return }
+        let connection = try connection(for: generation)
         do {
             _ = try RedisConnection.check(
-                try await connection.command(
-                    ["SET", configuration.checkpointKey, CheckpointEncoding.encode(confirmedPosition)]
-                ),
+                try await connection.command(["SET", configuration.checkpointKey, CheckpointEncoding.encode(position)]),
                 command: "SET"
             )
         } catch {
             await dropConnection(connection)
             throw error
         }
-        storedCheckpoint = confirmedPosition
     }
 
-    /// After a failure: the next call connects afresh, and nothing in flight on the old connection counts.
+    /// After a failure: nothing in flight on that connection counts, and the next ``connect()`` opens a new one.
     private func dropConnection(_ failed: RedisConnection) async {
         await failed.close()
-        if connection === failed { connection = nil }
-        checkpointInFlight = nil
+        state.withLock { state in
+            if state.connection === failed { state.connection = nil }
+        }
     }
 
     /// Events per script call (HA) or per write (plain): long enough to amortise the call, short enough that
@@ -328,21 +371,23 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
             batch.events[$0..<min($0 + Self.chunkSize, batch.events.count)]
         }
         if chunks.isEmpty { chunks = [[]] }
-        return chunks.indices.map { index in
-            var encoded: [UInt8] = []
-            encoded.reserveCapacity(chunks[index].count * 260 + 200)
-            encoder.appendScriptCall(
-                chunks[index],
-                sha: Self.scriptSHA,
-                checkpointKey: configuration.checkpointKey,
-                metadataPrefix: configuration.metadataPrefix,
-                ttlSeconds: configuration.dedupeTTLSeconds,
-                checkpoint: index == chunks.count - 1 ? checkpoint : "",
-                fence: index == 0 ? nil : chunks[index - 1].last,
-                to: &encoded
-            )
-            each(encoded)
-            return (chunks[index], encoded)
+        return state.withLock { state in
+            chunks.indices.map { index in
+                var encoded: [UInt8] = []
+                encoded.reserveCapacity(chunks[index].count * 260 + 200)
+                state.encoder.appendScriptCall(
+                    chunks[index],
+                    sha: Self.scriptSHA,
+                    checkpointKey: configuration.checkpointKey,
+                    metadataPrefix: configuration.metadataPrefix,
+                    ttlSeconds: configuration.dedupeTTLSeconds,
+                    checkpoint: index == chunks.count - 1 ? checkpoint : "",
+                    fence: index == 0 ? nil : chunks[index - 1].last,
+                    to: &encoded
+                )
+                each(encoded)
+                return (chunks[index], encoded)
+            }
         }
     }
 
@@ -391,14 +436,19 @@ public final class RedisEventPublisher: EventPublisher, @unchecked Sendable {
             receipt.published += published
             receipt.duplicates += call.events.count - published
         }
-        publishedEvents += receipt.published
-        dedupeHits += receipt.duplicates
+        state.withLock { state in
+            state.publishedEvents += receipt.published
+            state.dedupeHits += receipt.duplicates
+        }
         return receipt
     }
 
     public func close() async {
+        let connection = state.withLock { state in
+            defer { state.connection = nil }
+            return state.connection
+        }
         await connection?.close()
-        connection = nil
         await connector.close()
     }
 }

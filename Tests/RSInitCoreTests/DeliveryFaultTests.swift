@@ -1,0 +1,169 @@
+import Foundation
+import MongoCWrapper
+import RESP
+import RSInitCore
+import RSInitTestUtils
+import Testing
+
+/// The hole of issue 17 against real Redis: the bridge's connection is killed, reset mid-pipeline or stalled while
+/// batches are in flight; a `PSUBSCRIBE *` reader must see every event, first appearances in oplog order.
+@Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"))
+struct DeliveryFaultTests {
+    /// A bridge streaming full batches of 100 (two in flight), retrying fast.
+    static func bridge(
+        _ mongo: FakeMongod,
+        redisURL: String,
+        after start: BSONTimestamp,
+        highAvailability: Bool = false
+    ) throws -> (OplogBridge, RedisEventPublisher) {
+        let publisher = RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redisURL), highAvailability: highAvailability),
+            logger: bridgeLogger
+        )
+        let bridge = OplogBridge(
+            configuration: .init(
+                tailer: OplogTailerConfiguration(
+                    connectionString: try MongoConnectionString(mongo.uri),
+                    batchSize: 100,
+                    maxAwaitTime: .milliseconds(200)
+                ),
+                start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1)),
+                retryBackoff: Backoff(initial: .milliseconds(5), maximum: .milliseconds(50))
+            ),
+            publisher: publisher,
+            logger: bridgeLogger
+        )
+        return (bridge, publisher)
+    }
+
+    /// Waits until every event up to `count` appeared (or 60 s), then checks the order.
+    static func check(_ subscriber: Subscriber, count: Int) async -> EventOrderChecker {
+        let deadline = ContinuousClock.now + .seconds(90)
+        var checker = EventOrderChecker()
+        while ContinuousClock.now < deadline {
+            checker = EventOrderChecker()
+            for (channel, message) in subscriber.received where channel == "tests.Foo" {
+                if let id = EventOrderChecker.documentNumber(message) { checker.observe(id) }
+            }
+            if checker.nextExpected >= count { break }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return checker
+    }
+
+    /// `CLIENT KILL` of the bridge's connection every 20 ms while 6,000 events stream (two batches in flight
+    /// most of the time). Before issue 17 a subscriber saw some events after later ones.
+    @Test(arguments: [false, true])
+    func clientKillWithBatchesInFlightKeepsFirstAppearancesInOrder(highAvailability: Bool) async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        defer { redis.stop() }
+        let count = 6000
+        let before = mongo.lastOplogTimestamp
+        appendInsertEntries(mongo, 0..<count)
+        let (bridge, publisher) = try Self.bridge(
+            mongo,
+            redisURL: redis.url(),
+            after: before,
+            highAvailability: highAvailability
+        )
+        let control = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let killer = Task {
+            var kills = 0
+            var batches = -1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(20))
+                // After each confirmed batch (so that a slow machine still progresses), while the next ones fly.
+                guard bridge.statistics.batches != batches else { continue }
+                batches = bridge.statistics.batches
+                // Normal clients only: the subscriber (pubsub) and this connection (SKIPME) stay.
+                let reply = try? await control.command(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+                kills += reply?.integer.map(Int.init) ?? 0
+            }
+            return kills
+        }
+        let running = Task { try await bridge.run() }
+        let checker = await Self.check(subscriber, count: count)
+        killer.cancel()
+        let kills = await killer.value
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        await control.close()
+        subscriber.stop()
+        #expect(checker.violations == [])
+        #expect(checker.nextExpected == count, "not every event arrived")
+        #expect(kills > 0)
+        #expect(bridge.statistics.publishRetries > 0)
+    }
+
+    /// A proxy resets the bridge's connection after a random number of bytes (seeded), again and again: Redis
+    /// gets part of a pipeline, the rest is lost.
+    @Test func connectionsResetMidPipelineKeepFirstAppearancesInOrder() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        defer { redis.stop() }
+        let proxy = try TCPFaultProxy.start(forwardingTo: redis.port)
+        defer { proxy.stop() }
+        let count = 6000
+        let before = mongo.lastOplogTimestamp
+        appendInsertEntries(mongo, 0..<count)
+        let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
+        let resetter = Task {
+            var generator = SeededGenerator(seed: 17)
+            var batches = -1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Int.random(in: 10...40, using: &generator)))
+                // After each confirmed batch, so that a slow machine still progresses.
+                guard bridge.statistics.batches != batches else { continue }
+                batches = bridge.statistics.batches
+                proxy.resetAfter(clientBytes: Int.random(in: 1...40_000, using: &generator))
+            }
+        }
+        let running = Task { try await bridge.run() }
+        let checker = await Self.check(subscriber, count: count)
+        resetter.cancel()
+        await resetter.value
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        #expect(checker.violations == [])
+        #expect(checker.nextExpected == count, "not every event arrived")
+        #expect(proxy.resets > 0)
+        #expect(bridge.statistics.publishRetries > 0)
+    }
+
+    /// Redis stops answering (a stalled path: every connection, old and new, forwards nothing) for longer than
+    /// the reply deadline (5 s): the bridge does not hang, reconnects, and delivers everything in order once the
+    /// path works again.
+    @Test func aRedisThatNeverAnswersHitsTheReplyDeadlineAndLosesNothing() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        defer { redis.stop() }
+        let proxy = try TCPFaultProxy.start(forwardingTo: redis.port)
+        defer { proxy.stop() }
+        let count = 6000
+        let before = mongo.lastOplogTimestamp
+        appendInsertEntries(mongo, 0..<count)
+        let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
+        let running = Task { try await bridge.run() }
+        while bridge.statistics.events < 300 { try await Task.sleep(for: .milliseconds(1)) }
+        proxy.stall(newConnections: true)
+        try await Task.sleep(for: .seconds(7))
+        let stalledAt = bridge.statistics.events
+        #expect(bridge.statistics.publishRetries > 0, "the reply deadline did not fire")
+        proxy.resume()
+        let checker = await Self.check(subscriber, count: count)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        #expect(stalledAt < count)
+        #expect(checker.violations == [])
+        #expect(checker.nextExpected == count, "not every event arrived")
+    }
+}
