@@ -105,13 +105,73 @@ public final class MongoClient: @unchecked Sendable {
     /// Blocks a private thread, never the caller's executor. A reply with `ok: 0` throws.
     /// - Throws: ``MongoError``.
     public func runCommand(_ command: BSONDocument, database: String = "admin") async throws -> BSONDocument {
+        try await runCommand(command, database: database, serverID: nil)
+    }
+
+    /// Runs a command on one server (the one ``selectServer()`` returned), never re-selecting: a cursor's
+    /// `getMore`s and the `hello` that gates it must reach the node the cursor lives on.
+    /// - Throws: ``MongoError``; a network error when that server is gone.
+    public func runCommand(
+        _ command: BSONDocument,
+        database: String = "admin",
+        on server: MongoServer
+    ) async throws -> BSONDocument {
+        try await runCommand(command, database: database, serverID: server.id)
+    }
+
+    /// The server libmongoc selects for a read with the client's read preference (the URI's; primary by default).
+    /// - Throws: ``MongoError`` (``MongoError/Code/serverSelection``) when none is suitable in time.
+    public func selectServer() async throws -> MongoServer {
+        let secrets = self.secrets
+        return try await withClient { client in
+            var error = bson_error_t()
+            guard
+                let description = mongoc_client_select_server(
+                    client,
+                    false,
+                    mongoc_client_get_read_prefs(client),
+                    &error
+                )
+            else {
+                throw MongoError.from(&error, reply: nil, secrets: secrets)
+            }
+            defer { mongoc_server_description_destroy(description) }
+            let id = mongoc_server_description_id(description)
+            var host = ""
+            if let list = mongoc_server_description_host(description) {
+                host = withUnsafeBytes(of: list.pointee.host_and_port) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+            }
+            return MongoServer(id: id, host: host)
+        }
+    }
+
+    private func runCommand(
+        _ command: BSONDocument,
+        database: String,
+        serverID: UInt32?
+    ) async throws -> BSONDocument {
         let secrets = self.secrets
         let logger = self.logger
         return try await withClient { client in
             try command.withBSONPointer { commandPointer in
                 try withReplyBSON { reply in
                     var error = bson_error_t()
-                    let ok = mongoc_client_command_simple(client, database, commandPointer, nil, reply, &error)
+                    let ok =
+                        if let serverID {
+                            mongoc_client_command_simple_with_server_id(
+                                client,
+                                database,
+                                commandPointer,
+                                nil,
+                                serverID,
+                                reply,
+                                &error
+                            )
+                        } else {
+                            mongoc_client_command_simple(client, database, commandPointer, nil, reply, &error)
+                        }
                     let replyDocument = try? BSONDocument(copying: reply)
                     guard ok else {
                         let failure = MongoError.from(
@@ -238,5 +298,18 @@ private final class PointerBox: @unchecked Sendable {
     func destroy() {
         for cursor in cursors { mongoc_cursor_destroy(cursor) }
         mongoc_client_destroy(client)
+    }
+}
+
+/// One server of the deployment, as libmongoc's topology knows it (an id valid for this client only).
+public struct MongoServer: Sendable, Equatable {
+    /// libmongoc's server id.
+    public var id: UInt32
+    /// `host:port` as the topology names it.
+    public var host: String
+
+    public init(id: UInt32, host: String) {
+        self.id = id
+        self.host = host
     }
 }

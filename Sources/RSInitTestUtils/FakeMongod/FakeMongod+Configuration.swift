@@ -158,6 +158,8 @@ public enum FakeMongodPhase: Sendable, Equatable {
     /// Won the election, draining: PRIMARY in replSetGetStatus, not writable.
     case drain
     case primary
+    /// ROLLBACK (9): a member of a ``FakeReplicaSet`` truncating its divergent oplog (spec replication-ha §5.2).
+    case rollback
 
     /// replSetGetStatus `myState`.
     var memberStateCode: Int32 {
@@ -167,6 +169,7 @@ public enum FakeMongodPhase: Sendable, Equatable {
         case .startup2: return 5
         case .secondary: return 2
         case .drain, .primary: return 1
+        case .rollback: return 9
         }
     }
 
@@ -177,6 +180,7 @@ public enum FakeMongodPhase: Sendable, Equatable {
         case .startup2: return "STARTUP2"
         case .secondary: return "SECONDARY"
         case .drain, .primary: return "PRIMARY"
+        case .rollback: return "ROLLBACK"
         }
     }
 }

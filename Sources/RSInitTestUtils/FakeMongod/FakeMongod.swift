@@ -247,6 +247,15 @@ public final class FakeMongod: @unchecked Sendable {
         }
     }
 
+    /// A crash for ``FakeReplicaSet``: refuse connections and close the open ones until ``resumeListening()``.
+    func suspendListening() {
+        closeListener()
+        dropConnections()
+    }
+
+    /// Listens again on the same port after ``suspendListening()``.
+    func resumeListening() { reopenListener() }
+
     // MARK: - Sockets
 
     private static func bindSocket(port: UInt16) throws -> Int32 {

@@ -222,8 +222,9 @@ extension FakeMongodCore {
     func hello(_ command: BSONDocument, legacy: Bool, context: FakeConnectionContext) -> BSONDocument {
         var reply = BSONDocument()
         if command["helloOk"]?.isTruthy == true { reply.append("helloOk", true) }
-        let writable = phase == .standalone || phase == .primary
-        reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable))
+        let writable = phase == .standalone || (phase == .primary && !steppingDown)
+        // A set member follows §1.1's order (after setVersion); the lone double keeps its established order.
+        if !setMember { reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable)) }
         switch phase {
         case .standalone:
             break
@@ -231,7 +232,7 @@ extension FakeMongodCore {
             reply.append("secondary", false)
             reply.append("info", "Does not have a valid replica set config")
             reply.append("isreplicaset", true)
-        case .startup2, .secondary, .drain, .primary:
+        case .startup2, .secondary, .drain, .primary, .rollback:
             // No topologyVersion: the double does not implement awaitable hello (spec §11.5).
             // hosts: electable data-bearing members; passives: priority 0; arbiters; hidden members are listed in
             // none of them (`TopologyCoordinator::fillHelloForReplSet`).
@@ -246,9 +247,12 @@ extension FakeMongodCore {
             if !arbiters.isEmpty { reply.append("arbiters", .array(arbiters)) }
             reply.append("setName", .string(setName ?? ""))
             reply.append("setVersion", replicaSetConfig?["version"] ?? .int32(1))
+            if setMember { reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable)) }
             reply.append("secondary", .bool(phase == .secondary || phase == .drain))
             if phase == .drain || phase == .primary {
                 reply.append("primary", .string(selfHost ?? ""))
+            } else if setMember, let knownPrimaryHost {
+                reply.append("primary", .string(knownPrimaryHost))
             }
             reply.append("me", .string(selfHost ?? ""))
             if phase == .drain || phase == .primary {
@@ -265,13 +269,26 @@ extension FakeMongodCore {
             }
             let opTime = lastOpTime
             let lastWall = lastWallTime
-            reply.append(
-                "lastWrite",
-                [
-                    "opTime": .document(opTime), "lastWriteDate": lastWall, "majorityOpTime": .document(opTime),
-                    "majorityWriteDate": lastWall,
+            if setMember {
+                // §1.1: the dates are the seconds of the optimes' ts; majorityOpTime is the committed snapshot,
+                // omitted while there is none.
+                var lastWrite: BSONDocument = [
+                    "opTime": .document(opTime), "lastWriteDate": Self.secondsDate(opTime),
                 ]
-            )
+                if let committedSnapshot {
+                    lastWrite.append("majorityOpTime", .document(committedSnapshot))
+                    lastWrite.append("majorityWriteDate", Self.secondsDate(committedSnapshot))
+                }
+                reply.append("lastWrite", .document(lastWrite))
+            } else {
+                reply.append(
+                    "lastWrite",
+                    [
+                        "opTime": .document(opTime), "lastWriteDate": lastWall, "majorityOpTime": .document(opTime),
+                        "majorityWriteDate": lastWall,
+                    ]
+                )
+            }
         }
         reply.append("maxBsonObjectSize", .int32(16_777_216))
         reply.append("maxMessageSizeBytes", .int32(48_000_000))
@@ -284,6 +301,11 @@ extension FakeMongodCore {
         reply.append("readOnly", false)
         appendAuthenticationFields(command, to: &reply, session: context.session)
         return reply
+    }
+
+    /// The seconds of an optime's `ts` as a Date (`lastWriteDate`, `optimeDate`).
+    static func secondsDate(_ opTime: BSONDocument) -> BSONValue {
+        .datetime(Int64(opTime["ts"]?.timestampValue?.seconds ?? 0) * 1000)
     }
 
     /// `7fffffff` + the term as 8 big-endian bytes (protocol version 1's election id).
@@ -478,7 +500,7 @@ extension FakeMongodCore {
                     ]
                 )
             )
-        case .startup2, .secondary, .drain, .primary:
+        case .startup2, .secondary, .drain, .primary, .rollback:
             break
         }
         let opTime = lastOpTime
@@ -512,6 +534,7 @@ extension FakeMongodCore {
                 entry.append("lastHeartbeatMessage", "")
                 return .document(entry)
             }
+            if setMember, let view = peerStatus[host] { return .document(view) }
             let reachable = configuration.reachablePeers.contains(host)
             let peerOpTime = reachable ? opTime : unknownOpTime
             let peerDate: BSONValue = reachable ? optimeDate : .datetime(0)
@@ -548,8 +571,10 @@ extension FakeMongodCore {
             "majorityVoteCount": majority, "writeMajorityCount": majority,
             "votingMembersCount": .int32(votingMembers), "writableVotingMembersCount": .int32(votingMembers),
             "optimes": [
-                "lastCommittedOpTime": .document(opTime), "lastCommittedWallTime": wall,
-                "readConcernMajorityOpTime": .document(opTime), "appliedOpTime": .document(opTime),
+                "lastCommittedOpTime": .document(setMember ? lastCommittedOpTime ?? unknownOpTime : opTime),
+                "lastCommittedWallTime": wall,
+                "readConcernMajorityOpTime": .document(setMember ? committedSnapshot ?? unknownOpTime : opTime),
+                "appliedOpTime": .document(opTime),
                 "durableOpTime": .document(opTime), "lastAppliedWallTime": wall, "lastDurableWallTime": wall,
             ],
             "lastStableRecoveryTimestamp": .timestamp(lastTimestamp),
@@ -631,6 +656,7 @@ extension FakeMongodCore {
         guard phase == .primary else {
             return .failure(CommandFailure(code: 10107, message: "not primary so can't step down"))
         }
+        if setMember { return replicaSetStepDown(command) }
         let seconds = command["replSetStepDown"]?.int64Value ?? 60
         stepDown(for: .seconds(seconds))
         return .success([:])
@@ -679,6 +705,15 @@ extension FakeMongodCore {
     // MARK: Reads
 
     func readAllowed(database: String, secondaryOk: Bool) -> Result<Void, CommandFailure> {
+        if phase == .rollback {
+            // §4.5, §8: oplog (and, INFERRED, all) reads in ROLLBACK.
+            return .failure(
+                CommandFailure(
+                    code: 13436,
+                    message: "Oplog collection reads are not allowed while in the rollback or startup state."
+                )
+            )
+        }
         if phase == .standalone || phase == .primary || database == "local" { return .success(()) }
         if !secondaryOk { return .failure(CommandFailure(code: 13435, message: "not primary and secondaryOk=false")) }
         switch phase {
@@ -869,7 +904,7 @@ extension FakeMongodCore {
     // MARK: Writes
 
     func write(_ name: String, _ command: BSONDocument, database: String) -> Result<BSONDocument, CommandFailure> {
-        guard phase == .standalone || phase == .primary else {
+        guard phase == .standalone || (phase == .primary && !steppingDown) else {
             return .failure(CommandFailure(code: 10107, message: "not primary"))
         }
         guard let target = command.firstKey.flatMap({ command[$0] }) else {

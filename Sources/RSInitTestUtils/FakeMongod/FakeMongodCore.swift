@@ -108,6 +108,24 @@ final class FakeMongodCore: @unchecked Sendable {
     /// When the node last became a writable primary (for the bootstrap benchmark).
     var writableSince: ContinuousClock.Instant?
 
+    // Multi-member state, driven by a `FakeReplicaSet` (replication-ha §1–§5); unused on a lone double.
+    /// Whether a `FakeReplicaSet` drives this node's elections, replication and commit point.
+    var setMember = false
+    /// The committed snapshot (`lastWrite.majorityOpTime`, `readConcernMajorityOpTime`); nil until there is one.
+    var committedSnapshot: BSONDocument?
+    /// The commit point as this node knows it (`lastCommittedOpTime`).
+    var lastCommittedOpTime: BSONDocument?
+    /// The primary this node knows of (`hello.primary` on a secondary).
+    var knownPrimaryHost: String?
+    /// `replSetGetStatus` entries of the other members, as the set last saw them (by host).
+    var peerStatus: [String: BSONDocument] = [:]
+    /// A stepdown attempt is running (§4.4): not writable, `secondary:false`.
+    var steppingDown = false
+    /// Set by the set: an electable secondary has caught up with this primary's last write.
+    var electableSecondaryCaughtUp = false
+    /// Set by a successful `replSetStepDown`: the set hands the election off to a caught-up secondary.
+    var handoffRequested = false
+
     // Data
     var oplogExists = false
     var oplog: [OplogRecord] = []
@@ -267,7 +285,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 }
                 armNoopTimer()
                 condition.broadcast()
-            case .standalone, .uninitialized, .removed, .primary:
+            case .standalone, .uninitialized, .removed, .primary, .rollback:
                 phaseDeadline = nil
             }
         }

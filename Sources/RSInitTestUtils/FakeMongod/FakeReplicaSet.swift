@@ -1,0 +1,687 @@
+import Foundation
+public import MongoCWrapper
+
+/// The timers of a ``FakeReplicaSet``, shrunk from mongod's seconds to milliseconds (replication-ha §4.1).
+public struct FakeReplicaSetTimings: Sendable {
+    /// `electionTimeoutMillis`; each member adds its own random 0–15 % (§4.1).
+    public var electionTimeout: Duration
+    /// How long a winner stays leader-elect (catch-up + drain: `isWritablePrimary:false, secondary:true` with
+    /// `electionId`) before the "new primary" no-op (§4.2).
+    public var leaderElectWindow: Duration
+    /// How long an entry waits on the primary before the secondaries copy it.
+    public var replicationLag: Duration
+    /// How long a primary that cannot see a majority keeps accepting `w:1` writes before it steps down (§3.3).
+    public var livenessTimeout: Duration
+    /// How long a diverged member stays in ROLLBACK (§5.2).
+    public var rollbackDuration: Duration
+    /// How often the set's heartbeat/replication loop runs.
+    public var tick: Duration
+
+    public init(
+        electionTimeout: Duration = .milliseconds(600),
+        leaderElectWindow: Duration = .milliseconds(100),
+        replicationLag: Duration = .milliseconds(5),
+        livenessTimeout: Duration = .milliseconds(600),
+        rollbackDuration: Duration = .milliseconds(100),
+        tick: Duration = .milliseconds(5)
+    ) {
+        self.electionTimeout = electionTimeout
+        self.leaderElectWindow = leaderElectWindow
+        self.replicationLag = replicationLag
+        self.livenessTimeout = livenessTimeout
+        self.rollbackDuration = rollbackDuration
+        self.tick = tick
+    }
+}
+
+/// A MongoDB 7.0 replica set of several ``FakeMongod`` members, each on its own loopback port, as a client sees
+/// it (shared/spec/replication-ha.md §9.1): per-member `hello` and `replSetGetStatus`, elections with a leader-elect
+/// window, secondaries copying the primary's oplog with a lag, the majority commit point of §3.1 (in
+/// `lastWrite.majorityOpTime`), `replSetStepDown` with election handoff, and test controls to kill, restart and
+/// partition a member, with rollback on heal (§5).
+///
+/// Locking: the set's loop holds the set lock and takes one member's lock at a time; a request handler holds only
+/// its member's lock and never waits for the set (the set pushes its view into the members).
+public final class FakeReplicaSet: @unchecked Sendable {
+    /// The members, in config order (`_id` 0, 1, …).
+    public let members: [FakeMongod]
+    /// The set name.
+    public let setName: String
+    /// `127.0.0.1:<port>` of each member, as in the config.
+    public let hosts: [String]
+
+    private let lock = NSLock()
+    private var timings: FakeReplicaSetTimings
+    private var down: Set<Int> = []
+    private var isolated: Set<Int> = []
+    private var stopped = false
+    private var lastHeard: [ContinuousClock.Instant]
+    private var lastSawMajority: [ContinuousClock.Instant]
+    private var jitter: [Double]
+    private var leaderElectUntil: [ContinuousClock.Instant?]
+    private var rollbackUntil: [ContinuousClock.Instant?]
+    private var firstOpOfTerm: [FakeOpTime?]
+    private var commitPoint: [FakeOpTime?]
+    private var syncSource: [Int?]
+    /// positionSeen[p][o]: the newest optime member `o` reported to `p` while syncing from it.
+    private var positionSeen: [[FakeOpTime?]]
+    private var removedByRollback: [[BSONDocument]]
+    private var rollbacks = 0
+    private var invariantBreaches: [String] = []
+
+    /// Starts `memberCount` members; member 0 is the primary of term 1 and every member holds the initial history
+    /// (majority-committed). The loop runs until ``stop()``.
+    public static func start(
+        setName: String = "rs0",
+        memberCount: Int = 3,
+        timings: FakeReplicaSetTimings = FakeReplicaSetTimings(),
+        periodicNoopInterval: Duration? = .seconds(10)
+    ) throws -> FakeReplicaSet {
+        var servers: [FakeMongod] = []
+        for _ in 0..<max(memberCount, 1) {
+            servers.append(
+                try FakeMongod.start(
+                    FakeMongodConfiguration(
+                        scenario: .uninitialized(setName: setName),
+                        periodicNoopInterval: periodicNoopInterval
+                    )
+                )
+            )
+        }
+        let set = FakeReplicaSet(members: servers, setName: setName, timings: timings)
+        set.initialize()
+        set.startLoop()
+        return set
+    }
+
+    private init(members: [FakeMongod], setName: String, timings: FakeReplicaSetTimings) {
+        self.members = members
+        self.setName = setName
+        self.hosts = members.map(\.hostAndPort)
+        self.timings = timings
+        let count = members.count
+        lastHeard = Array(repeating: .now, count: count)
+        lastSawMajority = Array(repeating: .now, count: count)
+        jitter = (0..<count).map { _ in Double.random(in: 0...0.15) }
+        leaderElectUntil = Array(repeating: nil, count: count)
+        rollbackUntil = Array(repeating: nil, count: count)
+        firstOpOfTerm = Array(repeating: nil, count: count)
+        commitPoint = Array(repeating: nil, count: count)
+        syncSource = Array(repeating: nil, count: count)
+        positionSeen = Array(repeating: Array(repeating: nil, count: count), count: count)
+        removedByRollback = Array(repeating: [], count: count)
+    }
+
+    deinit { stop() }
+
+    /// A replica-set URI naming every member (libmongoc discovers the primary from it).
+    public var uri: String {
+        "mongodb://\(hosts.joined(separator: ","))/?replicaSet=\(setName)&serverSelectionTimeoutMS=5000"
+            + "&connectTimeoutMS=1000&heartbeatFrequencyMS=500"
+    }
+
+    /// A direct-connection URI to one member.
+    public func directURI(_ index: Int) -> String {
+        "mongodb://\(hosts[index])/?directConnection=true&serverSelectionTimeoutMS=2000&connectTimeoutMS=1000"
+    }
+
+    /// Ends the loop and stops every member.
+    public func stop() {
+        lock.lock()
+        let wasStopped = stopped
+        stopped = true
+        lock.unlock()
+        guard !wasStopped else { return }
+        for member in members { member.stop() }
+    }
+
+    // MARK: - Test controls
+
+    /// A crash: the member refuses connections and closes the open ones; its data and oplog are kept.
+    public func kill(_ index: Int) {
+        lock.lock()
+        down.insert(index)
+        lock.unlock()
+        members[index].suspendListening()
+    }
+
+    /// Restarts a killed member: a new process id, no cursors, SECONDARY; it then syncs (rolling back first if its
+    /// oplog diverged from the primary's).
+    public func restart(_ index: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard down.contains(index) else { return }
+        members[index].core.locked {
+            let core = members[index].core
+            core.processId = FakeMongodCore.randomObjectID()
+            core.cursors.removeAll()
+            core.startedAt = Date()
+            core.phase = .secondary
+            core.steppingDown = false
+            core.handoffRequested = false
+            core.stepDownUntil = nil
+            core.knownPrimaryHost = nil
+            core.topologyCounter += 1
+        }
+        leaderElectUntil[index] = nil
+        lastHeard[index] = .now
+        down.remove(index)
+        members[index].resumeListening()
+    }
+
+    /// Cuts the member off from the other members (clients still reach it).
+    public func partition(_ index: Int) {
+        lock.lock()
+        isolated.insert(index)
+        lock.unlock()
+    }
+
+    /// Ends every partition.
+    public func heal() {
+        lock.lock()
+        isolated.removeAll()
+        lock.unlock()
+    }
+
+    /// Changes the replication lag from now on.
+    public func setReplicationLag(_ lag: Duration) {
+        lock.lock()
+        timings.replicationLag = lag
+        lock.unlock()
+    }
+
+    /// The index of the writable primary, if there is exactly one that is up.
+    public var writablePrimary: Int? {
+        let candidates = members.indices.filter { index in
+            isUp(index) && members[index].core.locked { members[index].core.phase == .primary }
+        }
+        return candidates.count == 1 ? candidates.first : nil
+    }
+
+    private func isUp(_ index: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !down.contains(index)
+    }
+
+    /// Waits for a single writable primary (other than `excluding`).
+    public func waitForWritablePrimary(excluding: Int? = nil, timeout: Duration = .seconds(10)) async -> Int? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let primary = writablePrimary, primary != excluding { return primary }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
+    /// A member's committed snapshot (`hello.lastWrite.majorityOpTime`).
+    public func majorityOpTime(_ index: Int) -> FakeOpTime? {
+        members[index].core.locked { FakeOpTime(members[index].core.committedSnapshot) }
+    }
+
+    /// A member's newest oplog entry.
+    public func lastApplied(_ index: Int) -> FakeOpTime? {
+        members[index].core.locked { members[index].core.lastAppliedOpTime }
+    }
+
+    /// A member's phase.
+    public func phase(_ index: Int) -> FakeMongodPhase { members[index].core.locked { members[index].core.phase } }
+
+    /// The entries rollbacks removed from a member (what mongod writes to `rollback/<uuid>/removed.<ts>.bson`).
+    public func rolledBackEntries(_ index: Int) -> [BSONDocument] {
+        lock.lock()
+        defer { lock.unlock() }
+        return removedByRollback[index]
+    }
+
+    /// How many rollbacks ran.
+    public var rollbackCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return rollbacks
+    }
+
+    /// Breaches of "common point ≥ commit point" (must stay empty).
+    public var rollbackInvariantBreaches: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return invariantBreaches
+    }
+
+    /// Appends an entry to the primary's oplog as a `w:1` write would (for tests that need exact contents).
+    @discardableResult
+    public func appendOnPrimary(_ index: Int, _ entry: BSONDocument) -> BSONTimestamp {
+        members[index].appendOplogEntry(entry)
+    }
+
+    // MARK: - Set-up
+
+    private func initialize() {
+        let members = self.members
+        let hosts = self.hosts
+        let memberDocuments: [BSONValue] = hosts.enumerated().map { index, host in
+            .document(["_id": .int32(Int32(index)), "host": .string(host)])
+        }
+        let config = members[0].core.locked {
+            members[0].core.normalizedConfig(setName: setName, members: memberDocuments, version: 1)
+        }
+        let history: [OplogRecord] = members[0].core.locked {
+            let core = members[0].core
+            core.setMember = true
+            core.replicaSetConfig = config
+            core.selfHost = hosts[0]
+            core.phaseDeadline = nil
+            core.writeInitialHistory()
+            core.phase = .primary
+            core.writableSince = .now
+            core.armNoopTimer()
+            core.topologyCounter += 1
+            return Array(core.liveOplog)
+        }
+        let last = history.last.map(FakeMongodCore.opTime)
+        firstOpOfTerm[0] =
+            history.last { $0.document["o"]?.documentValue?["msg"]?.stringValue == "new primary" }
+            .map(FakeMongodCore.opTime)
+        for index in members.indices {
+            members[index].core.locked {
+                let core = members[index].core
+                if index != 0 {
+                    core.setMember = true
+                    core.replicaSetConfig = config
+                    core.selfHost = hosts[index]
+                    core.phaseDeadline = nil
+                    core.createOplog()
+                    core.applyReplicated(history)
+                    core.term = 1
+                    core.phase = .secondary
+                    core.topologyCounter += 1
+                }
+                core.knownPrimaryHost = hosts[0]
+                core.committedSnapshot = last?.document
+                core.lastCommittedOpTime = last?.document
+            }
+            commitPoint[index] = last
+            for other in members.indices { positionSeen[other][index] = last }
+        }
+    }
+
+    private func startLoop() {
+        Thread.detachNewThread { [weak self] in
+            while true {
+                guard let tick = self?.step() else { return }
+                Thread.sleep(forTimeInterval: tick.seconds)
+            }
+        }
+    }
+
+    // MARK: - The loop
+
+    private struct View {
+        var phase: FakeMongodPhase
+        var term: Int64
+        var last: FakeOpTime?
+        var handoff: Bool
+        var stepDownUntil: ContinuousClock.Instant?
+    }
+
+    private func reach(_ a: Int, _ b: Int) -> Bool {
+        !down.contains(a) && !down.contains(b) && (a == b || (!isolated.contains(a) && !isolated.contains(b)))
+    }
+
+    private var majority: Int { members.count / 2 + 1 }
+
+    /// One heartbeat round; returns how long to sleep, or nil once stopped.
+    private func step() -> Duration? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopped else { return nil }
+        let now = ContinuousClock.now
+        var views: [View?] = members.indices.map { index in
+            guard !down.contains(index) else { return nil }
+            return members[index].core.locked {
+                let core = members[index].core
+                core.advance()
+                return View(
+                    phase: core.phase,
+                    term: core.term,
+                    last: core.lastAppliedOpTime,
+                    handoff: core.handoffRequested,
+                    stepDownUntil: core.stepDownUntil
+                )
+            }
+        }
+        let all = members.indices
+
+        // Rollbacks that are done: SECONDARY again (§5.2 step 9).
+        for index in all where views[index]?.phase == .rollback {
+            if let until = rollbackUntil[index], until <= now {
+                rollbackUntil[index] = nil
+                update(index, &views) { core in
+                    core.phase = .secondary
+                    core.topologyCounter += 1
+                }
+            }
+        }
+
+        // Two primaries that can see each other: the lower term steps down (§3.3).
+        let primaries = all.filter { views[$0]?.phase == .primary || views[$0]?.phase == .drain }
+        for p in primaries {
+            for q in primaries where q != p && reach(p, q) {
+                if let vp = views[p], let vq = views[q], vp.term < vq.term {
+                    stepDown(p, &views, term: vq.term)
+                }
+            }
+        }
+
+        // Liveness: a primary that cannot see a majority relinquishes (§3.3, §4.4).
+        for p in all where views[p]?.phase == .primary || views[p]?.phase == .drain {
+            let visible = all.filter { reach(p, $0) }.count
+            if visible >= majority {
+                lastSawMajority[p] = now
+            } else if now - lastSawMajority[p] >= timings.livenessTimeout {
+                stepDown(p, &views, term: nil)
+            }
+        }
+
+        // Leader-elect window over: "new primary" no-op, writable (§4.2).
+        for p in all where views[p]?.phase == .drain {
+            if let until = leaderElectUntil[p], until <= now {
+                leaderElectUntil[p] = nil
+                let first: FakeOpTime? = update(p, &views) { core in
+                    core.phase = .primary
+                    core.writableSince = .now
+                    core.topologyCounter += 1
+                    core.completeElection()
+                    core.armNoopTimer()
+                    return core.lastAppliedOpTime
+                }
+                firstOpOfTerm[p] = first
+                lastSawMajority[p] = now
+            }
+        }
+
+        // Replication, primary discovery, elections.
+        for s in all {
+            guard let view = views[s], view.phase == .secondary else { continue }
+            let source = all.filter { p in
+                p != s && reach(s, p) && (views[p]?.phase == .primary || views[p]?.phase == .drain)
+                    && (views[p]?.term ?? 0) >= view.term
+            }.max { (views[$0]?.term ?? 0) < (views[$1]?.term ?? 0) }
+            if let p = source {
+                lastHeard[s] = now
+                syncSource[s] = p
+                let host = hosts[p]
+                let sourceTerm = views[p]?.term ?? 0
+                update(s, &views) { core in
+                    if core.knownPrimaryHost != host { core.knownPrimaryHost = host }
+                    if sourceTerm > core.term { core.term = sourceTerm }
+                }
+                replicate(from: p, to: s, &views, now: now)
+            } else {
+                syncSource[s] = nil
+                let silentFor = now - lastHeard[s]
+                if silentFor >= timings.electionTimeout {
+                    update(s, &views) { core in core.knownPrimaryHost = nil }
+                }
+                if silentFor >= timings.electionTimeout * (1 + jitter[s]) {
+                    tryElection(s, &views, now: now)
+                }
+            }
+        }
+
+        // Election handoff after a stepdown (§4.4 step 4).
+        for p in all where views[p]?.handoff == true {
+            update(p, &views) { core in core.handoffRequested = false }
+            let target = all.filter { s in
+                s != p && reach(p, s) && views[s]?.phase == .secondary && views[s]?.last == views[p]?.last
+            }.first
+            if let target { tryElection(target, &views, now: now) }
+        }
+
+        // Commit point on each writable primary (§3.1), adopted by its followers.
+        for p in all where views[p]?.phase == .primary {
+            for o in all where o != p && syncSource[o] == p && reach(p, o) {
+                positionSeen[p][o] = views[o]?.last
+            }
+            let optimes = all.map { o in o == p ? views[p]?.last : positionSeen[p][o] }
+                .sorted {
+                    ($0 ?? FakeOpTime(ts: .init(seconds: 0, increment: 0), t: -2))
+                        > ($1 ?? FakeOpTime(ts: .init(seconds: 0, increment: 0), t: -2))
+                }
+            let caughtUp = all.contains { o in
+                o != p && reach(p, o) && syncSource[o] == p && views[o]?.last == views[p]?.last
+            }
+            var newPoint = commitPoint[p]
+            if majority - 1 < optimes.count, let candidate = optimes[majority - 1],
+                let first = firstOpOfTerm[p], candidate >= first, candidate > (newPoint ?? candidate) || newPoint == nil
+            {
+                newPoint = candidate
+            }
+            commitPoint[p] = newPoint
+            update(p, &views) { core in
+                core.electableSecondaryCaughtUp = caughtUp
+                if let newPoint {
+                    core.lastCommittedOpTime = newPoint.document
+                    core.committedSnapshot = newPoint.document
+                }
+                core.condition.broadcast()
+            }
+        }
+        for s in all where views[s]?.phase == .secondary {
+            guard let p = syncSource[s], let point = commitPoint[p], let last = views[s]?.last else { continue }
+            // Adopted only in the term of the node's lastApplied, capped at it (§3.1).
+            guard point.t == last.t else { continue }
+            let snapshot = point.ts <= last.ts ? point : last
+            if let known = commitPoint[s], known >= snapshot { continue }
+            commitPoint[s] = snapshot
+            update(s, &views) { core in
+                core.lastCommittedOpTime = snapshot.document
+                core.committedSnapshot = snapshot.document
+            }
+        }
+
+        publishStatus(views, now: now)
+        return timings.tick
+    }
+
+    @discardableResult
+    private func update<T>(_ index: Int, _ views: inout [View?], _ body: (FakeMongodCore) -> T) -> T {
+        let core = members[index].core
+        let (result, view) = core.locked { () -> (T, View) in
+            let result = body(core)
+            return (
+                result,
+                View(
+                    phase: core.phase,
+                    term: core.term,
+                    last: core.lastAppliedOpTime,
+                    handoff: core.handoffRequested,
+                    stepDownUntil: core.stepDownUntil
+                )
+            )
+        }
+        views[index] = view
+        return result
+    }
+
+    private func stepDown(_ p: Int, _ views: inout [View?], term: Int64?) {
+        leaderElectUntil[p] = nil
+        update(p, &views) { core in
+            core.phase = .secondary
+            core.knownPrimaryHost = nil
+            if let term, term > core.term { core.term = term }
+            core.topologyCounter += 1
+            core.condition.broadcast()
+        }
+        lastHeard[p] = .now
+    }
+
+    private func tryElection(_ s: Int, _ views: inout [View?], now: ContinuousClock.Instant) {
+        guard let view = views[s], view.phase == .secondary else { return }
+        if let until = view.stepDownUntil, until > now { return }
+        let voters = members.indices.filter { reach(s, $0) && views[$0] != nil }
+        guard voters.count >= majority else { return }
+        let mine = view.last ?? FakeOpTime(ts: .init(seconds: 0, increment: 0), t: -1)
+        // Voters refuse a candidate staler than themselves (§4.2).
+        let grant = voters.filter { v in
+            v == s || ((views[v]?.last ?? mine) <= mine && views[v]?.phase != .primary)
+        }
+        guard grant.count >= majority else { return }
+        let newTerm = (voters.compactMap { views[$0]?.term }.max() ?? view.term) + 1
+        update(s, &views) { core in
+            core.term = newTerm - 1
+            core.beginElection()
+            core.phase = .drain
+            core.knownPrimaryHost = core.selfHost
+            core.stepDownUntil = nil
+            core.topologyCounter += 1
+            core.condition.broadcast()
+        }
+        leaderElectUntil[s] = now + timings.leaderElectWindow
+        lastSawMajority[s] = now
+        firstOpOfTerm[s] = nil
+        for v in grant where v != s {
+            update(v, &views) { core in
+                if newTerm > core.term { core.term = newTerm }
+                core.knownPrimaryHost = hosts[s]
+            }
+            lastHeard[v] = now
+        }
+    }
+
+    /// Copies what the primary has held for at least the lag; on divergence, rolls the secondary back (§5).
+    private func replicate(from p: Int, to s: Int, _ views: inout [View?], now: ContinuousClock.Instant) {
+        let sLast = views[s]?.last
+        let cutoff =
+            Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) - Int64(timings.replicationLag.seconds * 1000)
+        enum Outcome {
+            case copy([OplogRecord])
+            case diverged
+            case tooStale
+        }
+        let primary = members[p].core
+        let outcome: Outcome = primary.locked {
+            var index = primary.oplogStart
+            if let sLast {
+                let found = primary.oplogIndex(after: sLast.ts, strict: false)
+                if found < primary.oplog.count, FakeMongodCore.opTime(primary.oplog[found]) == sLast {
+                    index = found + 1
+                } else if let oldest = primary.liveOplog.first, oldest.ts > sLast.ts {
+                    return .tooStale
+                } else {
+                    return .diverged
+                }
+            }
+            var records: [OplogRecord] = []
+            while index < primary.oplog.count && records.count < 1000 {
+                let record = primary.oplog[index]
+                if (record.document["wall"]?.int64Value ?? 0) > cutoff { break }
+                records.append(record)
+                index += 1
+            }
+            return .copy(records)
+        }
+        switch outcome {
+        case .copy(let records):
+            guard !records.isEmpty else { return }
+            update(s, &views) { core in core.applyReplicated(records) }
+        case .tooStale:
+            return
+        case .diverged:
+            rollBack(s, against: p, &views, now: now)
+        }
+    }
+
+    /// §5.2: ROLLBACK, connections closed, oplog truncated to the common point (never below the commit point).
+    private func rollBack(_ s: Int, against p: Int, _ views: inout [View?], now: ContinuousClock.Instant) {
+        let mine: [FakeOpTime] = members[s].core.locked {
+            members[s].core.liveOplog.reversed().map(FakeMongodCore.opTime)
+        }
+        let primary = members[p].core
+        let common: FakeOpTime? = primary.locked {
+            mine.first { opTime in
+                let found = primary.oplogIndex(after: opTime.ts, strict: false)
+                return found < primary.oplog.count && FakeMongodCore.opTime(primary.oplog[found]) == opTime
+            }
+        }
+        let removed: [BSONDocument] = update(s, &views) { core in
+            core.phase = .rollback
+            core.topologyCounter += 1
+            let keep = common.map { core.oplogIndex(after: $0.ts, strict: true) } ?? core.oplogStart
+            let removed = core.oplog[keep...].map(\.document)
+            core.truncateOplog(after: common)
+            core.condition.broadcast()
+            return removed
+        }
+        if let committed = commitPoint[s], let common, committed.t == common.t, committed.ts > common.ts {
+            invariantBreaches.append("member \(s): commit point \(committed) above common point \(common)")
+        }
+        members[s].dropConnections()
+        rollbacks += 1
+        removedByRollback[s].append(contentsOf: removed)
+        rollbackUntil[s] = now + timings.rollbackDuration
+        syncSource[s] = nil
+        for o in members.indices { positionSeen[o][s] = common }
+    }
+
+    /// Each member's `replSetGetStatus` view of the others (§2.2), from what it can reach.
+    private func publishStatus(_ views: [View?], now: ContinuousClock.Instant) {
+        let zero: BSONDocument = ["ts": .timestamp(BSONTimestamp(seconds: 0, increment: 0)), "t": .int64(-1)]
+        let nowMillis = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        for viewer in members.indices where views[viewer] != nil {
+            var status: [String: BSONDocument] = [:]
+            for other in members.indices where other != viewer {
+                var entry: BSONDocument = ["_id": .int32(Int32(other)), "name": .string(hosts[other])]
+                if reach(viewer, other), let view = views[other] {
+                    let opTime = view.last?.document ?? zero
+                    let date = FakeMongodCore.secondsDate(opTime)
+                    entry.append("health", .double(1))
+                    entry.append("state", .int32(view.phase.memberStateCode))
+                    entry.append("stateStr", .string(view.phase.stateString))
+                    entry.append("uptime", .int32(1))
+                    entry.append("optime", .document(opTime))
+                    entry.append("optimeDurable", .document(opTime))
+                    entry.append("optimeDate", date)
+                    entry.append("optimeDurableDate", date)
+                    entry.append("lastAppliedWallTime", date)
+                    entry.append("lastDurableWallTime", date)
+                    entry.append("lastHeartbeat", .datetime(nowMillis))
+                    entry.append("lastHeartbeatRecv", .datetime(nowMillis))
+                    entry.append("pingMs", .int64(0))
+                    entry.append("lastHeartbeatMessage", "")
+                    let source = syncSource[other]
+                    entry.append("syncSourceHost", .string(source.map { hosts[$0] } ?? ""))
+                    entry.append("syncSourceId", .int32(Int32(source ?? -1)))
+                    entry.append("infoMessage", "")
+                    entry.append("configVersion", .int32(1))
+                    entry.append("configTerm", .int64(view.term))
+                } else {
+                    entry.append("health", .double(0))
+                    entry.append("state", .int32(8))
+                    entry.append("stateStr", "(not reachable/healthy)")
+                    entry.append("uptime", .int32(0))
+                    entry.append("optime", .document(zero))
+                    entry.append("optimeDurable", .document(zero))
+                    entry.append("optimeDate", .datetime(0))
+                    entry.append("optimeDurableDate", .datetime(0))
+                    entry.append("lastAppliedWallTime", .datetime(0))
+                    entry.append("lastDurableWallTime", .datetime(0))
+                    entry.append("lastHeartbeat", .datetime(nowMillis))
+                    entry.append("lastHeartbeatRecv", .datetime(0))
+                    entry.append("pingMs", .int64(0))
+                    entry.append(
+                        "lastHeartbeatMessage",
+                        .string("Error connecting to \(hosts[other]) :: caused by :: Connection refused")
+                    )
+                    entry.append("syncSourceHost", "")
+                    entry.append("syncSourceId", .int32(-1))
+                    entry.append("infoMessage", "")
+                    entry.append("configVersion", .int32(1))
+                    entry.append("configTerm", .int64(views[other]?.term ?? -1))
+                }
+                status[hosts[other]] = entry
+            }
+            members[viewer].core.locked { members[viewer].core.peerStatus = status }
+        }
+    }
+}
