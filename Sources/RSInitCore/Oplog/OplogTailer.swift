@@ -79,6 +79,12 @@ public struct OplogTailerConfiguration: Sendable {
     public var maxAwaitTime: Duration
     /// Backoff between re-establish attempts after errors.
     public var backoff: Backoff
+    /// Deliver only majority-committed entries (shared/spec/replication-ha.md §9.2); by default on for a replica
+    /// set with more than one member.
+    public var majority: MajorityMode
+    /// While entries wait for the majority, how often the pinned node's committed snapshot is read (a short
+    /// `getMore` then a `hello` on that node).
+    public var majorityPollInterval: Duration
 
     /// A configuration; by default the tail starts at the end of the oplog (``OplogStart/end``).
     public init(
@@ -87,7 +93,9 @@ public struct OplogTailerConfiguration: Sendable {
         mapping: OplogEventMapper.Configuration = .init(),
         batchSize: Int = 1000,
         maxAwaitTime: Duration = .seconds(1),
-        backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)),
+        majority: MajorityMode = .auto,
+        majorityPollInterval: Duration = .milliseconds(20)
     ) {
         self.connectionString = connectionString
         self.start = start
@@ -95,6 +103,8 @@ public struct OplogTailerConfiguration: Sendable {
         self.batchSize = batchSize
         self.maxAwaitTime = maxAwaitTime
         self.backoff = backoff
+        self.majority = majority
+        self.majorityPollInterval = majorityPollInterval
     }
 }
 
@@ -159,6 +169,23 @@ public final class TailSession: @unchecked Sendable {
     /// How many times the cursor was re-established (for metrics and tests).
     public private(set) var reestablishCount = 0
 
+    // Majority gating (§9.2): every command of one cursor goes to the node it was opened on.
+    /// The node the cursor lives on.
+    private var server: MongoServer?
+    /// Whether entries wait for the pinned node's committed snapshot.
+    public private(set) var isGated = false
+    /// The pinned node was the writable primary when the cursor opened: reopen on the new one once it is not.
+    private var pinnedToPrimary = false
+    private var gate = MajorityGate()
+    /// The pinned node's `lastWrite.majorityOpTime.ts`, as last read.
+    private var knownMajority: BSONTimestamp?
+    /// `t` of the last delivered entry (the checkpoint is `(mapper.lastRead, lastDeliveredTerm)`).
+    private var lastDeliveredTerm: Int64?
+    private var lastYield = ContinuousClock.now
+    /// Since when entries have waited for the majority without any being released (rule 9's stall alert).
+    private var heldSince: ContinuousClock.Instant?
+    private var stallReported = false
+
     private let shouldStop: @Sendable () -> Bool
 
     init(configuration: OplogTailerConfiguration, logger: Logger, shouldStop: @escaping @Sendable () -> Bool) {
@@ -174,7 +201,8 @@ public final class TailSession: @unchecked Sendable {
         finished = true
         if let client {
             if cursorID != 0 {
-                _ = try? await client.runCommand(
+                _ = try? await command(
+                    client,
                     ["killCursors": "oplog.rs", "cursors": [.int64(cursorID)]],
                     database: "local"
                 )
@@ -202,12 +230,21 @@ public final class TailSession: @unchecked Sendable {
                     pendingFirstBatch = []
                     fromGetMore = false
                 } else {
-                    documents = try await getMore()
+                    documents = try await getMore(
+                        maxTime: gate.isEmpty ? configuration.maxAwaitTime : configuration.majorityPollInterval
+                    )
                     fromGetMore = true
                 }
                 failures = 0
-                if let batch = try process(documents) { return batch }
-                if fromGetMore {
+                let deliverable = isGated ? try await passGate(documents) : documents
+                if !isGated, let term = deliverable.last?.documentValue?["t"]?.int64Value { lastDeliveredTerm = term }
+                if let batch = try process(deliverable) {
+                    lastYield = .now
+                    return batch
+                }
+                if fromGetMore && (gate.isEmpty || ContinuousClock.now - lastYield >= configuration.maxAwaitTime) {
+                    if isGated && pinnedToPrimary && gate.isEmpty { try await refreshMajority() }
+                    lastYield = .now
                     // An idle stream still yields (an empty batch every maxAwaitTime): consumers can stop between
                     // batches and see that the tail is alive.
                     return OplogBatch(
@@ -223,6 +260,23 @@ public final class TailSession: @unchecked Sendable {
             } catch let tooLarge as OplogTransactionTooLarge {
                 await close()
                 throw tooLarge
+            } catch let missing as OplogCommittedEntryMissing {
+                logger.critical(
+                    "a delivered majority-committed oplog entry is missing",
+                    metadata: ["rsinit.error": "\(missing)"]
+                )
+                await close()
+                throw missing
+            } catch let moving as PinnedNodeNotReady {
+                failures += 1
+                let level: Logger.Level = failures == 1 || failures % 20 == 0 ? .warning : .debug
+                logger.log(
+                    level: level,
+                    Logger.Message(stringLiteral: moving.reason),
+                    metadata: ["rsinit.attempt": "\(failures)"]
+                )
+                await dropConnection(keepClient: false)
+                try await backOff()
             } catch is CancellationError {
                 await close()
                 return nil
@@ -240,14 +294,76 @@ public final class TailSession: @unchecked Sendable {
                     metadata: ["rsinit.error": "\(error)", "rsinit.attempt": "\(failures)"]
                 )
                 await dropConnection(keepClient: error.code == .cursorNotFound || error.code == .cappedPositionLost)
-                let delay = configuration.backoff.delay(attempt: failures - 1, jitter: Double.random(in: 0...1))
-                let until = ContinuousClock.now + delay
-                while ContinuousClock.now < until && !shouldStop() && !Task.isCancelled {
-                    try? await Task.sleep(for: min(.milliseconds(100), until - .now))
-                }
+                try await backOff()
             }
         }
         return nil
+    }
+
+    private func backOff() async throws {
+        let delay = configuration.backoff.delay(attempt: failures - 1, jitter: Double.random(in: 0...1))
+        let until = ContinuousClock.now + delay
+        while ContinuousClock.now < until && !shouldStop() && !Task.isCancelled {
+            try? await Task.sleep(for: min(.milliseconds(100), until - .now))
+        }
+    }
+
+    /// Holds what the cursor returned and releases what the pinned node has majority-committed (§9.2 rule 4).
+    private func passGate(_ documents: [BSONValue]) async throws -> [BSONValue] {
+        gate.hold(documents.compactMap(\.documentValue))
+        guard !gate.isEmpty else { return [] }
+        if let newest = gate.newestHeld, let known = knownMajority, newest <= known {
+            // Already covered: no round trip.
+        } else {
+            try await refreshMajority()
+        }
+        let released = gate.release(upTo: knownMajority)
+        if let term = released.last(where: { $0["t"] != nil })?["t"]?.int64Value { lastDeliveredTerm = term }
+        if released.isEmpty {
+            let since = heldSince ?? .now
+            heldSince = since
+            if !stallReported && ContinuousClock.now - since >= .seconds(30) {
+                stallReported = true
+                logger.warning(
+                    """
+                    oplog entries have waited 30 s for a majority of the replica set to have them; nothing is \
+                    published until a majority of data-bearing members is reachable again
+                    """,
+                    metadata: ["rsinit.host": "\(server?.host ?? "?")"]
+                )
+            }
+        } else {
+            heldSince = gate.isEmpty ? nil : .now
+            stallReported = false
+        }
+        return released.map { .document($0) }
+    }
+
+    /// Reads the pinned node's committed snapshot; a pinned ex-primary is left for the new primary (rule 8).
+    private func refreshMajority() async throws {
+        guard let client, let server else { throw MongoError(code: .cursorNotFound, message: "no open cursor") }
+        let hello = try await client.runCommand(["hello": 1], on: server)
+        if let majority = hello[path: "lastWrite.majorityOpTime.ts"]?.timestampValue {
+            knownMajority = max(knownMajority ?? majority, majority)
+        }
+        if pinnedToPrimary && hello["isWritablePrimary"]?.isTruthy != true {
+            throw PinnedNodeNotReady(
+                reason: "\(server.host) is no longer the primary; reopening the oplog cursor on the new primary "
+                    + "from the last delivered entry"
+            )
+        }
+    }
+
+    /// Runs a command on the pinned node (or on the selected one before a cursor exists).
+    private func command(
+        _ client: MongoClient,
+        _ command: BSONDocument,
+        database: String
+    ) async throws
+        -> BSONDocument
+    {
+        if let server { return try await client.runCommand(command, database: database, on: server) }
+        return try await client.runCommand(command, database: database)
     }
 
     private func isRecoverable(_ error: MongoError) -> Bool {
@@ -264,6 +380,10 @@ public final class TailSession: @unchecked Sendable {
     private func dropConnection(keepClient: Bool) async {
         cursorID = 0
         pendingFirstBatch = []
+        gate.discard()
+        knownMajority = nil
+        heldSince = nil
+        server = nil
         if !keepClient, let client {
             // A single-threaded libmongoc client keeps a failed server in a 5 s cooldown; start afresh.
             await client.close()
@@ -284,11 +404,35 @@ public final class TailSession: @unchecked Sendable {
         establishedOnce = true
         var filter: BSONDocument
         skipFirstEntry = nil
+        gate.discard()
+        knownMajority = nil
+        server = nil
+        let server = try await client.selectServer()
+        self.server = server
+        let hello = try await client.runCommand(["hello": 1], on: server)
+        let memberCount = ["hosts", "passives", "arbiters"].reduce(0) { $0 + (hello[$1]?.arrayValue?.count ?? 0) }
+        isGated = configuration.majority.isGated(memberCount: memberCount)
+        pinnedToPrimary = hello["isWritablePrimary"]?.isTruthy == true
+        let majority = hello[path: "lastWrite.majorityOpTime.ts"]?.timestampValue
+        if isGated { knownMajority = majority }
+        var checkpoint: OplogOpTime?
         if let position = mapper.lastRead {
             filter = ["ts": ["$gte": .timestamp(position)]]
             skipFirstEntry = position
+            checkpoint = OplogOpTime(ts: position, t: lastDeliveredTerm)
         } else {
             switch configuration.start {
+            case .end where isGated:
+                // The newest committed entry: what is newer is delivered once committed.
+                guard let majority else {
+                    throw PinnedNodeNotReady(
+                        reason: "\(server.host) has no majority-committed oplog entry yet; waiting"
+                    )
+                }
+                filter = ["ts": ["$gte": .timestamp(majority)]]
+                skipFirstEntry = majority
+                checkpoint = OplogOpTime(ts: majority, t: nil)
+                mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: majority)
             case .end:
                 guard let newest = try await boundary(client, newest: true) else {
                     throw MongoError(
@@ -311,7 +455,15 @@ public final class TailSession: @unchecked Sendable {
             case .after(let position):
                 filter = ["ts": ["$gte": .timestamp(position)]]
                 skipFirstEntry = position
+                checkpoint = OplogOpTime(ts: position, t: nil)
             }
+        }
+        if isGated, let checkpoint, majority.map({ $0 < checkpoint.ts }) ?? true {
+            // Rule 3: judge nothing on a node that has not committed C (it lags, or will roll back).
+            throw PinnedNodeNotReady(
+                reason: "\(server.host) has not majority-committed the last delivered entry \(checkpoint) yet (it "
+                    + "lags, or holds a branch that will roll back); waiting"
+            )
         }
         if let databases = configuration.mapping.filter.serverFilter {
             let pattern = "^(" + databases.map(Glob.regex).joined(separator: "|") + ")\\."
@@ -324,7 +476,8 @@ public final class TailSession: @unchecked Sendable {
             if let expected = skipFirstEntry { alternatives.append(["ts": .timestamp(expected)]) }
             filter = ["$and": [.document(filter), ["$or": .array(alternatives)]]]
         }
-        let reply = try await client.runCommand(
+        let reply = try await command(
+            client,
             [
                 "find": "oplog.rs", "filter": .document(filter), "tailable": true, "awaitData": true,
                 "batchSize": .int32(Int32(clamping: configuration.batchSize)),
@@ -333,9 +486,45 @@ public final class TailSession: @unchecked Sendable {
         )
         cursorID = reply[path: "cursor.id"]?.int64Value ?? 0
         var batch = reply[path: "cursor.firstBatch"]?.arrayValue ?? []
-        if let expected = skipFirstEntry {
+        if isGated, let checkpoint {
+            let first = OplogOpTime(batch.first?.documentValue)
+            if first?.isSameEntry(as: checkpoint) == true {
+                batch.removeFirst()
+            } else {
+                let oldest = try await boundary(client, newest: false)
+                switch OplogResumeVerdict.classify(
+                    checkpoint: checkpoint,
+                    gated: true,
+                    majority: majority,
+                    first: first,
+                    oldest: oldest
+                ) {
+                case .anchorFound:
+                    batch.removeFirst()
+                case .nodeBehind:
+                    throw PinnedNodeNotReady(reason: "\(server.host) has not committed \(checkpoint) yet; waiting")
+                case .rolledOff(let oldest):
+                    throw OplogHistoryLost(
+                        position: checkpoint.ts,
+                        oldestAvailable: oldest,
+                        reason: "the entry at the position is gone: the oplog rolled over past it"
+                    )
+                case .missing:
+                    throw OplogCommittedEntryMissing(checkpoint: checkpoint, host: server.host)
+                }
+            }
+        } else if let expected = skipFirstEntry {
             // MongoDB's own fetcher rule: the first entry returned must be the one we resume after.
-            let first = batch.first?.documentValue?["ts"]?.timestampValue
+            let firstEntry = OplogOpTime(batch.first?.documentValue)
+            let first = firstEntry?.ts
+            if first == expected, let firstEntry, let checkpoint, !firstEntry.isSameEntry(as: checkpoint) {
+                throw OplogHistoryLost(
+                    position: expected,
+                    oldestAvailable: nil,
+                    reason: "the entry at the position was rolled back by a failover (it was published before a "
+                        + "majority of the set had it; keep --majority on to publish only committed changes)"
+                )
+            }
             guard first == expected else {
                 let oldest = try? await boundary(client, newest: false)
                 let newest = try? await boundary(client, newest: true)
@@ -343,6 +532,12 @@ public final class TailSession: @unchecked Sendable {
                 if let newest = newest ?? nil, newest < expected {
                     reason =
                         "the position is newer than every entry in this oplog (another cluster, or a restored backup?)"
+                } else if let oldest = oldest ?? nil, oldest <= expected {
+                    // Older entries are still there, so this one did not roll off: a failover rolled it back.
+                    reason =
+                        "the entry at the position is no longer in the oplog although older ones are: a failover "
+                        + "rolled it back (it was published before a majority of the set had it; keep --majority on "
+                        + "to publish only committed changes)"
                 } else {
                     reason = "the entry at the position is gone: the oplog rolled over past it"
                 }
@@ -357,7 +552,8 @@ public final class TailSession: @unchecked Sendable {
     }
 
     private func boundary(_ client: MongoClient, newest: Bool) async throws -> BSONTimestamp? {
-        let reply = try await client.runCommand(
+        let reply = try await command(
+            client,
             [
                 "find": "oplog.rs", "filter": [:], "sort": ["$natural": newest ? -1 : 1], "limit": 1,
                 "projection": ["ts": 1],
@@ -367,13 +563,14 @@ public final class TailSession: @unchecked Sendable {
         return reply[path: "cursor.firstBatch"]?.arrayValue?.first?.documentValue?["ts"]?.timestampValue
     }
 
-    private func getMore() async throws -> [BSONValue] {
+    private func getMore(maxTime: Duration) async throws -> [BSONValue] {
         guard let client, cursorID != 0 else { throw MongoError(code: .cursorNotFound, message: "no open cursor") }
-        let reply = try await client.runCommand(
+        let reply = try await command(
+            client,
             [
                 "getMore": .int64(cursorID), "collection": "oplog.rs",
                 "batchSize": .int64(Int64(clamping: configuration.batchSize)),
-                "maxTimeMS": .int64(configuration.maxAwaitTime.milliseconds),
+                "maxTimeMS": .int64(max(maxTime.milliseconds, 1)),
             ],
             database: "local"
         )
@@ -407,4 +604,10 @@ public final class TailSession: @unchecked Sendable {
             unexpressed: mapper.takeUnexpressed()
         )
     }
+}
+
+/// The pinned node cannot serve the tail right now (it has not committed the checkpoint, or it stopped being the
+/// primary): reconnect with backoff and select a node again.
+struct PinnedNodeNotReady: Error {
+    var reason: String
 }

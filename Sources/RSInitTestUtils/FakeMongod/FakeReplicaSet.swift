@@ -575,7 +575,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             var records: [OplogRecord] = []
             while index < primary.oplog.count && records.count < 1000 {
                 let record = primary.oplog[index]
-                if (record.document["wall"]?.int64Value ?? 0) > cutoff { break }
+                if case .datetime(let wall) = record.document["wall"], wall > cutoff { break }
                 records.append(record)
                 index += 1
             }
