@@ -99,6 +99,7 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_FIELDS", flag: "--fields", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_FROM", flag: "--from", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_ON_HISTORY_LOST", flag: "--on-history-lost", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_MAJORITY", flag: "--majority", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_HA", flag: "--ha", isBoolean: true, commands: ["tail"]),
         Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_INCLUDE", flag: "--include", isBoolean: false, commands: ["tail"]),

@@ -33,10 +33,12 @@ struct TailCommand: AsyncParsableCommand {
               4  mongod has no oplog: not started with --replSet, or the set is not initiated
               6  authentication failed (Redis or MongoDB)
               9  oplog history lost: the checkpoint rolled out of the oplog (--on-history-lost fail)
+              11 a delivered, majority-committed oplog entry is missing from a node that committed it (majority \
+            data loss, writeConcernMajorityJournalDefault false, or a forced reconfig)
 
             ENVIRONMENT
               RSINIT_REDIS, RSINIT_PREFIX, RSINIT_CONTROL_CHANNEL, RSINIT_FIELDS, RSINIT_FROM, RSINIT_ON_HISTORY_LOST, \
-            RSINIT_HA, RSINIT_METADATA_PREFIX, RSINIT_INCLUDE, RSINIT_EXCLUDE, RSINIT_FAN_OUT, RSINIT_HTTP, \
+            RSINIT_MAJORITY, RSINIT_HA, RSINIT_METADATA_PREFIX, RSINIT_INCLUDE, RSINIT_EXCLUDE, RSINIT_FAN_OUT, RSINIT_HTTP, \
             RSINIT_STALL_TIMEOUT, RSINIT_MAX_LAG, plus RSINIT_HOST/PORT/URI.
             """
     )
@@ -81,6 +83,16 @@ struct TailCommand: AsyncParsableCommand {
         help: "fail (exit 9) or from-end (log loudly, restart at the end) (env RSINIT_ON_HISTORY_LOST)."
     )
     var onHistoryLost: HistoryLost = .fail
+
+    enum Majority: String, ExpressibleByArgument, CaseIterable { case auto, on, off }
+
+    @Option(
+        help: ArgumentHelp(
+            "Publish only majority-committed changes: auto (on for a replica set of more than one member), on, or off (faster, but a write a failover rolls back may already have been published) (env RSINIT_MAJORITY).",
+            valueName: "auto|on|off"
+        )
+    )
+    var majority: Majority = .auto
 
     @Flag(help: "HA: several bridges on one oplog publish each event once (atomic Redis dedupe) (env RSINIT_HA).")
     var ha = false
@@ -234,7 +246,11 @@ struct TailCommand: AsyncParsableCommand {
             }
             let bridge = OplogBridge(
                 configuration: .init(
-                    tailer: OplogTailerConfiguration(connectionString: mongo, mapping: mapping),
+                    tailer: OplogTailerConfiguration(
+                        connectionString: mongo,
+                        mapping: mapping,
+                        majority: MajorityMode(rawValue: majority.rawValue) ?? .auto
+                    ),
                     start: start,
                     onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
                     health: health
@@ -293,6 +309,13 @@ struct TailCommand: AsyncParsableCommand {
                 "rsinit: fix: events were lost to the consumer; restart with --from end (or --on-history-lost from-end) after consumers reload, and size the oplog for the longest bridge outage"
             )
             throw ExitCode(9)
+        } catch let missing as OplogCommittedEntryMissing {
+            Console.writeError("rsinit: error: \(missing)")
+            Console.writeError(
+                "rsinit: fix: consumers were told about a change the database no longer has; check the replica set "
+                    + "(rs.status(), rollback files), let consumers reload, then restart with --from end"
+            )
+            throw ExitCode(11)
         } catch let tooLarge as OplogTransactionTooLarge {
             Console.writeError("rsinit: error: \(tooLarge)")
             Console.writeError(
