@@ -13,6 +13,7 @@ import Glibc
 ///   coldstart  wall time of `rsinit --version` (binary start-up)
 ///   serve      oplog entries per second the double serves to a tailing libmongoc cursor
 ///   chaos      seeded soak of three bridges under faults, with a checking subscriber (Chaos.swift)
+///   majority   write → subscriber latency with majority gating on vs off on a 3-member double (MajorityReport.swift)
 /// Usage: rsinit-bench [--rsinit PATH] [--runs N] [--entries N] [--seconds N --seed S --rate R]
 ///        [bootstrap|coldstart|serve|chaos ...]
 @main
@@ -61,6 +62,7 @@ enum Bench {
             case "resp-fuzz": respFuzz(count: entries * 25)
             case "memory": try await memoryReport(rsinit: rsinit)
             case "topology": try await topologyReport()
+            case "majority": try await majorityReport()
             case "chaos":
                 if try await !chaos(rsinit: rsinit, seconds: chaosSeconds, seed: seed, rate: rate) { exit(1) }
             default: print("unknown benchmark \(name)")

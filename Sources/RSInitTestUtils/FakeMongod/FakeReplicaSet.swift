@@ -67,6 +67,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var positionSeen: [[FakeOpTime?]]
     private var removedByRollback: [[BSONDocument]]
     private var rollbacks = 0
+    private var statusRound = 0
     private var invariantBreaches: [String] = []
 
     /// Starts `memberCount` members; member 0 is the primary of term 1 and every member holds the initial history
@@ -480,7 +481,9 @@ public final class FakeReplicaSet: @unchecked Sendable {
             }
         }
 
-        publishStatus(views, now: now)
+        // replSetGetStatus views every 10th round (heartbeats are slower than replication, and this is costly).
+        statusRound += 1
+        if statusRound % 10 == 1 { publishStatus(views, now: now) }
         return timings.tick
     }
 
