@@ -188,6 +188,9 @@ public struct ReplicaSetBootstrapper: Sendable {
                 switch await proveOplog(client, deadline: deadline) {
                 case .success(let how):
                     proof = how
+                    if machine.mode == .bootstrap && configuration.members.count > 1 {
+                        try await addMissingMembers(client, deadline: deadline)
+                    }
                     action = machine.oplogProved()
                 case .failure(let failure):
                     action =
@@ -214,6 +217,65 @@ public struct ReplicaSetBootstrapper: Sendable {
                 if machine.phase != reported { progress(machine.phase) }
                 throw failure
             }
+        }
+    }
+
+    /// Adds the `--members` hosts the config lacks, one voter per reconfig, waiting for each to become a voter
+    /// (§7.3); idempotent, and safe against a concurrent bootstrapper (a lost race is re-read and retried).
+    private func addMissingMembers(_ client: MongoClient, deadline: ContinuousClock.Instant) async throws {
+        let wanted = configuration.members.map(\.description)
+        var attempt = 0
+        var lastProblem = "a new member is still catching up"
+        while true {
+            guard ContinuousClock.now < deadline else {
+                throw BootstrapFailure(
+                    .unreachable,
+                    "not every --members host is a voting member of \(configuration.setName) before the deadline "
+                        + "(\(lastProblem))",
+                    fix: "start mongod --replSet \(configuration.setName) on every listed host, make each reachable "
+                        + "from the others under the name given, then run rsinit again"
+                )
+            }
+            do {
+                let config = try await client.runCommand(["replSetGetConfig": 1])["config"]?.documentValue ?? [:]
+                let status = try await client.runCommand(["replSetGetStatus": 1])
+                let voting = status["votingMembersCount"]?.int64Value.map { Int(clamping: $0) } ?? 0
+                switch MemberReconciler.next(config: config, votingMembersCount: voting, wanted: wanted) {
+                case .done:
+                    return
+                case .waitForNewVoter:
+                    lastProblem = "a new member is still catching up"
+                case .reconfig(let updated, let host):
+                    logger.info("adding a replica set member", metadata: ["rsinit.member": "\(host)"])
+                    _ = try await client.runCommand(["replSetReconfig": .document(updated)])
+                    attempt = 0
+                    continue
+                }
+            } catch let error as MongoError {
+                switch error.code {
+                case .unauthorized, .authenticationFailed:
+                    throw BootstrapFailure(.auth, error.message, fix: "the user needs the clusterManager role")
+                default:
+                    // 109/308: a config change is in flight; 10107: not (yet) the writable primary; 103 "must be
+                    // greater": another reconfig won; 74: a majority did not answer. All: read again later.
+                    if error.serverCode == 93
+                        || (error.serverCode == 103 && !error.message.contains("must be greater"))
+                    {
+                        throw BootstrapFailure(
+                            .invalidConfig,
+                            "replSetReconfig refused the config adding a member: \(error.message)",
+                            fix: "check the --members hosts against rs.conf()"
+                        )
+                    }
+                    lastProblem = error.description
+                }
+            }
+            try await sleep(
+                Backoff(initial: .milliseconds(50), maximum: .milliseconds(500)),
+                attempt: attempt,
+                deadline: deadline
+            )
+            attempt += 1
         }
     }
 

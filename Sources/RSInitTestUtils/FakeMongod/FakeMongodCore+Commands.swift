@@ -563,7 +563,11 @@ extension FakeMongodCore {
             entry.append("configTerm", .int64(reachable ? term : -1))
             return .document(entry)
         }
-        let votingMembers = Int32(clamping: configMembers.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.count)
+        let votingMembers = Int32(
+            clamping: configMembers.filter {
+                ($0["votes"]?.int64Value ?? 1) > 0 && !newlyAddedHosts.contains($0["host"]?.stringValue ?? "")
+            }.count
+        )
         let majority = BSONValue.int32(votingMembers / 2 + 1)
         var reply: BSONDocument = [
             "set": .string(setName ?? ""), "date": .datetime(nowMillis()), "myState": .int32(phase.memberStateCode),
@@ -613,6 +617,7 @@ extension FakeMongodCore {
             return .failure(CommandFailure(code: 94, message: "no replset config has been received"))
         }
         let force = command["force"]?.isTruthy ?? false
+        if setMember && !force { return replicaSetReconfig(command, setName: setName, current: current) }
         guard force || phase == .primary else {
             return .failure(
                 CommandFailure(

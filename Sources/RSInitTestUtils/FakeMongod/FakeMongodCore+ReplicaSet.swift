@@ -95,6 +95,100 @@ extension FakeMongodCore {
         return .success([:])
     }
 
+    /// Hosts of the config's voting members (`votes` > 0), `newlyAdded` ones included.
+    var votingHosts: Set<String> {
+        Set(configMembers.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.compactMap { $0["host"]?.stringValue })
+    }
+
+    /// `replSetReconfig` without `force` on a set member (§7.1–§7.2): only on a writable primary, only when the
+    /// current config is committed, version greater, at most one voter added or removed; new voters are
+    /// `newlyAdded` until they reach SECONDARY (the set then reconfigures again with version + 1).
+    func replicaSetReconfig(
+        _ command: BSONDocument,
+        setName: String,
+        current: BSONDocument
+    ) -> Result<BSONDocument, CommandFailure> {
+        guard phase == .primary && !steppingDown else {
+            return .failure(
+                CommandFailure(
+                    code: 10107,
+                    message: "Safe reconfig is only allowed on a writable PRIMARY. Current state \(phase.stateString)"
+                )
+            )
+        }
+        guard let config = command["replSetReconfig"]?.documentValue, let members = config["members"]?.arrayValue,
+            config["_id"]?.stringValue == setName
+        else {
+            return .failure(
+                CommandFailure(code: 93, message: "replSetReconfig: invalid config (wrong _id or no members)")
+            )
+        }
+        let oldVersion = current["version"]?.int64Value ?? 1
+        guard configCommitted else {
+            return .failure(
+                CommandFailure(
+                    code: 308,
+                    message:
+                        "Current config with {version: \(oldVersion), term: \(term)} is not yet majority committed."
+                )
+            )
+        }
+        let documents = members.compactMap(\.documentValue)
+        if documents.contains(where: { $0.contains("newlyAdded") }) {
+            return .failure(
+                CommandFailure(code: 93, message: "newly added field is not user-settable: newlyAdded")
+            )
+        }
+        let newVersion = config["version"]?.int64Value ?? 0
+        guard newVersion > oldVersion else {
+            return .failure(
+                CommandFailure(
+                    code: 103,
+                    message: "New replica set configuration version and term must be greater than old, but "
+                        + "{version: \(newVersion), term: \(term)} is not greater than {version: \(oldVersion), "
+                        + "term: \(term)}"
+                )
+            )
+        }
+        let oldIDs = Dictionary(
+            configMembers.map { ($0["_id"]?.int64Value ?? -1, $0["host"]?.stringValue ?? "") },
+            uniquingKeysWith: { a, _ in a }
+        )
+        for member in documents {
+            if let id = member["_id"]?.int64Value, let old = oldIDs[id], old != member["host"]?.stringValue {
+                return .failure(
+                    CommandFailure(
+                        code: 103,
+                        message: "New and old configurations both have members with _id of \(id) but in the new "
+                            + "configuration the host is \(member["host"]?.stringValue ?? "") and in the old "
+                            + "configuration it is \(old) for replica set \(setName)"
+                    )
+                )
+            }
+        }
+        let newVoters = Set(
+            documents.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.compactMap { $0["host"]?.stringValue }
+        )
+        let oldVoters = votingHosts
+        guard newVoters.symmetricDifference(oldVoters).count <= 1 else {
+            return .failure(
+                CommandFailure(
+                    code: 103,
+                    message: "Non force replica set reconfig can only add or remove at most 1 voting member."
+                )
+            )
+        }
+        let settings = current["settings"]
+        var stored = normalizedConfig(setName: setName, members: members, version: Int32(clamping: newVersion))
+        if let settings { stored.set("settings", settings) }
+        replicaSetConfig = stored
+        newlyAddedHosts.formUnion(newVoters.subtracting(oldVoters))
+        newlyAddedHosts.formIntersection(newVoters)
+        configCommitted = false
+        appendNoop(["msg": "Reconfig set", "version": .int32(Int32(clamping: newVersion))])
+        return .success([:])
+    }
+
     /// Rollback's truncation (§5.2 step 8): drops every entry after `commonPoint`, resets lastApplied and every
     /// open cursor.
     func truncateOplog(after commonPoint: FakeOpTime?) {

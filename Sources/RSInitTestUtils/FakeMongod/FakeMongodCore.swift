@@ -125,6 +125,10 @@ final class FakeMongodCore: @unchecked Sendable {
     var electableSecondaryCaughtUp = false
     /// Set by a successful `replSetStepDown`: the set hands the election off to a caught-up secondary.
     var handoffRequested = false
+    /// Members added as voters by a reconfig and not yet SECONDARY (§7.2 `newlyAdded`: votes 0 until then).
+    var newlyAddedHosts: Set<String> = []
+    /// Whether a majority of the config's voters has the current config (§7.2 config commitment).
+    var configCommitted = true
 
     // Data
     var oplogExists = false

@@ -70,11 +70,13 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var statusRound = 0
     private var invariantBreaches: [String] = []
 
-    /// Starts `memberCount` members; member 0 is the primary of term 1 and every member holds the initial history
-    /// (majority-committed). The loop runs until ``stop()``.
+    /// Starts `memberCount` members; the first `configuredCount` (all by default) form the set: member 0 is the
+    /// primary of term 1 and each of them holds the initial history (majority-committed). The others run
+    /// uninitialised (`--replSet` without a config) until a reconfig adds them. The loop runs until ``stop()``.
     public static func start(
         setName: String = "rs0",
         memberCount: Int = 3,
+        configuredCount: Int? = nil,
         timings: FakeReplicaSetTimings = FakeReplicaSetTimings(),
         periodicNoopInterval: Duration? = .seconds(10)
     ) throws -> FakeReplicaSet {
@@ -90,7 +92,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             )
         }
         let set = FakeReplicaSet(members: servers, setName: setName, timings: timings)
-        set.initialize()
+        set.initialize(configuredCount: min(max(configuredCount ?? servers.count, 1), servers.count))
         set.startLoop()
         return set
     }
@@ -257,10 +259,10 @@ public final class FakeReplicaSet: @unchecked Sendable {
 
     // MARK: - Set-up
 
-    private func initialize() {
+    private func initialize(configuredCount: Int) {
         let members = self.members
         let hosts = self.hosts
-        let memberDocuments: [BSONValue] = hosts.enumerated().map { index, host in
+        let memberDocuments: [BSONValue] = hosts.prefix(configuredCount).enumerated().map { index, host in
             .document(["_id": .int32(Int32(index)), "host": .string(host)])
         }
         let config = members[0].core.locked {
@@ -284,6 +286,10 @@ public final class FakeReplicaSet: @unchecked Sendable {
             history.last { $0.document["o"]?.documentValue?["msg"]?.stringValue == "new primary" }
             .map(FakeMongodCore.opTime)
         for index in members.indices {
+            guard index < configuredCount else {
+                members[index].core.locked { members[index].core.setMember = true }
+                continue
+            }
             members[index].core.locked {
                 let core = members[index].core
                 if index != 0 {
@@ -323,13 +329,33 @@ public final class FakeReplicaSet: @unchecked Sendable {
         var last: FakeOpTime?
         var handoff: Bool
         var stepDownUntil: ContinuousClock.Instant?
+        var config: BSONDocument?
+        var configVersion: Int64
+        var votingHosts: Set<String>
+        var newlyAdded: Set<String>
+        var configCommitted: Bool
+
+        init(_ core: FakeMongodCore) {
+            phase = core.phase
+            term = core.term
+            last = core.lastAppliedOpTime
+            handoff = core.handoffRequested
+            stepDownUntil = core.stepDownUntil
+            config = core.replicaSetConfig
+            configVersion = core.replicaSetConfig?["version"]?.int64Value ?? -1
+            votingHosts = core.votingHosts
+            newlyAdded = core.newlyAddedHosts
+            configCommitted = core.configCommitted
+        }
     }
+
+    /// This round's voters (config members with votes, `newlyAdded` excluded) and their majority.
+    private var voters: Set<Int> = []
+    private var majority: Int = 2
 
     private func reach(_ a: Int, _ b: Int) -> Bool {
         !down.contains(a) && !down.contains(b) && (a == b || (!isolated.contains(a) && !isolated.contains(b)))
     }
-
-    private var majority: Int { members.count / 2 + 1 }
 
     /// One heartbeat round; returns how long to sleep, or nil once stopped.
     private func step() -> Duration? {
@@ -342,16 +368,24 @@ public final class FakeReplicaSet: @unchecked Sendable {
             return members[index].core.locked {
                 let core = members[index].core
                 core.advance()
-                return View(
-                    phase: core.phase,
-                    term: core.term,
-                    last: core.lastAppliedOpTime,
-                    handoff: core.handoffRequested,
-                    stepDownUntil: core.stepDownUntil
-                )
+                return View(core)
             }
         }
         let all = members.indices
+        // The config that rules: the newest-term primary's, else the newest version any member holds.
+        let authority =
+            all.filter { views[$0]?.phase == .primary || views[$0]?.phase == .drain }
+            .max { (views[$0]?.term ?? 0) < (views[$1]?.term ?? 0) }
+            ?? all.filter { views[$0]?.config != nil }.max {
+                (views[$0]?.configVersion ?? -1) < (views[$1]?.configVersion ?? -1)
+            }
+        if let authority, let view = views[authority] {
+            let voting = view.votingHosts.subtracting(view.newlyAdded)
+            voters = Set(all.filter { voting.contains(hosts[$0]) })
+        } else {
+            voters = Set(all)
+        }
+        majority = voters.count / 2 + 1
 
         // Rollbacks that are done: SECONDARY again (§5.2 step 9).
         for index in all where views[index]?.phase == .rollback {
@@ -376,7 +410,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
 
         // Liveness: a primary that cannot see a majority relinquishes (§3.3, §4.4).
         for p in all where views[p]?.phase == .primary || views[p]?.phase == .drain {
-            let visible = all.filter { reach(p, $0) }.count
+            let visible = all.filter { reach(p, $0) && voters.contains($0) }.count
             if visible >= majority {
                 lastSawMajority[p] = now
             } else if now - lastSawMajority[p] >= timings.livenessTimeout {
@@ -439,12 +473,14 @@ public final class FakeReplicaSet: @unchecked Sendable {
             if let target { tryElection(target, &views, now: now) }
         }
 
+        propagateConfig(&views, now: now)
+
         // Commit point on each writable primary (§3.1), adopted by its followers.
         for p in all where views[p]?.phase == .primary {
             for o in all where o != p && syncSource[o] == p && reach(p, o) {
                 positionSeen[p][o] = views[o]?.last
             }
-            let optimes = all.map { o in o == p ? views[p]?.last : positionSeen[p][o] }
+            let optimes = all.filter { voters.contains($0) }.map { o in o == p ? views[p]?.last : positionSeen[p][o] }
                 .sorted {
                     ($0 ?? FakeOpTime(ts: .init(seconds: 0, increment: 0), t: -2))
                         > ($1 ?? FakeOpTime(ts: .init(seconds: 0, increment: 0), t: -2))
@@ -453,7 +489,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
                 o != p && reach(p, o) && syncSource[o] == p && views[o]?.last == views[p]?.last
             }
             var newPoint = commitPoint[p]
-            if majority - 1 < optimes.count, let candidate = optimes[majority - 1],
+            if voters.contains(p), majority - 1 < optimes.count, let candidate = optimes[majority - 1],
                 let first = firstOpOfTerm[p], candidate >= first, candidate > (newPoint ?? candidate) || newPoint == nil
             {
                 newPoint = candidate
@@ -487,21 +523,61 @@ public final class FakeReplicaSet: @unchecked Sendable {
         return timings.tick
     }
 
+    /// Heartbeats carry the primary's config to the members it lists (an uninitialised member joins as SECONDARY
+    /// and copies the whole oplog); the config commits once a majority of voters has it; a `newlyAdded` member that
+    /// reached SECONDARY becomes a voter through a server reconfig with version + 1 (§7.2).
+    private func propagateConfig(_ views: inout [View?], now: ContinuousClock.Instant) {
+        for p in members.indices where views[p]?.phase == .primary {
+            guard let primaryView = views[p], let config = primaryView.config else { continue }
+            let listed = Set(
+                config["members"]?.arrayValue?.compactMap { $0.documentValue?["host"]?.stringValue } ?? []
+            )
+            for o in members.indices where o != p && reach(p, o) && listed.contains(hosts[o]) {
+                guard let view = views[o], view.configVersion < primaryView.configVersion else { continue }
+                let host = hosts[o]
+                let term = primaryView.term
+                let primaryHost = hosts[p]
+                update(o, &views) { core in
+                    core.replicaSetConfig = config
+                    core.selfHost = host
+                    if core.phase == .uninitialized {
+                        core.createOplog()
+                        core.phase = .secondary
+                        core.term = term
+                        core.knownPrimaryHost = primaryHost
+                        core.topologyCounter += 1
+                    }
+                }
+                lastHeard[o] = now
+            }
+            let voting = primaryView.votingHosts.subtracting(primaryView.newlyAdded)
+            let haveIt = members.indices.filter { o in
+                reach(p, o) && voting.contains(hosts[o]) && views[o]?.configVersion == primaryView.configVersion
+            }.count
+            if !primaryView.configCommitted && haveIt >= voting.count / 2 + 1 {
+                update(p, &views) { core in core.configCommitted = true }
+            } else if primaryView.configCommitted, let host = primaryView.newlyAdded.sorted().first,
+                let o = hosts.firstIndex(of: host), reach(p, o), views[o]?.phase == .secondary, syncSource[o] == p
+            {
+                update(p, &views) { core in
+                    core.newlyAddedHosts.remove(host)
+                    guard var config = core.replicaSetConfig else { return }
+                    let version = (config["version"]?.int64Value ?? 1) + 1
+                    config.set("version", .int32(Int32(clamping: version)))
+                    core.replicaSetConfig = config
+                    core.configCommitted = false
+                    core.appendNoop(["msg": "Reconfig set", "version": .int32(Int32(clamping: version))])
+                }
+            }
+        }
+    }
+
     @discardableResult
     private func update<T>(_ index: Int, _ views: inout [View?], _ body: (FakeMongodCore) -> T) -> T {
         let core = members[index].core
         let (result, view) = core.locked { () -> (T, View) in
             let result = body(core)
-            return (
-                result,
-                View(
-                    phase: core.phase,
-                    term: core.term,
-                    last: core.lastAppliedOpTime,
-                    handoff: core.handoffRequested,
-                    stepDownUntil: core.stepDownUntil
-                )
-            )
+            return (result, View(core))
         }
         views[index] = view
         return result
@@ -520,9 +596,9 @@ public final class FakeReplicaSet: @unchecked Sendable {
     }
 
     private func tryElection(_ s: Int, _ views: inout [View?], now: ContinuousClock.Instant) {
-        guard let view = views[s], view.phase == .secondary else { return }
+        guard let view = views[s], view.phase == .secondary, self.voters.contains(s) else { return }
         if let until = view.stepDownUntil, until > now { return }
-        let voters = members.indices.filter { reach(s, $0) && views[$0] != nil }
+        let voters = members.indices.filter { reach(s, $0) && views[$0] != nil && self.voters.contains($0) }
         guard voters.count >= majority else { return }
         let mine = view.last ?? FakeOpTime(ts: .init(seconds: 0, increment: 0), t: -1)
         // Voters refuse a candidate staler than themselves (§4.2).
