@@ -150,3 +150,51 @@ struct MemberReconcilerTests {
         #expect(after.voters == 2)
     }
 }
+
+@Suite(.serialized) struct MultiMemberInitiateTests {
+    func bootstrap(_ set: FakeReplicaSet, timeout: Duration) async throws -> BootstrapReport {
+        let configuration = BootstrapConfiguration(
+            connectionString: try MongoConnectionString(set.directURI(0)),
+            setName: set.setName,
+            members: set.hosts.compactMap { HostAndPort(parsing: $0) },
+            allowLocalhostMember: true,
+            timeout: timeout,
+            noopProofTimeout: .seconds(5)
+        )
+        return try await ReplicaSetBootstrapper(configuration: configuration, logger: MultiMemberBootstrapTests.logger)
+            .run()
+    }
+
+    /// A fresh 3-member set: replSetInitiate with all members, an election, every member a voter.
+    @Test func initiatesAThreeMemberSet() async throws {
+        let set = try FakeReplicaSet.start(memberCount: 3, configuredCount: 0, periodicNoopInterval: nil)
+        defer { set.stop() }
+        let report = try await bootstrap(set, timeout: .seconds(20))
+        #expect(report.initiated)
+        #expect(set.writablePrimary == 0)
+        let client = try MongoClient(uri: set.directURI(0), logger: MultiMemberBootstrapTests.logger)
+        let status = try await client.runCommand(["replSetGetStatus": 1])
+        await client.close()
+        #expect(status["votingMembersCount"] == .int32(3))
+        #expect(set.phase(1) == .secondary && set.phase(2) == .secondary)
+    }
+
+    /// One member down at initiate: 74 NodeNotFound until the deadline (nothing initiated), then, with the member
+    /// back, a rerun initiates all three.
+    @Test func oneMemberDownAtInitiate() async throws {
+        let set = try FakeReplicaSet.start(memberCount: 3, configuredCount: 0, periodicNoopInterval: nil)
+        defer { set.stop() }
+        set.kill(2)
+        do {
+            _ = try await bootstrap(set, timeout: .seconds(3))
+            Issue.record("initiated with a member down")
+        } catch let failure as BootstrapFailure {
+            #expect(failure.message.contains(set.hosts[2]))
+            #expect(set.members[0].replicaSetConfig == nil)
+        }
+        set.restart(2)
+        let report = try await bootstrap(set, timeout: .seconds(20))
+        #expect(report.initiated)
+        #expect(set.writablePrimary == 0)
+    }
+}

@@ -224,7 +224,8 @@ extension FakeMongodCore {
         if command["helloOk"]?.isTruthy == true { reply.append("helloOk", true) }
         let writable = phase == .standalone || (phase == .primary && !steppingDown)
         // A set member follows §1.1's order (after setVersion); the lone double keeps its established order.
-        if !setMember { reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable)) }
+        let inSetOrder = setMember && ![.standalone, .uninitialized, .removed].contains(phase)
+        if !inSetOrder { reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable)) }
         switch phase {
         case .standalone:
             break
@@ -247,7 +248,7 @@ extension FakeMongodCore {
             if !arbiters.isEmpty { reply.append("arbiters", .array(arbiters)) }
             reply.append("setName", .string(setName ?? ""))
             reply.append("setVersion", replicaSetConfig?["version"] ?? .int32(1))
-            if setMember { reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable)) }
+            if inSetOrder { reply.append(legacy ? "ismaster" : "isWritablePrimary", .bool(writable)) }
             reply.append("secondary", .bool(phase == .secondary || phase == .drain))
             if phase == .drain || phase == .primary {
                 reply.append("primary", .string(selfHost ?? ""))

@@ -315,6 +315,14 @@ final class FakeMongodCore: @unchecked Sendable {
 
     /// Enters STARTUP2 and schedules SECONDARY → drain → PRIMARY.
     func beginStartupSequence(firstElection: Bool) {
+        if setMember {
+            // A `FakeReplicaSet` member: SECONDARY; the set runs the election (after its election timeout).
+            phase = .secondary
+            topologyCounter += 1
+            firstElectionPending = firstElection
+            phaseDeadline = nil
+            return
+        }
         phase = .startup2
         topologyCounter += 1
         firstElectionPending = firstElection

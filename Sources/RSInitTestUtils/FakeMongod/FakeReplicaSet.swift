@@ -68,11 +68,14 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var removedByRollback: [[BSONDocument]]
     private var rollbacks = 0
     private var statusRound = 0
+    private var reachablePeers: [Set<String>?]
     private var invariantBreaches: [String] = []
 
     /// Starts `memberCount` members; the first `configuredCount` (all by default) form the set: member 0 is the
     /// primary of term 1 and each of them holds the initial history (majority-committed). The others run
-    /// uninitialised (`--replSet` without a config) until a reconfig adds them. The loop runs until ``stop()``.
+    /// uninitialised (`--replSet` without a config) until a reconfig adds them; with `configuredCount: 0` every
+    /// member waits for `replSetInitiate` (74 when a listed member does not answer), and the initiator is elected
+    /// after the election timeout. The loop runs until ``stop()``.
     public static func start(
         setName: String = "rs0",
         memberCount: Int = 3,
@@ -92,7 +95,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             )
         }
         let set = FakeReplicaSet(members: servers, setName: setName, timings: timings)
-        set.initialize(configuredCount: min(max(configuredCount ?? servers.count, 1), servers.count))
+        set.initialize(configuredCount: min(max(configuredCount ?? servers.count, 0), servers.count))
         set.startLoop()
         return set
     }
@@ -113,6 +116,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         syncSource = Array(repeating: nil, count: count)
         positionSeen = Array(repeating: Array(repeating: nil, count: count), count: count)
         removedByRollback = Array(repeating: [], count: count)
+        reachablePeers = Array(repeating: nil, count: count)
     }
 
     deinit { stop() }
@@ -159,7 +163,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.processId = FakeMongodCore.randomObjectID()
             core.cursors.removeAll()
             core.startedAt = Date()
-            core.phase = .secondary
+            core.phase = core.replicaSetConfig == nil ? .uninitialized : .secondary
             core.steppingDown = false
             core.handoffRequested = false
             core.stepDownUntil = nil
@@ -261,6 +265,10 @@ public final class FakeReplicaSet: @unchecked Sendable {
 
     private func initialize(configuredCount: Int) {
         let members = self.members
+        guard configuredCount > 0 else {
+            for member in members { member.core.locked { member.core.setMember = true } }
+            return
+        }
         let hosts = self.hosts
         let memberDocuments: [BSONValue] = hosts.prefix(configuredCount).enumerated().map { index, host in
             .document(["_id": .int32(Int32(index)), "host": .string(host)])
@@ -386,6 +394,14 @@ public final class FakeReplicaSet: @unchecked Sendable {
             voters = Set(all)
         }
         majority = voters.count / 2 + 1
+        // What each member's heartbeats reach (replSetInitiate's quorum check: 74 for a member that does not answer).
+        for index in all where views[index] != nil {
+            let reachable = Set(all.filter { $0 != index && reach(index, $0) }.map { hosts[$0] })
+            if reachable != reachablePeers[index] {
+                reachablePeers[index] = reachable
+                members[index].core.locked { members[index].core.configuration.reachablePeers = reachable }
+            }
+        }
 
         // Rollbacks that are done: SECONDARY again (§5.2 step 9).
         for index in all where views[index]?.phase == .rollback {
@@ -427,6 +443,10 @@ public final class FakeReplicaSet: @unchecked Sendable {
                     core.writableSince = .now
                     core.topologyCounter += 1
                     core.completeElection()
+                    if core.firstElectionPending {
+                        core.firstElectionPending = false
+                        core.appendStartupCollections()
+                    }
                     core.armNoopTimer()
                     return core.lastAppliedOpTime
                 }
