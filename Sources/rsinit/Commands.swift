@@ -213,7 +213,14 @@ struct WaitCommand: AsyncParsableCommand {
             let report = try await ReplicaSetBootstrapper(configuration: configuration, logger: console.logger)
                 .waitUntilReady { phase in console.phase(phase) }
             console.info("ready: primary \(report.primary ?? "?"), oplog advancing (\(report.totalMs) ms)")
-            console.result(.success(report: report, status: nil), elapsed: ContinuousClock.now - start)
+            // A multi-member set: the members' health and the majority as this node sees them.
+            var status: ReplicaSetStatusReport?
+            if report.hosts.count > 1 {
+                status = try? await ReplicaSetStatusReader(connectionString: connectionString, logger: console.logger)
+                    .read()
+                if let status { console.info(StatusText.render(status)) }
+            }
+            console.result(.success(report: report, status: status), elapsed: ContinuousClock.now - start)
         } catch let failure as BootstrapFailure {
             console.result(.failure(failure), elapsed: ContinuousClock.now - start)
             throw ExitCode(failure.exitCode)

@@ -171,7 +171,11 @@ enum StatusText {
                 "  \(member.name)  \(member.stateStr)  health \(member.health)\(member.isSelf ? "  (self)" : "")"
             )
         }
+        if let majority = status.majority { lines.append("majority: \(majority)") }
         if let lastWrite = status.lastWrite { lines.append("last oplog write: \(lastWrite)") }
+        if let committed = status.majorityCommitted, status.members.count > 1 {
+            lines.append("last majority-committed write: \(committed)")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -20,6 +20,10 @@ public struct ReplicaSetStatusReport: Sendable, Codable, Equatable {
     public var members: [MemberStatus]
     /// The newest oplog write as "seconds.increment".
     public var lastWrite: String?
+    /// The majority as this node sees it, e.g. "3 of 3 voting members healthy; a majority needs 2".
+    public var majority: String?
+    /// This node's newest majority-committed write (`lastWrite.majorityOpTime`), "secs.inc".
+    public var majorityCommitted: String?
 }
 
 /// Reads the replica set's state for `rsinit status`.
@@ -87,7 +91,8 @@ public struct ReplicaSetStatusReader: Sendable {
             primary: hello.primary,
             hosts: hello.hosts,
             members: [],
-            lastWrite: hello.lastWrite.map { "\($0.seconds).\($0.increment)" }
+            lastWrite: hello.lastWrite.map { "\($0.seconds).\($0.increment)" },
+            majorityCommitted: hello.majorityWrite.map { "\($0.seconds).\($0.increment)" }
         )
         if hello.isMongos {
             report.kind = "mongos"
@@ -103,6 +108,12 @@ public struct ReplicaSetStatusReader: Sendable {
             report.state = MemberStateName.name(status.myState)
             if status.myState == 1 && !hello.isWritablePrimary { report.state = "PRIMARY (draining)" }
             report.members = status.members
+            if let voting = status.votingMembers, let needed = status.majorityVoteCount, status.members.count > 1 {
+                let healthy = status.members.filter { $0.isSelf || $0.isHealthy }.count
+                report.majority =
+                    "\(min(healthy, voting)) of \(voting) voting members healthy; a majority needs \(needed)"
+                    + (healthy < needed ? " (NO MAJORITY: nothing new can be majority-committed)" : "")
+            }
         } catch let error as MongoError {
             switch error.code {
             case .notYetInitialized: report.kind = "uninitialized"

@@ -14,6 +14,8 @@ public struct HelloSummary: Sendable, Equatable {
     /// `msg: "isdbgrid"`: a mongos.
     public var isMongos: Bool
     public var lastWrite: BSONTimestamp?
+    /// `lastWrite.majorityOpTime.ts`: the node's committed snapshot (absent while it has none).
+    public var majorityWrite: BSONTimestamp?
 
     public init(_ reply: BSONDocument) {
         isWritablePrimary = (reply["isWritablePrimary"] ?? reply["ismaster"])?.isTruthy ?? false
@@ -25,6 +27,7 @@ public struct HelloSummary: Sendable, Equatable {
         primary = reply["primary"]?.stringValue
         isMongos = reply["msg"]?.stringValue == "isdbgrid"
         lastWrite = reply[path: "lastWrite.opTime.ts"]?.timestampValue
+        majorityWrite = reply[path: "lastWrite.majorityOpTime.ts"]?.timestampValue
     }
 
     /// A mongod without `--replSet`.
@@ -47,8 +50,15 @@ public struct StatusSummary: Sendable, Equatable {
     public var setName: String
     public var myState: Int
     public var members: [MemberStatus]
+    /// `votingMembersCount` (voters, `newlyAdded` excluded), `majorityVoteCount`, `writeMajorityCount`.
+    public var votingMembers: Int?
+    public var majorityVoteCount: Int?
+    public var writeMajorityCount: Int?
 
     public init(_ reply: BSONDocument) {
+        votingMembers = reply["votingMembersCount"]?.int64Value.map { Int(clamping: $0) }
+        majorityVoteCount = reply["majorityVoteCount"]?.int64Value.map { Int(clamping: $0) }
+        writeMajorityCount = reply["writeMajorityCount"]?.int64Value.map { Int(clamping: $0) }
         setName = reply["set"]?.stringValue ?? ""
         myState = Int(reply["myState"]?.int64Value ?? -1)
         members = (reply["members"]?.arrayValue ?? []).compactMap(\.documentValue).map { member in
