@@ -153,7 +153,7 @@ struct ReplicaSetBridgeTests {
             Issue.record("expected OplogHistoryLost, got \(outcome)")
             return
         }
-        #expect(error.reason.contains("a failover rolled it back"))
+        #expect(error.reason.contains("rolled back by a failover"))
     }
 
     func partitionScenario(

@@ -535,9 +535,9 @@ public final class TailSession: @unchecked Sendable {
                 } else if let oldest = oldest ?? nil, oldest <= expected {
                     // Older entries are still there, so this one did not roll off: a failover rolled it back.
                     reason =
-                        "the entry at the position is no longer in the oplog although older ones are: a failover "
-                        + "rolled it back (it was published before a majority of the set had it; keep --majority on "
-                        + "to publish only committed changes)"
+                        "the entry at the position is no longer in the oplog although older ones are: it was "
+                        + "rolled back by a failover (it was published before a majority of the set had it; keep "
+                        + "--majority on to publish only committed changes)"
                 } else {
                     reason = "the entry at the position is gone: the oplog rolled over past it"
                 }

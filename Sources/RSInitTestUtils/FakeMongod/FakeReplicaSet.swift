@@ -96,6 +96,9 @@ public final class FakeReplicaSet: @unchecked Sendable {
         }
         let set = FakeReplicaSet(members: servers, setName: setName, timings: timings)
         set.initialize(configuredCount: min(max(configuredCount ?? servers.count, 0), servers.count))
+        set.lock.lock()
+        set.refreshReachability()
+        set.lock.unlock()
         set.startLoop()
         return set
     }
@@ -148,6 +151,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
     public func kill(_ index: Int) {
         lock.lock()
         down.insert(index)
+        refreshReachability()
         lock.unlock()
         members[index].suspendListening()
     }
@@ -173,6 +177,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         leaderElectUntil[index] = nil
         lastHeard[index] = .now
         down.remove(index)
+        refreshReachability()
         members[index].resumeListening()
     }
 
@@ -180,6 +185,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
     public func partition(_ index: Int) {
         lock.lock()
         isolated.insert(index)
+        refreshReachability()
         lock.unlock()
     }
 
@@ -187,6 +193,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
     public func heal() {
         lock.lock()
         isolated.removeAll()
+        refreshReachability()
         lock.unlock()
     }
 
@@ -361,6 +368,18 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var voters: Set<Int> = []
     private var majority: Int = 2
 
+    /// What each member's heartbeats reach (replSetInitiate's quorum check: 74 for a member that does not answer).
+    /// Under the set lock; called by every round and at once by the test controls.
+    private func refreshReachability() {
+        for index in members.indices where !down.contains(index) {
+            let reachable = Set(members.indices.filter { $0 != index && reach(index, $0) }.map { hosts[$0] })
+            if reachable != reachablePeers[index] {
+                reachablePeers[index] = reachable
+                members[index].core.locked { members[index].core.configuration.reachablePeers = reachable }
+            }
+        }
+    }
+
     private func reach(_ a: Int, _ b: Int) -> Bool {
         !down.contains(a) && !down.contains(b) && (a == b || (!isolated.contains(a) && !isolated.contains(b)))
     }
@@ -394,14 +413,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             voters = Set(all)
         }
         majority = voters.count / 2 + 1
-        // What each member's heartbeats reach (replSetInitiate's quorum check: 74 for a member that does not answer).
-        for index in all where views[index] != nil {
-            let reachable = Set(all.filter { $0 != index && reach(index, $0) }.map { hosts[$0] })
-            if reachable != reachablePeers[index] {
-                reachablePeers[index] = reachable
-                members[index].core.locked { members[index].core.configuration.reachablePeers = reachable }
-            }
-        }
+        refreshReachability()
 
         // Rollbacks that are done: SECONDARY again (§5.2 step 9).
         for index in all where views[index]?.phase == .rollback {
