@@ -275,3 +275,48 @@ struct ReplicaSetBridgeTests {
         #expect(perID.values.allSatisfy { $0.count == 1 })
     }
 }
+
+/// §9.2 rule 3's invariant: a delivered, majority-committed entry that vanishes from a node whose committed history
+/// covers it is a loud, final error, never "history rolled off" and never a silent skip.
+struct CommittedEntryMissingTests {
+    @Test func aDeliveredCommittedEntryThatVanishesIsAnInvariantError() async throws {
+        let set = try FakeReplicaSet.start(periodicNoopInterval: nil)
+        defer { set.stop() }
+        let start = try #require(set.majorityOpTime(0))
+        let tail = OplogTailer(
+            configuration: OplogTailerConfiguration(
+                connectionString: try MongoConnectionString(set.uri),
+                start: .after(start.ts),
+                maxAwaitTime: .milliseconds(200),
+                backoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
+            ),
+            logger: tailLogger
+        )
+        let writer = try MongoClient(uri: set.uri, logger: tailLogger)
+        try await insert(writer, 0..<2)
+        let keep = try #require(set.lastApplied(0))
+        try await insert(writer, 2..<5)
+        await writer.close()
+        var iterator = tail.makeAsyncIterator()
+        var events: [ChangeEvent] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ids(events).count < 5 && ContinuousClock.now < deadline {
+            guard let batch = try await iterator.next() else { break }
+            events += batch.events
+        }
+        #expect(ids(events) == [0, 1, 2, 3, 4])
+        set.loseHistory(after: keep)
+        do {
+            while ContinuousClock.now < deadline + .seconds(10) {
+                guard let batch = try await iterator.next() else { break }
+                #expect(batch.events.isEmpty)
+            }
+            Issue.record("the tail went on without its delivered entry")
+        } catch let missing as OplogCommittedEntryMissing {
+            #expect(missing.description.contains("majority data loss"))
+        } catch {
+            Issue.record("expected OplogCommittedEntryMissing, got \(error)")
+        }
+        await iterator.close()
+    }
+}

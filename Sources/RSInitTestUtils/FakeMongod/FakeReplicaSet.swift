@@ -197,6 +197,18 @@ public final class FakeReplicaSet: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// The "impossible" case of §9.2 rule 3, on purpose: every member loses its entries after `point` although they
+    /// were majority-committed (what a majority data loss or a forced reconfig does), and every connection drops.
+    public func loseHistory(after point: FakeOpTime) {
+        lock.lock()
+        for index in members.indices where !down.contains(index) {
+            members[index].core.locked { members[index].core.truncateOplog(after: point) }
+            for other in members.indices { positionSeen[other][index] = point }
+        }
+        lock.unlock()
+        for member in members { member.dropConnections() }
+    }
+
     /// Changes the replication lag from now on.
     public func setReplicationLag(_ lag: Duration) {
         lock.lock()
