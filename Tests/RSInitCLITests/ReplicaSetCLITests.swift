@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import MongoCWrapper
 import RSInitTestUtils
 import Testing
 
@@ -30,5 +32,30 @@ import Testing
         let waited = try await CLI.run(["wait"] + host + ["--timeout", "20"])
         #expect(waited.exitCode == 0, "\(waited.stderr)")
         #expect((waited.stdout + waited.stderr).contains("voting members healthy"), "\(waited.stdout + waited.stderr)")
+    }
+}
+
+/// `rsinit tail` (NDJSON) when a delivered, majority-committed entry vanishes: exit 11 with both lines.
+@Suite(.serialized) struct TailMajorityCLITests {
+    @Test func aVanishedCommittedEntryIsExitElevenWithTheFix() async throws {
+        let set = try FakeReplicaSet.start(periodicNoopInterval: nil)
+        defer { set.stop() }
+        let start = try #require(set.majorityOpTime(0))
+        let writer = try MongoClient(uri: set.uri, logger: Logger(label: "test"))
+        _ = try await writer.runCommand(["insert": "c", "documents": [["_id": 1]]], database: "app")
+        let keep = try #require(set.lastApplied(0))
+        _ = try await writer.runCommand(["insert": "c", "documents": [["_id": 2]]], database: "app")
+        await writer.close()
+        async let run = CLI.run(
+            ["tail", "--uri", set.uri, "--from", "\(start.ts.seconds).\(start.ts.increment)"],
+            timeout: 30
+        )
+        try await Task.sleep(for: .seconds(3))
+        set.loseHistory(after: keep)
+        let result = try await run
+        #expect(result.exitCode == 11, "\(result.stderr)")
+        #expect(result.stderr.contains("rsinit: error: the delivered, majority-committed oplog entry"))
+        #expect(result.stderr.contains("rsinit: fix:"))
+        #expect(result.stdout.contains("\"_id\":2") || result.stdout.contains("\"_id\": 2"), "\(result.stdout)")
     }
 }
