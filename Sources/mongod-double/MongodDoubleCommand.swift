@@ -19,6 +19,8 @@ struct MongodDoubleCommand: ParsableCommand {
             With users (SCRAM-SHA-256 and SCRAM-SHA-1, speculative authentication in the handshake):
               swift run mongod-double --scenario uninitialized --auth root:secret
               swift run rsinit --host 127.0.0.1 --allow-localhost-member --username root --password-file pw.txt
+            A 3-member replica set (elections, lagged replication, majority commit point; free ports):
+              swift run mongod-double --members 3 --scenario primary --set-name rs0
             """
     )
 
@@ -55,13 +57,41 @@ struct MongodDoubleCommand: ParsableCommand {
     @Flag(name: .customLong("auth-without-users"), help: "Require authentication with no users: every login gets 18.")
     var authWithoutUsers = false
 
+    @Option(
+        help:
+            "Run a replica set of this many members on free ports (scenario primary: initiated, member 0 primary; uninitialized: waiting for replSetInitiate)."
+    )
+    var members = 1
+
     func validate() throws {
+        guard (1...7).contains(members) else { throw ValidationError("--members takes 1 to 7") }
+        if members > 1 {
+            guard scenario == .primary || scenario == .uninitialized else {
+                throw ValidationError("--members works with --scenario primary or uninitialized")
+            }
+            guard users.isEmpty && !authWithoutUsers else {
+                throw ValidationError("--members does not support --auth")
+            }
+        }
         for user in users where FakeMongodUser(argument: user) == nil {
             throw ValidationError("--auth takes user:password (a non-empty user name, then a colon)")
         }
     }
 
     func run() throws {
+        if members > 1 {
+            let set = try FakeReplicaSet.start(
+                setName: setName,
+                memberCount: members,
+                configuredCount: self.scenario == .primary ? members : 0,
+                periodicNoopInterval: .milliseconds(Int64(noopInterval * 1000))
+            )
+            FileHandle.standardOutput.write(
+                Data("mongod-double replica set \(setName) on \(set.hosts.joined(separator: ",")) (\(set.uri))\n".utf8)
+            )
+            while true { Thread.sleep(forTimeInterval: 3600) }
+            _ = set
+        }
         let scenario: FakeMongodConfiguration.Scenario
         switch self.scenario {
         case .standalone: scenario = .standalone
