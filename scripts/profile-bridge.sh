@@ -21,7 +21,10 @@ start_run() {
     rm -f "$out/pause"
     RSINIT_BENCH_PAUSE=$wanted "$bench" --runs 1 --entries "$events" "bridge-$mode" > "$out/bench-$mode.txt" 2> "$out/pause" &
     pid=$!
-    until grep -q measuring "$out/pause" 2> /dev/null; do sleep 0.1; done
+    until grep -q measuring "$out/pause" 2> /dev/null; do
+        kill -0 "$pid" 2> /dev/null || { cat "$out/pause" "$out/bench-$mode.txt"; exit 1; }
+        sleep 0.1
+    done
     sleep 1.5
 }
 
@@ -40,13 +43,9 @@ comms=$(awk '{print $2}' "$out/threads-$mode.txt" | { grep -v -e '^mongod-double
 echo "== rsinit's threads: top symbols (self)"
 perf report -i "$out/perf-$mode.data" --no-children -g none --comms "$comms" --sort dso,sym --stdio 2> /dev/null \
     | grep '%' | grep -v '^#' | head -40 | cut -c1-200 | tee "$out/symbols-$mode.txt" || true
-echo "== rsinit's threads: where the time goes (inclusive)"
-perf report -i "$out/perf-$mode.data" --children -g none --comms "$comms" --sort sym --stdio 2> /dev/null \
-    | grep '%' | grep -v '^#' | grep -e TailSession -e 'OplogEntryV' -e 'mapOperation' -e 'EventPublisher' \
-        -e 'EventCommandEncoder' -e 'runCommand' -e 'BSONValidator' -e 'RESPFrameDecoder' -e 'recordDelivered' \
-        -e 'SelectableEventLoopC3run' -e 'swift_retain$' -e 'swift_release$' -e ' malloc$' \
-    | cut -c1-200 | tee "$out/phases-$mode.txt" || true
-
+echo "== rsinit's samples by phase of the bridge"
+perf script -i "$out/perf-$mode.data" -F comm,tid,ip,sym,dso 2> /dev/null \
+    | python3 scripts/bench/profile_phases.py | tee "$out/phases-$mode.txt"
 fi
 
 # 2. malloc calls per event and thread (a uprobe on libc's malloc slows the run: a separate one).
