@@ -144,12 +144,48 @@ public struct BSONDocument: Sendable, Hashable {
     public var keys: [String] {
         storage.withUnsafeBytes { buffer in
             let reader = BSONReader(buffer: buffer, source: storage)
+            var count = 0
+            reader.forEachElement(documentAt: 0) { _, _, _ in
+                count += 1
+                return true
+            }
+            // Counted first: one allocation instead of one per doubling.
             var result: [String] = []
+            result.reserveCapacity(count)
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                 result.append(reader.string(keyRange))
                 return true
             }
             return result
+        }
+    }
+
+    /// ``keys``, or `cached` itself when the document's top-level keys are exactly those, in that order: a run of
+    /// documents of one shape (the oplog's usual inserts) then shares one array, allocated once.
+    public func keys(reusing cached: [String]) -> [String] {
+        hasKeys(cached) ? cached : keys
+    }
+
+    /// Whether the top-level keys are exactly `expected`, in order (byte for byte), reading no value.
+    public func hasKeys(_ expected: [String]) -> Bool {
+        storage.withUnsafeBytes { buffer in
+            let reader = BSONReader(buffer: buffer, source: storage)
+            var index = 0
+            var equal = true
+            reader.forEachElement(documentAt: 0) { _, keyRange, _ in
+                guard index < expected.count else {
+                    equal = false
+                    return false
+                }
+                let key = UnsafeRawBufferPointer(rebasing: buffer[keyRange])
+                let utf8 = expected[index].utf8
+                equal =
+                    utf8.count == key.count
+                    && (utf8.withContiguousStorageIfAvailable { $0.elementsEqual(key) } ?? utf8.elementsEqual(key))
+                index += 1
+                return equal
+            }
+            return equal && index == expected.count
         }
     }
 

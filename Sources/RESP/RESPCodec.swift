@@ -49,16 +49,22 @@ public enum RESPCodec {
 
     /// Appends `$<length>\r\n<bytes>\r\n`.
     public static func appendBulkString(_ bytes: ArraySlice<UInt8>, into out: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { appendBulkString($0, into: &out) }
+    }
+
+    /// Appends `$<length>\r\n<bytes>\r\n`.
+    public static func appendBulkString(_ bytes: [UInt8], into out: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { appendBulkString($0, into: &out) }
+    }
+
+    /// Appends `$<length>\r\n<bytes>\r\n` from borrowed memory (the publisher's hot path: no slice of a scratch
+    /// buffer is made, so no retain and release per argument).
+    public static func appendBulkString(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "$"))
         appendDecimal(bytes.count, to: &out)
         out.append(contentsOf: bytes)
         out.append(13)
         out.append(10)
-    }
-
-    /// Appends `$<length>\r\n<bytes>\r\n`.
-    public static func appendBulkString(_ bytes: [UInt8], into out: inout [UInt8]) {
-        appendBulkString(bytes[...], into: &out)
     }
 
     /// Appends `text` in UTF-8 as a bulk string.
@@ -112,12 +118,28 @@ public enum RESPCodec {
     /// The decimal digits of `value`, written in place (no String per number: lengths and counts are on the
     /// publisher's hot path, and so are the numbers in its JSON messages).
     public static func appendDigits(_ value: UInt64, to out: inout [UInt8]) {
-        var divisor: UInt64 = 1
-        while divisor <= value / 10 { divisor *= 10 }
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
-            divisor /= 10
-        } while divisor > 0
+        // Lengths and counts are mostly one to three digits: no division loop for them.
+        if value < 10 {
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value))
+            return
+        }
+        if value < 100 {
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value / 10))
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10))
+            return
+        }
+        // At most 20 digits, written backwards into a fixed buffer, then appended at once.
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var remaining = value
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remaining % 10)
+                remaining /= 10
+            } while remaining > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
+        }
     }
 
     /// Decodes one value starting at `index`. Returns nil — leaving `index` unchanged — when the frame is not

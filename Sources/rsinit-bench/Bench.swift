@@ -58,6 +58,7 @@ enum Bench {
             case "fuzz": fuzz(count: entries * 10, bsonCases: bsonCases)
             case "tail": try await tail(entries: entries)
             case "bridge": try await bridge(events: entries)
+            case "bridge-plain", "bridge-ha": try await bridgeOnly(events: entries, runs: runs, ha: name == "bridge-ha")
             case "report": try await bridgeReport(rsinit: rsinit, python: python)
             case "resp-fuzz": respFuzz(count: entries * 25)
             case "memory": try await memoryReport(rsinit: rsinit)
@@ -335,6 +336,51 @@ enum Bench {
         let redis = try benchmarkRedis()
         defer { redis.stop() }
         _ = try await throughputReport(redis, events: events)
+    }
+
+    /// `bridge-plain` / `bridge-ha`: rsinit's end-to-end runs only (no ceilings, no other process in this one but
+    /// the double and the subscriber), `runs` times, for profiling (scripts/profile-bridge.sh) and quick
+    /// before/after comparisons of rsinit's CPU per event.
+    static func bridgeOnly(events: Int, runs: Int, ha: Bool) async throws {
+        let redis = try benchmarkRedis()
+        defer { redis.stop() }
+        let subscriber = try CountingSubscriber(port: redis.port)
+        defer { subscriber.stop() }
+        let control = try await RedisConnection.connect(try RedisURL(redis.url()))
+        var figures: [EndToEnd] = []
+        for run in 1...runs {
+            _ = try await control.require(["FLUSHALL"])
+            let start = subscriber.messages
+            let figure = try await endToEnd(redis, events: events, ha: ha)
+            let received = await subscriber.waitFor(start + 2 * events) - start
+            guard received == 2 * events else {
+                throw BenchError("the subscriber received \(received) of \(2 * events) messages")
+            }
+            figures.append(figure)
+            print(
+                String(
+                    format:
+                        "    run %d: rsinit %@ %.0f events/s; CPU/event: rsinit %.2f µs, double %.2f µs, redis %.2f µs",
+                    run,
+                    ha ? "HA" : "plain",
+                    figure.rate,
+                    figure.processCPU,
+                    figure.doubleCPU,
+                    figure.redisCPU
+                )
+            )
+        }
+        await control.close()
+        print(
+            String(
+                format: "rsinit %@ (%d runs of %d events): median %.0f events/s, rsinit CPU/event median %.2f µs",
+                ha ? "HA" : "plain",
+                runs,
+                events,
+                percentile(figures.map(\.rate), 0.5),
+                percentile(figures.map(\.processCPU), 0.5)
+            )
+        )
     }
 
     static func serve(entries: Int) async throws {

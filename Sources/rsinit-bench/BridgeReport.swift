@@ -324,16 +324,16 @@ extension Bench {
         }
         let cpuBefore = (
             own: cpuSeconds(getpid()),
-            double: threadCPUSeconds(named: doubleThreadName),
-            subscriber: threadCPUSeconds(named: CountingSubscriber.threadName),
+            double: threadCPU(named: doubleThreadName),
+            subscriber: threadCPU(named: CountingSubscriber.threadName),
             redis: cpuSeconds(redis.processID)
         )
         let began = ContinuousClock.now
         let running = Task { try await bridge.run() }
         while bridge.statistics.events < events { try await Task.sleep(for: .milliseconds(2)) }
         let elapsed = seconds(ContinuousClock.now - began)
-        let doubleCPU = threadCPUSeconds(named: doubleThreadName) - cpuBefore.double
-        let subscriberCPU = threadCPUSeconds(named: CountingSubscriber.threadName) - cpuBefore.subscriber
+        let doubleCPU = cpuSince(cpuBefore.double, named: doubleThreadName)
+        let subscriberCPU = cpuSince(cpuBefore.subscriber, named: CountingSubscriber.threadName)
         let own = cpuSeconds(getpid()) - cpuBefore.own - doubleCPU - subscriberCPU
         let redisCPU = cpuSeconds(redis.processID) - cpuBefore.redis
         bridge.stop()
@@ -350,13 +350,24 @@ extension Bench {
     /// The double's connection threads are named so.
     static let doubleThreadName = "mongod-double"
 
-    /// CPU seconds of this process's threads whose name starts with `name` (/proc/self/task/*/comm).
-    static func threadCPUSeconds(named name: String) -> Double {
+    /// CPU seconds so far of each of this process's threads (by id) whose name starts with `name`
+    /// (/proc/self/task/*/comm).
+    static func threadCPU(named name: String) -> [String: Double] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-        return tasks.reduce(0) { total, task in
+        var seconds: [String: Double] = [:]
+        for task in tasks {
             let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
-            return comm.hasPrefix(name) ? total + cpuSeconds(path: "/proc/self/task/\(task)/stat") : total
+            if comm.hasPrefix(name) { seconds[task] = cpuSeconds(path: "/proc/self/task/\(task)/stat") }
         }
+        return seconds
+    }
+
+    /// CPU seconds the threads named `name` used since `before`, thread by thread: a thread that ended meanwhile
+    /// (the previous run's double serving its last connection) must not subtract its whole past from this run,
+    /// which is what a difference of two totals did (the "double 0.00 µs" rounds, whose double CPU was then
+    /// counted as rsinit's).
+    static func cpuSince(_ before: [String: Double], named name: String) -> Double {
+        threadCPU(named: name).reduce(0) { total, thread in total + thread.value - (before[thread.key] ?? 0) }
     }
 
     /// User + system CPU seconds a process has used so far, from /proc/<pid>/stat.

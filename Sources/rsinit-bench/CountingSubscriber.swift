@@ -24,7 +24,7 @@ final class CountingSubscriber: Sendable {
         }
         let thread = Thread { [self] in
             // Named so the report can tell its CPU apart from rsinit's (they share the process).
-            Thread.current.name = Self.threadName
+            nameCurrentThread(Self.threadName)
             readLoop()
         }
         thread.start()

@@ -352,6 +352,27 @@ let ejsonVectors: [EJSONVector] = [
         #expect(document.removing(["b"]).keys == ["a", "c"])
     }
 
+    /// `keys(reusing:)` hands back the cached array only for exactly the same keys in the same order.
+    @Test func keysReusingACachedArray() throws {
+        let cached = ["_id", "hello"]
+        let same: BSONDocument = ["_id": "a", "hello": 1]
+        #expect(same.hasKeys(cached))
+        #expect(same.keys(reusing: cached) == cached)
+        let shapes: [BSONDocument] = [
+            ["_id": "a"], ["_id": "a", "hello": 1, "more": 2], ["hello": 1, "_id": "a"], ["_id": "a", "hellO": 1],
+            ["_id": "a", "hell": 1], [:],
+        ]
+        for document in shapes {
+            #expect(!document.hasKeys(cached))
+            #expect(document.keys(reusing: cached) == document.keys)
+        }
+        #expect(BSONDocument().hasKeys([]))
+        // Keys that are not UTF-8 come back repaired by `keys`, and never match a cached String.
+        let raw = try BSONDocument(bytes: [12, 0, 0, 0, 0x0A, 0xFF, 0x61, 0, 0x0A, 0x62, 0, 0], options: .structural)
+        #expect(!raw.hasKeys(raw.keys))
+        #expect(raw.keys(reusing: raw.keys) == raw.keys)
+    }
+
     /// Array keys are written as decimal indexes without a String each; libbson must produce the same bytes.
     @Test func arrayKeysMatchLibbson() throws {
         let values = (0..<112).map { BSONValue.int32(Int32($0)) }

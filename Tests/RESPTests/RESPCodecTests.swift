@@ -114,6 +114,31 @@ func decodeAll(_ bytes: [UInt8], limits: RESPLimits = RESPLimits()) throws -> (v
         )
     }
 
+    /// Lengths and numbers are written without a String; every digit count, both fast paths and the limits.
+    @Test func digitsAndBulkStrings() {
+        var values: [UInt64] = [0, 9, 10, 99, 100, 101, 999, 1000, UInt64(Int64.max), .max]
+        var power: UInt64 = 1
+        while power <= UInt64.max / 10 {
+            power *= 10
+            values += [power - 1, power, power + 1]
+        }
+        for value in values {
+            var out: [UInt8] = [UInt8(ascii: "x")]
+            RESPCodec.appendDigits(value, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == "x" + String(value))
+        }
+        let payload = Array("{\"e\":\"i\"}".utf8)
+        var fromArray: [UInt8] = []
+        var fromSlice: [UInt8] = []
+        var fromPointer: [UInt8] = []
+        RESPCodec.appendBulkString(payload, into: &fromArray)
+        RESPCodec.appendBulkString(([0] + payload + [0])[1...payload.count], into: &fromSlice)
+        payload.withUnsafeBufferPointer { RESPCodec.appendBulkString($0, into: &fromPointer) }
+        #expect(String(decoding: fromArray, as: UTF8.self) == "$9\r\n{\"e\":\"i\"}\r\n")
+        #expect(fromSlice == fromArray)
+        #expect(fromPointer == fromArray)
+    }
+
     /// Random and mutated frames: no crash, no hang, no unbounded allocation (limits), every result consistent.
     @Test func fuzz() async throws {
         try await onDedicatedThread { Self.fuzzRounds() }

@@ -37,6 +37,28 @@ func mapAll(
         #expect(events.map(\.changedFields) == [["_id", "foo"], ["new"], []])
     }
 
+    /// Inserts and replacements of one shape share their changed-fields array; another shape gets its own fields.
+    @Test func changedFieldsOfSuccessiveShapes() {
+        let (events, _, _) = mapAll([
+            entry(#"{"ts":{"$timestamp":{"t":1,"i":1}},"op":"i","ns":"foo.Bar","o":{"_id":"a","x":1}}"#),
+            entry(#"{"ts":{"$timestamp":{"t":1,"i":2}},"op":"i","ns":"foo.Bar","o":{"_id":"b","x":2}}"#),
+            entry(#"{"ts":{"$timestamp":{"t":1,"i":3}},"op":"i","ns":"foo.Bar","o":{"_id":"c","y":2}}"#),
+            entry(
+                #"{"ts":{"$timestamp":{"t":1,"i":4}},"op":"u","ns":"foo.Bar","o":{"_id":"c","y":3},"o2":{"_id":"c"}}"#
+            ),
+            entry(
+                #"{"ts":{"$timestamp":{"t":1,"i":5}},"op":"u","ns":"foo.Bar","o":{"$v":2,"diff":{"u":{"z":1}}},"o2":{"_id":"c"}}"#
+            ),
+            entry(#"{"ts":{"$timestamp":{"t":1,"i":6}},"op":"i","ns":"foo.Bar","o":{"_id":"d","x":1,"y":1}}"#),
+            entry(#"{"ts":{"$timestamp":{"t":1,"i":7}},"op":"i","ns":"foo.Bar","o":{"_id":"e","x":1}}"#),
+        ])
+        #expect(
+            events.map(\.changedFields) == [
+                ["_id", "x"], ["_id", "x"], ["_id", "y"], ["_id", "y"], ["z"], ["_id", "x", "y"], ["_id", "x"],
+            ]
+        )
+    }
+
     // §9f P05: nested applyOps, outer ts, running index
     @Test func nestedApplyOps() {
         let (events, mapper, dispositions) = mapAll([

@@ -67,17 +67,21 @@ public final class BridgeMetrics: Sendable {
     func recordDelivered(_ batch: OplogBatch, receipt: PublishReceipt, publishNanoseconds: UInt64) {
         // Counted per run of equal keys first: batches are mostly long runs of one collection and op.
         var counts: [EventKey: Int] = [:]
-        var run: (key: EventKey, count: Int)?
-        for event in batch.events {
-            let key = EventKey(namespace: event.namespace, kind: event.kind)
-            if run?.key == key {
-                run?.count += 1
-            } else {
-                if let run { counts[run.key, default: 0] += run.count }
-                run = (key, 1)
+        var runKey: EventKey?
+        var runCount = 0
+        let events = batch.events
+        for index in events.indices {
+            // Two fields read in place: a `for event in` would copy (retain and release) every whole event.
+            let kind = events[index].kind
+            if runKey?.kind == kind, runKey?.namespace == events[index].namespace {
+                runCount += 1
+                continue
             }
+            if let runKey { counts[runKey, default: 0] += runCount }
+            runKey = EventKey(namespace: events[index].namespace, kind: kind)
+            runCount = 1
         }
-        if let run { counts[run.key, default: 0] += run.count }
+        if let runKey { counts[runKey, default: 0] += runCount }
         let counters = eventCounters.withLock { cache in
             counts.map { key, count in
                 let counter =

@@ -21,7 +21,8 @@ struct EventCommandEncoder {
     /// HA: the script's arguments, written apart because its keys come first in the command.
     private var scriptArguments: [UInt8] = []
 
-    private static let publish = Array("PUBLISH".utf8)
+    /// `*3\r\n$7\r\nPUBLISH\r\n`: the start of every PUBLISH, written at once.
+    private static let publishHeader = Array("*3\r\n$7\r\nPUBLISH\r\n".utf8)
     private static let evalsha = Array("EVALSHA".utf8)
     private static let set = Array("SET".utf8)
 
@@ -34,21 +35,26 @@ struct EventCommandEncoder {
     /// `PUBLISH <channel> <message>` for every channel of every event, then `SET <checkpointKey> <checkpoint>` when
     /// a checkpoint is given. Returns the number of commands (= replies to expect).
     mutating func appendPublishes(
-        _ events: some Sequence<ChangeEvent>,
+        _ events: some Collection<ChangeEvent>,
         checkpoint: (key: String, value: String)?,
         to out: inout [UInt8]
     ) -> Int {
         var commands = 0
-        for event in events {
-            load(event)
-            var start = 0
-            for end in channelEnds {
-                RESPCodec.appendArrayHeader(3, into: &out)
-                RESPCodec.appendBulkString(Self.publish, into: &out)
-                RESPCodec.appendBulkString(channels[start..<end], into: &out)
-                RESPCodec.appendBulkString(message, into: &out)
-                start = end
-                commands += 1
+        // By index, not `for event in`: the iterator hands out a copy of each event (a retain and a release of
+        // its fields); the subscript lends it.
+        for index in events.indices {
+            load(events[index])
+            commands += channelEnds.count
+            message.withUnsafeBufferPointer { message in
+                channels.withUnsafeBufferPointer { channels in
+                    var start = 0
+                    for end in channelEnds {
+                        out.append(contentsOf: Self.publishHeader)
+                        RESPCodec.appendBulkString(UnsafeBufferPointer(rebasing: channels[start..<end]), into: &out)
+                        RESPCodec.appendBulkString(message, into: &out)
+                        start = end
+                    }
+                }
             }
         }
         if let checkpoint {
@@ -81,15 +87,20 @@ struct EventCommandEncoder {
         RESPCodec.appendBulkString(fence == nil ? "" : "1", into: &scriptArguments)
         var argumentCount = 3
         var count: [UInt8] = []
-        for event in events {
-            load(event)
+        for index in events.indices {
+            load(events[index])
             count.removeAll(keepingCapacity: true)
             RedisOplogFormat.appendDecimal(UInt64(channelEnds.count), to: &count)  // trap-checked: a count
             RESPCodec.appendBulkString(count, into: &scriptArguments)
-            var start = 0
-            for end in channelEnds {
-                RESPCodec.appendBulkString(channels[start..<end], into: &scriptArguments)
-                start = end
+            channels.withUnsafeBufferPointer { channels in
+                var start = 0
+                for end in channelEnds {
+                    RESPCodec.appendBulkString(
+                        UnsafeBufferPointer(rebasing: channels[start..<end]),
+                        into: &scriptArguments
+                    )
+                    start = end
+                }
             }
             RESPCodec.appendBulkString(message, into: &scriptArguments)
             argumentCount += channelEnds.count + 2
@@ -111,7 +122,7 @@ struct EventCommandEncoder {
             RESPCodec.appendBulkString(key, into: &out)
         }
         if let fence { appendDedupeKey(fence) } else { RESPCodec.appendBulkString(checkpointKey, into: &out) }
-        for event in events { appendDedupeKey(event) }
+        for index in events.indices { appendDedupeKey(events[index]) }
         out.append(contentsOf: scriptArguments)
     }
 

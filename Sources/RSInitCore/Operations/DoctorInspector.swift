@@ -353,14 +353,21 @@ public struct DoctorInspector: Sendable {
             let reply = try await connection.require([
                 "SCAN", cursor, "MATCH", configuration.metadataPrefix + "processed::*", "COUNT", "1000",
             ])
-            guard case .array(let parts?) = reply, parts.count == 2, let next = parts[0].string,
-                case .array(let keys?) = parts[1]
-            else { throw RedisError(.protocolError, "unexpected SCAN reply") }
-            count += keys.count
+            let (next, keys) = try Self.scanPage(reply)
+            count += keys
             cursor = next
             if cursor == "0" { return (count, true) }
         }
         return (count, false)
+    }
+
+    /// The next cursor and the number of keys of a SCAN reply. (A synchronous helper: the same guard inline in the
+    /// async loop above crashes Swift 6.3.1's release build, in LLVM's coroutine splitting.)
+    private static func scanPage(_ reply: RESPValue) throws(RedisError) -> (next: String, keys: Int) {
+        guard case .array(let parts?) = reply, parts.count == 2, let next = parts[0].string,
+            case .array(let keys?) = parts[1]
+        else { throw RedisError(.protocolError, "unexpected SCAN reply") }
+        return (next, keys.count)
     }
 
     // MARK: - Probe

@@ -69,6 +69,9 @@ public struct OplogEventMapper: Sendable {
     public static let maximumPendingOperations = 1_000_000
     /// The last `ns` split into a ``Namespace`` (entries come in long runs of one collection).
     private var lastNamespace: (text: String, namespace: Namespace)?
+    /// The top-level keys of the last insert or replacement: the next document of the same shape shares this
+    /// array as its changed fields (no allocation per event).
+    private var lastKeys: [String] = []
     /// Updates whose `o` named no field somewhere (malformed operators); for a metric.
     public private(set) var unprocessableFieldCount = 0
     /// Entries (or operations inside a transaction) the format cannot fully express, since the last
@@ -351,7 +354,8 @@ public struct OplogEventMapper: Sendable {
         switch entry.op {
         case "i":
             kind = .insert
-            fields = object.keys
+            fields = object.keys(reusing: lastKeys)
+            lastKeys = fields
             full = object
         case "d":
             kind = .delete
@@ -360,7 +364,8 @@ public struct OplogEventMapper: Sendable {
             let format = ChangedFields.format(of: object)
             if case .replacement = format {
                 kind = .replace
-                fields = object.keys
+                fields = object.keys(reusing: lastKeys)
+                lastKeys = fields
                 full = object
             } else {
                 kind = .update

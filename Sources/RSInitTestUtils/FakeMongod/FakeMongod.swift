@@ -357,8 +357,10 @@ public final class FakeMongod: @unchecked Sendable {
                 return (core.nextConnectionId, core.generation)
             }
             Thread.detachNewThread { [self] in
-                // Named so profiles and benchmarks can tell the double's CPU from its client's.
-                Thread.current.name = "mongod-double"
+                // Named so profiles and benchmarks can tell the double's CPU from its client's (through the kernel:
+                // Foundation's `Thread.current.name` sometimes did not take, and the benchmark then counted the
+                // double's CPU as rsinit's).
+                nameCurrentThread("mongod-double")
                 self.serve(client, connectionId: connectionId, generation: generation)
             }
         }
