@@ -93,6 +93,55 @@ import Glibc
         await withCheckedContinuation { done in drainers.notify(queue: .global()) { done.resume() } }
         #expect(drained.withLock { $0.allSatisfy { $0 > 65_536 } }, "each batch, more than a pipe holds, was written")
     }
+
+    /// The PEM files of a `rediss://` URL are read at every connect (so renewed certificates are picked up), as
+    /// blocking file I/O off the cooperative pool. Here each CA file is a FIFO nobody writes to (a hung network
+    /// file system): eight connects, more than the pool has threads, are blocked opening it, and a task started
+    /// afterwards still runs while all of them are. Then the FIFOs deliver garbage and every connect fails with a
+    /// clear TLS error.
+    @Test func aHungPEMFileDoesNotOccupyTheCooperativePool() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rsinit-pem-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fifos = try (0..<8).map { index in
+            let path = "\(directory)/ca\(index).pem"
+            try #require(mkfifo(path, 0o600) == 0)
+            return path
+        }
+        let connectsEnded = Counter()
+        let probeRan = DispatchSemaphore(value: 0)
+        // Feeds every FIFO once the probe ran, or after 20 s (so a blocked pool ends the test instead of hanging).
+        Thread.detachNewThread {
+            _ = probeRan.wait(timeout: .now() + 20)
+            for path in fifos {
+                let fd = open(path, O_WRONLY)
+                if fd >= 0 {
+                    writeAll("not a certificate\n", to: fd)
+                    close(fd)
+                }
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for path in fifos {
+                group.addTask {
+                    // Port 1: nothing listens; the connect never gets that far while the CA file hangs.
+                    let url = try RedisURL("rediss://127.0.0.1:1/0?ca=\(path)")
+                    let error = await #expect(throws: RedisError.self) { try await RedisConnection.connect(url) }
+                    #expect(error?.kind == .tlsFailed, "\(String(describing: error))")
+                    connectsEnded.increment()
+                }
+            }
+            try await Task.sleep(for: .milliseconds(200))  // let the connects reach the file reads
+            let connectsEndedWhenProbed = await Task.detached { connectsEnded.value }.value
+            probeRan.signal()
+            #expect(
+                connectsEndedWhenProbed == 0,
+                "the probe ran only after \(connectsEndedWhenProbed) connects ended: the file reads held the pool"
+            )
+            try await group.waitForAll()
+        }
+        #expect(connectsEnded.value == 8)
+    }
 }
 
 /// A count shared between tasks and threads.
