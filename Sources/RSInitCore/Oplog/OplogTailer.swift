@@ -79,6 +79,10 @@ public struct OplogTailerConfiguration: Sendable {
     public var maxAwaitTime: Duration
     /// Backoff between re-establish attempts after errors.
     public var backoff: Backoff
+    /// How long a reply may take beyond ``maxAwaitTime`` before the connection counts as dead and the cursor is
+    /// re-established (libmongoc's `socketTimeoutMS` is set to their sum; its default, 5 minutes, would let a
+    /// mongod that stops answering — a half-open connection, a frozen host — stall the tail silently).
+    public var replyMargin: Duration = .seconds(10)
 
     /// A configuration; by default the tail starts at the end of the oplog (``OplogStart/end``).
     public init(
@@ -272,7 +276,10 @@ public final class TailSession: @unchecked Sendable {
     }
 
     private func makeClient() throws -> MongoClient {
-        let options = try configuration.connectionString.settingOptions(int32: ["serverSelectionTimeoutMS": 5000])
+        let socketTimeout = (configuration.maxAwaitTime + configuration.replyMargin).milliseconds
+        let options = try configuration.connectionString.settingOptions(int32: [
+            "serverSelectionTimeoutMS": 5000, "socketTimeoutMS": Int32(clamping: max(1, socketTimeout)),
+        ])
         return try MongoClient(options, appName: "rsinit-tail", logger: logger)
     }
 
