@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import MongoCWrapper
 import RESP
-import RSInitCore
 import RSInitTestUtils
 import Synchronization
 import Testing
+
+@testable import RSInitCore
 
 let bridgeLogger = Logger(label: "rsinit.test.bridge")
 
@@ -423,7 +424,20 @@ struct OplogBridgeTests {
         subscriber.stop()
     }
 
+    /// The dedupe script's SHA1 (computed in Swift for EVALSHA) is the one Redis computes when it loads the script.
     @Test func luaScriptSHAMatchesRedis() async throws {
+        let redis = try await RedisServerProcess.launch()
+        defer { redis.stop() }
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let loaded = try await connection.require(["SCRIPT", "LOAD", RedisEventPublisher.script]).string
+        #expect(loaded == RedisEventPublisher.deduplicationScriptSHA)
+        #expect(loaded?.count == 40)
+        await connection.close()
+    }
+
+    /// HA mode: a batch of skipped entries (no events) still advances the checkpoint through the script, and an
+    /// older position never moves it back.
+    @Test func haCheckpointAdvancesOnPositionOnlyBatchesAndNeverMovesBack() async throws {
         let redis = try await RedisServerProcess.launch()
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         let (bridge, publisher) = try await makeBridge(try FakeMongod.start(), redis, highAvailability: true)
