@@ -159,9 +159,6 @@ public final class TailSession: @unchecked Sendable {
     private var pendingFirstBatch: [BSONValue] = []
     private var failures = 0
     private var finished = false
-    private var establishedOnce = false
-    /// How many times the cursor was re-established (for metrics and tests).
-    public private(set) var reestablishCount = 0
 
     private let shouldStop: @Sendable () -> Bool
 
@@ -287,8 +284,6 @@ public final class TailSession: @unchecked Sendable {
     private func establish() async throws {
         if client == nil { client = try makeClient() }
         guard let client else { return }
-        if establishedOnce { reestablishCount += 1 }
-        establishedOnce = true
         var filter: BSONDocument
         skipFirstEntry = nil
         if let position = mapper.lastRead {
