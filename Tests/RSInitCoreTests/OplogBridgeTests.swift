@@ -294,11 +294,23 @@ struct OplogBridgeTests {
         #expect(failing.statistics.historyLost == 1)
         await publisher.close()
         let (recovering, recoveringPublisher) = try await makeBridge(mongo, redis, onHistoryLost: .fromEnd)
+        let subscriber = Subscriber(redis.url())
+        defer { subscriber.stop() }
+        await subscriber.waitConnected()
         let running = Task { try await recovering.run() }
-        try await Task.sleep(for: .milliseconds(600))
+        // Waits for the loss to be counted (not a fixed sleep); then it tails from the end: what is written now
+        // is delivered, none of the lost entries is.
+        let counted = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < counted, recovering.statistics.historyLost == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await insertDocuments(mongo, 10..<15)
+        let after = (10..<15).map { "id\($0)" }
+        let ids = await waitForAll(subscriber, after, timeout: .seconds(20))
         recovering.stop()
         try await running.value
         #expect(recovering.statistics.historyLost == 1)
+        #expect(ids == after, "only the entries written after the restart at the end, in order")
         await recoveringPublisher.close()
     }
 
@@ -314,7 +326,6 @@ struct OplogBridgeTests {
         // No-ops every 100 ms: the checkpoint moves past the start soon (polled: a loaded machine may need seconds
         // to start the bridge and read the first no-op).
         let deadline = ContinuousClock.now + .seconds(15)
-        try await Task.sleep(for: .milliseconds(700))
         while ContinuousClock.now < deadline, try await checkpoint(redis).map({ $0 > start }) != true {
             try await Task.sleep(for: .milliseconds(100))
         }

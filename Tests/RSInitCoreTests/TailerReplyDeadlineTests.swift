@@ -14,6 +14,7 @@ import Testing
         defer { server.stop() }
         var configuration = OplogTailerConfiguration(
             connectionString: try MongoConnectionString(server.uri),
+            start: .after(server.lastOplogTimestamp),
             maxAwaitTime: .milliseconds(300),
             backoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
         )
@@ -38,7 +39,6 @@ import Testing
             }
             return false
         }
-        try await Task.sleep(for: .milliseconds(300))  // the cursor opens at the end of the oplog
         server.appendOplogEntry(["op": "i", "ns": "app.c", "o": ["_id": .int32(0)]])
         #expect(try await waitFor(1, within: .seconds(10)))
         // Requests that arrive now are read and never answered; the connection stays open.
