@@ -153,7 +153,6 @@ struct OplogBridgeTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis, prefix: "")
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(300))
         let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
         _ = try await client.runCommand(
             ["insert": "Foo", "documents": [["_id": "someid", "hello": "world"]]],
@@ -233,7 +232,6 @@ struct OplogBridgeTests {
         let (second, secondPublisher) = try await makeBridge(mongo, redis, highAvailability: true)
         let a = Task { try await first.run() }
         let b = Task { try await second.run() }
-        try await Task.sleep(for: .milliseconds(400))
         try await insertDocuments(mongo, 0..<300)
         _ = await subscriber.waitFor(1 + 600)
         try await Task.sleep(for: .milliseconds(500))
@@ -258,7 +256,6 @@ struct OplogBridgeTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(300))
         try await insertDocuments(mongo, 0..<50)
         _ = await subscriber.waitFor(1 + 100)
         bridge.stop()
