@@ -26,12 +26,12 @@ struct FailoverWhileStoppingTests {
         let (bridge, publisher) = try topologyBridge(mongo, url: set.url())
         let running = Task { try await bridge.run() }
         let expected = (0..<6000).map { "id\($0)" }
-        // A steady stream (100 inserts every 10 ms), so that the kill and the stop land while batches are read
-        // and sent.
+        // A steady stream (20 inserts every 20 ms: 6,000 take at least 6 s), so that the kill and the stop land
+        // while batches are read and sent, and the oplog still grows after the stop.
         let writer = Task {
-            for start in stride(from: 0, to: 6000, by: 100) {
-                appendInsertEntries(mongo, start..<(start + 100))
-                try await Task.sleep(for: .milliseconds(10))
+            for start in stride(from: 0, to: 6000, by: 20) {
+                appendInsertEntries(mongo, start..<(start + 20))
+                try await Task.sleep(for: .milliseconds(20))
             }
         }
         let streaming = ContinuousClock.now + .seconds(60)
