@@ -71,6 +71,13 @@ extension Bench {
             defer { posix_spawn_file_actions_destroy(&actions) }
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            // Nothing else is inherited: a child holding a copy of the double's or the proxy's sockets keeps a
+            // connection open after the double closes it (a "hang-up" that never reaches the client).
+            // (posix_spawn_file_actions_addclosefrom_np is not visible to Swift: close each open fd above 2.)
+            let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            for fd in open.compactMap({ Int32($0) }) where fd > 2 {
+                posix_spawn_file_actions_addclose(&actions, fd)
+            }
             var spawned: pid_t = 0
             guard posix_spawn(&spawned, rsinit, &actions, nil, cArguments, environ) == 0 else {
                 throw BenchError("cannot start \(rsinit)")

@@ -85,6 +85,7 @@ struct Console: Sendable {
         case .invalidConfig: return "check --set-name, --member-host and --members against the set's config"
         case .noWritablePrimary: return "check the members' health with rsinit status, or raise --timeout"
         case .oplogNotAdvancing: return "check that the primary accepts writes (rsinit status)"
+        case .historyLost: return "restart with --from end after consumers reload, and size the oplog for the outage"
         }
     }
 }

@@ -300,50 +300,14 @@ struct TailCommand: AsyncParsableCommand {
             console.info(
                 "stopped after \(statistics.events) events in \(statistics.batches) batches; checkpoint \(statistics.lastPosition.map { "\($0)" } ?? "unchanged")"
             )
-        } catch let failure as BootstrapFailure {
-            console.result(.failure(failure), elapsed: .zero)
-            throw ExitCode(failure.exitCode)
-        } catch let lost as OplogHistoryLost {
-            Console.writeError("rsinit: error: \(lost)")
-            Console.writeError(
-                "rsinit: fix: events were lost to the consumer; restart with --from end (or --on-history-lost from-end) after consumers reload, and size the oplog for the longest bridge outage"
-            )
-            throw ExitCode(9)
-        } catch let missing as OplogCommittedEntryMissing {
-            Console.writeError("rsinit: error: \(missing)")
-            Console.writeError(
-                "rsinit: fix: consumers were told about a change the database no longer has; check the replica set "
-                    + "(rs.status(), rollback files), let consumers reload, then restart with --from end"
-            )
-            throw ExitCode(11)
-        } catch let tooLarge as OplogTransactionTooLarge {
-            Console.writeError("rsinit: error: \(tooLarge)")
-            Console.writeError(
-                "rsinit: fix: split such transactions in the application (MongoDB advises at most 1,000 documents "
-                    + "each); to get past this one, restart with --from end (its events are lost to consumers)"
-            )
-            throw ExitCode(2)
-        } catch let error as RedisError {
-            let failure = Self.failure(for: error)
-            console.result(.failure(failure), elapsed: .zero)
-            throw ExitCode(failure.exitCode)
-        } catch let error as MongoError {
-            Console.writeError("rsinit: error: MongoDB: \(error)")
-            if error.code == .noReplicationEnabled {
-                Console.writeError(
-                    "rsinit: fix: start mongod with --replSet <name> and bootstrap the set first (rsinit --host <host> --set-name <name>)"
-                )
-                throw ExitCode(4)
-            }
-            if error.code == .authenticationFailed || error.code == .unauthorized {
-                Console.writeError("rsinit: fix: check --username/--password-file (or the credentials in --uri)")
-                throw ExitCode(6)
-            }
-            Console.writeError("rsinit: fix: check --host/--port or --uri")
-            throw ExitCode(2)
         } catch is CancellationError {
             // A signal arrived before anything was delivered: a clean stop.
             console.info("stopped")
+        } catch {
+            // The core decides kind, message, fix and exit code; the CLI prints them.
+            guard let failure = BootstrapFailure(tailError: error) else { throw error }
+            console.result(.failure(failure), elapsed: .zero)
+            throw ExitCode(failure.exitCode)
         }
     }
 
@@ -381,28 +345,6 @@ struct TailCommand: AsyncParsableCommand {
             )
         default:
             return nil
-        }
-    }
-
-    /// A Redis failure that ends the run (not transient): usage (exit 2) or authentication (exit 6), with its fix.
-    static func failure(for error: RedisError) -> BootstrapFailure {
-        switch error.category {
-        case .authentication:
-            return BootstrapFailure(
-                .auth,
-                error.message,
-                fix: "check the user and password in --redis (redis://user:password@host) and the user's ACL"
-            )
-        case .usage:
-            return BootstrapFailure(
-                .usage,
-                error.message,
-                fix: error.kind == .tlsFailed
-                    ? "check the ca=, cert=, key= and verify= options of --redis and the server's certificate"
-                    : "check --redis and the Redis server's configuration (databases, commands allowed)"
-            )
-        case .transient, .server:
-            return BootstrapFailure(.usage, error.message, fix: "check the Redis server named in --redis")
         }
     }
 

@@ -4,6 +4,7 @@ import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -107,6 +108,24 @@ struct TailCLITests {
         let mongo = try startDouble(.primary(setName: "rs0"))
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
+        // A subscriber for the whole run: every event must reach it, first appearances in oplog order.
+        let observed = Mutex(EventOrderChecker())
+        let subscribed = Mutex(false)
+        let subscriber = Task {
+            let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+            _ = try await connection.command(["PSUBSCRIBE", "*"])
+            subscribed.withLock { $0 = true }
+            while !Task.isCancelled, connection.isOpen {
+                guard case .array(let parts?)? = try await connection.readPushed(wait: .milliseconds(100)),
+                    parts.count == 4, parts[2].string == "tests.Foo", let message = parts[3].string,
+                    let id = EventOrderChecker.documentNumber(message)
+                else { continue }
+                observed.withLock { $0.observe(id) }
+            }
+            await connection.close()
+        }
+        defer { subscriber.cancel() }
+        while !subscribed.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
         let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
         let first = try TailProcess(
             [
@@ -135,6 +154,13 @@ struct TailCLITests {
         third.signal(SIGINT)
         #expect(try await third.exitCode() == 0)
         await connection.close()
+        let delivered = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < delivered, observed.withLock({ $0.nextExpected }) < 50 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let checker = observed.withLock { $0 }
+        #expect(checker.nextExpected == 50, "every event 0..<50 arrived (first missing: \(checker.nextExpected))")
+        #expect(checker.violations.isEmpty, "\(checker.violations)")
     }
 
     @Test func sigtermWhileRedisIsUnreachableAtStartExitsZero() async throws {

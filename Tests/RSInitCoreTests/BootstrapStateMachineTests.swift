@@ -273,7 +273,7 @@ func failureText(_ action: BootstrapStateMachine.Action) -> String {
     @Test func exitCodes() {
         let expected: [BootstrapFailure.Kind: Int32] = [
             .usage: 2, .unreachable: 3, .notReplicaSet: 4, .invalidConfig: 5, .auth: 6, .noWritablePrimary: 7,
-            .oplogNotAdvancing: 8,
+            .oplogNotAdvancing: 8, .historyLost: 9, .committedEntryMissing: 11,
         ]
         for kind in BootstrapFailure.Kind.allCases { #expect(BootstrapFailure.exitCode(for: kind) == expected[kind]) }
     }

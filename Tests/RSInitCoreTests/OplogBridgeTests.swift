@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import MongoCWrapper
 import RESP
-import RSInitCore
 import RSInitTestUtils
 import Synchronization
 import Testing
+
+@testable import RSInitCore
 
 let bridgeLogger = Logger(label: "rsinit.test.bridge")
 
@@ -152,7 +153,6 @@ struct OplogBridgeTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis, prefix: "")
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(300))
         let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
         _ = try await client.runCommand(
             ["insert": "Foo", "documents": [["_id": "someid", "hello": "world"]]],
@@ -232,7 +232,6 @@ struct OplogBridgeTests {
         let (second, secondPublisher) = try await makeBridge(mongo, redis, highAvailability: true)
         let a = Task { try await first.run() }
         let b = Task { try await second.run() }
-        try await Task.sleep(for: .milliseconds(400))
         try await insertDocuments(mongo, 0..<300)
         _ = await subscriber.waitFor(1 + 600)
         try await Task.sleep(for: .milliseconds(500))
@@ -257,7 +256,6 @@ struct OplogBridgeTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(300))
         try await insertDocuments(mongo, 0..<50)
         _ = await subscriber.waitFor(1 + 100)
         bridge.stop()
@@ -293,11 +291,23 @@ struct OplogBridgeTests {
         #expect(failing.statistics.historyLost == 1)
         await publisher.close()
         let (recovering, recoveringPublisher) = try await makeBridge(mongo, redis, onHistoryLost: .fromEnd)
+        let subscriber = Subscriber(redis.url())
+        defer { subscriber.stop() }
+        await subscriber.waitConnected()
         let running = Task { try await recovering.run() }
-        try await Task.sleep(for: .milliseconds(600))
+        // Waits for the loss to be counted (not a fixed sleep); then it tails from the end: what is written now
+        // is delivered, none of the lost entries is.
+        let counted = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < counted, recovering.statistics.historyLost == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await insertDocuments(mongo, 10..<15)
+        let after = (10..<15).map { "id\($0)" }
+        let ids = await waitForAll(subscriber, after, timeout: .seconds(20))
         recovering.stop()
         try await running.value
         #expect(recovering.statistics.historyLost == 1)
+        #expect(ids == after, "only the entries written after the restart at the end, in order")
         await recoveringPublisher.close()
     }
 
@@ -313,7 +323,6 @@ struct OplogBridgeTests {
         // No-ops every 100 ms: the checkpoint moves past the start soon (polled: a loaded machine may need seconds
         // to start the bridge and read the first no-op).
         let deadline = ContinuousClock.now + .seconds(15)
-        try await Task.sleep(for: .milliseconds(700))
         while ContinuousClock.now < deadline, try await checkpoint(redis).map({ $0 > start }) != true {
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -423,7 +432,20 @@ struct OplogBridgeTests {
         subscriber.stop()
     }
 
+    /// The dedupe script's SHA1 (computed in Swift for EVALSHA) is the one Redis computes when it loads the script.
     @Test func luaScriptSHAMatchesRedis() async throws {
+        let redis = try await RedisServerProcess.launch()
+        defer { redis.stop() }
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let loaded = try await connection.require(["SCRIPT", "LOAD", RedisEventPublisher.script]).string
+        #expect(loaded == RedisEventPublisher.deduplicationScriptSHA)
+        #expect(loaded?.count == 40)
+        await connection.close()
+    }
+
+    /// HA mode: a batch of skipped entries (no events) still advances the checkpoint through the script, and an
+    /// older position never moves it back.
+    @Test func haCheckpointAdvancesOnPositionOnlyBatchesAndNeverMovesBack() async throws {
         let redis = try await RedisServerProcess.launch()
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         let (bridge, publisher) = try await makeBridge(try FakeMongod.start(), redis, highAvailability: true)

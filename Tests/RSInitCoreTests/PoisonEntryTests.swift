@@ -63,8 +63,7 @@ struct PoisonEntryTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         let metrics = TestMetrics()
         let (bridge, publisher) = try await makeBridge(mongo, redis, metrics: BridgeMetrics(factory: metrics))
-        let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(300))
+        let running = Task { try await bridge.run() }  // makeBridge seeded the checkpoint: nothing is missed
 
         for (id, _, _) in Self.oddIDs {
             mongo.appendOplogEntry(["op": "i", "ns": "tests.Odd", "o": ["_id": id]])
@@ -112,7 +111,6 @@ struct PoisonEntryTests {
 
         let (restarted, restartedPublisher) = try await makeBridge(mongo, redis)
         let runningAgain = Task { try await restarted.run() }
-        try await Task.sleep(for: .milliseconds(300))
         appendInsertEntries(mongo, 20..<21)
         let after = await subscriber.waitFor(expectedOdd + 42)
         try await Task.sleep(for: .milliseconds(500))

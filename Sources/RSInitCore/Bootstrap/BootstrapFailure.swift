@@ -1,4 +1,5 @@
-/// Why a bootstrap, `wait` or `status` run failed: a cause, the fix, and the documented exit code.
+/// Why a run failed — bootstrap, `wait`, `status` or `tail` (``init(tailError:)``): a cause, the fix, and the
+/// documented exit code. The one failure model of the core; the CLI only prints it and exits with its code.
 ///
 /// ``description`` is one or two lines a user can act on; it never contains a password.
 public struct BootstrapFailure: Error, Sendable, Equatable, CustomStringConvertible {
@@ -18,6 +19,11 @@ public struct BootstrapFailure: Error, Sendable, Equatable, CustomStringConverti
         case noWritablePrimary
         /// The oplog does not advance (exit 8).
         case oplogNotAdvancing
+        /// `rsinit tail`: the checkpoint rolled out of the oplog and `--on-history-lost fail` (exit 9).
+        case historyLost
+        /// `rsinit tail`: an entry the bridge delivered as majority-committed is gone from the oplog — a majority
+        /// data loss or a forced reconfig; never retried (exit 11).
+        case committedEntryMissing
     }
 
     /// The category, which decides the exit code.
@@ -47,6 +53,8 @@ public struct BootstrapFailure: Error, Sendable, Equatable, CustomStringConverti
         case .auth: return 6
         case .noWritablePrimary: return 7
         case .oplogNotAdvancing: return 8
+        case .historyLost: return 9
+        case .committedEntryMissing: return 11
         }
     }
 

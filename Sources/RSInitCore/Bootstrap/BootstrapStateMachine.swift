@@ -412,18 +412,3 @@ public struct BootstrapStateMachine: Sendable {
         return "fix the member list (--member-host/--members) and try again"
     }
 }
-
-extension Duration {
-    /// "1.5 s", "120 s", "250 ms".
-    public var formattedSeconds: String {
-        let milliseconds = Int64(components.seconds) * 1000 + Int64(components.attoseconds / 1_000_000_000_000_000)
-        if milliseconds < 1000 { return "\(milliseconds) ms" }
-        if milliseconds % 1000 == 0 { return "\(milliseconds / 1000) s" }
-        return "\(Double(milliseconds) / 1000) s"
-    }
-
-    /// Whole milliseconds.
-    public var milliseconds: Int64 {
-        Int64(components.seconds) * 1000 + Int64(components.attoseconds / 1_000_000_000_000_000)
-    }
-}

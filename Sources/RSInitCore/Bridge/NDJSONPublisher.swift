@@ -1,3 +1,4 @@
+import Dispatch
 import FoundationEssentials
 public import MongoCWrapper
 
@@ -9,17 +10,29 @@ import Glibc
 ///
 /// Each batch is written with one unbuffered write, so `rsinit tail | jq` sees events as they happen (stdout to a
 /// pipe or file is otherwise block-buffered).
+///
+/// The write runs on the publisher's own serial dispatch queue, never on Swift's cooperative pool: a stalled
+/// reader (a paused `less`, a full pipe) blocks that queue's thread, and `publish` waits for it without occupying
+/// a thread the rest of the process (the health endpoint, signal handling, the tail) needs.
 public struct NDJSONPublisher: EventPublisher {
     public let channelPrefix: String
     public let fanOut: [FanOutRule]
     private let write: @Sendable (String) -> Void
+    /// Where the (possibly blocking) writes run, one batch at a time, in order.
+    private let queue = DispatchQueue(label: "rsinit.ndjson-writer")
 
     /// Writes to stdout.
     public init(channelPrefix: String = "", fanOut: [FanOutRule] = []) {
-        self.init(channelPrefix: channelPrefix, fanOut: fanOut) { writeAll($0, to: STDOUT_FILENO) }
+        self.init(channelPrefix: channelPrefix, fanOut: fanOut, descriptor: STDOUT_FILENO)
     }
 
-    /// Writes each batch's lines through `write` (tests, other sinks).
+    /// Writes to an open file descriptor (stdout in the CLI; a pipe in tests).
+    package init(channelPrefix: String, fanOut: [FanOutRule] = [], descriptor: Int32) {
+        self.init(channelPrefix: channelPrefix, fanOut: fanOut) { writeAll($0, to: descriptor) }
+    }
+
+    /// Writes each batch's lines through `write` (tests, other sinks). `write` may block: it runs on the
+    /// publisher's own queue.
     public init(channelPrefix: String, fanOut: [FanOutRule] = [], write: @escaping @Sendable (String) -> Void) {
         self.channelPrefix = channelPrefix
         self.fanOut = fanOut
@@ -52,7 +65,15 @@ public struct NDJSONPublisher: EventPublisher {
             text += line + "}\n"
         }
         appendUnexpressed(before: nil)
-        if !text.isEmpty { write(text) }
+        if !text.isEmpty {
+            let (write, queue, text) = (self.write, self.queue, text)
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                queue.async {
+                    write(text)
+                    done.resume()
+                }
+            }
+        }
         return PublishReceipt(published: batch.events.count)
     }
 

@@ -423,12 +423,13 @@ public final class OplogBridge: Service, Sendable {
         if stopping { return false }
         state.withLock { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
-        if attempt == 1 || attempt % 20 == 0 {
-            logger.warning(
-                "\(what) failed; retrying (the oplog is held until it succeeds)",
-                metadata: ["rsinit.error": "\(error.map { "\($0)" } ?? "unknown")", "rsinit.attempt": "\(attempt)"]
-            )
-        }
+        // Once, then every 20th attempt as a warning (an operator must see a stuck bridge, without a flood); the
+        // others at debug, so that --verbose shows every cause.
+        logger.log(
+            level: attempt == 1 || attempt % 20 == 0 ? .warning : .debug,
+            "\(what) failed; retrying (the oplog is held until it succeeds)",
+            metadata: ["rsinit.error": "\(error.map { "\($0)" } ?? "unknown")", "rsinit.attempt": "\(attempt)"]
+        )
         let delay = configuration.retryBackoff.delay(attempt: attempt - 1, jitter: Double.random(in: 0...1))
         let until = ContinuousClock.now + delay
         while ContinuousClock.now < until {

@@ -85,6 +85,10 @@ public struct OplogTailerConfiguration: Sendable {
     /// While entries wait for the majority, how often the pinned node's committed snapshot is read (a short
     /// `getMore` then a `hello` on that node).
     public var majorityPollInterval: Duration
+    /// How long a reply may take beyond ``maxAwaitTime`` before the connection counts as dead and the cursor is
+    /// re-established (libmongoc's `socketTimeoutMS` is set to their sum; its default, 5 minutes, would let a
+    /// mongod that stops answering — a half-open connection, a frozen host — stall the tail silently).
+    public var replyMargin: Duration = .seconds(10)
 
     /// A configuration; by default the tail starts at the end of the oplog (``OplogStart/end``).
     public init(
@@ -165,9 +169,6 @@ public final class TailSession: @unchecked Sendable {
     private var pendingFirstBatch: [BSONValue] = []
     private var failures = 0
     private var finished = false
-    private var establishedOnce = false
-    /// How many times the cursor was re-established (for metrics and tests).
-    public private(set) var reestablishCount = 0
 
     // Majority gating (§9.2): every command of one cursor goes to the node it was opened on.
     /// The node the cursor lives on.
@@ -392,7 +393,10 @@ public final class TailSession: @unchecked Sendable {
     }
 
     private func makeClient() throws -> MongoClient {
-        let options = try configuration.connectionString.settingOptions(int32: ["serverSelectionTimeoutMS": 5000])
+        let socketTimeout = (configuration.maxAwaitTime + configuration.replyMargin).milliseconds
+        let options = try configuration.connectionString.settingOptions(int32: [
+            "serverSelectionTimeoutMS": 5000, "socketTimeoutMS": Int32(clamping: max(1, socketTimeout)),
+        ])
         return try MongoClient(options, appName: "rsinit-tail", logger: logger)
     }
 
@@ -400,8 +404,6 @@ public final class TailSession: @unchecked Sendable {
     private func establish() async throws {
         if client == nil { client = try makeClient() }
         guard let client else { return }
-        if establishedOnce { reestablishCount += 1 }
-        establishedOnce = true
         var filter: BSONDocument
         skipFirstEntry = nil
         gate.discard()

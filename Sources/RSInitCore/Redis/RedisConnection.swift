@@ -44,7 +44,9 @@ public final class RedisConnection: Sendable {
         guard url.topology == .direct else {
             throw RedisError(.invalidURL, "\(url) names several nodes: connect through RedisConnector")
         }
-        let tls = try url.useTLS ? makeTLSContext(url) : nil
+        // Reading the PEM files is blocking file I/O: on NIO's thread pool, not the cooperative pool (a slow or
+        // hung file system must not stall other tasks). Read at each connect, so renewed certificates are used.
+        let tls = url.useTLS ? try await loadTLSContext(url) : nil
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         let bootstrap = ClientBootstrap(group: handshake.futureResult.eventLoop)
             .connectTimeout(.nanoseconds(Int64(timeout.milliseconds) * 1_000_000))
@@ -125,6 +127,11 @@ public final class RedisConnection: Sendable {
         message.hasPrefix("WRONGPASS")
             ? "WRONGPASS (invalid username-password pair or user is disabled)"
             : Redaction.redact(String(message.prefix(200)))
+    }
+
+    /// ``makeTLSContext(_:)`` on NIO's blocking-I/O thread pool.
+    static func loadTLSContext(_ url: RedisURL) async throws -> NIOSSLContext {
+        try await NIOThreadPool.singleton.runIfActive { try makeTLSContext(url) }
     }
 
     static func makeTLSContext(_ url: RedisURL) throws(RedisError) -> NIOSSLContext {

@@ -370,6 +370,9 @@ public final class FakeMongod: @unchecked Sendable {
         defer {
             networkLock.lock()
             openSockets.remove(fd)
+            // shutdown first: the peer sees the connection end even if a spawned child inherited a copy of the fd
+            // (close alone would leave the connection open until every copy is closed).
+            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
             Glibc.close(fd)
             networkLock.unlock()
         }
