@@ -505,9 +505,9 @@ extension FakeMongodCore {
         case "i":
             operationType = "insert"
             fullDocument = .document(object)
-            documentKey = entry["o2"]?.documentValue ?? ["_id": object["_id"] ?? .null]
+            documentKey = entry["o2"]?.documentValue ?? object["_id"].map { ["_id": $0] } ?? [:]
         case "u":
-            documentKey = entry["o2"]?.documentValue ?? ["_id": object["_id"] ?? .null]
+            documentKey = entry["o2"]?.documentValue ?? object["_id"].map { ["_id": $0] } ?? [:]
             if case .document(let diff)? = object["diff"], object["$v"]?.int64Value == 2 {
                 operationType = "update"
                 updateDescription = Self.updateDescription(fromDiff: diff)
