@@ -85,6 +85,27 @@ struct TailCommand: AsyncParsableCommand {
     @Flag(help: "HA: several bridges on one oplog publish each event once (atomic Redis dedupe) (env RSINIT_HA).")
     var ha = false
 
+    enum Source: String, ExpressibleByArgument, CaseIterable {
+        case oplog
+        case changeStream = "change-stream"
+        case auto
+    }
+
+    @Option(
+        help: ArgumentHelp(
+            "oplog (local.oplog.rs), change-stream (majority-committed; mongos; no access to local needed) or auto: the oplog when local is readable on a replica-set member, else a change stream (env RSINIT_SOURCE).",
+            valueName: "oplog|change-stream|auto"
+        )
+    )
+    var source: Source = .auto
+
+    @Flag(
+        name: .customLong("full-document"),
+        help:
+            "Change-stream source: updates carry the current document in d (updateLookup), for redis-oplog's protectAgainstRaceConditions: false (env RSINIT_FULL_DOCUMENT)."
+    )
+    var fullDocument = false
+
     @Option(
         name: .customLong("metadata-prefix"),
         help: "Prefix of the checkpoint and dedupe keys (env RSINIT_METADATA_PREFIX)."
@@ -191,8 +212,21 @@ struct TailCommand: AsyncParsableCommand {
             let registry = httpAddress.map { _ in PrometheusCollectorRegistry() }
             let mapping = OplogEventMapper.Configuration(
                 fieldsMode: fields == .top ? .top : .deep,
-                filter: NamespaceFilter(include: include, exclude: exclude)
+                filter: NamespaceFilter(include: include, exclude: exclude),
+                includeFullDocuments: fullDocument
             )
+            let facts = source == .auto && !fullDocument ? await SourceChoice.probe(mongo, logger: console.logger) : nil
+            let choice: SourceChoice
+            do {
+                choice = try SourceChoice.decide(
+                    requested: source == .auto ? nil : source == .changeStream,
+                    fullDocument: fullDocument,
+                    include: include,
+                    facts: facts
+                )
+            } catch { throw error.failure }
+            console.info("source: \(choice.reason)")
+            let bridgeSource = choice.source
             let publisher: any EventPublisher
             if let redis {
                 let url: RedisURL
@@ -232,13 +266,15 @@ struct TailCommand: AsyncParsableCommand {
                 publisher = NDJSONPublisher(channelPrefix: prefix, fanOut: fanOutRules)
                 console.info("tailing \(mongo.redacted) → stdout (NDJSON)")
             }
+            var bridgeConfiguration = OplogBridge.Configuration(
+                tailer: OplogTailerConfiguration(connectionString: mongo, mapping: mapping),
+                start: start,
+                onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
+                health: health
+            )
+            bridgeConfiguration.source = bridgeSource
             let bridge = OplogBridge(
-                configuration: .init(
-                    tailer: OplogTailerConfiguration(connectionString: mongo, mapping: mapping),
-                    start: start,
-                    onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
-                    health: health
-                ),
+                configuration: bridgeConfiguration,
                 publisher: publisher,
                 logger: console.logger,
                 metrics: registry.map { BridgeMetrics(factory: Self.metricsFactory($0)) } ?? BridgeMetrics()
