@@ -240,6 +240,25 @@ import Testing
         }
     }
 
+    // §3.2: without updateLookup an update carries only updateDescription.
+    @Test func updatesCarryNoDocumentWithoutUpdateLookup() async throws {
+        let server = try startDouble(.primary(setName: "rs0"))
+        defer { server.stop() }
+        try await withClient(server) { client in
+            let stream = try await client.watch(.database("db"), options: ChangeStreamOptions(maxAwaitTimeMS: 200))
+            _ = try await client.runCommand(["insert": "a", "documents": [["_id": 1, "x": 1]]], database: "db")
+            _ = try await client.runCommand(
+                ["update": "a", "updates": [["q": ["_id": 1], "u": ["$inc": ["x": 1]]]]],
+                database: "db"
+            )
+            let events = try await Self.drain(stream, count: 2)
+            #expect(events.map { $0["operationType"] } == ["insert", "update"])
+            #expect(events.last?["fullDocument"] == nil)
+            #expect(events.last?[path: "updateDescription.updatedFields"] == ["x": 2])
+            await stream.close()
+        }
+    }
+
     @Test func standaloneRefusesChangeStreams() async throws {
         let server = try startDouble(.standalone)
         defer { server.stop() }

@@ -307,7 +307,7 @@ extension FakeMongodCore {
         while !cursor.pending.isEmpty && batch.count < wanted {
             let next = cursor.pending[0]
             var document = next.document
-            if let lookup = next.lookup {
+            if cursor.lookup, let lookup = next.lookup {
                 let current = collections[lookup.namespace]?.documents.first { $0["_id"] == lookup.id }
                 document = Self.inserting(
                     ("fullDocument", current.map { .document($0) } ?? .null),
@@ -500,7 +500,6 @@ extension FakeMongodCore {
         var documentKey: BSONDocument
         var updateDescription: BSONDocument?
         var lookup: (String, BSONValue)?
-        _ = lookup
         switch op {
         case "i":
             operationType = "insert"
@@ -569,7 +568,6 @@ extension FakeMongodCore {
         }
         var document = BSONDocument()
         var identifier: BSONDocument
-        let operationType: String
         let invalidates: Bool
         var eventUUID = uuid
         switch name {
@@ -577,7 +575,6 @@ extension FakeMongodCore {
             guard let collection = object["drop"]?.stringValue, Self.visible(database, collection, in: scope) else {
                 return []
             }
-            operationType = "drop"
             identifier = ["operationType": "drop"]
             invalidates = scope == .collection(database, collection)
             document.append("_id", ["_data": .string("")])
@@ -592,7 +589,6 @@ extension FakeMongodCore {
             let (fromDatabase, fromCollection) = Self.split(from)
             let (toDatabase, toCollection) = Self.split(to)
             guard Self.visible(fromDatabase, fromCollection, in: scope) else { return [] }
-            operationType = "rename"
             let target: BSONDocument = ["db": .string(toDatabase), "coll": .string(toCollection)]
             identifier = ["operationType": "rename", "operationDescription": ["to": .document(target)]]
             invalidates = scope == .collection(fromDatabase, fromCollection)
@@ -609,7 +605,6 @@ extension FakeMongodCore {
             default: return []
             }
             guard Self.visible(database, "", in: scope) else { return [] }
-            operationType = "dropDatabase"
             identifier = ["operationType": "dropDatabase"]
             eventUUID = nil
             document.append("_id", ["_data": .string("")])
@@ -645,7 +640,6 @@ extension FakeMongodCore {
                 )
             )
         }
-        _ = operationType
         return events
     }
 
