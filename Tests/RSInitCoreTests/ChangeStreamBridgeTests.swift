@@ -122,6 +122,50 @@ func collect(_ iterator: inout ChangeStreamTailer.Iterator, events count: Int) a
         }
     }
 
+    // §7.5: updateLookup pushing an event over 16 MB (10334) is read again without the document, never skipped.
+    @Test func anOversizedLookupIsPublishedWithoutItsDocument() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        var iterator = ChangeStreamTailer(
+            configuration: ChangeStreamTailerConfiguration(
+                connectionString: try MongoConnectionString(mongo.uri),
+                mapping: .init(includeFullDocuments: true),
+                fullDocument: true,
+                batchSize: 10,
+                maxAwaitTime: .milliseconds(150),
+                backoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
+            ),
+            logger: bridgeLogger
+        ).makeAsyncIterator()
+        _ = try await iterator.next()
+        let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
+        _ = try await client.runCommand(
+            ["insert": "big", "documents": [["_id": 1, "x": .string(String(repeating: "a", count: 9_000_000))]]],
+            database: "tests"
+        )
+        _ = try await client.runCommand(
+            [
+                "update": "big",
+                "updates": [
+                    ["q": ["_id": 1], "u": ["$set": ["y": .string(String(repeating: "b", count: 7_000_000))]]]
+                ],
+            ],
+            database: "tests"
+        )
+        // Looked up while the document holds both fields: 16 MB of document plus 7 MB of updatedFields.
+        var events = try await collect(&iterator, events: 2)
+        _ = try await client.runCommand(
+            ["update": "big", "updates": [["q": ["_id": 1], "u": ["$unset": ["y": ""]]]]],
+            database: "tests"
+        )
+        await client.close()
+        events += try await collect(&iterator, events: 1)
+        await iterator.close()
+        #expect(events.map(\.kind) == [.insert, .update, .update])
+        #expect(events.map { $0.fullDocument != nil } == [true, false, true])
+        #expect(events.map(\.changedFields) == [["_id", "x"], ["y"], ["y"]])
+    }
+
     @Test func checkpointPositionsRestartAtLeastOnce() async throws {
         let mongo = try quietPrimary()
         defer { mongo.stop() }

@@ -116,6 +116,10 @@ public final class ChangeStreamSession: @unchecked Sendable {
     private var finished = false
     private var failures = 0
     private var lastPosition: BSONTimestamp?
+    /// An event was over 16 MB with its looked-up document (10334): read one event without the lookup.
+    private var lookupSuspended = false
+    /// Events published without their full document because the document made them too large.
+    public private(set) var oversizedLookups = 0
 
     init(
         configuration: ChangeStreamTailerConfiguration,
@@ -134,6 +138,18 @@ public final class ChangeStreamSession: @unchecked Sendable {
         case .cluster: return "admin"
         case .database(let name), .collection(let name, _): return name
         }
+    }
+
+    /// Kills the open cursor (the next batch opens a new one from the token).
+    private func killCursor() async {
+        if let client, cursorID != 0 {
+            _ = try? await client.runCommand(
+                ["killCursors": .string(getMoreCollection), "cursors": [.int64(cursorID)]],
+                database: database
+            )
+        }
+        cursorID = 0
+        pendingFirstBatch = nil
     }
 
     func close() async {
@@ -167,7 +183,13 @@ public final class ChangeStreamSession: @unchecked Sendable {
                     reply = try await getMore()
                 }
                 failures = 0
-                return try process(reply.events, postBatchToken: reply.token)
+                let batch = try process(reply.events, postBatchToken: reply.token)
+                if lookupSuspended && !reply.events.isEmpty {
+                    // The oversized event went out without its document: back to updateLookup after it.
+                    lookupSuspended = false
+                    await killCursor()
+                }
+                return batch
             } catch let lost as OplogHistoryLost {
                 await close()
                 throw lost
@@ -178,6 +200,19 @@ public final class ChangeStreamSession: @unchecked Sendable {
                 if let lost = historyLost(error) {
                     await close()
                     throw lost
+                }
+                if error.serverCode == 10334, configuration.fullDocument, !lookupSuspended {
+                    // §7.5: the event with its looked-up document is over 16 MB. Read it once without the lookup
+                    // (its message then carries only the _id, as without --full-document), never skip it.
+                    lookupSuspended = true
+                    oversizedLookups += 1
+                    logger.warning(
+                        "a change event with its full document is over 16 MB; publishing it without the document",
+                        metadata: ["rsinit.error": "\(error)"]
+                    )
+                    cursorID = 0
+                    pendingFirstBatch = nil
+                    continue
                 }
                 guard isRecoverable(error) else {
                     await close()
@@ -238,7 +273,7 @@ public final class ChangeStreamSession: @unchecked Sendable {
         }
         guard let client else { return }
         var stage = BSONDocument()
-        if configuration.fullDocument { stage.append("fullDocument", "updateLookup") }
+        if configuration.fullDocument && !lookupSuspended { stage.append("fullDocument", "updateLookup") }
         if let token {
             stage.append(reopenAfterInvalidate ? "startAfter" : "resumeAfter", .document(token))
         } else {
@@ -261,7 +296,7 @@ public final class ChangeStreamSession: @unchecked Sendable {
         let reply = try await client.runCommand(
             [
                 "aggregate": aggregate, "pipeline": [["$changeStream": .document(stage)]],
-                "cursor": ["batchSize": .int32(Int32(clamping: configuration.batchSize))],
+                "cursor": ["batchSize": .int32(lookupSuspended ? 1 : Int32(clamping: configuration.batchSize))],
             ],
             database: database
         )
@@ -283,7 +318,7 @@ public final class ChangeStreamSession: @unchecked Sendable {
         let reply = try await client.runCommand(
             [
                 "getMore": .int64(cursorID), "collection": .string(getMoreCollection),
-                "batchSize": .int64(Int64(clamping: configuration.batchSize)),
+                "batchSize": .int64(lookupSuspended ? 1 : Int64(clamping: configuration.batchSize)),
                 "maxTimeMS": .int64(configuration.maxAwaitTime.milliseconds),
             ],
             database: database

@@ -34,6 +34,8 @@ final class ChangeStreamCursor {
     let skipThrough: String?
     var pending: [PendingChangeEvent] = []
     var postBatchResumeToken: String
+    /// The next event is over 16 MB: the next batch fails with 10334 (§7.5).
+    var tooLarge: CommandFailure?
 
     init(
         id: Int64,
@@ -66,6 +68,9 @@ final class ChangeStreamRegistry {
 }
 
 extension FakeMongodCore {
+    /// mongod's `BSONObjectMaxUserSize` plus its 16 KB of headroom.
+    static let maximumEventSize = 16 * 1024 * 1024 + 16 * 1024
+
     /// Codes mongod labels `ResumableChangeStreamError` on a change-stream getMore (§6.1).
     static let resumableChangeStreamCodes: Set<Int32> = [
         6, 7, 89, 91, 133, 134, 150, 189, 234, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436, 63,
@@ -266,6 +271,7 @@ extension FakeMongodCore {
         )
         nextCursorId += 1
         let (batch, invalidated) = takeChangeBatch(cursor, limit: cursor.batchSize ?? 101)
+        if batch.isEmpty, let tooLarge = cursor.tooLarge { return .failure(tooLarge) }
         if !invalidated { changeStreams.cursors[cursor.id] = cursor }
         return .success(changeStreamReply(cursor, batch: batch, first: true, invalidated: invalidated))
     }
@@ -316,6 +322,17 @@ extension FakeMongodCore {
                 )
             }
             let size = document.byteCount
+            if size > Self.maximumEventSize {
+                // §7.5: an event over 16 MB fails the cursor (no $changeStreamSplitLargeEvent support).
+                if batch.isEmpty {
+                    cursor.tooLarge = CommandFailure(
+                        code: 10334,
+                        message:
+                            "Executor error during getMore :: caused by :: BSONObj size: \(size) is invalid. Size must be between 0 and 16793600(16MB)"
+                    )
+                }
+                break
+            }
             if !batch.isEmpty && bytes + size > 16 * 1024 * 1024 { break }
             bytes += size
             cursor.pending.removeFirst()
@@ -413,6 +430,10 @@ extension FakeMongodCore {
                 )
             }
             let (batch, invalidated) = takeChangeBatch(cursor, limit: batchSize)
+            if batch.isEmpty, let tooLarge = cursor.tooLarge {
+                changeStreams.cursors[cursor.id] = nil
+                return .result(.failure(tooLarge))
+            }
             if !batch.isEmpty || Date() >= deadline {
                 if invalidated { changeStreams.cursors[cursor.id] = nil }
                 return .result(
