@@ -80,8 +80,12 @@ func collect(_ iterator: inout ChangeStreamTailer.Iterator, events count: Int) a
         _ = await mongo.waitForPhase(.primary)
         appendInsertEntries(mongo, 10..<12)
         events += try await collect(&iterator, events: 12 - events.count)
+        mongo.stepDown(for: .milliseconds(300))
+        _ = await mongo.waitForPhase(.primary)
+        try await insertDocuments(mongo, 12..<14)
+        events += try await collect(&iterator, events: 14 - events.count)
         await iterator.close()
-        #expect(events.map(\.documentID) == (0..<12).map { .string("id\($0)") })
+        #expect(events.map(\.documentID) == (0..<14).map { .string("id\($0)") })
         let transactionFree = events.allSatisfy { $0.transactionIndex == 0 && $0.kind == .insert }
         #expect(transactionFree)
     }
