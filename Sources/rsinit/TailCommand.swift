@@ -20,6 +20,12 @@ struct TailCommand: AsyncParsableCommand {
             is unreachable the oplog is not read further (nothing is dropped). SIGTERM/SIGINT finish the in-flight \
             batch, write the checkpoint and exit 0.
 
+            SOURCES: --source oplog reads local.oplog.rs; --source change-stream reads a change stream \
+            (majority-committed events only, works through mongos, needs no access to local; cluster-wide, or one \
+            database when --include names one); auto (default) takes the oplog when local.oplog.rs is readable on a \
+            replica-set member, else a change stream, and says which at start. --full-document (change stream) puts \
+            the document in d for redis-oplog's protectAgainstRaceConditions: false.
+
             With --http host:port, GET /healthz answers 200 while the tail makes progress (a batch or an idle \
             heartbeat within --stall-timeout) and is less than --max-lag behind the oplog, else 503 with the reason; \
             GET /metrics serves Prometheus text (rsinit_events_total{namespace,op}, rsinit_publish_batches_total, \
@@ -32,7 +38,8 @@ struct TailCommand: AsyncParsableCommand {
             command the server refuses, open transactions over 1,000,000 operations)
               4  mongod has no oplog: not started with --replSet, or the set is not initiated
               6  authentication failed (Redis or MongoDB)
-              9  oplog history lost: the checkpoint rolled out of the oplog (--on-history-lost fail)
+              9  oplog history lost: the checkpoint rolled out of the oplog, or the change stream cannot resume \
+            (286/280/260/136) (--on-history-lost fail)
 
             ENVIRONMENT
               RSINIT_REDIS, RSINIT_PREFIX, RSINIT_CONTROL_CHANNEL, RSINIT_FIELDS, RSINIT_FROM, RSINIT_ON_HISTORY_LOST, \

@@ -25,6 +25,11 @@ import Glibc
             ["update": "Foo", "updates": [["q": ["_id": "id0"], "u": ["$set": ["n": 2]]]]],
             database: "tests"
         )
+        // The lookup happens when the event is read (as on mongod): delete only after the update went out.
+        let readUpdate = ContinuousClock.now + .seconds(15)
+        while tail.output.components(separatedBy: "\"message\"").count < 3 && ContinuousClock.now < readUpdate {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         _ = try await client.runCommand(
             ["delete": "Foo", "deletes": [["q": ["_id": "id0"], "limit": 1]]],
             database: "tests"
@@ -48,9 +53,14 @@ import Glibc
     @Test func autoPicksTheOplogOnAReadableMemberAndFlagsAreChecked() async throws {
         let mongo = try startDouble(.primary(setName: "rs0"))
         defer { mongo.stop() }
-        let tail = try TailProcess(["--host", "127.0.0.1", "--port", "\(mongo.port)", "--from", "end"])
+        let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
+        let tail = try TailProcess([
+            "--host", "127.0.0.1", "--port", "\(mongo.port)", "--from", "\(from.seconds).\(from.increment)",
+        ])
+        try await insertMany(mongo, 0..<1)
+        // Signal only once the bridge runs (its signal handlers are installed): a message is out.
         let deadline = ContinuousClock.now + .seconds(15)
-        while !tail.errors.contains("source:") && ContinuousClock.now < deadline {
+        while !tail.output.contains("\"message\"") && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         tail.signal(SIGTERM)
