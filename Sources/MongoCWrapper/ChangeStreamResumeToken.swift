@@ -77,7 +77,10 @@ public struct ChangeStreamResumeToken: Sendable, Hashable {
 
     /// Reads the prefix of a `_data` hex string (either case).
     public static func decode(data hex: String) -> ChangeStreamResumeToken? {
-        guard let bytes = HexCoding.decode(hex), bytes.count >= 9, bytes[0] == 0x82 else { return nil }
+        // The prefix and the UUID fit in the first 43 bytes (86 hex digits, an 8-byte txnOpIndex included): only
+        // those are decoded.
+        let prefix = hex.utf8.count > 86 ? String(hex.utf8.prefix(86)) ?? hex : hex
+        guard let bytes = HexCoding.decode(prefix), bytes.count >= 9, bytes[0] == 0x82 else { return nil }
         var reader = KeyString.Reader(bytes: bytes, offset: 1)
         guard let seconds = reader.uint32(), let increment = reader.uint32(), let version = reader.integer(),
             version <= 2

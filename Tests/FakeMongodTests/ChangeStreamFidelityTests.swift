@@ -54,6 +54,18 @@ import Testing
         #expect(decoded.clusterTime == drop.clusterTime)
         #expect(decoded.fromInvalidate && decoded.tokenType == .event && decoded.collectionUUID == Self.specUUID)
         #expect(ChangeStreamResumeToken.decode(hwm.document)?.tokenType == .highWaterMark)
+        // A large txnOpIndex and a long event identifier: the prefix and the UUID still decode.
+        let deep = ChangeStreamResumeToken(
+            clusterTime: BSONTimestamp(seconds: 1, increment: 2),
+            tokenType: .event,
+            txnOpIndex: 1 << 40,
+            collectionUUID: Self.specUUID,
+            eventIdentifier: [
+                "operationType": "insert", "documentKey": ["_id": .string(String(repeating: "k", count: 300))],
+            ]
+        )
+        let decodedDeep = try #require(ChangeStreamResumeToken.decode(data: deep.data))
+        #expect(decodedDeep.txnOpIndex == 1 << 40 && decodedDeep.collectionUUID == Self.specUUID)
         for bad in ["", "82", "zz", "826553F100000000122B", "016553F100000000122B0429296E1404"] {
             #expect(ChangeStreamResumeToken.decode(data: bad) == nil, "\(bad)")
         }

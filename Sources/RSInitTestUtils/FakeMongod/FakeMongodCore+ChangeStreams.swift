@@ -310,8 +310,10 @@ extension FakeMongodCore {
         var batch: [BSONDocument] = []
         var bytes = 0
         var invalidated = false
-        while !cursor.pending.isEmpty && batch.count < wanted {
-            let next = cursor.pending[0]
+        var taken = 0
+        defer { if !invalidated { cursor.pending.removeFirst(taken) } }
+        while taken < cursor.pending.count && batch.count < wanted {
+            let next = cursor.pending[taken]
             var document = next.document
             if cursor.lookup, let lookup = next.lookup {
                 let current = collections[lookup.namespace]?.documents.first { $0["_id"] == lookup.id }
@@ -335,7 +337,7 @@ extension FakeMongodCore {
             }
             if !batch.isEmpty && bytes + size > 16 * 1024 * 1024 { break }
             bytes += size
-            cursor.pending.removeFirst()
+            taken += 1
             batch.append(document)
             cursor.postBatchResumeToken = next.token
             if next.invalidates {
@@ -344,7 +346,7 @@ extension FakeMongodCore {
                 break
             }
         }
-        if !invalidated, cursor.pending.isEmpty, let scanned = cursor.scannedThrough {
+        if !invalidated, taken == cursor.pending.count, let scanned = cursor.scannedThrough {
             let mark = ChangeStreamResumeToken.highWaterMark(scanned).data
             if mark > cursor.postBatchResumeToken { cursor.postBatchResumeToken = mark }
         }
