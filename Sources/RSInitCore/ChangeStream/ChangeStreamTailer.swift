@@ -258,7 +258,8 @@ public final class ChangeStreamSession: @unchecked Sendable {
         if error.errorLabels.contains("NonResumableChangeStreamError") { return false }
         switch error.code {
         case .network, .timeout, .serverSelection, .cursorNotFound, .notWritablePrimary, .notPrimaryNoSecondaryOk,
-            .notPrimaryOrSecondary, .stateChangeInterrupted, .shutdownInProgress, .maxTimeExpired, .cancelled:
+            .notPrimaryOrSecondary, .stateChangeInterrupted, .shutdownInProgress, .maxTimeExpired, .cancelled,
+            .protocolError:
             return true
         default:
             return error.isTransient
@@ -301,7 +302,11 @@ public final class ChangeStreamSession: @unchecked Sendable {
             database: database
         )
         reopenAfterInvalidate = false
-        let (events, postBatchToken, invalidated) = read(reply, batch: "firstBatch")
+        let (events, postBatchToken, invalidated) = try read(reply, batch: "firstBatch")
+        if events.isEmpty && cursorID == 0 && !invalidated {
+            // A server that closes the stream at once would otherwise be asked again in a tight loop.
+            throw MongoError(code: .cursorNotFound, message: "the change stream cursor closed at once")
+        }
         if let postBatchToken {
             token = postBatchToken
         } else if token == nil, let first = events.first {
@@ -323,19 +328,19 @@ public final class ChangeStreamSession: @unchecked Sendable {
             ],
             database: database
         )
-        return read(reply, batch: "nextBatch")
+        return try read(reply, batch: "nextBatch")
     }
 
-    private func read(_ reply: BSONDocument, batch: String) -> ([BSONValue], BSONDocument?, Bool) {
-        guard let cursor = reply["cursor"]?.documentValue else { return ([], nil, false) }
+    private func read(_ reply: BSONDocument, batch: String) throws(MongoError) -> ([BSONValue], BSONDocument?, Bool) {
+        guard let cursor = reply["cursor"]?.documentValue, case .array(let documents)? = cursor[batch] else {
+            // libmongoc treats an unparsable cursor reply as resumable (§2.2): so does the tailer, after a backoff.
+            throw MongoError(code: .protocolError, message: "the change stream reply has no cursor.\(batch) array")
+        }
         cursorID = cursor["id"]?.int64Value ?? cursorID
         if let ns = cursor["ns"]?.stringValue, let dot = ns.firstIndex(of: ".") {
             getMoreCollection = String(ns[ns.index(after: dot)...])
         }
-        return (
-            cursor[batch]?.arrayValue ?? [], cursor["postBatchResumeToken"]?.documentValue,
-            cursor["invalidated"]?.isTruthy ?? false
-        )
+        return (documents, cursor["postBatchResumeToken"]?.documentValue, cursor["invalidated"]?.isTruthy ?? false)
     }
 
     /// Maps a server batch into an ``OplogBatch``; every batch is returned (empty ones are heartbeats, or carry a
@@ -354,8 +359,9 @@ public final class ChangeStreamSession: @unchecked Sendable {
             guard let eventToken = document["_id"]?.documentValue else {
                 // libmongoc's rule (§6.2): an event without a token cannot be resumed past; stop here.
                 throw MongoError(
-                    code: .protocolError,
-                    message: "Cannot provide resume functionality when the resume token is missing"
+                    code: .invalidBSON,
+                    message:
+                        "Cannot provide resume functionality when the resume token is missing (an event without _id)"
                 )
             }
             lastEventToken = eventToken
