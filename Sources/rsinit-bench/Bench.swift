@@ -62,6 +62,10 @@ enum Bench {
             case "report": try await bridgeReport(rsinit: rsinit, python: python)
             case "resp-fuzz": respFuzz(count: entries * 25)
             case "memory": try await memoryReport(rsinit: rsinit)
+            case "changestream":
+                let redis = try benchmarkRedis()
+                defer { redis.stop() }
+                try await changeStreamReport(redis)
             case "topology": try await topologyReport()
             case "majority": try await majorityReport()
             case "chaos":

@@ -68,7 +68,72 @@ extension Bench {
             )
         )
 
+        try await changeStreamReport(redis)
         try await memoryReport(rsinit: rsinit)
+    }
+
+    /// (f) The change-stream source against the oplog source in the same run (rounds back to back, the ratio of
+    /// each round; target ≥ 0.5), then its latency at 5,000 events/s. Alone: `rsinit-bench changestream`.
+    static func changeStreamReport(_ redis: RedisServerProcess, events: Int = 50_000, rounds: Int = 3) async throws {
+        let subscriber = try CountingSubscriber(port: redis.port)
+        defer { subscriber.stop() }
+        try await Task.sleep(for: .milliseconds(300))
+        func run(_ source: OplogBridge.Source) async throws -> EndToEnd {
+            let start = subscriber.messages
+            let result = try await endToEnd(redis, events: events, ha: false, source: source)
+            let received = await subscriber.waitFor(start + 2 * events) - start
+            guard received == 2 * events, !subscriber.disconnected else {
+                throw BenchError("the subscriber received \(received) of \(2 * events) messages (\(source))")
+            }
+            return result
+        }
+        var ratios: [Double] = []
+        var streamRates: [Double] = []
+        for round in 1...rounds {
+            let oplog = try await run(.oplog)
+            let stream = try await run(.changeStream(scope: .cluster, fullDocument: false))
+            ratios.append(stream.rate / oplog.rate)
+            streamRates.append(stream.rate)
+            print(
+                String(
+                    format:
+                        "    round %d: oplog %.0f events/s (CPU/event rsinit %.2f µs, double %.2f µs), change stream %.0f (rsinit %.2f µs, double %.2f µs): %.2f",
+                    round,
+                    oplog.rate,
+                    oplog.processCPU,
+                    oplog.doubleCPU,
+                    stream.rate,
+                    stream.processCPU,
+                    stream.doubleCPU,
+                    stream.rate / oplog.rate
+                )
+            )
+        }
+        print(
+            String(
+                format:
+                    "(f) change-stream source: median %.0f events/s, %.2f of the oplog source's in the same rounds (rounds %@) (target ≥ 0.5)",
+                percentile(streamRates, 0.5),
+                percentile(ratios, 0.5),
+                ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+            )
+        )
+        let latencies = try await latency(
+            redis,
+            perSecond: 5000,
+            seconds: 10,
+            source: .changeStream(scope: .cluster, fullDocument: false)
+        )
+        print(
+            String(
+                format:
+                    "(f) change stream write → subscriber latency at 5,000 events/s (%d samples): p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+                latencies.count,
+                percentile(latencies, 0.5),
+                percentile(latencies, 0.99),
+                latencies.max() ?? 0
+            )
+        )
     }
 
     /// (a) and (b) with a subscriber attached (``CountingSubscriber``, checked to receive every message of every
@@ -297,24 +362,27 @@ extension Bench {
         var redisCPU: Double
     }
 
-    static func endToEnd(_ redis: RedisServerProcess, events: Int, ha: Bool) async throws -> EndToEnd {
+    static func endToEnd(
+        _ redis: RedisServerProcess,
+        events: Int,
+        ha: Bool,
+        source: OplogBridge.Source = .oplog
+    ) async throws -> EndToEnd {
         let (server, start) = try doubleWithInserts(events)
         defer { server.stop() }
         let publisher = RedisEventPublisher(
             configuration: .init(url: try RedisURL(redis.url()), metadataPrefix: "bench\(ha)::", highAvailability: ha),
             logger: reportLogger
         )
-        let bridge = OplogBridge(
-            configuration: .init(
-                tailer: OplogTailerConfiguration(
-                    connectionString: try MongoConnectionString(server.uri),
-                    batchSize: 1000
-                ),
-                start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
+        var configuration = OplogBridge.Configuration(
+            tailer: OplogTailerConfiguration(
+                connectionString: try MongoConnectionString(server.uri),
+                batchSize: 1000
             ),
-            publisher: publisher,
-            logger: reportLogger
+            start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
         )
+        configuration.source = source
+        let bridge = OplogBridge(configuration: configuration, publisher: publisher, logger: reportLogger)
         // For profiling: RSINIT_BENCH_PAUSE=false (plain) or =true (HA) waits 2 s before that run is measured, so
         // `perf record -p <pid>` can attach to exactly it.
         if let pause = ProcessInfo.processInfo.environment["RSINIT_BENCH_PAUSE"], let wanted = Bool(pause), wanted == ha
@@ -401,7 +469,12 @@ extension Bench {
     }
 
     /// Writes at a steady rate through the double's oplog, measures until each event reaches a subscriber.
-    static func latency(_ redis: RedisServerProcess, perSecond: Int, seconds duration: Int) async throws -> [Double] {
+    static func latency(
+        _ redis: RedisServerProcess,
+        perSecond: Int,
+        seconds duration: Int,
+        source: OplogBridge.Source = .oplog
+    ) async throws -> [Double] {
         let server = try FakeMongod.start(
             FakeMongodConfiguration(scenario: .primary(setName: "rs0"), periodicNoopInterval: nil)
         )
@@ -410,14 +483,12 @@ extension Bench {
             configuration: .init(url: try RedisURL(redis.url()), metadataPrefix: "latency::"),
             logger: reportLogger
         )
-        let bridge = OplogBridge(
-            configuration: .init(
-                tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(server.uri)),
-                start: .timestamp(BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1))
-            ),
-            publisher: publisher,
-            logger: reportLogger
+        var configuration = OplogBridge.Configuration(
+            tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(server.uri)),
+            start: .timestamp(BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1))
         )
+        configuration.source = source
+        let bridge = OplogBridge(configuration: configuration, publisher: publisher, logger: reportLogger)
         let running = Task { try await bridge.run() }
         let sent = Mutex<[Int: UInt64]>([:])
         let received = Mutex<[Double]>([])

@@ -101,6 +101,8 @@ enum EnvironmentArguments {
         Entry(variable: "RSINIT_ON_HISTORY_LOST", flag: "--on-history-lost", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_MAJORITY", flag: "--majority", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_HA", flag: "--ha", isBoolean: true, commands: ["tail"]),
+        Entry(variable: "RSINIT_SOURCE", flag: "--source", isBoolean: false, commands: ["tail"]),
+        Entry(variable: "RSINIT_FULL_DOCUMENT", flag: "--full-document", isBoolean: true, commands: ["tail"]),
         Entry(variable: "RSINIT_METADATA_PREFIX", flag: "--metadata-prefix", isBoolean: false, commands: redis),
         Entry(variable: "RSINIT_INCLUDE", flag: "--include", isBoolean: false, commands: ["tail"]),
         Entry(variable: "RSINIT_EXCLUDE", flag: "--exclude", isBoolean: false, commands: ["tail"]),

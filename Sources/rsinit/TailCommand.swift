@@ -20,6 +20,12 @@ struct TailCommand: AsyncParsableCommand {
             is unreachable the oplog is not read further (nothing is dropped). SIGTERM/SIGINT finish the in-flight \
             batch, write the checkpoint and exit 0.
 
+            SOURCES: --source oplog reads local.oplog.rs; --source change-stream reads a change stream \
+            (majority-committed events only, works through mongos, needs no access to local; cluster-wide, or one \
+            database when --include names one); auto (default) takes the oplog when local.oplog.rs is readable on a \
+            replica-set member, else a change stream, and says which at start. --full-document (change stream) puts \
+            the document in d for redis-oplog's protectAgainstRaceConditions: false.
+
             With --http host:port, GET /healthz answers 200 while the tail makes progress (a batch or an idle \
             heartbeat within --stall-timeout) and is less than --max-lag behind the oplog, else 503 with the reason; \
             GET /metrics serves Prometheus text (rsinit_events_total{namespace,op}, rsinit_publish_batches_total, \
@@ -32,13 +38,14 @@ struct TailCommand: AsyncParsableCommand {
             command the server refuses, open transactions over 1,000,000 operations)
               4  mongod has no oplog: not started with --replSet, or the set is not initiated
               6  authentication failed (Redis or MongoDB)
-              9  oplog history lost: the checkpoint rolled out of the oplog (--on-history-lost fail)
+              9  oplog history lost: the checkpoint rolled out of the oplog, or the change stream cannot resume \
+            (286/280/260/136) (--on-history-lost fail)
               11 a delivered, majority-committed oplog entry is missing from a node that committed it (majority \
             data loss, writeConcernMajorityJournalDefault false, or a forced reconfig)
 
             ENVIRONMENT
               RSINIT_REDIS, RSINIT_PREFIX, RSINIT_CONTROL_CHANNEL, RSINIT_FIELDS, RSINIT_FROM, RSINIT_ON_HISTORY_LOST, \
-            RSINIT_MAJORITY, RSINIT_HA, RSINIT_METADATA_PREFIX, RSINIT_INCLUDE, RSINIT_EXCLUDE, RSINIT_FAN_OUT, RSINIT_HTTP, \
+            RSINIT_MAJORITY, RSINIT_SOURCE, RSINIT_FULL_DOCUMENT, RSINIT_HA, RSINIT_METADATA_PREFIX, RSINIT_INCLUDE, RSINIT_EXCLUDE, RSINIT_FAN_OUT, RSINIT_HTTP, \
             RSINIT_STALL_TIMEOUT, RSINIT_MAX_LAG, plus RSINIT_HOST/PORT/URI.
             """
     )
@@ -96,6 +103,27 @@ struct TailCommand: AsyncParsableCommand {
 
     @Flag(help: "HA: several bridges on one oplog publish each event once (atomic Redis dedupe) (env RSINIT_HA).")
     var ha = false
+
+    enum Source: String, ExpressibleByArgument, CaseIterable {
+        case oplog
+        case changeStream = "change-stream"
+        case auto
+    }
+
+    @Option(
+        help: ArgumentHelp(
+            "oplog (local.oplog.rs), change-stream (majority-committed; mongos; no access to local needed) or auto: the oplog when local is readable on a replica-set member, else a change stream (env RSINIT_SOURCE).",
+            valueName: "oplog|change-stream|auto"
+        )
+    )
+    var source: Source = .auto
+
+    @Flag(
+        name: .customLong("full-document"),
+        help:
+            "Change-stream source: updates carry the current document in d (updateLookup), for redis-oplog's protectAgainstRaceConditions: false (env RSINIT_FULL_DOCUMENT)."
+    )
+    var fullDocument = false
 
     @Option(
         name: .customLong("metadata-prefix"),
@@ -203,8 +231,21 @@ struct TailCommand: AsyncParsableCommand {
             let registry = httpAddress.map { _ in PrometheusCollectorRegistry() }
             let mapping = OplogEventMapper.Configuration(
                 fieldsMode: fields == .top ? .top : .deep,
-                filter: NamespaceFilter(include: include, exclude: exclude)
+                filter: NamespaceFilter(include: include, exclude: exclude),
+                includeFullDocuments: fullDocument
             )
+            let facts = source == .auto && !fullDocument ? await SourceChoice.probe(mongo, logger: console.logger) : nil
+            let choice: SourceChoice
+            do {
+                choice = try SourceChoice.decide(
+                    requested: source == .auto ? nil : source == .changeStream,
+                    fullDocument: fullDocument,
+                    include: include,
+                    facts: facts
+                )
+            } catch { throw error.failure }
+            console.info("source: \(choice.reason)")
+            let bridgeSource = choice.source
             let publisher: any EventPublisher
             if let redis {
                 let url: RedisURL
@@ -244,17 +285,19 @@ struct TailCommand: AsyncParsableCommand {
                 publisher = NDJSONPublisher(channelPrefix: prefix, fanOut: fanOutRules)
                 console.info("tailing \(mongo.redacted) → stdout (NDJSON)")
             }
-            let bridge = OplogBridge(
-                configuration: .init(
-                    tailer: OplogTailerConfiguration(
-                        connectionString: mongo,
-                        mapping: mapping,
-                        majority: MajorityMode(rawValue: majority.rawValue) ?? .auto
-                    ),
-                    start: start,
-                    onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
-                    health: health
+            var bridgeConfiguration = OplogBridge.Configuration(
+                tailer: OplogTailerConfiguration(
+                    connectionString: mongo,
+                    mapping: mapping,
+                    majority: MajorityMode(rawValue: majority.rawValue) ?? .auto
                 ),
+                start: start,
+                onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
+                health: health
+            )
+            bridgeConfiguration.source = bridgeSource
+            let bridge = OplogBridge(
+                configuration: bridgeConfiguration,
                 publisher: publisher,
                 logger: console.logger,
                 metrics: registry.map { BridgeMetrics(factory: Self.metricsFactory($0)) } ?? BridgeMetrics()

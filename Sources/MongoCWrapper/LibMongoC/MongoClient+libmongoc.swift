@@ -12,16 +12,20 @@ public import Logging
 public final class MongoClient: @unchecked Sendable {
     /// The connection string (never print `.uri`; use `.redacted`).
     public let connectionString: MongoConnectionString
-    private let queue: DispatchQueue
+    let queue: DispatchQueue
     private let logger: Logger
-    private let secrets: [String]
+    let secrets: [String]
     private let appName: String?
     /// Touched only on `queue`.
     private var client: OpaquePointer?
+    /// Whether the libmongoc client exists. Read only on `queue`.
+    var hasClient: Bool { client != nil }
     /// Whether `mongoc_client_t` is still to be created on `queue` (a `mongodb+srv://` URI). Touched only on `queue`.
     private var creationPending = false
     /// Open cursors, destroyed before the client. Touched only on `queue`.
     private var openCursors: [ObjectIdentifier: CursorBox] = [:]
+    /// Open change streams, destroyed before the client. Touched only on `queue`.
+    var openStreams: [ObjectIdentifier: ChangeStreamBox] = [:]
 
     /// Creates the client. No I/O happens on the caller's thread, here or later.
     ///
@@ -84,8 +88,9 @@ public final class MongoClient: @unchecked Sendable {
     deinit {
         // Fallback only: close() is the deterministic path. Never queue.sync here (deinit may run on the queue).
         let leftovers = openCursors.values.map(\.pointer)
+        let streams = openStreams.values.map(\.pointer)
         if let client {
-            let box = PointerBox(client: client, cursors: leftovers)
+            let box = PointerBox(client: client, cursors: leftovers, streams: streams)
             queue.async { box.destroy() }
         }
     }
@@ -227,6 +232,8 @@ public final class MongoClient: @unchecked Sendable {
             queue.async {
                 for cursor in self.openCursors.values { mongoc_cursor_destroy(cursor.pointer) }
                 self.openCursors.removeAll()
+                for stream in self.openStreams.values { mongoc_change_stream_destroy(stream.pointer) }
+                self.openStreams.removeAll()
                 self.creationPending = false
                 if let client = self.client {
                     mongoc_client_destroy(client)
@@ -291,12 +298,15 @@ final class CursorBox: @unchecked Sendable {
 private final class PointerBox: @unchecked Sendable {
     let client: OpaquePointer
     let cursors: [OpaquePointer]
-    init(client: OpaquePointer, cursors: [OpaquePointer]) {
+    let streams: [OpaquePointer]
+    init(client: OpaquePointer, cursors: [OpaquePointer], streams: [OpaquePointer]) {
         self.client = client
         self.cursors = cursors
+        self.streams = streams
     }
     func destroy() {
         for cursor in cursors { mongoc_cursor_destroy(cursor) }
+        for stream in streams { mongoc_change_stream_destroy(stream) }
         mongoc_client_destroy(client)
     }
 }

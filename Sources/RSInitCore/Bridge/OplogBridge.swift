@@ -39,8 +39,19 @@ public final class OplogBridge: Service, Sendable {
         case fromEnd = "from-end"
     }
 
+    /// Where events come from.
+    public enum Source: Sendable, Equatable {
+        /// `local.oplog.rs` (``OplogTailer``).
+        case oplog
+        /// A change stream (``ChangeStreamTailer``) over `scope`; `fullDocument` asks for `updateLookup`. It reuses
+        /// the tailer configuration's connection, mapping, batch size, await time and backoff.
+        case changeStream(scope: ChangeStreamScope, fullDocument: Bool)
+    }
+
     public struct Configuration: Sendable {
         public var tailer: OplogTailerConfiguration
+        /// The oplog by default.
+        public var source: Source = .oplog
         public var start: Start
         public var onHistoryLost: OnHistoryLost
         public var retryBackoff: Backoff
@@ -163,7 +174,7 @@ public final class OplogBridge: Service, Sendable {
         while true {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = tailStart
-            let tailer = OplogTailer(configuration: tailerConfiguration, logger: logger)
+            let makeBatches = batchSource(tailerConfiguration)
             // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The machine
             // is the bound: while Redis is down it asks for nothing, and the oplog is not read further.
             let items = AsyncThrowingChannel<TailItem, any Error>()
@@ -175,7 +186,7 @@ public final class OplogBridge: Service, Sendable {
                         (self?.stopping ?? true) || Task.isCancelled
                     }
                     group.addTask {
-                        var iterator = tailer.makeAsyncIterator(stoppingWhen: shouldStop)
+                        var iterator = makeBatches(shouldStop)
                         do {
                             while !Task.isCancelled, let batch = try await iterator.next() {
                                 await items.send(.batch(batch))
@@ -336,6 +347,33 @@ public final class OplogBridge: Service, Sendable {
             )
             tailStart = .end
             held.removeAll()
+        }
+    }
+
+    /// The seam between the bridge and its source: an iterator of batches from the oplog or a change stream.
+    private func batchSource(
+        _ tailer: OplogTailerConfiguration
+    ) -> @Sendable (@escaping @Sendable () -> Bool) -> any BatchIterator {
+        let logger = self.logger
+        switch configuration.source {
+        case .oplog:
+            let source = OplogTailer(configuration: tailer, logger: logger)
+            return { source.makeAsyncIterator(stoppingWhen: $0) }
+        case .changeStream(let scope, let fullDocument):
+            let source = ChangeStreamTailer(
+                configuration: ChangeStreamTailerConfiguration(
+                    connectionString: tailer.connectionString,
+                    scope: scope,
+                    start: tailer.start,
+                    mapping: tailer.mapping,
+                    fullDocument: fullDocument,
+                    batchSize: tailer.batchSize,
+                    maxAwaitTime: tailer.maxAwaitTime,
+                    backoff: tailer.backoff
+                ),
+                logger: logger
+            )
+            return { source.makeAsyncIterator(stoppingWhen: $0) }
         }
     }
 

@@ -118,9 +118,17 @@ public enum RedisOplogFormat {
         }
         out.append(contentsOf: #"{"e":""#.utf8)
         out.append(code)
-        out.append(contentsOf: #"","d":{"_id":"#.utf8)
-        if let id = event.documentID { appendEJSON(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
-        out.append(contentsOf: #"},"f":["#.utf8)
+        if let full = event.fullDocument, event.kind != .delete {
+            // --full-document (change-stream source): the whole document, as redis-oplog reads `d` when
+            // protectAgainstRaceConditions is false.
+            out.append(contentsOf: #"","d":"#.utf8)
+            appendEJSON(.document(full), to: &out)
+            out.append(contentsOf: #","f":["#.utf8)
+        } else {
+            out.append(contentsOf: #"","d":{"_id":"#.utf8)
+            if let id = event.documentID { appendEJSON(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
+            out.append(contentsOf: #"},"f":["#.utf8)
+        }
         for (index, field) in event.changedFields.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             appendJSONString(field, to: &out)

@@ -235,6 +235,7 @@ public final class FakeMongod: @unchecked Sendable {
             if let selfHostNames { core.configuration.selfHostNames = selfHostNames }
             core.processId = FakeMongodCore.randomObjectID()
             core.cursors.removeAll()
+            core.changeStreams.cursors.removeAll()
             core.startedAt = Date()
             core.phaseDeadline = nil
             core.stepDownUntil = nil

@@ -23,7 +23,12 @@ enum ServerCodeName {
         case 93: return "InvalidReplicaSetConfig"
         case 94: return "NotYetInitialized"
         case 103: return "NewReplicaSetConfigurationIncompatible"
+        case 72: return "InvalidOptions"
+        case 73: return "InvalidNamespace"
         case 136: return "CappedPositionLost"
+        case 260: return "InvalidResumeToken"
+        case 280: return "ChangeStreamFatalError"
+        case 10334: return "BSONObjectTooLarge"
         case 189: return "PrimarySteppedDown"
         case 286: return "ChangeStreamHistoryLost"
         case 334: return "MechanismUnavailable"
@@ -61,7 +66,7 @@ extension FakeMongodCore {
             "endSessions", "refreshSessions", "killAllSessions", "replSetInitiate", "replSetGetStatus",
             "replSetGetConfig", "replSetReconfig", "replSetStepDown", "appendOplogNote", "insert", "update",
             "delete", "create", "drop", "dropDatabase", "find", "getMore", "killCursors", "listDatabases", "dbStats",
-            "collStats",
+            "collStats", "aggregate",
         ] {
             map[name] = name.lowercased()
         }
@@ -162,8 +167,14 @@ extension FakeMongodCore {
             result = write(lower, command, database: database)
         case "find":
             result = find(command, database: database, secondaryOk: secondaryOk)
+        case "aggregate":
+            result = aggregate(command, database: database, secondaryOk: secondaryOk)
         case "getmore":
-            switch getMore(command, database: database, context: context) {
+            let stream = command["getMore"]?.int64Value.flatMap { changeStreams.cursors[$0] }
+            let outcome =
+                stream.map { changeStreamGetMore($0, command, context: context) }
+                ?? getMore(command, database: database, context: context)
+            switch outcome {
             case .hangUp:
                 response = .hangUp
                 result = .success([:])
@@ -899,7 +910,11 @@ extension FakeMongodCore {
         var notFound: [BSONValue] = []
         for value in command["cursors"]?.arrayValue ?? [] {
             guard let id = value.int64Value else { continue }
-            if cursors.removeValue(forKey: id) != nil { killed.append(.int64(id)) } else { notFound.append(.int64(id)) }
+            if cursors.removeValue(forKey: id) != nil || changeStreams.cursors.removeValue(forKey: id) != nil {
+                killed.append(.int64(id))
+            } else {
+                notFound.append(.int64(id))
+            }
         }
         return .success([
             "cursorsKilled": .array(killed), "cursorsNotFound": .array(notFound),

@@ -139,6 +139,8 @@ final class FakeMongodCore: @unchecked Sendable {
     var nextNoopAt: ContinuousClock.Instant?
     var collections: [String: FakeCollection] = [:]
     var cursors: [Int64: ServerCursor] = [:]
+    /// `$changeStream` cursors and their faults (FakeMongodCore+ChangeStreams.swift).
+    let changeStreams = ChangeStreamRegistry()
     var nextCursorId: Int64 = 7_216_000_000_000_000_001
     var nextConnectionId: Int32 = 1
     /// SCRAM credentials by `db.user`, derived once per user and mechanism.
