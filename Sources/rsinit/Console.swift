@@ -86,6 +86,8 @@ struct Console: Sendable {
         case .noWritablePrimary: return "check the members' health with rsinit status, or raise --timeout"
         case .oplogNotAdvancing: return "check that the primary accepts writes (rsinit status)"
         case .historyLost: return "restart with --from end after consumers reload, and size the oplog for the outage"
+        case .committedEntryMissing:
+            return "check the replica set (rs.status(), rollback files), let consumers reload, then restart with --from end"
         }
     }
 }
