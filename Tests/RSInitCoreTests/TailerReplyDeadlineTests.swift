@@ -54,6 +54,59 @@ import Testing
     }
 }
 
+/// The same bound on the change-stream source: a swallowed `getMore` on the stream is abandoned after
+/// `maxAwaitTime + replyMargin` and the stream resumes from its token, losing and repeating nothing.
+@Suite struct ChangeStreamReplyDeadlineTests {
+    @Test func aStreamGetMoreThatIsNeverAnsweredIsAbandonedAfterTheReplyMargin() async throws {
+        let server = try primaryDouble()
+        defer { server.stop() }
+        var configuration = ChangeStreamTailerConfiguration(
+            connectionString: try MongoConnectionString(server.uri),
+            maxAwaitTime: .milliseconds(300),
+            backoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
+        )
+        configuration.replyMargin = .seconds(1)
+        let tail = ChangeStreamTailer(configuration: configuration, logger: tailLogger)
+        let seen = SeenIDs()
+        let opened = Mutex(false)
+        let reading = Task {
+            var iterator = tail.makeAsyncIterator()
+            while let batch = try await iterator.next() {
+                opened.withLock { $0 = true }
+                let read = batch.events.compactMap { event -> Int? in
+                    guard case .int32(let id) = event.documentID else { return nil }
+                    return Int(id)
+                }
+                seen.ids.withLock { $0 += read }
+                if seen.ids.withLock({ $0.count }) >= 3 { break }
+            }
+            await iterator.close()
+        }
+        defer { reading.cancel() }
+        func waitUntil(within limit: Duration, _ condition: () -> Bool) async throws -> Bool {
+            let deadline = ContinuousClock.now + limit
+            while ContinuousClock.now < deadline {
+                if condition() { return true }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return false
+        }
+        #expect(try await waitUntil(within: .seconds(10)) { opened.withLock { $0 } }, "the stream never opened")
+        server.appendOplogEntry(["op": "i", "ns": "app.c", "o": ["_id": .int32(0)]])
+        #expect(try await waitUntil(within: .seconds(10)) { seen.ids.withLock { $0.count } >= 1 })
+        server.setSilent(true)
+        try await Task.sleep(for: .milliseconds(800))  // at least one getMore (every 300 ms) is swallowed
+        server.setSilent(false)
+        server.appendOplogEntry(["op": "i", "ns": "app.c", "o": ["_id": .int32(1)]])
+        server.appendOplogEntry(["op": "i", "ns": "app.c", "o": ["_id": .int32(2)]])
+        #expect(
+            try await waitUntil(within: .seconds(15)) { seen.ids.withLock { $0.count } >= 3 },
+            "the stream is stuck on an unanswered getMore"
+        )
+        #expect(seen.ids.withLock { $0 } == [0, 1, 2])
+    }
+}
+
 private final class SeenIDs: Sendable {
     let ids = Mutex<[Int]>([])
 }

@@ -360,19 +360,18 @@ public final class OplogBridge: Service, Sendable {
             let source = OplogTailer(configuration: tailer, logger: logger)
             return { source.makeAsyncIterator(stoppingWhen: $0) }
         case .changeStream(let scope, let fullDocument):
-            let source = ChangeStreamTailer(
-                configuration: ChangeStreamTailerConfiguration(
-                    connectionString: tailer.connectionString,
-                    scope: scope,
-                    start: tailer.start,
-                    mapping: tailer.mapping,
-                    fullDocument: fullDocument,
-                    batchSize: tailer.batchSize,
-                    maxAwaitTime: tailer.maxAwaitTime,
-                    backoff: tailer.backoff
-                ),
-                logger: logger
+            var streamConfiguration = ChangeStreamTailerConfiguration(
+                connectionString: tailer.connectionString,
+                scope: scope,
+                start: tailer.start,
+                mapping: tailer.mapping,
+                fullDocument: fullDocument,
+                batchSize: tailer.batchSize,
+                maxAwaitTime: tailer.maxAwaitTime,
+                backoff: tailer.backoff
             )
+            streamConfiguration.replyMargin = tailer.replyMargin
+            let source = ChangeStreamTailer(configuration: streamConfiguration, logger: logger)
             return { source.makeAsyncIterator(stoppingWhen: $0) }
         }
     }

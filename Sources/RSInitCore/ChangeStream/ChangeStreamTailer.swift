@@ -18,6 +18,10 @@ public struct ChangeStreamTailerConfiguration: Sendable {
     public var batchSize: Int
     /// `maxTimeMS` of each getMore.
     public var maxAwaitTime: Duration
+    /// How long a reply may take beyond ``maxAwaitTime`` before the connection counts as dead and the stream is
+    /// resumed (libmongoc's `socketTimeoutMS` is their sum; its 5-minute default would let a mongod that stops
+    /// answering stall the stream silently — the same rule as ``OplogTailerConfiguration/replyMargin``).
+    public var replyMargin: Duration = .seconds(10)
     public var backoff: Backoff
 
     public init(
@@ -269,7 +273,10 @@ public final class ChangeStreamSession: @unchecked Sendable {
     /// Sends the `aggregate` (§1.3's shape) from the token, the checkpoint or the configured start.
     private func open() async throws {
         if client == nil {
-            let options = try configuration.connectionString.settingOptions(int32: ["serverSelectionTimeoutMS": 5000])
+            let socketTimeout = (configuration.maxAwaitTime + configuration.replyMargin).milliseconds
+            let options = try configuration.connectionString.settingOptions(int32: [
+                "serverSelectionTimeoutMS": 5000, "socketTimeoutMS": Int32(clamping: max(1, socketTimeout)),
+            ])
             client = try MongoClient(options, appName: "rsinit-tail", logger: logger)
         }
         guard let client else { return }
