@@ -87,7 +87,8 @@ struct Console: Sendable {
         case .oplogNotAdvancing: return "check that the primary accepts writes (rsinit status)"
         case .historyLost: return "restart with --from end after consumers reload, and size the oplog for the outage"
         case .committedEntryMissing:
-            return "check the replica set (rs.status(), rollback files), let consumers reload, then restart with --from end"
+            return "check the replica set (rs.status(), rollback files), let consumers reload, "
+                + "then restart with --from end"
         }
     }
 }
