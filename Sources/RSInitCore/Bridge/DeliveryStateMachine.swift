@@ -23,7 +23,13 @@ public struct ConnectionGeneration: Hashable, Comparable, Sendable, CustomString
 ///   delivered.
 /// - The checkpoint only ever names a confirmed prefix (a batch and every batch before it were confirmed).
 /// - At most `window` batches are held (sent or waiting to be sent); nothing more is read until one is confirmed.
-public struct DeliveryStateMachine: Sendable {
+///
+/// Positions are opaque to the machine (it only compares them for equality): the bridge uses ``StoredCheckpoint``
+/// (an oplog `(ts, t)` or a change-stream token), the tests plain timestamps (``DeliveryStateMachine``).
+public typealias DeliveryStateMachine = DeliveryStateMachineOf<BSONTimestamp>
+
+/// ``DeliveryStateMachine`` over any kind of position.
+public struct DeliveryStateMachineOf<Position: Hashable & Sendable>: Sendable {
     /// Batches are numbered by the shell, 1, 2, 3… in oplog order.
     public typealias BatchID = Int
 
@@ -36,11 +42,11 @@ public struct DeliveryStateMachine: Sendable {
         case connect
         /// Write the batch on that connection only (never another), with the checkpoint behind it if one is given:
         /// ``sent(_:on:delivered:)`` or ``failed(on:)``.
-        case send(BatchID, on: ConnectionGeneration, checkpoint: BSONTimestamp?)
+        case send(BatchID, on: ConnectionGeneration, checkpoint: Position?)
         /// Wait for the answer to this batch: ``confirmed(_:on:)`` or ``failed(on:)``.
         case confirm(BatchID, on: ConnectionGeneration)
         /// Write this position as the checkpoint: ``checkpointWritten(_:on:)`` or ``failed(on:)``.
-        case writeCheckpoint(BSONTimestamp, on: ConnectionGeneration)
+        case writeCheckpoint(Position, on: ConnectionGeneration)
         /// Wait out the retry backoff for this attempt (1, 2, …), then ``pauseEnded()`` (or ``stop()``).
         case pause(attempt: Int)
         /// Done: everything read was confirmed and checkpointed, or the bridge is stopping and what is left is
@@ -67,11 +73,11 @@ public struct DeliveryStateMachine: Sendable {
 
     private struct Entry: Sendable {
         var id: BatchID
-        var position: BSONTimestamp?
+        var position: Position?
         /// The connection it was written on; nil until it is (again) written.
         var sentOn: ConnectionGeneration?
         /// The checkpoint written behind it.
-        var carries: BSONTimestamp?
+        var carries: Position?
     }
 
     /// Batches held at most (sent and not yet confirmed, or waiting to be sent).
@@ -82,11 +88,11 @@ public struct DeliveryStateMachine: Sendable {
     private var queue: [Entry] = []
     private var lastRead: BatchID = 0
     /// The position of the newest batch confirmed with every batch before it.
-    public private(set) var confirmedPosition: BSONTimestamp?
+    public private(set) var confirmedPosition: Position?
     /// The checkpoint the sink acknowledged last.
-    public private(set) var storedCheckpoint: BSONTimestamp?
+    public private(set) var storedCheckpoint: Position?
     /// The newest checkpoint written behind a batch still in flight.
-    private var checkpointInFlight: BSONTimestamp?
+    private var checkpointInFlight: Position?
     /// The tail caught up (a short batch, an idle heartbeat or the newest batch answered): confirm and checkpoint
     /// now instead of waiting for the next batch to push the window.
     private var caughtUpFlag = false
@@ -115,7 +121,7 @@ public struct DeliveryStateMachine: Sendable {
 
     /// The tail produced batch `id` (numbered 1, 2, … in order); `full` when it filled the batch size, i.e. more
     /// is waiting in the oplog.
-    public mutating func batchRead(_ id: BatchID, position: BSONTimestamp?, full: Bool) -> Action {
+    public mutating func batchRead(_ id: BatchID, position: Position?, full: Bool) -> Action {
         precondition(id == lastRead + 1, "batches are numbered in order")
         precondition(queue.count < window, "read only when the machine asked for it")
         lastRead = id
@@ -194,7 +200,7 @@ public struct DeliveryStateMachine: Sendable {
     }
 
     /// The checkpoint was written.
-    public mutating func checkpointWritten(_ position: BSONTimestamp, on generation: ConnectionGeneration) -> Action {
+    public mutating func checkpointWritten(_ position: Position, on generation: ConnectionGeneration) -> Action {
         if connection == .open(generation) {
             storedCheckpoint = position
             failures = 0
@@ -235,7 +241,7 @@ public struct DeliveryStateMachine: Sendable {
     }
 
     /// The confirmed position, if the sink does not hold it (nor will once a batch in flight is confirmed).
-    private var pendingCheckpoint: BSONTimestamp? {
+    private var pendingCheckpoint: Position? {
         guard let confirmedPosition, confirmedPosition != (checkpointInFlight ?? storedCheckpoint) else { return nil }
         return confirmedPosition
     }

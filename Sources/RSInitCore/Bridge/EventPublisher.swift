@@ -23,7 +23,7 @@ public protocol EventPublisher: Sendable {
     /// events (it names an earlier batch, already confirmed). Batches are sent and confirmed in order.
     func send(
         _ batch: OplogBatch,
-        checkpoint: BSONTimestamp?,
+        checkpoint: StoredCheckpoint?,
         on generation: ConnectionGeneration
     ) async throws -> PublishTicket<PendingBatch>
     /// Waits until the sink answered for a sent batch. A failure means the connection is lost: this batch, and
@@ -33,10 +33,10 @@ public protocol EventPublisher: Sendable {
     /// the publisher's state: it runs concurrently with the other calls.
     func answered(_ batch: PendingBatch) async
     /// Records `position` (a confirmed batch's) as the checkpoint, on the connection of `generation` only.
-    func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws
+    func writeCheckpoint(_ position: StoredCheckpoint, on generation: ConnectionGeneration) async throws
     /// The stored checkpoint, nil when there is none (after a ``PublisherFailover``: the one the node now written
-    /// to holds).
-    func loadCheckpoint() async throws -> BSONTimestamp?
+    /// to holds). A value that is not a checkpoint throws a clear error (``StoredCheckpointError`` in it).
+    func loadStoredCheckpoint() async throws -> StoredCheckpoint?
     /// Whether an error this publisher threw is worth retrying (the sink may come back); the bridge then holds the
     /// oplog and retries with backoff. Other errors end the run.
     func isTransient(_ error: any Error) -> Bool
@@ -57,7 +57,28 @@ extension EventPublisher {
     public func connect() async throws -> ConnectionGeneration { ConnectionGeneration(0) }
 
     /// Nothing to flush: ``publish(_:)`` records the checkpoint itself.
-    public func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws {}
+    public func writeCheckpoint(_ position: StoredCheckpoint, on generation: ConnectionGeneration) async throws {}
+
+    /// The stored checkpoint's timestamp (the oplog `ts`, or the token's clusterTime).
+    public func loadCheckpoint() async throws -> BSONTimestamp? {
+        try await loadStoredCheckpoint()?.timestamp
+    }
+
+    /// ``writeCheckpoint(_:on:)`` with a bare oplog timestamp (a v1 checkpoint: the term unknown).
+    @_disfavoredOverload
+    public func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws {
+        try await writeCheckpoint(StoredCheckpoint.legacyTimestamp(position), on: generation)
+    }
+
+    /// ``send(_:checkpoint:on:)`` with a bare oplog timestamp (a v1 checkpoint: the term unknown).
+    @_disfavoredOverload
+    public func send(
+        _ batch: OplogBatch,
+        checkpoint: BSONTimestamp?,
+        on generation: ConnectionGeneration
+    ) async throws -> PublishTicket<PendingBatch> {
+        try await send(batch, checkpoint: checkpoint.map(StoredCheckpoint.legacyTimestamp), on: generation)
+    }
 
     /// Redis errors the server may recover from (``RedisError/isTransient``).
     public func isTransient(_ error: any Error) -> Bool {
@@ -69,7 +90,7 @@ extension EventPublisher where PendingBatch == Never {
     /// Delivers the batch completely while sending (no pipelining).
     public func send(
         _ batch: OplogBatch,
-        checkpoint: BSONTimestamp?,
+        checkpoint: StoredCheckpoint?,
         on generation: ConnectionGeneration
     ) async throws -> PublishTicket<Never> {
         .delivered(try await publish(batch))
@@ -81,17 +102,18 @@ extension EventPublisher where PendingBatch == Never {
     public func answered(_ batch: Never) async {}
 }
 
-/// Checkpoint values are the 64-bit `(t << 32) | i` of the oplog `ts`, zero-padded to 20 decimal digits so that
-/// string order is oplog order (the HA script only moves a checkpoint forward).
+/// The ordering key of checkpoint values: the 64-bit `(t << 32) | i` of the oplog `ts`, zero-padded to 20 decimal
+/// digits so that string order is oplog order (the HA script only moves a checkpoint forward). A v1 checkpoint is
+/// this key alone; v2 values (``StoredCheckpoint``) start with it.
 public enum CheckpointEncoding {
     public static func encode(_ ts: BSONTimestamp) -> String {
         let digits = String(ts.rawValue)
         return String(repeating: "0", count: 20 - digits.count) + digits
     }
 
+    /// The timestamp of a stored value, v1 or v2 (nil when it is not one).
     public static func decode(_ text: String) -> BSONTimestamp? {
-        guard !text.isEmpty, text.utf8.count <= 20, let raw = UInt64(text) else { return nil }
-        return BSONTimestamp(rawValue: raw)
+        (try? StoredCheckpoint.decode(text))?.timestamp
     }
 
     /// Accepts `T.I`, `T,I` or the raw 64-bit decimal (for `--from`).

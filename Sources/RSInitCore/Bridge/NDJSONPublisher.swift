@@ -1,6 +1,6 @@
 import Dispatch
 import FoundationEssentials
-public import MongoCWrapper
+import MongoCWrapper
 
 #if canImport(Glibc)
 import Glibc
@@ -92,7 +92,7 @@ public struct NDJSONPublisher: EventPublisher {
         return line
     }
 
-    public func loadCheckpoint() async throws -> BSONTimestamp? { nil }
+    public func loadStoredCheckpoint() async throws -> StoredCheckpoint? { nil }
     public func close() async {}
 }
 

@@ -162,18 +162,21 @@ public final class OplogBridge: Service, Sendable {
     /// and reports their outcomes. It decides nothing itself.
     private func tail<Publisher: EventPublisher>(_ publisher: Publisher) async throws {
         let start: OplogStart
-        do { start = try await resolveStart(publisher) } catch is CancellationError {
+        let startCheckpoint: StoredCheckpoint?
+        do { (start, startCheckpoint) = try await resolveStart(publisher) } catch is CancellationError {
             return  // stopped while Redis was unreachable at start-up: nothing was read, nothing to finish
         }
-        var machine = DeliveryStateMachine(window: Self.publishWindow)
+        var machine = DeliveryStateMachineOf<StoredCheckpoint>(window: Self.publishWindow)
         var held: [DeliveryStateMachine.BatchID: Held<Publisher.PendingBatch>] = [:]
         var sequence = 0
         var tailStart = start
+        var tailCheckpoint = startCheckpoint
         // Where to go back to after a failover when the new Redis master holds no checkpoint: this run's start.
         var failoverFloor: OplogStart? = start == .end ? nil : start
         while true {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = tailStart
+            tailerConfiguration.resumeCheckpoint = tailCheckpoint
             let makeBatches = batchSource(tailerConfiguration)
             // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The machine
             // is the bound: while Redis is down it asks for nothing, and the oplog is not read further.
@@ -238,7 +241,7 @@ public final class OplogBridge: Service, Sendable {
                                 held[sequence] = Held(batch: batch)
                                 action = machine.batchRead(
                                     sequence,
-                                    position: batch.resumePosition,
+                                    position: batch.storedCheckpoint,
                                     full: batch.entriesRead >= configuration.tailer.batchSize
                                 )
                             }
@@ -327,11 +330,11 @@ public final class OplogBridge: Service, Sendable {
                 // from the checkpoint the node now written to holds, so the checkpoint still names only a prefix
                 // this node confirmed.
                 held.removeAll()
-                machine = DeliveryStateMachine(window: Self.publishWindow)
+                machine = DeliveryStateMachineOf<StoredCheckpoint>(window: Self.publishWindow)
                 sequence = 0
                 if stopping { return }
                 do {
-                    tailStart = try await resumeAfter(failover, publisher, floor: failoverFloor)
+                    (tailStart, tailCheckpoint) = try await resumeAfter(failover, publisher, floor: failoverFloor)
                 } catch is CancellationError {
                     return
                 }
@@ -346,6 +349,7 @@ public final class OplogBridge: Service, Sendable {
                 metadata: ["rsinit.position": "\(lost.position)", "rsinit.reason": "\(lost.reason)"]
             )
             tailStart = .end
+            tailCheckpoint = nil
             held.removeAll()
         }
     }
@@ -371,6 +375,7 @@ public final class OplogBridge: Service, Sendable {
                 backoff: tailer.backoff
             )
             streamConfiguration.replyMargin = tailer.replyMargin
+            streamConfiguration.resumeCheckpoint = tailer.resumeCheckpoint
             let source = ChangeStreamTailer(configuration: streamConfiguration, logger: logger)
             return { source.makeAsyncIterator(stoppingWhen: $0) }
         }
@@ -382,34 +387,51 @@ public final class OplogBridge: Service, Sendable {
         _ failover: PublisherFailover,
         _ publisher: some EventPublisher,
         floor: OplogStart?
-    ) async throws -> OplogStart {
+    ) async throws -> (OplogStart, StoredCheckpoint?) {
         state.withLock { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
         let checkpoint = try await retrying(publisher, "reading the checkpoint after a Redis failover") {
-            try await publisher.loadCheckpoint()
+            try await publisher.loadStoredCheckpoint()
         }
-        let start = checkpoint.map { OplogStart.after($0) } ?? floor ?? .end
+        let start = try checkpoint.map(resumeStart) ?? floor ?? .end
         logger.warning(
             "Redis changed under the bridge (failover or reconnection); delivering again from the checkpoint it holds",
-            metadata: ["rsinit.reason": "\(failover)", "rsinit.position": "\(start)"]
+            metadata: [
+                "rsinit.reason": "\(failover)", "rsinit.position": "\(checkpoint.map { "\($0)" } ?? "\(start)")",
+            ]
         )
-        return start
+        return (start, checkpoint)
     }
 
-    private func resolveStart(_ publisher: some EventPublisher) async throws -> OplogStart {
+    /// Where the tail starts for a stored checkpoint (format v1 or v2) on this bridge's source; a change-stream
+    /// token read by the oplog source is refused (``StoredCheckpointError``), never misread.
+    private func resumeStart(_ checkpoint: StoredCheckpoint) throws(StoredCheckpointError) -> OplogStart {
+        let source: StoredCheckpoint.Source
+        if case .changeStream = configuration.source { source = .changeStream } else { source = .oplog }
+        switch try checkpoint.resume(for: source) {
+        case .oplogAfter(let opTime): return .after(opTime.ts)
+        case .changeStreamAfterTime(let ts): return .after(ts)
+        case .changeStreamToken:
+            // The tailer resumes after the token; the position is the one its batches report (a tick before).
+            return .after(oneTickBefore(checkpoint.timestamp))
+        }
+    }
+
+    private func resolveStart(_ publisher: some EventPublisher) async throws -> (OplogStart, StoredCheckpoint?) {
         switch configuration.start {
-        case .end: return .end
-        case .timestamp(let ts): return .at(ts)
+        case .end: return (.end, nil)
+        case .timestamp(let ts): return (.at(ts), nil)
         case .checkpoint:
             let checkpoint = try await retrying(publisher, "reading the checkpoint") {
-                try await publisher.loadCheckpoint()
+                try await publisher.loadStoredCheckpoint()
             }
             if let checkpoint {
+                let start = try resumeStart(checkpoint)
                 logger.info("resuming after the checkpoint", metadata: ["rsinit.position": "\(checkpoint)"])
-                return .after(checkpoint)
+                return (start, checkpoint)
             }
             logger.info("no checkpoint yet: starting at the end of the oplog")
-            return .end
+            return (.end, nil)
         }
     }
 

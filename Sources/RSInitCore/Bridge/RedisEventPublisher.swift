@@ -1,6 +1,6 @@
 import FoundationEssentials
 public import Logging
-public import MongoCWrapper
+import MongoCWrapper
 import RESP
 import Synchronization
 
@@ -19,7 +19,7 @@ import Synchronization
 /// The node written to is found through a ``RedisConnector`` (one server, the Sentinels' master, the Cluster slot's
 /// master). On a topology that can fail over, a new connection after the first may reach another node, which may
 /// not hold what the old one acknowledged: ``connect()`` then throws ``PublisherFailover`` until
-/// ``loadCheckpoint()`` reads the checkpoint the node now written to holds (the bridge restarts its tail from it).
+/// ``loadStoredCheckpoint()`` reads the checkpoint the node now written to holds (the bridge restarts its tail from it).
 ///
 /// Thread-safe: the connection, its generation, the encoder's buffers and the counters are behind a `Mutex`.
 public final class RedisEventPublisher: EventPublisher, Sendable {
@@ -211,23 +211,23 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     /// The checkpoint the node written to holds (after a failover: the node now written to; clears the
     /// ``PublisherFailover`` state). An unparseable checkpoint throws ``RedisError/Kind/unexpectedReply`` and drops
     /// the connection.
-    public func loadCheckpoint() async throws -> BSONTimestamp? {
+    public func loadStoredCheckpoint() async throws -> StoredCheckpoint? {
         let connection = try connection(for: try await connect(reloading: true))
         do {
             let text = try RedisConnection.optionalString(
                 try await connection.command(["GET", configuration.checkpointKey]),
                 command: "GET \(configuration.checkpointKey)"
             )
-            var position: BSONTimestamp?
+            var position: StoredCheckpoint?
             if let text {
-                guard let decoded = CheckpointEncoding.decode(text) else {
+                do {
+                    position = try StoredCheckpoint.decode(text)
+                } catch {
                     throw RedisError(
                         .unexpectedReply,
-                        "the checkpoint \(configuration.checkpointKey) holds \"\(InputValue.shown(text))\", not a position "
-                            + "(the 20-digit (t << 32) | i rsinit writes); fix or delete the key, or start with --from end"
+                        "\(configuration.checkpointKey): \(error.message); fix: \(error.fix)"
                     )
                 }
-                position = decoded
             }
             // Read on this connection: what the old node confirmed no longer counts, the bridge starts from this.
             state.withLock { state in
@@ -249,7 +249,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
             return receipt
         case .pending(let pending):
             let receipt = try await confirm(pending)
-            if let position = batch.resumePosition { try await writeCheckpoint(position, on: generation) }
+            if let position = batch.storedCheckpoint { try await writeCheckpoint(position, on: generation) }
             return receipt
         }
     }
@@ -260,7 +260,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     /// batch's own position).
     public func send(
         _ batch: OplogBatch,
-        checkpoint: BSONTimestamp?,
+        checkpoint: StoredCheckpoint?,
         on generation: ConnectionGeneration
     ) async throws -> PublishTicket<PendingPublishes> {
         let connection = try connection(for: generation)
@@ -284,7 +284,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
                 encoded.reserveCapacity((end - start) * 200 + 100)
                 let count = state.encoder.appendPublishes(
                     batch.events[start..<end],
-                    checkpoint: last ? checkpoint.map { (checkpointKey, CheckpointEncoding.encode($0)) } : nil,
+                    checkpoint: last ? checkpoint.map { (checkpointKey, $0.encoded) } : nil,
                     to: &encoded
                 )
                 pending.append(connection.submit(encoded: encoded, replies: count))
@@ -334,12 +334,12 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     }
 
     /// Plain mode: writes `position` as the checkpoint (HA mode writes it with each batch).
-    public func writeCheckpoint(_ position: BSONTimestamp, on generation: ConnectionGeneration) async throws {
+    public func writeCheckpoint(_ position: StoredCheckpoint, on generation: ConnectionGeneration) async throws {
         guard !configuration.highAvailability else { return }
         let connection = try connection(for: generation)
         do {
             _ = try RedisConnection.check(
-                try await connection.command(["SET", configuration.checkpointKey, CheckpointEncoding.encode(position)]),
+                try await connection.command(["SET", configuration.checkpointKey, position.encoded]),
                 command: "SET"
             )
         } catch {
@@ -366,7 +366,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
         _ batch: OplogBatch,
         each: (_ encoded: [UInt8]) -> Void = { _ in }
     ) -> [(events: ArraySlice<ChangeEvent>, encoded: [UInt8])] {
-        let checkpoint = batch.resumePosition.map(CheckpointEncoding.encode) ?? ""
+        let checkpoint = batch.storedCheckpoint?.encoded ?? ""
         var chunks = stride(from: 0, to: batch.events.count, by: Self.chunkSize).map {
             batch.events[$0..<min($0 + Self.chunkSize, batch.events.count)]
         }

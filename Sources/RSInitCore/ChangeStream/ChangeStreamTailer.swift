@@ -12,6 +12,9 @@ public struct ChangeStreamTailerConfiguration: Sendable {
     /// ``OplogStart/at(_:)`` (`startAtOperationTime`, inclusive), ``OplogStart/after(_:)`` (`startAtOperationTime`
     /// one tick after a checkpoint).
     public var start: OplogStart
+    /// A stored change-stream checkpoint (format v2) to resume from: the first stream opens with `resumeAfter` its
+    /// token (`startAfter` when the token is an invalidate's) instead of `start`.
+    public var resumeCheckpoint: StoredCheckpoint?
     public var mapping: OplogEventMapper.Configuration
     /// `fullDocument: "updateLookup"`: updates carry the current document (or none when it was deleted since).
     public var fullDocument: Bool
@@ -135,6 +138,12 @@ public final class ChangeStreamSession: @unchecked Sendable {
         self.shouldStop = shouldStop
         self.mapper = ChangeStreamEventMapper(configuration: configuration.mapping)
         if case .after(let position) = configuration.start { lastPosition = position }
+        if case .changeStreamToken(let stored, let invalidate)? = try? configuration.resumeCheckpoint?.resume(
+            for: .changeStream
+        ) {
+            token = stored
+            reopenAfterInvalidate = invalidate
+        }
     }
 
     private var database: String {
@@ -398,6 +407,8 @@ public final class ChangeStreamSession: @unchecked Sendable {
             if previous.map({ position > $0 }) ?? true { lastPosition = position }
         }
         let advanced = lastPosition != previous
+        // Format v2: the token itself is the checkpoint (a restart resumes after it, not at its clusterTime).
+        let checkpoint = token.flatMap { StoredCheckpoint.changeStream(token: $0, fallback: nil) }
         return OplogBatch(
             events: events,
             resumePosition: lastPosition,
@@ -405,7 +416,8 @@ public final class ChangeStreamSession: @unchecked Sendable {
             entriesRead: documents.isEmpty ? (advanced ? 1 : 0) : documents.count,
             skipped: skipped,
             lastWallTime: lastWall,
-            unexpressed: mapper.takeUnexpressed()
+            unexpressed: mapper.takeUnexpressed(),
+            checkpoint: lastPosition == nil ? nil : checkpoint
         )
     }
 }

@@ -44,6 +44,14 @@ public struct OplogBatch: Sendable {
     /// Entries the format cannot fully express (skipped or published on the collection channel only), in order:
     /// to be logged and counted, never dropped silently.
     public var unexpressed: [UnexpressedEntry]
+    /// The checkpoint to store for `resumePosition` when the source knows more than the timestamp (the oplog
+    /// entry's term, the change stream's resume token); nil: `resumePosition` alone (format v1).
+    public var checkpoint: StoredCheckpoint?
+
+    /// What the publisher stores after the batch: ``checkpoint``, else `resumePosition` (term unknown).
+    public var storedCheckpoint: StoredCheckpoint? {
+        checkpoint ?? resumePosition.map(StoredCheckpoint.legacyTimestamp)
+    }
 
     /// A batch of `events` read up to `lastRead`, resumable after `resumePosition`.
     public init(
@@ -53,8 +61,10 @@ public struct OplogBatch: Sendable {
         entriesRead: Int,
         skipped: [OplogEventMapper.Skip: Int] = [:],
         lastWallTime: Int64? = nil,
-        unexpressed: [UnexpressedEntry] = []
+        unexpressed: [UnexpressedEntry] = [],
+        checkpoint: StoredCheckpoint? = nil
     ) {
+        self.checkpoint = checkpoint
         self.events = events
         self.resumePosition = resumePosition
         self.lastRead = lastRead
@@ -71,6 +81,9 @@ public struct OplogTailerConfiguration: Sendable {
     public var connectionString: MongoConnectionString
     /// Where the first cursor starts.
     public var start: OplogStart
+    /// The stored checkpoint `start` comes from, when it does: its term (format v2) makes the majority-gated
+    /// anchor check (replication-ha.md §9.2) tell a rolled-back entry from one rolled off after a restart.
+    public var resumeCheckpoint: StoredCheckpoint?
     /// How entries become ``ChangeEvent``s (changed-fields mode, namespace filter).
     public var mapping: OplogEventMapper.Configuration
     /// Entries per find/getMore.
@@ -196,6 +209,9 @@ public final class TailSession: @unchecked Sendable {
         let startPosition: BSONTimestamp?
         if case .after(let position) = configuration.start { startPosition = position } else { startPosition = nil }
         self.mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: startPosition)
+        if let opTime = configuration.resumeCheckpoint?.opTime, opTime.ts == startPosition {
+            lastDeliveredTerm = opTime.t
+        }
     }
 
     func close() async {
@@ -457,7 +473,8 @@ public final class TailSession: @unchecked Sendable {
             case .after(let position):
                 filter = ["ts": ["$gte": .timestamp(position)]]
                 skipFirstEntry = position
-                checkpoint = OplogOpTime(ts: position, t: nil)
+                let stored = configuration.resumeCheckpoint?.opTime
+                checkpoint = OplogOpTime(ts: position, t: stored?.ts == position ? stored?.t : nil)
             }
         }
         if isGated, let checkpoint, majority.map({ $0 < checkpoint.ts }) ?? true {
@@ -596,6 +613,15 @@ public final class TailSession: @unchecked Sendable {
                 )
             }
         }
+        // Format v2 stores the entry's term with its ts when the resume position is the last entry read (not the
+        // tick before an open transaction's first entry, which names no entry).
+        var checkpoint: StoredCheckpoint?
+        if let position = mapper.resumePosition, position == mapper.lastRead,
+            let term = documents.last?.documentValue?["t"]?.int64Value,
+            documents.last?.documentValue?["ts"]?.timestampValue == position
+        {
+            checkpoint = .oplog(ts: position, t: term)
+        }
         return OplogBatch(
             events: events,
             resumePosition: mapper.resumePosition,
@@ -603,7 +629,8 @@ public final class TailSession: @unchecked Sendable {
             entriesRead: documents.count,
             skipped: skipped,
             lastWallTime: mapper.lastWallTime,
-            unexpressed: mapper.takeUnexpressed()
+            unexpressed: mapper.takeUnexpressed(),
+            checkpoint: checkpoint
         )
     }
 }
