@@ -69,7 +69,8 @@ struct EventCommandEncoder {
 
     /// One `EVALSHA <sha> <2 + n> <checkpointKey> <fence key> <dedupe key>… <ttl> <checkpoint> <fenced>
     /// (<count> <channel>… <message>)…` for the events (the layout ``RedisEventPublisher/deduplicationScript``
-    /// reads). The dedupe key of an event is `<metadataPrefix>processed::<ts as 64-bit>::<txIdx>`; the fence key is
+    /// reads). The dedupe key of an event is `<metadataPrefix>processed::<ts as 64-bit>::<txIdx>` (a change-stream
+    /// event: `…::cs:<SHA-1 hex of its resume token>`, see ``RedisEventPublisher/Configuration/dedupeKey(_:)``); the fence key is
     /// that of `fence` (the call runs only if it exists), or the checkpoint key with `<fenced>` empty.
     mutating func appendScriptCall(
         _ events: some Collection<ChangeEvent>,
@@ -118,7 +119,14 @@ struct EventCommandEncoder {
             RedisOplogFormat.appendDecimal(event.timestamp.rawValue, to: &key)
             key.append(UInt8(ascii: ":"))
             key.append(UInt8(ascii: ":"))
-            RedisOplogFormat.appendDecimal(Int64(event.transactionIndex), to: &key)  // trap-checked: Int → Int64
+            if let token = event.resumeToken {
+                // A change-stream event: its token (unique across shards sharing a clusterTime), hashed to a
+                // bounded length.
+                key.append(contentsOf: "cs:".utf8)
+                key.append(contentsOf: SHA1.hex(Array(token.utf8)).utf8)
+            } else {
+                RedisOplogFormat.appendDecimal(Int64(event.transactionIndex), to: &key)  // trap-checked: Int → Int64
+            }
             RESPCodec.appendBulkString(key, into: &out)
         }
         if let fence { appendDedupeKey(fence) } else { RESPCodec.appendBulkString(checkpointKey, into: &out) }

@@ -57,8 +57,14 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
         public var checkpointKey: String { metadataPrefix + "checkpoint" }
 
         /// `<meta>processed::<(t<<32)|i>::<txIdx>` (event-format.md E08 with our prefix).
+        /// `processed::<ts>::<txIdx>` for an oplog event; `processed::<clusterTime>::cs:<SHA-1 of the resume token>`
+        /// for a change-stream event (two shards may write at one clusterTime with the same index; the token,
+        /// which holds the collection and document key, tells them apart).
         public func dedupeKey(_ event: ChangeEvent) -> String {
-            "\(metadataPrefix)processed::\(event.timestamp.rawValue)::\(event.transactionIndex)"
+            if let token = event.resumeToken {
+                return "\(metadataPrefix)processed::\(event.timestamp.rawValue)::cs:\(SHA1.hex(Array(token.utf8)))"
+            }
+            return "\(metadataPrefix)processed::\(event.timestamp.rawValue)::\(event.transactionIndex)"
         }
     }
 

@@ -64,6 +64,7 @@ public struct ChangeStreamEventMapper: Sendable {
         let namespace = Namespace(database: database, collection: ns?["coll"]?.stringValue ?? "")
         let transactionIndex =
             values[8]?.documentValue.flatMap(ChangeStreamResumeToken.decode).map(\.txnOpIndex) ?? 0
+        let resumeToken = values[8]?.documentValue?["_data"]?.stringValue.flatMap { $0.isEmpty ? nil : $0.uppercased() }
         switch operationType {
         case "drop", "rename", "dropDatabase":
             if operationType != "dropDatabase" && OplogEventMapper.isInternal(namespace) {
@@ -89,7 +90,8 @@ public struct ChangeStreamEventMapper: Sendable {
                     timestamp: ts,
                     transactionIndex: transactionIndex,
                     wallTime: wall,
-                    command: command
+                    command: command,
+                    resumeToken: resumeToken
                 )
             )
         case "insert", "update", "replace", "delete":
@@ -145,7 +147,8 @@ public struct ChangeStreamEventMapper: Sendable {
                 timestamp: ts,
                 transactionIndex: transactionIndex,
                 wallTime: wall,
-                fullDocument: configuration.includeFullDocuments ? full : nil
+                fullDocument: configuration.includeFullDocuments ? full : nil,
+                resumeToken: resumeToken
             )
         )
     }

@@ -37,6 +37,9 @@ public struct ChangeEvent: Sendable, Equatable {
     /// The inserted or replacement document, when full documents were requested.
     public var fullDocument: BSONDocument?
     public var command: Command?
+    /// The change-stream event's resume token (`_id._data`, uppercase hex); nil from the oplog. Keys HA
+    /// dedupe: unlike `(clusterTime, txnOpIndex)`, it is unique when two shards write at one clusterTime.
+    public var resumeToken: String?
 
     /// An event from any source (the oplog mapper, a test, a future change-stream source).
     public init(
@@ -48,8 +51,10 @@ public struct ChangeEvent: Sendable, Equatable {
         transactionIndex: Int = 0,
         wallTime: Int64? = nil,
         fullDocument: BSONDocument? = nil,
-        command: Command? = nil
+        command: Command? = nil,
+        resumeToken: String? = nil
     ) {
+        self.resumeToken = resumeToken
         self.kind = kind
         self.namespace = namespace
         self.documentID = documentID

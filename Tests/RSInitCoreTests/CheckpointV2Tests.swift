@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import MongoCWrapper
+import RESP
+import RSInitTestUtils
+import Testing
+
+@testable import RSInitCore
+
+/// Checkpoint format v2 end to end: what the bridge stores, and how a restart resumes from it.
+@Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"), .serialized)
+struct CheckpointV2Tests {
+    static func storedValue(_ redis: RedisServerProcess) async throws -> String? {
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let value = try await connection.command(["GET", "rsinit::checkpoint"]).string
+        await connection.close()
+        return value
+    }
+
+    /// One transaction of `ids` inserts: one oplog entry, so one clusterTime for all of its events.
+    static func appendTransaction(_ mongo: FakeMongod, _ ids: Range<Int>) {
+        let uuid = BSONBinary(subtype: 4, data: Array(repeating: 9, count: 16))
+        mongo.appendOplogEntry([
+            "lsid": ["id": .binary(uuid)], "txnNumber": .int64(1), "op": "c",
+            "ns": "admin.$cmd",
+            "o": [
+                "applyOps": .array(
+                    ids.map { id in
+                        ["op": "i", "ns": "tests.Foo", "o": ["_id": .string("id\(id)"), "n": .int32(Int32(id))]]
+                    }
+                )
+            ],
+        ])
+    }
+
+    /// The restart resumes after the stored token, not at its clusterTime: the events of a transaction read
+    /// before the stop (one clusterTime) are not published again, and nothing after them is lost.
+    @Test func aChangeStreamRestartRepeatsNothing() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis, start: .end)
+        let running = Task { try await bridge.run() }
+        try await Task.sleep(for: .milliseconds(500))
+        Self.appendTransaction(mongo, 0..<5)
+        _ = await subscriber.waitFor(10)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        let stored = try #require(try await Self.storedValue(redis))
+        guard case .changeStream(let token, _) = try StoredCheckpoint.decode(stored) else {
+            Issue.record("the change-stream source stored \(stored), not a token")
+            return
+        }
+        #expect(!token.isEmpty)
+
+        Self.appendTransaction(mongo, 5..<8)
+        let (restarted, restartedPublisher) = try await makeChangeStreamBridge(mongo, redis)
+        let runningAgain = Task { try await restarted.run() }
+        let messages = await subscriber.waitFor(16)
+        try await Task.sleep(for: .milliseconds(600))
+        restarted.stop()
+        try await runningAgain.value
+        await restartedPublisher.close()
+        subscriber.stop()
+        let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
+        #expect(messages.count >= 16)
+        #expect(Set(ids).count == 8, "nothing lost")
+        #expect(ids.count == 8, "nothing repeated: \(ids)")
+    }
+
+    /// An oplog bridge stores `(ts, t)`: the v2 value names the last entry and its term.
+    @Test func theOplogSourceStoresTheTerm() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        let (bridge, publisher) = try await makeBridge(mongo, redis, start: .end)
+        let running = Task { try await bridge.run() }
+        try await Task.sleep(for: .milliseconds(500))
+        try await insertDocuments(mongo, 0..<3)
+        _ = await subscriber.waitFor(6)
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        let stored = try #require(try await Self.storedValue(redis))
+        guard case .oplog(let ts, let t) = try StoredCheckpoint.decode(stored) else {
+            Issue.record("the oplog source stored \(stored), not (ts, t)")
+            return
+        }
+        #expect(ts == mongo.lastOplogTimestamp)
+        #expect(t >= 0)
+    }
+
+    /// A v1 checkpoint (the timestamp alone) still resumes the oplog source, which then writes v2.
+    @Test func anOldCheckpointIsUpgraded() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        try await insertDocuments(mongo, 0..<2)
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await connection.command([
+            "SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp),
+        ])
+        await connection.close()
+        try await insertDocuments(mongo, 2..<4)
+        let (bridge, publisher) = try await makeBridge(mongo, redis)
+        let running = Task { try await bridge.run() }
+        _ = await subscriber.waitFor(4)
+        try await Task.sleep(for: .milliseconds(400))
+        bridge.stop()
+        try await running.value
+        await publisher.close()
+        subscriber.stop()
+        let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
+        #expect(ids.count == 2)
+        let stored = try #require(try await Self.storedValue(redis))
+        #expect(try StoredCheckpoint.decode(stored).version == 2)
+    }
+
+    /// A change-stream token stored in Redis is refused by the oplog source with a clear error, never misread.
+    @Test func theOplogSourceRefusesAChangeStreamToken() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let redis = try await RedisServerProcess.launch()
+        let time = mongo.lastOplogTimestamp
+        let token = ChangeStreamResumeToken(clusterTime: time, tokenType: .event).data
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let value = StoredCheckpoint.changeStream(token: token, clusterTime: time).encoded
+        _ = try await connection.command(["SET", "rsinit::checkpoint", value])
+        await connection.close()
+        let (bridge, publisher) = try await makeBridge(mongo, redis)
+        await #expect(throws: StoredCheckpointError.self) { try await bridge.run() }
+        await publisher.close()
+    }
+
+    /// HA dedupe keyed by the event: two change-stream events of one clusterTime and one index (two shards) are
+    /// told apart by their tokens and each published once, however many bridges send them.
+    @Test func haDedupeKeysChangeStreamEventsByTheirToken() async throws {
+        let (redis, subscriber) = try await redisWithSubscriber()
+        let time = BSONTimestamp(seconds: 1_700_000_000, increment: 1)
+        let events = ["a", "b"].map { id in
+            ChangeEvent(
+                kind: .insert,
+                namespace: Namespace("tests.Foo"),
+                documentID: .string(id),
+                changedFields: ["_id"],
+                timestamp: time,
+                resumeToken: ChangeStreamResumeToken(
+                    clusterTime: time,
+                    tokenType: .event,
+                    eventIdentifier: ["operationType": "insert", "documentKey": ["_id": .string(id)]]
+                ).data
+            )
+        }
+        #expect(events[0].resumeToken != events[1].resumeToken)
+        let batch = OplogBatch(
+            events: events,
+            resumePosition: oneTickBefore(time),
+            lastRead: oneTickBefore(time),
+            entriesRead: 2,
+            checkpoint: StoredCheckpoint.changeStream(token: events[1].resumeToken ?? "", clusterTime: time)
+        )
+        let url = try RedisURL(redis.url())
+        let publishers = (0..<2).map { _ in
+            RedisEventPublisher(configuration: .init(url: url, highAvailability: true), logger: bridgeLogger)
+        }
+        #expect(publishers[0].configuration.dedupeKey(events[0]) != publishers[0].configuration.dedupeKey(events[1]))
+        #expect(try await publishers[0].publish(batch) == PublishReceipt(published: 2, duplicates: 0))
+        #expect(try await publishers[1].publish(batch) == PublishReceipt(published: 0, duplicates: 2))
+        let messages = await subscriber.waitFor(4)
+        try await Task.sleep(for: .milliseconds(200))
+        subscriber.stop()
+        let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
+        #expect(messages.count >= 4)
+        #expect(ids == [#"{"e":"i","d":{"_id":"a"},"f":["_id"]}"#, #"{"e":"i","d":{"_id":"b"},"f":["_id"]}"#])
+        #expect(try await Self.storedValue(redis) == batch.checkpoint?.encoded)
+        for publisher in publishers { await publisher.close() }
+    }
+}
