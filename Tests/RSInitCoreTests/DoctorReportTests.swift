@@ -358,6 +358,36 @@ import Testing
         #expect(finding(DoctorReport(facts: Self.facts(redis: garbage)), "checkpoint")?.severity == .failure)
     }
 
+    /// Format v2 values (oplog `(ts, t)`, change-stream token) are read and shown; v1 is shown as such; a damaged
+    /// v2 value is a failure naming why.
+    @Test func checkpointFormats() throws {
+        let ts = BSONTimestamp(seconds: UInt32(Self.now) - 2, increment: 3)
+        func judged(_ value: String) -> DoctorFinding? {
+            var redis = Self.redis()
+            redis.checkpointValue = value
+            return finding(DoctorReport(facts: Self.facts(redis: redis)), "checkpoint")
+        }
+        let v1 = try #require(judged(CheckpointEncoding.encode(ts)))
+        #expect(v1.severity == .ok && v1.message.contains("format v1"))
+        let oplog = try #require(judged(StoredCheckpoint.oplog(ts: ts, t: 7).encoded))
+        #expect(oplog.severity == .ok && oplog.message.contains("t=7") && oplog.message.contains("format v2"))
+        let token = ChangeStreamResumeToken(clusterTime: ts, tokenType: .event).data
+        let stream = try #require(judged(StoredCheckpoint.changeStream(token: token, clusterTime: ts).encoded))
+        #expect(stream.severity == .ok && stream.message.contains("change-stream source"))
+        let report = DoctorReport(
+            facts: Self.facts(
+                redis: {
+                    var r = Self.redis()
+                    r.checkpointValue = StoredCheckpoint.oplog(ts: ts, t: 7).encoded
+                    return r
+                }()
+            )
+        )
+        #expect(report.figures["checkpointLagSeconds"] != nil)
+        let damaged = try #require(judged(CheckpointEncoding.encode(ts) + ":v2:oplog:x"))
+        #expect(damaged.severity == .failure && damaged.message.contains("term"))
+    }
+
     @Test func dedupeKeysAreReportedNotJudged() {
         let report = DoctorReport(facts: Self.facts(redis: Self.redis(dedupeKeys: 42)))
         #expect(finding(report, "ha bridges")?.severity == .ok)

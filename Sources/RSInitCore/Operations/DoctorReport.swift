@@ -734,6 +734,21 @@ public struct DoctorReport: Sendable, Equatable {
         }
     }
 
+    /// The checkpoint as the report shows it: its position and format (v1: the timestamp alone, upgraded by the
+    /// bridge's next write; v2: the oplog `(ts, t)` or the change stream's token and clusterTime).
+    static func describe(_ checkpoint: StoredCheckpoint) -> String {
+        let ts = checkpoint.timestamp
+        switch checkpoint {
+        case .legacyTimestamp:
+            return "\(ts.seconds).\(ts.increment) (format v1, no term: the bridge rewrites it as v2 on its next write)"
+        case .oplog(_, let t):
+            return "\(ts.seconds).\(ts.increment) t=\(t) (oplog source, format v2)"
+        case .changeStream(let token, _):
+            let shortToken = token.count > 24 ? "\(token.prefix(24))…" : token
+            return "\(ts.seconds).\(ts.increment) (change-stream source, format v2, token \(shortToken))"
+        }
+    }
+
     static func checkpointFinding(_ redis: DoctorFacts.Redis, facts: DoctorFacts, policy: Policy) -> DoctorFinding {
         guard let value = redis.checkpointValue else {
             return DoctorFinding(
@@ -744,16 +759,18 @@ public struct DoctorReport: Sendable, Equatable {
                 fix: "start rsinit tail --redis <url>; if it runs, pass doctor the same --metadata-prefix"
             )
         }
-        guard let position = CheckpointEncoding.decode(value) else {
+        let checkpoint: StoredCheckpoint
+        do { checkpoint = try StoredCheckpoint.decode(value) } catch {
             return DoctorFinding(
                 "checkpoint",
                 .failure,
-                "\(redis.checkpointKey) holds \(value.prefix(40).debugDescription), not a checkpoint",
+                "\(redis.checkpointKey) holds \(value.prefix(40).debugDescription), not a checkpoint (\(error.message))",
                 fix: "delete the key (the bridge then starts at the end of the oplog) or fix --metadata-prefix"
             )
         }
+        let position = checkpoint.timestamp
         let age = facts.now - Double(position.seconds)
-        let shown = "\(position.seconds).\(position.increment)"
+        let shown = Self.describe(checkpoint)
         guard let oplog = facts.oplog else {
             return DoctorFinding(
                 "checkpoint",

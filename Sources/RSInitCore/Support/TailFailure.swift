@@ -4,7 +4,7 @@ extension BootstrapFailure {
     /// The failure that ends `rsinit tail`, with its fix and exit code: the core decides, the CLI only prints it.
     /// Nil for an error that is not a known outcome of a run (the CLI then reports it as it is).
     ///
-    /// History lost with `--on-history-lost fail` exits 9; a delivered, majority-committed entry missing exits 11; a transaction too large to hold, bad flags and a Redis
+    /// History lost with `--on-history-lost fail` exits 9; a delivered, majority-committed entry missing exits 11; a transaction too large to hold, a stored checkpoint of the other source, bad flags and a Redis
     /// that refuses the configuration exit 2; wrong credentials (MongoDB or Redis) exit 6; a mongod that is not a
     /// replica set member exits 4.
     public init?(tailError error: any Error) {
@@ -33,6 +33,8 @@ extension BootstrapFailure {
                     "split such transactions in the application (MongoDB advises at most 1,000 documents each); to get "
                     + "past this one, restart with --from end (its events are lost to consumers)"
             )
+        case let checkpoint as StoredCheckpointError:
+            self.init(.usage, checkpoint.message, fix: checkpoint.fix)
         case let redis as RedisError:
             self.init(redis: redis)
         case let mongo as MongoError:
