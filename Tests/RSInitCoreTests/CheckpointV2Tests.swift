@@ -178,3 +178,55 @@ struct CheckpointV2Tests {
         for publisher in publishers { await publisher.close() }
     }
 }
+
+/// Checkpoint v2 on the 3-member double: the stored term reaches the majority-gated anchor check of a new process.
+extension ReplicaSetBridgeTests {
+    /// A bridge stopped, the primary killed (a new term), a new bridge started from the stored `(ts, t)`: every
+    /// committed write once, in order; and the same `ts` stored with another term is told apart as an entry the
+    /// set does not hold (exit 11), where a timestamp alone would have been taken for it.
+    @Test func aRestartAcrossAFailoverResumesFromTheStoredTerm() async throws {
+        let set = try FakeReplicaSet.start(timings: Self.timings, periodicNoopInterval: nil)
+        defer { set.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        let (bridge, publisher) = try await makeSetBridge(set.uri, redis, seed: set.majorityOpTime(0)?.ts)
+        let run = Task { try await bridge.run() }
+        try await write(set.uri, 0..<20)
+        _ = await waitPublished(subscriber, Self.ids(0..<20))
+        bridge.stop()
+        try await run.value
+        await publisher.close()
+        let first = try StoredCheckpoint.decode(try #require(try await CheckpointV2Tests.storedValue(redis)))
+        guard case .oplog(let ts, let t) = first else {
+            Issue.record("the oplog source stored \(first), not (ts, t)")
+            return
+        }
+
+        set.kill(0)
+        try await write(set.uri, 20..<40)
+        let (restarted, restartedPublisher) = try await makeSetBridge(set.uri, redis, seed: nil)
+        let runAgain = Task { try await restarted.run() }
+        let order = await waitPublished(subscriber, Self.ids(0..<40))
+        restarted.stop()
+        try await runAgain.value
+        await restartedPublisher.close()
+        subscriber.stop()
+        #expect(order == Self.ids(0..<40))
+        let second = try StoredCheckpoint.decode(try #require(try await CheckpointV2Tests.storedValue(redis)))
+        guard case .oplog(let newTs, let newT) = second else {
+            Issue.record("the oplog source stored \(second), not (ts, t)")
+            return
+        }
+        #expect(newTs > ts)
+        #expect(newT > t, "the writes after the failover are in a newer term")
+
+        // The same ts under another term names an entry this set never committed.
+        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await connection.command([
+            "SET", "rsinit::checkpoint", StoredCheckpoint.oplog(ts: ts, t: t + 1).encoded,
+        ])
+        await connection.close()
+        let (wrong, wrongPublisher) = try await makeSetBridge(set.uri, redis, seed: nil)
+        await #expect(throws: OplogCommittedEntryMissing.self) { try await wrong.run() }
+        await wrongPublisher.close()
+    }
+}
