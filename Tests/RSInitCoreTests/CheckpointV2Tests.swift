@@ -39,9 +39,12 @@ struct CheckpointV2Tests {
         let mongo = try quietPrimary()
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
-        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis, start: .end)
+        // Start right after the newest entry whenever the stream opens (a v1 checkpoint: startAtOperationTime).
+        let seed = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await seed.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp)])
+        await seed.close()
+        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis)
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(500))
         Self.appendTransaction(mongo, 0..<5)
         _ = await subscriber.waitFor(10)
         bridge.stop()
