@@ -64,7 +64,9 @@ func waitForCheckpoint(
     let deadline = ContinuousClock.now + timeout
     var value: UInt64?
     repeat {
-        value = try await connection.command(["GET", "rsinit::checkpoint"]).string.flatMap { UInt64($0) }
+        value = try await connection.command(["GET", "rsinit::checkpoint"]).string.flatMap {
+            CheckpointEncoding.decode($0)?.rawValue
+        }
         if value == expected.rawValue { return value }
         try await Task.sleep(for: .milliseconds(20))
     } while ContinuousClock.now < deadline
@@ -138,7 +140,7 @@ struct TailCLITests {
         first.signal(SIGTERM)
         #expect(try await first.exitCode() == 0, "\(first.errors)")
         let stored = try await connection.command(["GET", "rsinit::checkpoint"]).string
-        #expect(stored.flatMap { UInt64($0) } == mongo.lastOplogTimestamp.rawValue)
+        #expect(stored.flatMap { CheckpointEncoding.decode($0)?.rawValue } == mongo.lastOplogTimestamp.rawValue)
         // Written while no bridge runs, then a bridge killed with -9 mid-stream: the next one resumes.
         try await insertMany(mongo, 20..<40)
         let second = try TailProcess([

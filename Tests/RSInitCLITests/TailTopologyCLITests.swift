@@ -83,7 +83,7 @@ func waitForStoredCheckpoint(
     var value: UInt64?
     repeat {
         value = try? await onDedicatedThread { try redisAdminCommand(port: port, ["GET", key]).string }
-            .flatMap { UInt64($0) }
+            .flatMap { CheckpointEncoding.decode($0)?.rawValue }
         if value == expected.rawValue { return value }
         try await Task.sleep(for: .milliseconds(50))
     } while Date() < deadline
