@@ -21,6 +21,11 @@ struct TailFailureTests {
                 ), .committedEntryMissing, 11
             ),
             (OplogTransactionTooLarge(operations: 2_000_000, maximum: 1_000_000), .usage, 2),
+            (
+                StoredCheckpointError.wrongSource(
+                    .changeStream(token: "82AB", clusterTime: BSONTimestamp(seconds: 7, increment: 2))
+                ), .usage, 2
+            ),
             (RedisError(.authenticationFailed, "Redis rejected the credentials"), .auth, 6),
             (RedisError(.tlsFailed, "no TLS"), .usage, 2),
             (MongoError(code: .noReplicationEnabled, message: "no oplog"), .notReplicaSet, 4),

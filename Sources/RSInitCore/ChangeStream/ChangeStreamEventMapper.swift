@@ -64,7 +64,12 @@ public struct ChangeStreamEventMapper: Sendable {
         let namespace = Namespace(database: database, collection: ns?["coll"]?.stringValue ?? "")
         let transactionIndex =
             values[8]?.documentValue.flatMap(ChangeStreamResumeToken.decode).map(\.txnOpIndex) ?? 0
-        let resumeToken = values[8]?.documentValue?["_data"]?.stringValue.flatMap { $0.isEmpty ? nil : $0.uppercased() }
+        // Servers send uppercase hex; normalise only when needed (no copy per event on the hot path).
+        let resumeToken = values[8]?.documentValue?["_data"]?.stringValue.flatMap { data -> String? in
+            if data.isEmpty { return nil }
+            return data.utf8.contains(where: { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") })
+                ? data.uppercased() : data
+        }
         switch operationType {
         case "drop", "rename", "dropDatabase":
             if operationType != "dropDatabase" && OplogEventMapper.isInternal(namespace) {
