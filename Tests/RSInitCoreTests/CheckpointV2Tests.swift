@@ -233,3 +233,45 @@ extension ReplicaSetBridgeTests {
         await wrongPublisher.close()
     }
 }
+
+extension ChangeStreamTailerTests {
+    /// A database stream checkpointed at its invalidate resumes in a new process with `startAfter` that token
+    /// (`resumeAfter` an invalidate is refused by the server): the writes after the drop, nothing before.
+    @Test func aCheckpointAtAnInvalidateReopensWithStartAfter() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        var iterator = try tailer(mongo, scope: .database("tests")).makeAsyncIterator()
+        _ = try await iterator.next()
+        try await insertDocuments(mongo, 0..<2)
+        let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
+        _ = try await client.runCommand(["dropDatabase": 1], database: "tests")
+        await client.close()
+        var stored: StoredCheckpoint?
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, let batch = try await iterator.next() {
+            if case .changeStream(let token, _)? = batch.checkpoint,
+                ChangeStreamResumeToken.decode(data: token)?.fromInvalidate == true
+            {
+                stored = batch.checkpoint
+                break
+            }
+        }
+        await iterator.close()
+        let checkpoint = try #require(stored, "a batch checkpointed the invalidate's token")
+        guard case .changeStreamToken(_, let invalidate) = try checkpoint.resume(for: .changeStream) else {
+            Issue.record("not a token checkpoint")
+            return
+        }
+        #expect(invalidate)
+
+        try await insertDocuments(mongo, 2..<4)
+        let restartedTailer = try tailer(mongo, scope: .database("tests"), start: .after(checkpoint.timestamp))
+        var configuration = restartedTailer.configuration
+        configuration.resumeCheckpoint = checkpoint
+        var restarted = ChangeStreamTailer(configuration: configuration, logger: bridgeLogger).makeAsyncIterator()
+        let events = try await collect(&restarted, events: 2)
+        await restarted.close()
+        #expect(events.map { $0.command?.name ?? $0.kind.rawValue } == ["insert", "insert"])
+        #expect(events.map(\.documentID) == ["id2", "id3"])
+    }
+}
