@@ -141,6 +141,8 @@ final class FakeMongodCore: @unchecked Sendable {
     var cursors: [Int64: ServerCursor] = [:]
     /// `$changeStream` cursors and their faults (FakeMongodCore+ChangeStreams.swift).
     let changeStreams = ChangeStreamRegistry()
+    /// Set on a mongos double: every command goes to the router (FakeShardedCluster.swift).
+    var router: FakeMongosRouter?
     var nextCursorId: Int64 = 7_216_000_000_000_000_001
     var nextConnectionId: Int32 = 1
     /// SCRAM credentials by `db.user`, derived once per user and mechanism.
