@@ -36,6 +36,8 @@ struct FakeConnectionContext {
 struct OplogRecord {
     let ts: BSONTimestamp
     let document: BSONDocument
+    /// The change events of a CRUD or applyOps entry, built once (any scope; cursors filter by namespace).
+    var changeEvents: [PendingChangeEvent]? = nil
 }
 
 /// An open server-side cursor.
