@@ -115,4 +115,32 @@ import Testing
         await stream.close()
         await client.close()
     }
+
+    @Test func untargetedWritesFollowTheRouterRules() async throws {
+        let cluster = try FakeShardedCluster.start()
+        defer { cluster.stop() }
+        let client = try MongoClient(uri: cluster.uri, logger: logger)
+        let documents: [BSONValue] = (0..<10).map { .document(["_id": .int32(Int32($0)), "v": 0]) }
+        _ = try await client.runCommand(["insert": "coll", "documents": .array(documents)], database: "db")
+        #expect(cluster.shards.allSatisfy { !$0.documents(in: "db.coll").isEmpty })
+        // Without the shard key a single-document write changes one document in the cluster, a multi one all.
+        let one = try await client.runCommand(
+            ["update": "coll", "updates": [["q": ["v": 0], "u": ["$set": ["v": 1]]]]],
+            database: "db"
+        )
+        #expect(one["n"]?.int64Value == 1)
+        let all = try await client.runCommand(
+            ["update": "coll", "updates": [["q": ["v": 0], "u": ["$set": ["v": 2]], "multi": true]]],
+            database: "db"
+        )
+        #expect(all["n"]?.int64Value == 9)
+        let deleted = try await client.runCommand(
+            ["delete": "coll", "deletes": [["q": ["v": 2], "limit": 1]]],
+            database: "db"
+        )
+        #expect(deleted["n"]?.int64Value == 1)
+        let found = try await client.runCommand(["find": "coll", "filter": [:]], database: "db")
+        #expect(found[path: "cursor.firstBatch"]?.arrayValue?.count == 9)
+        await client.close()
+    }
 }

@@ -384,7 +384,7 @@ final class FakeMongosRouter: @unchecked Sendable {
                 )
             }
             let targets = id.map { [shardIndex(for: $0)] } ?? Array(shards.indices)
-            for index in targets {
+            shardLoop: for index in targets {
                 switch run(Self.forwarded(command, replacing: key, with: [value]), on: index) {
                 case .success(let reply):
                     let matched = reply["n"]?.int64Value ?? 0
@@ -395,7 +395,7 @@ final class FakeMongosRouter: @unchecked Sendable {
                         document.set("index", .int32(Int32(clamping: position)))
                         upserted.append(.document(document))
                     }
-                    if matched > 0 && !multi { break }
+                    if matched > 0 && !multi { break shardLoop }
                 case .failure(let failure):
                     return .failure(failure)
                 }
