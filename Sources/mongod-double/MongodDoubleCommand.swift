@@ -6,7 +6,7 @@ import RSInitTestUtils
 @main
 struct MongodDoubleCommand: ParsableCommand {
     enum ScenarioName: String, ExpressibleByArgument, CaseIterable {
-        case standalone, uninitialized, primary, removed
+        case standalone, uninitialized, primary, removed, mongos
     }
 
     static let configuration = CommandConfiguration(
@@ -21,6 +21,9 @@ struct MongodDoubleCommand: ParsableCommand {
               swift run rsinit --host 127.0.0.1 --allow-localhost-member --username root --password-file pw.txt
             A 3-member replica set (elections, lagged replication, majority commit point; free ports):
               swift run mongod-double --members 3 --scenario primary --set-name rs0
+            A sharded cluster: a mongos on --port over in-process shard primaries (shard key _id, hashed; events
+            from a cold shard wait for its periodic no-op, so a short --noop-interval keeps streams prompt):
+              swift run mongod-double --scenario mongos --shards 2 --noop-interval 0.1
             """
     )
 
@@ -63,7 +66,14 @@ struct MongodDoubleCommand: ParsableCommand {
     )
     var members = 1
 
+    @Option(help: "For --scenario mongos: how many shards (each a single-member replica set shardN).")
+    var shards = 2
+
     func validate() throws {
+        guard (1...8).contains(shards) else { throw ValidationError("--shards takes 1 to 8") }
+        if scenario == .mongos, members > 1 || !users.isEmpty || authWithoutUsers {
+            throw ValidationError("--scenario mongos does not take --members or --auth")
+        }
         guard (1...7).contains(members) else { throw ValidationError("--members takes 1 to 7") }
         if members > 1 {
             guard scenario == .primary || scenario == .uninitialized else {
@@ -79,6 +89,21 @@ struct MongodDoubleCommand: ParsableCommand {
     }
 
     func run() throws {
+        if scenario == .mongos {
+            let cluster = try FakeShardedCluster.start(
+                shardCount: shards,
+                port: port,
+                periodicNoopInterval: .milliseconds(Int64(noopInterval * 1000))
+            )
+            FileHandle.standardOutput.write(
+                Data(
+                    "mongod-double mongos listening on \(cluster.mongos.hostAndPort) over \(shards) shards (\(cluster.uri))\n"
+                        .utf8
+                )
+            )
+            while true { Thread.sleep(forTimeInterval: 3600) }
+            _ = cluster
+        }
         if members > 1 {
             let set = try FakeReplicaSet.start(
                 setName: setName,
@@ -98,6 +123,7 @@ struct MongodDoubleCommand: ParsableCommand {
         case .uninitialized: scenario = .uninitialized(setName: setName)
         case .primary: scenario = .primary(setName: setName)
         case .removed: scenario = .removed(setName: setName, storedHosts: storedHosts)
+        case .mongos: return
         }
         let configuration = FakeMongodConfiguration(
             scenario: scenario,

