@@ -142,7 +142,6 @@ import Testing
 
     @Test(arguments: [
         ("standalone", "--replSet"), ("uninitialized", "initiate"), ("removed", "--force-reconfig"),
-        ("mongos", "shard"),
     ])
     func nodeKindsWithoutASetAreFailures(kind: String, fixMentions: String) {
         let report = DoctorReport(facts: Self.facts(node: .answered(Self.node(kind: kind))))
@@ -150,6 +149,17 @@ import Testing
         #expect(set?.severity == .failure)
         #expect(set?.fix?.contains(fixMentions) == true, "\(set?.fix ?? "")")
         #expect(report.exitCode == 10)
+        #expect(finding(report, "oplog") == nil)
+    }
+
+    /// mongos has no oplog, but the bridge serves it through a change stream: a warning naming that source, not a
+    /// failure telling the user to point elsewhere.
+    @Test func mongosIsAWarningThatNamesTheChangeStreamSource() {
+        let report = DoctorReport(facts: Self.facts(node: .answered(Self.node(kind: "mongos"))))
+        let set = finding(report, "replica set")
+        #expect(set?.severity == .warning)
+        #expect(set?.fix?.contains("--source") == true, "\(set?.fix ?? "")")
+        #expect(report.exitCode == 0)
         #expect(finding(report, "oplog") == nil)
     }
 

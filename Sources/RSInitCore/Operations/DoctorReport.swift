@@ -415,11 +415,15 @@ public struct DoctorReport: Sendable, Equatable {
             return findings
         case "mongos":
             findings.append(
+                // A sharded cluster has no oplog here, but `rsinit tail` serves it through a change stream
+                // (`--source auto` picks it); the replica-set and oplog checks do not apply.
                 DoctorFinding(
                     "replica set",
-                    .failure,
-                    "\(facts.seed) is a mongos router, not a replica set member",
-                    fix: "point doctor (and the bridge) at a member of a shard's replica set"
+                    .warning,
+                    "\(facts.seed) is a mongos router: no oplog here, so rsinit tail reads a change stream "
+                        + "(majority-committed, cluster-wide); the replica-set and oplog checks are skipped",
+                    fix: "run rsinit tail with --source auto or --source change-stream; to check a shard's "
+                        + "replica set, point doctor at one of its members"
                 )
             )
             return findings
