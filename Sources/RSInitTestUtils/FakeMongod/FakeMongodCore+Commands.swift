@@ -134,7 +134,12 @@ extension FakeMongodCore {
         var response: FakeResponse?
         switch lower {
         case "hello", "ismaster":
-            result = .success(hello(command, legacy: lower != "hello", context: context))
+            if awaitTopologyChange(command, context: context) {
+                result = .success(hello(command, legacy: lower != "hello", context: context))
+            } else {
+                result = .success([:])
+                response = .hangUp
+            }
         case "ping", "endsessions", "refreshsessions", "killallsessions":
             result = .success([:])
         case "logout":
@@ -210,6 +215,9 @@ extension FakeMongodCore {
                 "codeName": .string(ServerCodeName.name(failure.code)),
             ]
             for (k, v) in failure.extra { document.append(k, v) }
+            if setMember && Self.notPrimaryErrorCodes.contains(failure.code) {
+                document.append("topologyVersion", .document(topologyVersionDocument))
+            }
         }
         if setName != nil {
             let clusterTime = oplogExists ? lastTimestamp : BSONTimestamp(seconds: 0, increment: 0)
@@ -232,6 +240,8 @@ extension FakeMongodCore {
 
     func hello(_ command: BSONDocument, legacy: Bool, context: FakeConnectionContext) -> BSONDocument {
         var reply = BSONDocument()
+        // §1.1: topologyVersion comes first; set members only (see FakeMongodCore+Topology.swift).
+        if setMember { reply.append("topologyVersion", .document(topologyVersionDocument)) }
         if command["helloOk"]?.isTruthy == true { reply.append("helloOk", true) }
         let writable = phase == .standalone || (phase == .primary && !steppingDown)
         // A set member follows §1.1's order (after setVersion); the lone double keeps its established order.
@@ -245,7 +255,7 @@ extension FakeMongodCore {
             reply.append("info", "Does not have a valid replica set config")
             reply.append("isreplicaset", true)
         case .startup2, .secondary, .drain, .primary, .rollback:
-            // No topologyVersion: the double does not implement awaitable hello (spec §11.5).
+            // topologyVersion: set members only, prepended above (the lone double has no awaitable hello).
             // hosts: electable data-bearing members; passives: priority 0; arbiters; hidden members are listed in
             // none of them (`TopologyCoordinator::fillHelloForReplSet`).
             let listed = configMembers.filter { $0["hidden"]?.isTruthy != true }
