@@ -169,7 +169,9 @@ extension FakeMongodCore {
         case "appendoplognote":
             result = appendOplogNote(command)
         case "insert", "update", "delete", "create", "drop", "dropdatabase":
-            result = write(lower, command, database: database)
+            result =
+                setMember
+                ? writeWithConcern(lower, command, database: database) : write(lower, command, database: database)
         case "find":
             result = find(command, database: database, secondaryOk: secondaryOk)
         case "aggregate":

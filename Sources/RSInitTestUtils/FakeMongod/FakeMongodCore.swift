@@ -129,6 +129,9 @@ final class FakeMongodCore: @unchecked Sendable {
     var newlyAddedHosts: Set<String> = []
     /// Whether a majority of the config's voters has the current config (§7.2 config commitment).
     var configCommitted = true
+    /// Test control (set members): writes block before applying, as if waiting for a lock, until released or
+    /// killed by a state change with 11602 (FakeMongodCore+WriteConcern.swift).
+    var writesHeld = false
 
     // Data
     var oplogExists = false
