@@ -256,7 +256,7 @@ extension FakeMongodCore {
             reply.append("secondary", false)
             reply.append("info", "Does not have a valid replica set config")
             reply.append("isreplicaset", true)
-        case .startup2, .secondary, .drain, .primary, .rollback:
+        case .startup2, .secondary, .drain, .primary, .rollback, .recovering:
             // topologyVersion: set members only, prepended above (the lone double has no awaitable hello).
             // hosts: electable data-bearing members; passives: priority 0; arbiters; hidden members are listed in
             // none of them (`TopologyCoordinator::fillHelloForReplSet`).
@@ -524,7 +524,7 @@ extension FakeMongodCore {
                     ]
                 )
             )
-        case .startup2, .secondary, .drain, .primary, .rollback:
+        case .startup2, .secondary, .drain, .primary, .rollback, .recovering:
             break
         }
         let opTime = lastOpTime
@@ -611,6 +611,8 @@ extension FakeMongodCore {
             reply.append("electionCandidateMetrics", .document(metrics))
         }
         reply.append("members", .array(members))
+        // §2.1: `tooStale` right after `term`, only while too stale (FakeReplicaSet's tooStale path).
+        if tooStale { reply = Self.inserting(("tooStale", true), before: "syncSourceHost", in: reply) }
         return .success(reply)
     }
 
@@ -734,7 +736,7 @@ extension FakeMongodCore {
     // MARK: Reads
 
     func readAllowed(database: String, secondaryOk: Bool) -> Result<Void, CommandFailure> {
-        if phase == .rollback {
+        if phase == .rollback || (setMember && phase == .startup2) {
             // §4.5, §8: oplog (and, INFERRED, all) reads in ROLLBACK.
             return .failure(
                 CommandFailure(

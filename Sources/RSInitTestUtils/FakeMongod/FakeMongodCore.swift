@@ -132,6 +132,8 @@ final class FakeMongodCore: @unchecked Sendable {
     /// Test control (set members): writes block before applying, as if waiting for a lock, until released or
     /// killed by a state change with 11602 (FakeMongodCore+WriteConcern.swift).
     var writesHeld = false
+    /// RECOVERING because its position fell off its sync source's oplog (§5.1 `TooStaleToSyncFromSource`).
+    var tooStale = false
 
     // Data
     var oplogExists = false
@@ -294,7 +296,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 }
                 armNoopTimer()
                 condition.broadcast()
-            case .standalone, .uninitialized, .removed, .primary, .rollback:
+            case .standalone, .uninitialized, .removed, .primary, .rollback, .recovering:
                 phaseDeadline = nil
             }
         }

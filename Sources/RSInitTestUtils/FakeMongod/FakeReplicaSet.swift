@@ -16,6 +16,9 @@ public struct FakeReplicaSetTimings: Sendable {
     public var rollbackDuration: Duration
     /// How often the set's heartbeat/replication loop runs.
     public var tick: Duration
+    /// How long a restarted member stays in STARTUP2, then in RECOVERING, before SECONDARY (§4.3).
+    public var restartStartup2: Duration = .milliseconds(100)
+    public var restartRecovering: Duration = .milliseconds(50)
 
     public init(
         electionTimeout: Duration = .milliseconds(600),
@@ -60,6 +63,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var jitter: [Double]
     private var leaderElectUntil: [ContinuousClock.Instant?]
     private var rollbackUntil: [ContinuousClock.Instant?]
+    /// A restarted member's next stage (STARTUP2 → RECOVERING → SECONDARY) and when it comes.
+    private var restartStage: [(phase: FakeMongodPhase, at: ContinuousClock.Instant)?]
     private var firstOpOfTerm: [FakeOpTime?]
     private var commitPoint: [FakeOpTime?]
     private var syncSource: [Int?]
@@ -114,6 +119,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         jitter = (0..<count).map { _ in Double.random(in: 0...0.15) }
         leaderElectUntil = Array(repeating: nil, count: count)
         rollbackUntil = Array(repeating: nil, count: count)
+        restartStage = Array(repeating: nil, count: count)
         firstOpOfTerm = Array(repeating: nil, count: count)
         commitPoint = Array(repeating: nil, count: count)
         syncSource = Array(repeating: nil, count: count)
@@ -167,7 +173,9 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.processId = FakeMongodCore.randomObjectID()
             core.cursors.removeAll()
             core.startedAt = Date()
-            core.phase = core.replicaSetConfig == nil ? .uninitialized : .secondary
+            // §4.3: STARTUP2 (loading the config; it has data, so no initial sync), RECOVERING briefly, SECONDARY.
+            core.phase = core.replicaSetConfig == nil ? .uninitialized : .startup2
+            core.tooStale = false
             core.steppingDown = false
             core.handoffRequested = false
             core.stepDownUntil = nil
@@ -175,6 +183,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.topologyCounter += 1
         }
         leaderElectUntil[index] = nil
+        restartStage[index] = (.recovering, .now + timings.restartStartup2)
         lastHeard[index] = .now
         down.remove(index)
         refreshReachability()
@@ -426,6 +435,19 @@ public final class FakeReplicaSet: @unchecked Sendable {
         }
         majority = voters.count / 2 + 1
         refreshReachability()
+
+        // Restarted members: STARTUP2 → RECOVERING → SECONDARY (§4.3).
+        for index in all where views[index] != nil {
+            guard let stage = restartStage[index], stage.at <= now else { continue }
+            restartStage[index] =
+                stage.phase == .recovering ? (.secondary, stage.at + timings.restartRecovering) : nil
+            update(index, &views) { core in
+                guard core.phase == .startup2 || core.phase == .recovering, !core.tooStale else { return }
+                core.phase = stage.phase
+                core.topologyCounter += 1
+                core.condition.broadcast()
+            }
+        }
 
         // Rollbacks that are done: SECONDARY again (§5.2 step 9).
         for index in all where views[index]?.phase == .rollback {
@@ -709,7 +731,16 @@ public final class FakeReplicaSet: @unchecked Sendable {
             guard !records.isEmpty else { return }
             update(s, &views) { core in core.applyReplicated(records) }
         case .tooStale:
-            return
+            // §5.1: TooStaleToSyncFromSource; the double has no chaining, so no other source works: RECOVERING with
+            // tooStale, for good (a resync is needed).
+            update(s, &views) { core in
+                core.phase = .recovering
+                core.tooStale = true
+                core.knownPrimaryHost = nil
+                core.topologyCounter += 1
+                core.condition.broadcast()
+            }
+            syncSource[s] = nil
         case .diverged:
             rollBack(s, against: p, &views, now: now)
         }
