@@ -29,6 +29,14 @@ import Testing
         #expect(read["errmsg"] == "Oplog collection reads are not allowed while in the rollback or startup state.")
         #expect(read["topologyVersion"] != nil)
         #expect(status(set, 2)?["myState"] == .int32(5))
+        // The others show it in STARTUP2 with null optimes (its heartbeats carry none).
+        let seenByPrimary = await ReplicaSetFidelityTests().eventually {
+            let entry = status(set, 0)?["members"]?.arrayValue?.compactMap(\.documentValue).first {
+                $0["name"] == .string(set.hosts[2])
+            }
+            return entry?["state"] == .int32(5) && entry?[path: "optime.t"] == .int64(-1)
+        }
+        #expect(seenByPrimary)
         // Then RECOVERING (3), whose hello counter moved, then SECONDARY.
         let recovering = await ReplicaSetFidelityTests().eventually { set.phase(2) == .recovering }
         #expect(recovering)

@@ -833,7 +833,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
             for other in members.indices where other != viewer {
                 var entry: BSONDocument = ["_id": .int32(Int32(other)), "name": .string(hosts[other])]
                 if reach(viewer, other), let view = views[other] {
-                    let opTime = view.last?.document ?? zero
+                    // §2: a member in STARTUP2 reports null optimes in its heartbeats.
+                    let opTime = view.phase == .startup2 ? zero : view.last?.document ?? zero
                     let date = FakeMongodCore.secondsDate(opTime)
                     entry.append("health", .double(1))
                     entry.append("state", .int32(view.phase.memberStateCode))
