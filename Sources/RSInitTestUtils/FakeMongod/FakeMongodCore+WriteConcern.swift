@@ -22,11 +22,14 @@ extension FakeMongodCore {
         _ command: BSONDocument,
         database: String
     ) -> Result<BSONDocument, CommandFailure> {
+        // A kill, rollback, restart or stop bumps `generation` and closes the connection: stop waiting then.
+        let generationAtStart = generation
+        let connectionAlive = { self.generation == generationAtStart }
         if writesHeld && writableForUsers {
-            while writesHeld && writableForUsers {
+            while writesHeld && writableForUsers && connectionAlive() {
                 _ = condition.wait(until: Date().addingTimeInterval(0.02))
             }
-            if !writableForUsers {
+            if !writableForUsers || !connectionAlive() {
                 return .failure(
                     CommandFailure(code: 11602, message: Self.interruptedMessage, extra: retryLabel(command))
                 )
@@ -40,7 +43,7 @@ extension FakeMongodCore {
         let wtimeout = concern["wtimeout"]?.int64Value ?? 0
         let deadline = wtimeout > 0 ? Date().addingTimeInterval(Double(wtimeout) / 1000) : Date.distantFuture
         let committed = { FakeOpTime(self.lastCommittedOpTime).map { $0 >= written } ?? false }
-        while writableForUsers && !committed() && Date() < deadline {
+        while writableForUsers && !committed() && Date() < deadline && connectionAlive() {
             _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.02)))
         }
         if committed() { return .success(body) }
