@@ -160,6 +160,9 @@ public enum FakeMongodPhase: Sendable, Equatable {
     case primary
     /// ROLLBACK (9): a member of a ``FakeReplicaSet`` truncating its divergent oplog (spec replication-ha §5.2).
     case rollback
+    /// RECOVERING (3): a restarted ``FakeReplicaSet`` member on its way to SECONDARY, or one too stale to sync
+    /// (`tooStale`, spec replication-ha §4.3, §5.1).
+    case recovering
 
     /// replSetGetStatus `myState`.
     var memberStateCode: Int32 {
@@ -170,6 +173,7 @@ public enum FakeMongodPhase: Sendable, Equatable {
         case .secondary: return 2
         case .drain, .primary: return 1
         case .rollback: return 9
+        case .recovering: return 3
         }
     }
 
@@ -181,6 +185,7 @@ public enum FakeMongodPhase: Sendable, Equatable {
         case .secondary: return "SECONDARY"
         case .drain, .primary: return "PRIMARY"
         case .rollback: return "ROLLBACK"
+        case .recovering: return "RECOVERING"
         }
     }
 }

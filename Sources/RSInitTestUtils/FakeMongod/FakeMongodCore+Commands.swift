@@ -135,7 +135,12 @@ extension FakeMongodCore {
         var response: FakeResponse?
         switch lower {
         case "hello", "ismaster":
-            result = .success(hello(command, legacy: lower != "hello", context: context))
+            if awaitTopologyChange(command, context: context) {
+                result = .success(hello(command, legacy: lower != "hello", context: context))
+            } else {
+                result = .success([:])
+                response = .hangUp
+            }
         case "ping", "endsessions", "refreshsessions", "killallsessions":
             result = .success([:])
         case "logout":
@@ -165,7 +170,9 @@ extension FakeMongodCore {
         case "appendoplognote":
             result = appendOplogNote(command)
         case "insert", "update", "delete", "create", "drop", "dropdatabase":
-            result = write(lower, command, database: database)
+            result =
+                setMember
+                ? writeWithConcern(lower, command, database: database) : write(lower, command, database: database)
         case "find":
             result = find(command, database: database, secondaryOk: secondaryOk)
         case "aggregate":
@@ -211,6 +218,9 @@ extension FakeMongodCore {
                 "codeName": .string(ServerCodeName.name(failure.code)),
             ]
             for (k, v) in failure.extra { document.append(k, v) }
+            if setMember && Self.notPrimaryErrorCodes.contains(failure.code) {
+                document.append("topologyVersion", .document(topologyVersionDocument))
+            }
         }
         if setName != nil {
             let clusterTime = oplogExists ? lastTimestamp : BSONTimestamp(seconds: 0, increment: 0)
@@ -233,6 +243,8 @@ extension FakeMongodCore {
 
     func hello(_ command: BSONDocument, legacy: Bool, context: FakeConnectionContext) -> BSONDocument {
         var reply = BSONDocument()
+        // §1.1: topologyVersion comes first; set members only (see FakeMongodCore+Topology.swift).
+        if setMember { reply.append("topologyVersion", .document(topologyVersionDocument)) }
         if command["helloOk"]?.isTruthy == true { reply.append("helloOk", true) }
         let writable = phase == .standalone || (phase == .primary && !steppingDown)
         // A set member follows §1.1's order (after setVersion); the lone double keeps its established order.
@@ -245,8 +257,8 @@ extension FakeMongodCore {
             reply.append("secondary", false)
             reply.append("info", "Does not have a valid replica set config")
             reply.append("isreplicaset", true)
-        case .startup2, .secondary, .drain, .primary, .rollback:
-            // No topologyVersion: the double does not implement awaitable hello (spec §11.5).
+        case .startup2, .secondary, .drain, .primary, .rollback, .recovering:
+            // topologyVersion: set members only, prepended above (the lone double has no awaitable hello).
             // hosts: electable data-bearing members; passives: priority 0; arbiters; hidden members are listed in
             // none of them (`TopologyCoordinator::fillHelloForReplSet`).
             let listed = configMembers.filter { $0["hidden"]?.isTruthy != true }
@@ -513,7 +525,7 @@ extension FakeMongodCore {
                     ]
                 )
             )
-        case .startup2, .secondary, .drain, .primary, .rollback:
+        case .startup2, .secondary, .drain, .primary, .rollback, .recovering:
             break
         }
         let opTime = lastOpTime
@@ -600,6 +612,8 @@ extension FakeMongodCore {
             reply.append("electionCandidateMetrics", .document(metrics))
         }
         reply.append("members", .array(members))
+        // §2.1: `tooStale` right after `term`, only while too stale (FakeReplicaSet's tooStale path).
+        if tooStale { reply = Self.inserting(("tooStale", true), before: "syncSourceHost", in: reply) }
         return .success(reply)
     }
 
@@ -723,7 +737,7 @@ extension FakeMongodCore {
     // MARK: Reads
 
     func readAllowed(database: String, secondaryOk: Bool) -> Result<Void, CommandFailure> {
-        if phase == .rollback {
+        if phase == .rollback || (setMember && phase == .startup2) {
             // §4.5, §8: oplog (and, INFERRED, all) reads in ROLLBACK.
             return .failure(
                 CommandFailure(

@@ -131,6 +131,11 @@ final class FakeMongodCore: @unchecked Sendable {
     var newlyAddedHosts: Set<String> = []
     /// Whether a majority of the config's voters has the current config (§7.2 config commitment).
     var configCommitted = true
+    /// Test control (set members): writes block before applying, as if waiting for a lock, until released or
+    /// killed by a state change with 11602 (FakeMongodCore+WriteConcern.swift).
+    var writesHeld = false
+    /// RECOVERING because its position fell off its sync source's oplog (§5.1 `TooStaleToSyncFromSource`).
+    var tooStale = false
 
     // Data
     var oplogExists = false
@@ -295,7 +300,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 }
                 armNoopTimer()
                 condition.broadcast()
-            case .standalone, .uninitialized, .removed, .primary, .rollback:
+            case .standalone, .uninitialized, .removed, .primary, .rollback, .recovering:
                 phaseDeadline = nil
             }
         }

@@ -16,6 +16,11 @@ public struct FakeReplicaSetTimings: Sendable {
     public var rollbackDuration: Duration
     /// How often the set's heartbeat/replication loop runs.
     public var tick: Duration
+    /// How long a restarted member stays in STARTUP2, then in RECOVERING, before SECONDARY (§4.3).
+    public var restartStartup2: Duration = .milliseconds(100)
+    public var restartRecovering: Duration = .milliseconds(50)
+    /// `priorityTakeoverFreshnessWindowSeconds` (§4.2; default UNCONFIRMED in the spec, 2 s as in mongod's source).
+    public var priorityTakeoverFreshnessWindow: Duration = .seconds(2)
 
     public init(
         electionTimeout: Duration = .milliseconds(600),
@@ -60,6 +65,10 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var jitter: [Double]
     private var leaderElectUntil: [ContinuousClock.Instant?]
     private var rollbackUntil: [ContinuousClock.Instant?]
+    /// A restarted member's next stage (STARTUP2 → RECOVERING → SECONDARY) and when it comes.
+    private var restartStage: [(phase: FakeMongodPhase, at: ContinuousClock.Instant)?]
+    /// Since when a secondary has had a lower-priority writable primary while fresh enough (§4.2 priority takeover).
+    private var takeoverSince: [ContinuousClock.Instant?]
     private var firstOpOfTerm: [FakeOpTime?]
     private var commitPoint: [FakeOpTime?]
     private var syncSource: [Int?]
@@ -114,6 +123,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
         jitter = (0..<count).map { _ in Double.random(in: 0...0.15) }
         leaderElectUntil = Array(repeating: nil, count: count)
         rollbackUntil = Array(repeating: nil, count: count)
+        restartStage = Array(repeating: nil, count: count)
+        takeoverSince = Array(repeating: nil, count: count)
         firstOpOfTerm = Array(repeating: nil, count: count)
         commitPoint = Array(repeating: nil, count: count)
         syncSource = Array(repeating: nil, count: count)
@@ -167,7 +178,9 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.processId = FakeMongodCore.randomObjectID()
             core.cursors.removeAll()
             core.startedAt = Date()
-            core.phase = core.replicaSetConfig == nil ? .uninitialized : .secondary
+            // §4.3: STARTUP2 (loading the config; it has data, so no initial sync), RECOVERING briefly, SECONDARY.
+            core.phase = core.replicaSetConfig == nil ? .uninitialized : .startup2
+            core.tooStale = false
             core.steppingDown = false
             core.handoffRequested = false
             core.stepDownUntil = nil
@@ -175,6 +188,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.topologyCounter += 1
         }
         leaderElectUntil[index] = nil
+        restartStage[index] = (.recovering, .now + timings.restartStartup2)
         lastHeard[index] = .now
         down.remove(index)
         refreshReachability()
@@ -427,6 +441,19 @@ public final class FakeReplicaSet: @unchecked Sendable {
         majority = voters.count / 2 + 1
         refreshReachability()
 
+        // Restarted members: STARTUP2 → RECOVERING → SECONDARY (§4.3).
+        for index in all where views[index] != nil {
+            guard let stage = restartStage[index], stage.at <= now else { continue }
+            restartStage[index] =
+                stage.phase == .recovering ? (.secondary, stage.at + timings.restartRecovering) : nil
+            update(index, &views) { core in
+                guard core.phase == .startup2 || core.phase == .recovering, !core.tooStale else { return }
+                core.phase = stage.phase
+                core.topologyCounter += 1
+                core.condition.broadcast()
+            }
+        }
+
         // Rollbacks that are done: SECONDARY again (§5.2 step 9).
         for index in all where views[index]?.phase == .rollback {
             if let until = rollbackUntil[index], until <= now {
@@ -496,7 +523,9 @@ public final class FakeReplicaSet: @unchecked Sendable {
                     if sourceTerm > core.term { core.term = sourceTerm }
                 }
                 replicate(from: p, to: s, &views, now: now)
+                priorityTakeover(s, primary: p, &views, now: now)
             } else {
+                takeoverSince[s] = nil
                 syncSource[s] = nil
                 let silentFor = now - lastHeard[s]
                 if silentFor >= timings.electionTimeout {
@@ -514,7 +543,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             let target = all.filter { s in
                 s != p && reach(p, s) && views[s]?.phase == .secondary && views[s]?.last == views[p]?.last
             }.first
-            if let target { tryElection(target, &views, now: now) }
+            if let target { tryElection(target, &views, now: now, reason: "stepUpRequestSkipDryRun") }
         }
 
         propagateConfig(&views, now: now)
@@ -639,7 +668,45 @@ public final class FakeReplicaSet: @unchecked Sendable {
         lastHeard[p] = .now
     }
 
-    private func tryElection(_ s: Int, _ views: inout [View?], now: ContinuousClock.Instant) {
+    /// §4.2 priority takeover: a secondary of higher priority than the writable primary, whose last applied is
+    /// within the freshness window of the primary's, calls an election after `electionTimeout × (priorityRank + 1)`
+    /// (+ its 0–15 % offset), priorityRank = how many members have a higher priority than it (S:HB, S:TC).
+    private func priorityTakeover(_ s: Int, primary p: Int, _ views: inout [View?], now: ContinuousClock.Instant) {
+        guard let view = views[s], view.phase == .secondary, let primaryView = views[p], primaryView.phase == .primary,
+            let config = primaryView.config
+        else {
+            takeoverSince[s] = nil
+            return
+        }
+        let priorities: [String: Double] = Dictionary(
+            (config["members"]?.arrayValue ?? []).compactMap { member -> (String, Double)? in
+                guard let host = member.documentValue?["host"]?.stringValue else { return nil }
+                return (host, member.documentValue?["priority"]?.doubleValue ?? 1)
+            },
+            uniquingKeysWith: { first, _ in first }
+        )
+        let mine = priorities[hosts[s]] ?? 1
+        let primaryLast = Double(primaryView.last?.ts.seconds ?? 0)
+        let myLast = Double(view.last?.ts.seconds ?? 0)
+        let fresh = primaryLast - myLast <= Double(timings.priorityTakeoverFreshnessWindow.components.seconds)
+        guard mine > (priorities[hosts[p]] ?? 1), fresh, !view.newlyAdded.contains(hosts[s]) else {
+            takeoverSince[s] = nil
+            return
+        }
+        let since = takeoverSince[s] ?? now
+        takeoverSince[s] = since
+        let rank = priorities.values.filter { $0 > mine }.count
+        guard now - since >= timings.electionTimeout * (Double(rank + 1) + jitter[s]) else { return }
+        takeoverSince[s] = nil
+        tryElection(s, &views, now: now, reason: "priorityTakeover")
+    }
+
+    private func tryElection(
+        _ s: Int,
+        _ views: inout [View?],
+        now: ContinuousClock.Instant,
+        reason: String = "electionTimeout"
+    ) {
         guard let view = views[s], view.phase == .secondary, self.voters.contains(s) else { return }
         if let until = view.stepDownUntil, until > now { return }
         let voters = members.indices.filter { reach(s, $0) && views[$0] != nil && self.voters.contains($0) }
@@ -654,6 +721,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         update(s, &views) { core in
             core.term = newTerm - 1
             core.beginElection()
+            core.electionCandidateMetrics?.set("lastElectionReason", .string(reason))
             core.phase = .drain
             core.knownPrimaryHost = core.selfHost
             core.stepDownUntil = nil
@@ -709,7 +777,16 @@ public final class FakeReplicaSet: @unchecked Sendable {
             guard !records.isEmpty else { return }
             update(s, &views) { core in core.applyReplicated(records) }
         case .tooStale:
-            return
+            // §5.1: TooStaleToSyncFromSource; the double has no chaining, so no other source works: RECOVERING with
+            // tooStale, for good (a resync is needed).
+            update(s, &views) { core in
+                core.phase = .recovering
+                core.tooStale = true
+                core.knownPrimaryHost = nil
+                core.topologyCounter += 1
+                core.condition.broadcast()
+            }
+            syncSource[s] = nil
         case .diverged:
             rollBack(s, against: p, &views, now: now)
         }
@@ -756,7 +833,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
             for other in members.indices where other != viewer {
                 var entry: BSONDocument = ["_id": .int32(Int32(other)), "name": .string(hosts[other])]
                 if reach(viewer, other), let view = views[other] {
-                    let opTime = view.last?.document ?? zero
+                    // §2: a member in STARTUP2 reports null optimes in its heartbeats.
+                    let opTime = view.phase == .startup2 ? zero : view.last?.document ?? zero
                     let date = FakeMongodCore.secondsDate(opTime)
                     entry.append("health", .double(1))
                     entry.append("state", .int32(view.phase.memberStateCode))
