@@ -42,11 +42,15 @@ let package = Package(
             pkgConfig: "libmongoc-1.0",
             providers: [.apt(["libmongoc-dev", "libbson-dev", "pkg-config"])]
         ),
-        // The only Swift module that imports CLibMongoC: BSON model, client, errors.
+        // Pure Swift BSON (no C): model, validation, coding, Decimal128 text, the resume-token codec.
+        .target(name: "BSON", swiftSettings: strictSettings),
+        // The one redaction function (passwords, keys, registered secrets) every printing module shares.
+        .target(name: "SecretRedaction", swiftSettings: strictSettings),
+        // The only Swift module that imports CLibMongoC: client, cursors, errors, BSON ⇄ bson_t, Extended JSON.
         .target(
             name: "MongoCWrapper",
             dependencies: [
-                "CLibMongoC",
+                "CLibMongoC", "BSON", "SecretRedaction",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -57,7 +61,7 @@ let package = Package(
         .target(
             name: "RSInitCore",
             dependencies: [
-                "MongoCWrapper",
+                "BSON", "SecretRedaction", "MongoCWrapper",
                 "RESP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -75,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit",
             dependencies: [
-                "RSInitCore",
+                "RSInitCore", "BSON", "SecretRedaction", "MongoCWrapper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -88,7 +92,7 @@ let package = Package(
         .target(
             name: "RSInitTestUtils",
             dependencies: [
-                "MongoCWrapper", "RESP",
+                "BSON", "MongoCWrapper", "RESP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -99,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit-bench",
             dependencies: [
-                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP",
+                "RSInitTestUtils", "BSON", "MongoCWrapper", "RSInitCore", "RESP",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -117,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit-demo-writes",
             dependencies: [
-                "MongoCWrapper",
+                "BSON", "MongoCWrapper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -129,20 +133,21 @@ let package = Package(
         .testTarget(
             name: "MongoCWrapperTests",
             dependencies: [
-                "MongoCWrapper", "RSInitTestUtils", .product(name: "InMemoryLogging", package: "swift-log"),
+                "BSON", "SecretRedaction", "MongoCWrapper", "RSInitTestUtils",
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
         .testTarget(
             name: "FakeMongodTests",
-            dependencies: ["MongoCWrapper", "RSInitTestUtils"],
+            dependencies: ["BSON", "MongoCWrapper", "RSInitTestUtils"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "RSInitCoreTests",
             dependencies: [
-                "RSInitCore", "MongoCWrapper", "RSInitTestUtils",
+                "RSInitCore", "BSON", "SecretRedaction", "MongoCWrapper", "RSInitTestUtils",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
@@ -156,7 +161,8 @@ let package = Package(
         .testTarget(
             name: "RSInitCLITests",
             dependencies: [
-                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP", .product(name: "Yams", package: "Yams"),
+                "RSInitTestUtils", "BSON", "SecretRedaction", "MongoCWrapper", "RSInitCore", "RESP",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSettings
         ),

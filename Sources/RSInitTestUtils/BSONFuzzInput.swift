@@ -1,4 +1,5 @@
-public import MongoCWrapper
+public import BSON
+import MongoCWrapper  // LibBSONVerdict: the differential fuzz against libbson
 
 /// Random and mutated BSON byte strings for the validator's differential fuzz (the test suite and `rsinit-bench
 /// fuzz`): well-formed documents with every element type, then byte flips, planted lengths (-1, 0, ±1 around the

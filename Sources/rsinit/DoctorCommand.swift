@@ -1,7 +1,9 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import MongoCWrapper
 import RSInitCore
+import SecretRedaction
 
 /// `rsinit doctor`: read-only checks of a deployment for real-time push, each ok / warning / failure with a fix.
 struct DoctorCommand: AsyncParsableCommand {

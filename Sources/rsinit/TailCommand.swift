@@ -1,9 +1,11 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import Logging
 import MongoCWrapper
 import Prometheus
 import RSInitCore
+import SecretRedaction
 import ServiceLifecycle
 import UnixSignals
 

@@ -1,5 +1,7 @@
+import BSON
 import MongoCWrapper
 import RSInitTestUtils
+import SecretRedaction
 import Testing
 
 @Suite struct RedactionTests {

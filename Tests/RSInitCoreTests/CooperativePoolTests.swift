@@ -1,3 +1,4 @@
+import BSON
 import Dispatch
 import Foundation
 import MongoCWrapper

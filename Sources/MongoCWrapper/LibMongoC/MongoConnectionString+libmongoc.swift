@@ -1,4 +1,5 @@
 internal import CLibMongoC
+import SecretRedaction
 
 #if canImport(Glibc)
 import Glibc

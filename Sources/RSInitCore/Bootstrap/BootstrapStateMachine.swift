@@ -1,3 +1,4 @@
+public import BSON
 public import MongoCWrapper
 
 /// The protocol decisions of a bootstrap (or a readiness wait), without I/O: each event (a server reply or

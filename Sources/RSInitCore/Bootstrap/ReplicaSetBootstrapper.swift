@@ -1,3 +1,4 @@
+import BSON
 import FoundationEssentials
 public import Logging
 import MongoCWrapper

@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Where the bridge delivers events: Redis, or NDJSON on stdout. One of the two seams of the design.
 ///

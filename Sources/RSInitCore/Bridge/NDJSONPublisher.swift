@@ -1,6 +1,6 @@
+public import BSON
 import Dispatch
 import FoundationEssentials
-public import MongoCWrapper
 
 #if canImport(Glibc)
 import Glibc

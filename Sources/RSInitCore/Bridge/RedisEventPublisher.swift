@@ -1,6 +1,6 @@
+public import BSON
 import FoundationEssentials
 public import Logging
-public import MongoCWrapper
 import RESP
 import Synchronization
 

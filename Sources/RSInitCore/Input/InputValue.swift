@@ -1,4 +1,6 @@
+import BSON
 import MongoCWrapper
+import SecretRedaction
 
 /// A value from a flag, an `RSINIT_*` variable or a `_FILE` that cannot be used. The message names where it came
 /// from, the value (redacted, shortened; never the contents of a file) and what is accepted.

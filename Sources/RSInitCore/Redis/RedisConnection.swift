@@ -1,3 +1,4 @@
+import BSON
 import FoundationEssentials
 import MongoCWrapper
 import NIOCore
@@ -5,6 +6,7 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 public import RESP
+import SecretRedaction
 
 /// One connection to Redis on SwiftNIO: plain TCP or TLS (`rediss://`), AUTH (password or ACL user), SELECT, and
 /// pipelined commands whose replies are matched in order.

@@ -1,6 +1,8 @@
+import BSON
 import FoundationEssentials
 import MongoCWrapper
 import NIOCore
+import SecretRedaction
 
 #if canImport(Glibc)
 import Glibc
