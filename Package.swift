@@ -44,25 +44,38 @@ let package = Package(
         ),
         // Pure Swift BSON (no C): model, validation, coding, Decimal128 text, the resume-token codec.
         .target(name: "BSON", swiftSettings: strictSettings),
-        // The one redaction function (passwords, keys, registered secrets) every printing module shares.
-        .target(name: "SecretRedaction", swiftSettings: strictSettings),
+        // Shared helpers below every module that prints or reads files: redaction, duration text, local files.
+        .target(name: "RSInitSupport", swiftSettings: strictSettings),
         // The only Swift module that imports CLibMongoC: client, cursors, errors, BSON ⇄ bson_t, Extended JSON.
         .target(
             name: "MongoCWrapper",
             dependencies: [
-                "CLibMongoC", "BSON", "SecretRedaction",
+                "CLibMongoC", "BSON", "RSInitSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
         // Pure RESP2 codec (no I/O): values, encoder, incremental decoder with limits.
         .target(name: "RESP", swiftSettings: strictSettings),
-        // The product: replica-set bootstrap, oplog tailer, Redis client and bridge.
+        // Redis client over RESP: NIO connection (TLS), URL, Sentinel/Cluster topology, connector, cluster slots.
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "RESP", "RSInitSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The product: replica-set bootstrap, oplog tailer and bridge.
         .target(
             name: "RSInitCore",
             dependencies: [
-                "BSON", "SecretRedaction", "MongoCWrapper",
-                "RESP",
+                "BSON", "RSInitSupport", "MongoCWrapper",
+                "RESP", "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -79,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit",
             dependencies: [
-                "RSInitCore", "BSON", "SecretRedaction", "MongoCWrapper",
+                "RSInitCore", "BSON", "RSInitSupport", "MongoCWrapper", "RedisClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -103,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit-bench",
             dependencies: [
-                "RSInitTestUtils", "BSON", "MongoCWrapper", "RSInitCore", "RESP",
+                "RSInitTestUtils", "BSON", "MongoCWrapper", "RSInitCore", "RESP", "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -133,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "MongoCWrapperTests",
             dependencies: [
-                "BSON", "SecretRedaction", "MongoCWrapper", "RSInitTestUtils",
+                "BSON", "RSInitSupport", "MongoCWrapper", "RSInitTestUtils",
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -147,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "RSInitCoreTests",
             dependencies: [
-                "RSInitCore", "BSON", "SecretRedaction", "MongoCWrapper", "RSInitTestUtils",
+                "RSInitCore", "BSON", "RSInitSupport", "MongoCWrapper", "RedisClient", "RSInitTestUtils",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
@@ -161,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "RSInitCLITests",
             dependencies: [
-                "RSInitTestUtils", "BSON", "SecretRedaction", "MongoCWrapper", "RSInitCore", "RESP",
+                "RSInitTestUtils", "BSON", "RSInitSupport", "MongoCWrapper", "RSInitCore", "RESP", "RedisClient",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSettings

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import SecretRedaction
+import RSInitSupport
 
 /// Helpers for MongoDB connection strings. Parsing is libmongoc's job; this only makes URIs safe to print.
 public enum MongoURI {

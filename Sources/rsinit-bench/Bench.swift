@@ -4,6 +4,7 @@ import Logging
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 
 #if canImport(Glibc)
 import Glibc

@@ -3,7 +3,7 @@ import FoundationEssentials
 import Logging
 import MongoCWrapper
 import RSInitCore
-import SecretRedaction
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc

@@ -3,7 +3,8 @@ import BSON
 import FoundationEssentials
 import MongoCWrapper
 import RSInitCore
-import SecretRedaction
+import RSInitSupport
+import RedisClient
 
 /// `rsinit doctor`: read-only checks of a deployment for real-time push, each ok / warning / failure with a fix.
 struct DoctorCommand: AsyncParsableCommand {

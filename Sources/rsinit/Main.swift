@@ -4,7 +4,7 @@ import FoundationEssentials
 import Logging
 import MongoCWrapper
 import RSInitCore
-import SecretRedaction
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc

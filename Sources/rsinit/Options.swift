@@ -3,7 +3,7 @@ import BSON
 import FoundationEssentials
 import MongoCWrapper
 import RSInitCore
-import SecretRedaction
+import RSInitSupport
 
 /// How to reach mongod, shared by every command.
 struct ConnectionOptions: ParsableArguments {

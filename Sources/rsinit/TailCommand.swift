@@ -5,7 +5,8 @@ import Logging
 import MongoCWrapper
 import Prometheus
 import RSInitCore
-import SecretRedaction
+import RSInitSupport
+import RedisClient
 import ServiceLifecycle
 import UnixSignals
 

@@ -1,7 +1,7 @@
 import BSON
 import MongoCWrapper
+import RSInitSupport
 import RSInitTestUtils
-import SecretRedaction
 import Testing
 
 @Suite struct RedactionTests {

@@ -4,6 +4,7 @@ import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 #if canImport(Glibc)

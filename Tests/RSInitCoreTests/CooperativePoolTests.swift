@@ -2,6 +2,7 @@ import BSON
 import Dispatch
 import Foundation
 import MongoCWrapper
+import RedisClient
 import Synchronization
 import Testing
 

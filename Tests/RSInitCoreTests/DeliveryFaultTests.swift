@@ -4,6 +4,7 @@ import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 /// The hole of issue 17 against real Redis: the bridge's connection is killed, reset mid-pipeline or stalled while

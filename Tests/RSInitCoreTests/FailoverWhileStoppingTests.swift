@@ -3,6 +3,7 @@ import Foundation
 import MongoCWrapper
 import RESP
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 @testable import RSInitCore

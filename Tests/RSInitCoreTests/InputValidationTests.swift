@@ -4,6 +4,7 @@ import Logging
 import MongoCWrapper
 import RESP
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 @testable import RSInitCore

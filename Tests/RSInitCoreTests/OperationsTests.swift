@@ -5,6 +5,7 @@ import MetricsTestKit
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Synchronization

@@ -3,6 +3,7 @@ import Logging
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Testing

@@ -5,6 +5,7 @@ import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 @Suite struct RedisTopologyURLTests {

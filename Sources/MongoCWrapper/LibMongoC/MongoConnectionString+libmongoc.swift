@@ -1,5 +1,5 @@
 internal import CLibMongoC
-import SecretRedaction
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc

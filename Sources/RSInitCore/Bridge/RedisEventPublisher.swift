@@ -2,6 +2,7 @@ public import BSON
 import FoundationEssentials
 public import Logging
 import RESP
+public import RedisClient
 import Synchronization
 
 /// Publishes events to Redis Pub/Sub in the redis-oplog format and keeps the checkpoint in Redis.

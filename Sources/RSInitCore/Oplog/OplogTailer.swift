@@ -2,6 +2,7 @@ public import BSON
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper
+import RSInitSupport
 
 /// Where a tail starts.
 public enum OplogStart: Sendable, Equatable {
