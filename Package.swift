@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "RSInitTestUtils",
             dependencies: [
-                "BSON", "MongoCWrapper", "RESP",
+                "BSON", "RESP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
