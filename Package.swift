@@ -42,23 +42,40 @@ let package = Package(
             pkgConfig: "libmongoc-1.0",
             providers: [.apt(["libmongoc-dev", "libbson-dev", "pkg-config"])]
         ),
-        // The only Swift module that imports CLibMongoC: BSON model, client, errors.
+        // Pure Swift BSON (no C): model, validation, coding, Decimal128 text, the resume-token codec.
+        .target(name: "BSON", swiftSettings: strictSettings),
+        // Shared helpers below every module that prints or reads files: redaction, duration text, local files.
+        .target(name: "RSInitSupport", swiftSettings: strictSettings),
+        // The only Swift module that imports CLibMongoC: client, cursors, errors, BSON ⇄ bson_t, Extended JSON.
         .target(
             name: "MongoCWrapper",
             dependencies: [
-                "CLibMongoC",
+                "CLibMongoC", "BSON", "RSInitSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
         // Pure RESP2 codec (no I/O): values, encoder, incremental decoder with limits.
         .target(name: "RESP", swiftSettings: strictSettings),
-        // The product: replica-set bootstrap, oplog tailer, Redis client and bridge.
+        // Redis client over RESP: NIO connection (TLS), URL, Sentinel/Cluster topology, connector, cluster slots.
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "RESP", "RSInitSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The product: replica-set bootstrap, oplog tailer and bridge.
         .target(
             name: "RSInitCore",
             dependencies: [
-                "MongoCWrapper",
-                "RESP",
+                "BSON", "RSInitSupport", "MongoCWrapper",
+                "RESP", "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -75,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit",
             dependencies: [
-                "RSInitCore",
+                "RSInitCore", "BSON", "RSInitSupport", "MongoCWrapper", "RedisClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -88,7 +105,7 @@ let package = Package(
         .target(
             name: "RSInitTestUtils",
             dependencies: [
-                "MongoCWrapper", "RESP",
+                "BSON", "RESP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -99,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit-bench",
             dependencies: [
-                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP",
+                "RSInitTestUtils", "BSON", "MongoCWrapper", "RSInitCore", "RESP", "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -117,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "rsinit-demo-writes",
             dependencies: [
-                "MongoCWrapper",
+                "BSON", "MongoCWrapper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -129,20 +146,21 @@ let package = Package(
         .testTarget(
             name: "MongoCWrapperTests",
             dependencies: [
-                "MongoCWrapper", "RSInitTestUtils", .product(name: "InMemoryLogging", package: "swift-log"),
+                "BSON", "RSInitSupport", "MongoCWrapper", "RSInitTestUtils",
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
         .testTarget(
             name: "FakeMongodTests",
-            dependencies: ["MongoCWrapper", "RSInitTestUtils"],
+            dependencies: ["BSON", "MongoCWrapper", "RSInitTestUtils"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "RSInitCoreTests",
             dependencies: [
-                "RSInitCore", "MongoCWrapper", "RSInitTestUtils",
+                "RSInitCore", "BSON", "RSInitSupport", "MongoCWrapper", "RedisClient", "RSInitTestUtils",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
@@ -156,7 +174,8 @@ let package = Package(
         .testTarget(
             name: "RSInitCLITests",
             dependencies: [
-                "RSInitTestUtils", "MongoCWrapper", "RSInitCore", "RESP", .product(name: "Yams", package: "Yams"),
+                "RSInitTestUtils", "BSON", "RSInitSupport", "MongoCWrapper", "RSInitCore", "RESP", "RedisClient",
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSettings
         ),

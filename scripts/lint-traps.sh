@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=(
-    Sources/MongoCWrapper/BSON*.swift
+    Sources/BSON/BSON*.swift
     Sources/MongoCWrapper/LibMongoC/BSON+libmongoc.swift
     Sources/RSInitCore/Oplog/*.swift
     Sources/RSInitCore/Bridge/RedisOplogFormat.swift

@@ -1,3 +1,5 @@
+public import BSON
+
 /// What a change stream watches (`mongoc_client_watch`, `mongoc_database_watch`, `mongoc_collection_watch`).
 public enum ChangeStreamScope: Sendable, Equatable, CustomStringConvertible {
     /// Every database except `admin`, `config` and `local` (the aggregate runs on `admin` with

@@ -1,3 +1,5 @@
+public import BSON
+
 /// A cursor over a `find` result (plain or tailable), bound to its ``MongoClient``.
 ///
 /// Every call hops to the client's private queue. For a tailable `awaitData` cursor ``next()`` returns `nil` when a

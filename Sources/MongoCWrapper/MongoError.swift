@@ -1,3 +1,5 @@
+public import BSON
+
 /// Any failure of a MongoDB operation, mapped in one place from libmongoc's `(domain, code)` and the server's reply.
 ///
 /// Switch on ``code``; ``description`` is safe to show to users (no credentials, no full URIs); ``debugDescription``

@@ -1,3 +1,4 @@
+import BSON
 import MongoCWrapper
 
 /// rsinit's version and the libmongoc it runs against.

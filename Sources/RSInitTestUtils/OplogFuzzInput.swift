@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Random oplog-like entries and update specs for the mapping fuzz (the test suite and `rsinit-bench fuzz`).
 public enum OplogFuzzInput {

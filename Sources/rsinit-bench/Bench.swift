@@ -1,8 +1,10 @@
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 
 #if canImport(Glibc)
 import Glibc
@@ -293,7 +295,8 @@ enum Bench {
         start = ContinuousClock.now
         let result = BSONDifferentialFuzz.run(
             cases: bsonCases,
-            seed: UInt64.random(in: .min ... .max, using: &generator)
+            seed: UInt64.random(in: .min ... .max, using: &generator),
+            libbson: LibBSONVerdict.isValid
         )
         print("fuzz: BSON validator vs libbson in \(Int(seconds(ContinuousClock.now - start) * 1000)) ms: \(result)")
         for line in result.examples { print("fuzz:   \(line)") }

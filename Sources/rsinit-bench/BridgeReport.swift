@@ -1,9 +1,11 @@
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,8 +1,10 @@
+import BSON
 import Foundation
 import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Synchronization
 
 #if canImport(Glibc)

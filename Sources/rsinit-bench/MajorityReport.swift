@@ -1,9 +1,11 @@
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Synchronization
 
 /// `rsinit-bench majority`: write → subscriber latency on a 3-member double with majority gating on and off, in the

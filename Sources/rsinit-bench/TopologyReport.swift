@@ -1,9 +1,11 @@
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 
 /// `rsinit-bench topology` (also part of `report`): the bridge's throughput through a Sentinel-discovered master
 /// against a direct URL to the same master, and through a 3-master Cluster, measured back to back in rounds (the

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper

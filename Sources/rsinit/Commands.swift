@@ -1,4 +1,5 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import Logging
 import MongoCWrapper

@@ -1,7 +1,9 @@
+import BSON
 import FoundationEssentials
 import Logging
 import MongoCWrapper
 import RSInitCore
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc

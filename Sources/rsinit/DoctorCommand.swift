@@ -1,7 +1,10 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import MongoCWrapper
 import RSInitCore
+import RSInitSupport
+import RedisClient
 
 /// `rsinit doctor`: read-only checks of a deployment for real-time push, each ok / warning / failure with a fix.
 struct DoctorCommand: AsyncParsableCommand {

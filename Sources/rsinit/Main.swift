@@ -1,8 +1,10 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import Logging
 import MongoCWrapper
 import RSInitCore
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc

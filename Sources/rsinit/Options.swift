@@ -1,7 +1,9 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import MongoCWrapper
 import RSInitCore
+import RSInitSupport
 
 /// How to reach mongod, shared by every command.
 struct ConnectionOptions: ParsableArguments {

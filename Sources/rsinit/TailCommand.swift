@@ -1,9 +1,12 @@
 import ArgumentParser
+import BSON
 import FoundationEssentials
 import Logging
 import MongoCWrapper
 import Prometheus
 import RSInitCore
+import RSInitSupport
+import RedisClient
 import ServiceLifecycle
 import UnixSignals
 

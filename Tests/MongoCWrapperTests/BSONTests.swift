@@ -1,3 +1,4 @@
+import BSON
 import MongoCWrapper
 import RSInitTestUtils
 import Testing

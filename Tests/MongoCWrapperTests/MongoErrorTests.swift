@@ -1,3 +1,4 @@
+import BSON
 import Testing
 
 @testable import MongoCWrapper

@@ -1,4 +1,6 @@
+import BSON
 import MongoCWrapper
+import RSInitSupport
 import RSInitTestUtils
 import Testing
 

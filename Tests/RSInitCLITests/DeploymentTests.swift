@@ -594,7 +594,7 @@ func isLoopback(_ host: String) -> Bool {
     @Test func shippedModulesImportOnlyFoundationEssentials() throws {
         let sources = Deployment.root.appendingPathComponent("Sources")
         var files: [String] = []
-        for module in ["MongoCWrapper", "RESP", "RSInitCore", "rsinit"] {
+        for module in ["BSON", "RSInitSupport", "MongoCWrapper", "RESP", "RedisClient", "RSInitCore", "rsinit"] {
             let enumerator = try #require(
                 FileManager.default.enumerator(atPath: sources.appendingPathComponent(module).path)
             )

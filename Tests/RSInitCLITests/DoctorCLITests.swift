@@ -1,8 +1,10 @@
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import BSON
 import MetricsTestKit
 import MongoCWrapper
 import Testing

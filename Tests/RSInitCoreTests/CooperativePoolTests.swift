@@ -1,6 +1,8 @@
+import BSON
 import Dispatch
 import Foundation
 import MongoCWrapper
+import RedisClient
 import Synchronization
 import Testing
 

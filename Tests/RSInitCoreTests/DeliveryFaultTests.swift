@@ -1,8 +1,10 @@
+import BSON
 import Foundation
 import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 /// The hole of issue 17 against real Redis: the bridge's connection is killed, reset mid-pipeline or stalled while

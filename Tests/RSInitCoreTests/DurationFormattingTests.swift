@@ -1,3 +1,4 @@
+import RSInitSupport
 import Testing
 
 @testable import RSInitCore

@@ -1,5 +1,7 @@
+import BSON
 import MongoCWrapper
 import RESP
+import RedisClient
 import Testing
 
 @testable import RSInitCore

@@ -1,7 +1,9 @@
+import BSON
 import Foundation
 import MongoCWrapper
 import RESP
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 @testable import RSInitCore

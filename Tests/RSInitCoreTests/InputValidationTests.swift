@@ -1,8 +1,10 @@
+import BSON
 import Foundation
 import Logging
 import MongoCWrapper
 import RESP
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 @testable import RSInitCore

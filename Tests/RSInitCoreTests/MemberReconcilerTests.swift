@@ -1,3 +1,4 @@
+import BSON
 import Logging
 import MongoCWrapper
 import RSInitCore

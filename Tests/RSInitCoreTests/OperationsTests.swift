@@ -1,9 +1,11 @@
+import BSON
 import Foundation
 import Logging
 import MetricsTestKit
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Synchronization

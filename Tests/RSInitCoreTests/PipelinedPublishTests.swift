@@ -1,8 +1,10 @@
+import BSON
 import Foundation
 import MongoCWrapper
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 /// Plain mode sends a batch before the previous one is confirmed; these pin down what that must never cost.

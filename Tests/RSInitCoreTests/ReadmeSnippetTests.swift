@@ -1,7 +1,9 @@
+import BSON
 import Logging
 import MongoCWrapper
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Testing

@@ -3,7 +3,7 @@ import NIOEmbedded
 import RESP
 import Testing
 
-@testable import RSInitCore
+@testable import RedisClient
 
 /// The reply matcher without a server: replies arrive in reads of any size, several requests are outstanding, and
 /// values no request waits for are kept as pushed messages.

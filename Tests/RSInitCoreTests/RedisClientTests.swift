@@ -2,6 +2,7 @@ import Foundation
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 @Suite struct RedisURLTests {

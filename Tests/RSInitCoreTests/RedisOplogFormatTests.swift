@@ -1,3 +1,4 @@
+import BSON
 import MongoCWrapper
 import RSInitCore
 import Testing

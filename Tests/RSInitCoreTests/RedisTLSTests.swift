@@ -2,6 +2,7 @@ import Foundation
 import RESP
 import RSInitCore
 import RSInitTestUtils
+import RedisClient
 import Testing
 
 /// `rediss://` against a real redis-server configured for TLS (certificates made with openssl per test).

@@ -1,4 +1,6 @@
+import BSON
 import MongoCWrapper
+import RedisClient
 import Testing
 
 @testable import RSInitCore

@@ -1,3 +1,4 @@
+public import BSON
 internal import CLibMongoC
 
 extension BSONDocument {
@@ -65,7 +66,7 @@ extension BSONDocument {
     }
 }
 
-extension BSONDecimal128: CustomStringConvertible {
+extension BSONDecimal128 {
     /// Parses a decimal string ("1.5", "-0", "NaN", "1E+6144", …) with libbson; nil if it is not a decimal128.
     public init?(string: String) {
         var value = bson_decimal128_t()
@@ -73,8 +74,8 @@ extension BSONDecimal128: CustomStringConvertible {
         self.init(low: value.low, high: value.high)
     }
 
-    /// libbson's canonical string form.
-    public var description: String {
+    /// libbson's string form: the reference the pure-Swift ``description`` (module BSON) is tested against.
+    package var libbsonDescription: String {
         var value = bson_decimal128_t(low: low, high: high)
         var buffer = [CChar](repeating: 0, count: Int(BSON_DECIMAL128_STRING))  // trap-checked: a C constant
         bson_decimal128_to_string(&value, &buffer)

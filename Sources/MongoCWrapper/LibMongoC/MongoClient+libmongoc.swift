@@ -1,3 +1,4 @@
+public import BSON
 internal import CLibMongoC
 import Dispatch
 public import Logging

@@ -1,4 +1,5 @@
 internal import CLibMongoC
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc

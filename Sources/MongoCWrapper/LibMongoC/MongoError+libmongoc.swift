@@ -1,3 +1,4 @@
+import BSON
 internal import CLibMongoC
 
 extension MongoError {

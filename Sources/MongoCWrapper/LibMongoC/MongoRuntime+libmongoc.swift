@@ -1,5 +1,6 @@
 internal import CLibMongoC
 public import Logging
+import RSInitSupport
 import Synchronization
 
 /// Process-wide libmongoc set-up: `mongoc_init` exactly once, and libmongoc's own log lines routed to swift-log.

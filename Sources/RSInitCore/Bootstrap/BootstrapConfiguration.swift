@@ -1,3 +1,4 @@
+import BSON
 public import MongoCWrapper
 
 /// What to bootstrap (or wait for) and how long to try.

@@ -1,4 +1,6 @@
+public import BSON
 public import MongoCWrapper
+import RSInitSupport
 
 /// The protocol decisions of a bootstrap (or a readiness wait), without I/O: each event (a server reply or
 /// failure) returns the next ``Action``. ``ReplicaSetBootstrapper`` executes the actions.

@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// The next step of "add the missing members, one voter per reconfig" (shared/spec/replication-ha.md §7.3). Pure:
 /// the bootstrapper reads `replSetGetConfig`/`replSetGetStatus` on the primary and runs what this decides.

@@ -1,6 +1,8 @@
+import BSON
 import FoundationEssentials
 public import Logging
 import MongoCWrapper
+import RSInitSupport
 
 /// Bootstraps a MongoDB replica set idempotently and proves it is usable: waits for mongod, initiates the set
 /// (or verifies an existing one), waits for a writable primary, and shows that the oplog advances.

@@ -1,6 +1,8 @@
+import BSON
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper
+import RSInitSupport
 
 /// What `rsinit status` prints: the node's kind and the set's state, from one `hello` and `replSetGetStatus`.
 public struct ReplicaSetStatusReport: Sendable, Codable, Equatable {

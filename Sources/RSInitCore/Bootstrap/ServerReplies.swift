@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// What a `hello` / `isMaster` reply says about a node (the fields the bootstrap decides on).
 public struct HelloSummary: Sendable, Equatable {

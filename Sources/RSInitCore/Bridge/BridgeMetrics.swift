@@ -1,3 +1,4 @@
+import BSON
 public import CoreMetrics
 import Metrics
 import MongoCWrapper

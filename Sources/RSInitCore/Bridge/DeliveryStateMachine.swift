@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Which connection of a publisher a batch was written on. A publisher gives each new connection a new
 /// generation, so a batch cannot silently land on a connection opened after the one it was meant for.

@@ -1,4 +1,5 @@
-public import MongoCWrapper
+public import BSON
+import RedisClient
 
 /// Where the bridge delivers events: Redis, or NDJSON on stdout. One of the two seams of the design.
 ///

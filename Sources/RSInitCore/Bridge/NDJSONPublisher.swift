@@ -1,6 +1,6 @@
+import BSON
 import Dispatch
 import FoundationEssentials
-import MongoCWrapper
 
 #if canImport(Glibc)
 import Glibc

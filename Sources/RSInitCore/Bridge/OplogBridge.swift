@@ -1,4 +1,5 @@
 import AsyncAlgorithms
+public import BSON
 import Dispatch
 import FoundationEssentials
 public import Logging

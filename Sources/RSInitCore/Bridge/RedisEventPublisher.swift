@@ -1,7 +1,8 @@
+import BSON
 import FoundationEssentials
 public import Logging
-import MongoCWrapper
 import RESP
+public import RedisClient
 import Synchronization
 
 /// Publishes events to Redis Pub/Sub in the redis-oplog format and keeps the checkpoint in Redis.

@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 import RESP
 
 /// The cultofcoders:redis-oplog wire format (event-format.md §1–§3, §8 G4/G5): channels, Meteor id

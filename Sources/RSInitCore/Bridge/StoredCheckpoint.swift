@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// The checkpoint value kept in Redis (`<metadata-prefix>checkpoint`), format v2, and the v1 value it replaces.
 ///

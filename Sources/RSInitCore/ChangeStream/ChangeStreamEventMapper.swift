@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Turns change-stream events (mongod 7.0 through libmongoc 1.23.1, change-streams.md §3) into the same
 /// ``ChangeEvent``s the oplog source produces, so both sources publish identical redis-oplog messages.

@@ -1,6 +1,8 @@
+public import BSON
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper
+import RSInitSupport
 
 /// How the change-stream source reads.
 public struct ChangeStreamTailerConfiguration: Sendable {

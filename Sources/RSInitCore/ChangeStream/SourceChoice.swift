@@ -1,3 +1,4 @@
+import BSON
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper

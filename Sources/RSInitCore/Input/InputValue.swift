@@ -1,4 +1,6 @@
+import BSON
 import MongoCWrapper
+import RSInitSupport
 
 /// A value from a flag, an `RSINIT_*` variable or a `_FILE` that cannot be used. The message names where it came
 /// from, the value (redacted, shortened; never the contents of a file) and what is accepted.
@@ -157,14 +159,7 @@ public enum InputValue {
     }
 
     /// The value as it may be shown: redacted, control characters escaped, at most 80 characters.
-    public static func shown(_ value: String) -> String {
-        var text = Redaction.redact(value)
-        text = String(
-            text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }
-        )
-        if text.count > 80 { text = String(text.prefix(77)) + "..." }
-        return text
-    }
+    public static func shown(_ value: String) -> String { Redaction.shown(value) }
 }
 
 extension Character {

@@ -1,4 +1,6 @@
+import BSON
 import MongoCWrapper
+import RSInitSupport
 
 /// Health of a running bridge, for `/healthz`: failing when the tail is stalled or too far behind, not merely when
 /// a process answers. Pure: the bridge records observations, the HTTP shell asks for a verdict.

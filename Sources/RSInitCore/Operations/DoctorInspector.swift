@@ -1,8 +1,11 @@
+import BSON
 import Dispatch
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper
 import RESP
+import RSInitSupport
+public import RedisClient
 
 /// Gathers ``DoctorFacts`` for `rsinit doctor`: read-only, except the opt-in probe (a marker document in
 /// `rsinit_doctor.probe`, removed again). Every network call has a deadline; nothing here decides anything

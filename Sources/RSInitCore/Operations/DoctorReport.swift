@@ -1,5 +1,5 @@
+public import BSON
 import FoundationEssentials
-public import MongoCWrapper
 
 /// What `rsinit doctor` gathered about a deployment: plain values, no I/O. ``DoctorReport`` judges them.
 public struct DoctorFacts: Sendable, Equatable {

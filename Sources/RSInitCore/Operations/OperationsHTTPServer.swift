@@ -2,6 +2,7 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import RSInitSupport
 public import ServiceLifecycle
 import Synchronization
 

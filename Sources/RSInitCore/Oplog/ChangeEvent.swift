@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// One change to publish, from one oplog entry (or one operation inside a transaction).
 public struct ChangeEvent: Sendable, Equatable {

@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Which changed-field names an update reports (`f` in the Redis message).
 public enum ChangedFieldsMode: String, Sendable, CaseIterable {

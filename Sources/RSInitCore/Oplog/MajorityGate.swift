@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Whether the tail delivers only majority-committed entries (shared/spec/replication-ha.md §9.2).
 public enum MajorityMode: String, Sendable, CaseIterable {

@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// The fields of one `local.oplog.rs` entry that the tailer needs, read in one pass without converting the rest.
 public struct OplogEntry: Sendable, Equatable {

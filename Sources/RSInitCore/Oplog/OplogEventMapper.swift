@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// Turns oplog entries into ``ChangeEvent``s, in order, and tracks the position a restart must resume from.
 ///

@@ -1,6 +1,8 @@
+public import BSON
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper
+import RSInitSupport
 
 /// Where a tail starts.
 public enum OplogStart: Sendable, Equatable {

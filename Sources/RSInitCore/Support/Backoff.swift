@@ -1,3 +1,5 @@
+import RSInitSupport
+
 /// Exponential backoff with jitter: `initial × 2^attempt`, capped, then scaled by a jitter factor in [0.8, 1.2].
 public struct Backoff: Sendable, Equatable {
     /// The delay before the first retry.

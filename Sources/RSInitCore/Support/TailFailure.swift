@@ -1,4 +1,6 @@
+import BSON
 import MongoCWrapper
+public import RedisClient
 
 extension BootstrapFailure {
     /// The failure that ends `rsinit tail`, with its fix and exit code: the core decides, the CLI only prints it.

@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// Orders BSON values the way MongoDB compares them across types (MinKey < null < numbers < strings < objects <
 /// arrays < binary < ObjectId < bool < date < timestamp < regex < MaxKey).

@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 extension FakeMongod {
     /// The next change-stream getMore fails with `code` and its cursor is gone; `resumable` puts the

@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// SCRAM-SHA-1 / SCRAM-SHA-256 as mongod speaks it: `saslStart` / `saslContinue` (with `skipEmptyExchange`),
 /// speculative authentication in the handshake's hello, and `saslSupportedMechs`.

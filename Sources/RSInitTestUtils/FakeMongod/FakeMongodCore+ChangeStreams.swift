@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// What a change-stream cursor watches.
 enum ChangeStreamWatchScope: Equatable {

@@ -1,4 +1,4 @@
-import MongoCWrapper
+import BSON
 
 extension FakeMongodCore {
     /// `collStats` (what `db.getReplicationInfo()` and `rsinit doctor` read): `ns`, `count`, `size` (bytes of the

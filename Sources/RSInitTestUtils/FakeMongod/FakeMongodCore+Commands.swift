@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// mongod's code names for the codes the double sends.
 enum ServerCodeName {

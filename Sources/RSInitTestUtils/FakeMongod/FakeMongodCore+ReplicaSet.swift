@@ -1,5 +1,5 @@
+public import BSON
 import Foundation
-public import MongoCWrapper
 
 /// An optime `(ts, t)`, ordered term first as mongod orders them (replication-ha §5.3).
 public struct FakeOpTime: Sendable, Hashable, Comparable, CustomStringConvertible {

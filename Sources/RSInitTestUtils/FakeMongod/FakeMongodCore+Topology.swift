@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// `topologyVersion` and awaitable `hello` for replica-set members (spec replication-ha §1.3, §6.1, §9.1 items 3,
 /// 4 and 19). Only set members (`setMember`) carry them: the lone double keeps leaving `topologyVersion` out, as

@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// Write concern on replica-set members (spec replication-ha §3.3, §4.4 points 2 and 7, §9.1 item 13):
 /// `w:"majority"` waits for the commit point, `wtimeout` gives 64 in `writeConcernError`, a stepdown wakes waiters

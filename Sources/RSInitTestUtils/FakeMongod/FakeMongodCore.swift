@@ -1,5 +1,5 @@
+import BSON
 import Foundation
-import MongoCWrapper
 
 /// What the double sends back for one request.
 enum FakeResponse {

@@ -1,5 +1,5 @@
+public import BSON
 import Foundation
-public import MongoCWrapper
 
 /// The timers of a ``FakeReplicaSet``, shrunk from mongod's seconds to milliseconds (replication-ha §4.1).
 public struct FakeReplicaSetTimings: Sendable {

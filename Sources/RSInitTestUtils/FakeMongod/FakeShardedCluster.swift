@@ -1,5 +1,5 @@
+public import BSON
 import Foundation
-public import MongoCWrapper
 
 /// A sharded cluster double: a mongos router (`FakeMongos`, on its own loopback port) over in-process shard
 /// replica sets (single-member primaries named `shard0`, `shard1`, …), for tests and `mongod-double --scenario

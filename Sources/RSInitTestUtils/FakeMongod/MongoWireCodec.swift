@@ -1,4 +1,4 @@
-public import MongoCWrapper
+public import BSON
 
 /// One request as the double receives it: the handshake and heartbeats arrive as OP_QUERY, everything else as OP_MSG.
 public struct WireRequest: Sendable, Equatable {

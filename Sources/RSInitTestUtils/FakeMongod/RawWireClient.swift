@@ -1,5 +1,5 @@
+public import BSON
 import Foundation
-public import MongoCWrapper
 
 #if canImport(Glibc)
 import Glibc

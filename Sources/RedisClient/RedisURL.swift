@@ -1,6 +1,6 @@
 import FoundationEssentials
-import MongoCWrapper
 import NIOCore
+import RSInitSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -231,7 +231,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    private static func shown(_ text: String) -> String { InputValue.shown(text) }
+    private static func shown(_ text: String) -> String { Redaction.shown(text) }
 
     /// A user-info part, percent-decoded; malformed escapes are an error (never a silently dropped password).
     static func percentDecoded(_ text: Substring, _ what: String) throws(RedisError) -> String {

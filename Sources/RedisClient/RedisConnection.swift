@@ -1,10 +1,10 @@
 import FoundationEssentials
-import MongoCWrapper
 import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
 public import RESP
+import RSInitSupport
 
 /// One connection to Redis on SwiftNIO: plain TCP or TLS (`rediss://`), AUTH (password or ACL user), SELECT, and
 /// pipelined commands whose replies are matched in order.
@@ -234,7 +234,7 @@ public final class RedisConnection: Sendable {
         try Self.check(try await command(arguments), command: arguments.first ?? "")
     }
 
-    static func check(_ reply: RESPValue, command: String) throws(RedisError) -> RESPValue {
+    package static func check(_ reply: RESPValue, command: String) throws(RedisError) -> RESPValue {
         guard case .error(let message) = reply else { return reply }
         throw RedisError.reply(message, command: command)
     }
@@ -243,7 +243,7 @@ public final class RedisConnection: Sendable {
     // default.
 
     /// An integer reply (PUBLISH, EVALSHA of a script returning a number).
-    static func integer(_ reply: RESPValue, command: String) throws(RedisError) -> Int64 {
+    package static func integer(_ reply: RESPValue, command: String) throws(RedisError) -> Int64 {
         guard case .integer(let value) = try check(reply, command: command) else {
             throw RedisError(.unexpectedReply, "Redis answered \(command) with \(reply.kindName), not an integer")
         }
@@ -251,7 +251,7 @@ public final class RedisConnection: Sendable {
     }
 
     /// The dedupe script's reply: the number of events it published, -1 (fence missing) up to `events`.
-    static func scriptCount(_ reply: RESPValue, events: Int) throws(RedisError) -> Int {
+    package static func scriptCount(_ reply: RESPValue, events: Int) throws(RedisError) -> Int {
         let value = try integer(reply, command: "EVALSHA (the dedupe script)")
         guard value >= -1, value <= Int64(events) else {
             throw RedisError(
@@ -263,7 +263,7 @@ public final class RedisConnection: Sendable {
     }
 
     /// A bulk string or nil reply (GET).
-    static func optionalString(_ reply: RESPValue, command: String) throws(RedisError) -> String? {
+    package static func optionalString(_ reply: RESPValue, command: String) throws(RedisError) -> String? {
         switch try check(reply, command: command) {
         case .bulkString(nil): return nil
         case .bulkString(let bytes?):

@@ -11,7 +11,7 @@ import Musl
 public struct BSONDocument: Sendable, Hashable {
     /// The document's bytes. Sub-documents read out of a document share its buffer (a slice), so decoding an
     /// oplog entry's `o` or a diff section copies nothing.
-    private(set) var storage: ArraySlice<UInt8>
+    package private(set) var storage: ArraySlice<UInt8>
 
     /// The complete document bytes (length prefix through the trailing zero), as a fresh array.
     public var bytes: [UInt8] { Array(storage) }

@@ -74,8 +74,8 @@ public struct BSONRegularExpression: Sendable, Hashable {
     }
 }
 
-/// IEEE 754-2008 decimal128, kept as its two 64-bit halves (BSON's little-endian layout). Use
-/// `BSONDecimal128(string:)` / `description` (libbson's conversion) to read or write it as text.
+/// IEEE 754-2008 decimal128, kept as its two 64-bit halves (BSON's little-endian layout). `description` writes it as
+/// text (pure Swift, `BSONDecimal128+Text.swift`); `BSONDecimal128(string:)` (MongoCWrapper) parses text with libbson.
 public struct BSONDecimal128: Sendable, Hashable {
     public var low: UInt64
     public var high: UInt64
