@@ -15,10 +15,11 @@ func makeChangeStreamBridge(
     scope: ChangeStreamScope = .cluster,
     fullDocument: Bool = false,
     start: OplogBridge.Start = .checkpoint,
-    onHistoryLost: OplogBridge.OnHistoryLost = .fail
+    onHistoryLost: OplogBridge.OnHistoryLost = .fail,
+    highAvailability: Bool = false
 ) async throws -> (OplogBridge, RedisEventPublisher) {
     let publisher = RedisEventPublisher(
-        configuration: .init(url: try RedisURL(redis.url()), channelPrefix: ""),
+        configuration: .init(url: try RedisURL(redis.url()), channelPrefix: "", highAvailability: highAvailability),
         logger: bridgeLogger
     )
     var configuration = OplogBridge.Configuration(
@@ -269,6 +270,48 @@ struct ChangeStreamBridgeTests {
         #expect(Set(ids).count == 50)
         // At least once: the restart may repeat the events of the checkpoint's last clusterTime, nothing more.
         #expect(ids.count <= 51)
+    }
+
+    /// Two HA bridges on the change-stream source (the dedupe key is the event's resume token): every event reaches
+    /// subscribers exactly once, in write order.
+    @Test func twoHABridgesPublishEachChangeEventExactlyOnce() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        let (redis, subscriber) = try await redisWithSubscriber()
+        // Both start from the same seeded position (an oplog-format value starts a stream one tick after it), so
+        // neither depends on when its stream opens.
+        let seed = try await RedisConnection.connect(try RedisURL(redis.url()))
+        _ = try await seed.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp)])
+        await seed.close()
+        let (first, firstPublisher) = try await makeChangeStreamBridge(mongo, redis, highAvailability: true)
+        let (second, secondPublisher) = try await makeChangeStreamBridge(mongo, redis, highAvailability: true)
+        let a = Task { try await first.run() }
+        let b = Task { try await second.run() }
+        try await insertDocuments(mongo, 0..<200)
+        let messages = await subscriber.waitFor(400)
+        // Both bridges must have seen every event (the slower one's copies are the dedupe hits).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while firstPublisher.dedupeHits + secondPublisher.dedupeHits < 200, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        first.stop()
+        second.stop()
+        try await a.value
+        try await b.value
+        let all = subscriber.received
+        subscriber.stop()
+        await firstPublisher.close()
+        await secondPublisher.close()
+        #expect(messages.count >= 400)
+        let collection = all.filter { $0.0 == "tests.Foo" }.map(\.1)
+        #expect(collection.count == 200, "each event once on the collection channel")
+        #expect(Set(collection).count == 200)
+        #expect(firstPublisher.dedupeHits + secondPublisher.dedupeHits >= 200)
+        let order = collection.compactMap { message -> Int? in
+            guard let range = message.range(of: #""_id":"id"#) else { return nil }
+            return Int(message[range.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(order == Array(0..<200), "first appearances in write order")
     }
 
     @Test func aLostHistoryFailsOrRestartsAtTheEnd() async throws {

@@ -113,14 +113,22 @@ import Glibc
         let connectsEnded = Counter()
         let probeRan = DispatchSemaphore(value: 0)
         // Feeds every FIFO once the probe ran, or after 20 s (so a blocked pool ends the test instead of hanging).
+        // The reads run on NIO's small thread pool, a few at a time and in no fixed order, so a FIFO is fed only
+        // once somebody has it open (a non-blocking open fails with ENXIO until then): a blocking open of a FIFO
+        // whose read has not started would wait forever while the pool's threads wait on the others.
         Thread.detachNewThread {
             _ = probeRan.wait(timeout: .now() + 20)
-            for path in fifos {
-                let fd = open(path, O_WRONLY)
-                if fd >= 0 {
+            var unfed = Set(fifos)
+            let deadline = Date().addingTimeInterval(120)
+            while !unfed.isEmpty, Date() < deadline {
+                for path in unfed {
+                    let fd = open(path, O_WRONLY | O_NONBLOCK)
+                    guard fd >= 0 else { continue }
                     writeAll("not a certificate\n", to: fd)
                     close(fd)
+                    unfed.remove(path)
                 }
+                usleep(5_000)
             }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -81,7 +81,7 @@ extension EventPublisher {
         try await send(batch, checkpoint: checkpoint.map(StoredCheckpoint.legacyTimestamp), on: generation)
     }
 
-    /// Redis errors the server may recover from (``RedisError/isTransient``).
+    /// Redis errors the server may recover from (`RedisError.isTransient`).
     public func isTransient(_ error: any Error) -> Bool {
         (error as? RedisError)?.isTransient ?? false
     }

@@ -17,7 +17,7 @@ import Synchronization
 /// (`<meta>processed::<ts>::<txIdx>`, SET NX EX) and publishes only if it was not set yet, then moves the
 /// checkpoint forward only: several bridges on one oplog publish each event exactly once.
 ///
-/// The node written to is found through a ``RedisConnector`` (one server, the Sentinels' master, the Cluster slot's
+/// The node written to is found through a `RedisConnector` (one server, the Sentinels' master, the Cluster slot's
 /// master). On a topology that can fail over, a new connection after the first may reach another node, which may
 /// not hold what the old one acknowledged: ``connect()`` then throws ``PublisherFailover`` until
 /// ``loadStoredCheckpoint()`` reads the checkpoint the node now written to holds (the bridge restarts its tail from it).
@@ -216,7 +216,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     }
 
     /// The checkpoint the node written to holds (after a failover: the node now written to; clears the
-    /// ``PublisherFailover`` state). An unparseable checkpoint throws ``RedisError/Kind/unexpectedReply`` and drops
+    /// ``PublisherFailover`` state). An unparseable checkpoint throws `RedisError.Kind.unexpectedReply` and drops
     /// the connection.
     public func loadStoredCheckpoint() async throws -> StoredCheckpoint? {
         let connection = try connection(for: try await connect(reloading: true))
