@@ -60,8 +60,17 @@ swift build --build-tests "${coverage[@]}"
 # One test at a time: many tests check timing (deadlines, wake-up latency, a free cooperative pool) and others start
 # Redis Sentinels and Clusters, spawn the binary a hundred times or fuzz a million cases; on two cores, running them
 # side by side makes the first fail for want of CPU, not for a defect. Serial, the suite takes a few minutes.
+# A watchdog: a test that hangs (a deadlock, a wait without a deadline) fails the run with a clear line instead of
+# holding CI until its own limit. The suite takes 7-12 minutes here; RSINIT_TEST_TIMEOUT overrides the bound.
 echo "==> swift test (one test at a time)"
-swift test --skip-build --no-parallel "${coverage[@]}" "$@"
+suite_status=0
+timeout --kill-after=30s "${RSINIT_TEST_TIMEOUT:-45m}" swift test --skip-build --no-parallel "${coverage[@]}" "$@" \
+    || suite_status=$?
+if [ "$suite_status" -eq 124 ]; then
+    echo "test.sh: error: the suite did not finish within ${RSINIT_TEST_TIMEOUT:-45m}: a test hangs (the last" \
+        "'◇ … started' line without its result names it)" >&2
+fi
+[ "$suite_status" -eq 0 ] || exit "$suite_status"
 [ "${#coverage[@]}" -eq 0 ] || scripts/lib/coverage.sh
 
 # ThreadSanitizer over the concurrency-heavy suites (bridge, delivery state machine and faults, publisher, tailer,
