@@ -37,6 +37,14 @@ public enum RedisOplogFormat {
         return true
     }
 
+    /// Why an event with this `_id` (or none) reaches the collection channel only, for the `id_not_stringifiable`
+    /// report both sources make; nil when the id gets its own channel.
+    static func collectionChannelOnlyReason(_ id: BSONValue?) -> String? {
+        guard let id else { return "no _id: collection channel only" }
+        if hasDedicatedChannel(id) { return nil }
+        return "_id of BSON type 0x\(String(id.typeByte, radix: 16)): collection channel only"
+    }
+
     /// Whether Meteor can stringify `id` (it gets a dedicated `::<id>` channel); the others go to the collection
     /// channel only.
     public static func hasDedicatedChannel(_ id: BSONValue) -> Bool {

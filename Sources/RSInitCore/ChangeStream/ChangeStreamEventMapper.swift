@@ -131,17 +131,8 @@ public struct ChangeStreamEventMapper: Sendable {
             kind = .delete
             fields = []
         }
-        if let documentID {
-            if !RedisOplogFormat.hasDedicatedChannel(documentID) {
-                report(
-                    .idNotStringifiable,
-                    ts: ts,
-                    namespace: namespace.description,
-                    "_id of BSON type 0x\(String(documentID.typeByte, radix: 16)): collection channel only"
-                )
-            }
-        } else {
-            report(.idNotStringifiable, ts: ts, namespace: namespace.description, "no _id: collection channel only")
+        if let reason = RedisOplogFormat.collectionChannelOnlyReason(documentID) {
+            report(.idNotStringifiable, ts: ts, namespace: namespace.description, reason)
         }
         return .emitted(
             ChangeEvent(
