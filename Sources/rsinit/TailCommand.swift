@@ -179,57 +179,10 @@ struct TailCommand: AsyncParsableCommand {
     func run() async throws {
         let console = Console(output: output, command: "tail")
         do {
-            let health: BridgeHealth.Policy
-            do {
-                health = BridgeHealth.Policy(
-                    stallTimeout: try InputValue.duration(stallTimeout.text, from: InputSource("--stall-timeout")),
-                    maximumLag: try InputValue.duration(maxLag.text, from: InputSource("--max-lag"))
-                )
-            } catch { throw error.failure }
+            let health = try healthPolicy()
             let mongo = try connection.connectionString()
-            let start: OplogBridge.Start
-            switch from {
-            case "checkpoint": start = .checkpoint
-            case "end": start = .end
-            default:
-                guard let ts = CheckpointEncoding.parseTimestamp(from) else {
-                    throw BootstrapFailure(
-                        .usage,
-                        "invalid --from \"\(InputValue.shown(from))\"",
-                        fix: "use checkpoint, end, or an oplog timestamp T.I (seconds.increment, e.g. 1700000000.1)"
-                    )
-                }
-                start = .timestamp(ts)
-            }
-            let include: [String]
-            let exclude: [String]
-            let fanOutItems: [String]
-            do throws(InputError) {
-                include = try InputValue.list(
-                    self.include,
-                    from: InputSource("--include"),
-                    example: "steedos,app.tasks"
-                )
-                exclude = try InputValue.list(self.exclude, from: InputSource("--exclude"), example: "app.logs,tmp*")
-                fanOutItems = try InputValue.list(
-                    fanOut,
-                    from: InputSource("--fan-out"),
-                    example: "app.tasks=namespace:company"
-                )
-                try Self.checkPatterns(include, from: "--include")
-                try Self.checkPatterns(exclude, from: "--exclude")
-                if controlChannel.isEmpty {
-                    throw InputError("--control-channel is empty", fix: "name a channel, e.g. rsinit.commands")
-                }
-            } catch { throw error.failure }
-            let fanOutRules: [FanOutRule]
-            do { fanOutRules = try fanOutItems.map(FanOutRule.init) } catch {
-                throw BootstrapFailure(
-                    .usage,
-                    Redaction.redact(error.description),
-                    fix: "e.g. --fan-out 'app.tasks=namespace:company' or 'app=channel:news'"
-                )
-            }
+            let start = try startPosition()
+            let (include, exclude, fanOutRules) = try filters()
             let httpAddress = try http.map(Self.parseListenAddress)
             let registry = httpAddress.map { _ in PrometheusCollectorRegistry() }
             let mapping = OplogEventMapper.Configuration(
@@ -248,46 +201,7 @@ struct TailCommand: AsyncParsableCommand {
                 )
             } catch { throw error.failure }
             console.info("source: \(choice.reason)")
-            let bridgeSource = choice.source
-            let publisher: any EventPublisher
-            if let redis {
-                let url: RedisURL
-                do {
-                    url = try RedisURL(redis)
-                    try url.checkTLSFiles()
-                } catch {
-                    throw BootstrapFailure(
-                        .usage,
-                        error.message,
-                        fix:
-                            "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>], "
-                            + "redis[s]+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db][?sentinel_password=<pw>] or "
-                            + "redis[s]+cluster://n1:6379,n2:6379"
-                    )
-                }
-                if url.useTLS && url.tls.verify == .none {
-                    console.warn(
-                        "--redis has verify=none: the Redis server's certificate is not checked (encrypted, but "
-                            + "anyone on the path can impersonate the server); use verify=full (the default) with ca="
-                    )
-                }
-                publisher = RedisEventPublisher(
-                    configuration: .init(
-                        url: url,
-                        channelPrefix: prefix,
-                        controlChannel: controlChannel,
-                        metadataPrefix: metadataPrefix,
-                        highAvailability: ha,
-                        fanOut: fanOutRules
-                    ),
-                    logger: console.logger
-                )
-                console.info("tailing \(mongo.redacted) → \(url)\(ha ? " (HA dedupe)" : "")")
-            } else {
-                if ha { throw BootstrapFailure(.usage, "--ha needs --redis") }
-                publisher = NDJSONPublisher(channelPrefix: prefix, fanOut: fanOutRules)
-                console.info("tailing \(mongo.redacted) → stdout (NDJSON)")
-            }
+            let publisher = try makePublisher(mongo, fanOutRules: fanOutRules, console: console)
             var bridgeConfiguration = OplogBridge.Configuration(
                 tailer: OplogTailerConfiguration(
                     connectionString: mongo,
@@ -298,50 +212,21 @@ struct TailCommand: AsyncParsableCommand {
                 onHistoryLost: onHistoryLost == .fail ? .fail : .fromEnd,
                 health: health
             )
-            bridgeConfiguration.source = bridgeSource
+            bridgeConfiguration.source = choice.source
             let bridge = OplogBridge(
                 configuration: bridgeConfiguration,
                 publisher: publisher,
                 logger: console.logger,
                 metrics: registry.map { BridgeMetrics(factory: Self.metricsFactory($0)) } ?? BridgeMetrics()
             )
-            // HTTP server, then the bridge: on SIGTERM/SIGINT the group shuts services down in reverse order, so the
-            // bridge finishes its batch and checkpoint while /healthz still answers.
-            var services = [ServiceGroupConfiguration.ServiceConfiguration]()
-            if let httpAddress, let registry {
-                services.append(
-                    .init(
-                        service: OperationsHTTPServer(
-                            host: httpAddress.host,
-                            port: httpAddress.port,
-                            logger: console.logger
-                        ) { [bridge] path in Self.route(path, bridge: bridge, registry: registry) },
-                        successTerminationBehavior: .gracefullyShutdownGroup,
-                        failureTerminationBehavior: .cancelGroup
-                    )
-                )
-            }
-            services.append(
-                .init(
-                    service: bridge,
-                    successTerminationBehavior: .gracefullyShutdownGroup,
-                    failureTerminationBehavior: .cancelGroup
-                )
+            try await serve(
+                bridge,
+                publisher: publisher,
+                http: httpAddress.flatMap { address in
+                    registry.map { (address, $0) }
+                },
+                console: console
             )
-            var groupConfiguration = ServiceGroupConfiguration(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: Logger(label: "rsinit.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })
-            )
-            groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
-            do {
-                try await ServiceGroup(configuration: groupConfiguration).run()
-                await publisher.close()
-            } catch {
-                await publisher.close()
-                if let bindFailure = Self.describeBindFailure(error, address: http) { throw bindFailure }
-                throw error
-            }
             let statistics = bridge.statistics
             console.info(
                 "stopped after \(statistics.events) events in \(statistics.batches) batches; checkpoint \(statistics.lastPosition.map { "\($0)" } ?? "unchanged")"
@@ -354,6 +239,159 @@ struct TailCommand: AsyncParsableCommand {
             guard let failure = BootstrapFailure(tailError: error) else { throw error }
             console.result(.failure(failure), elapsed: .zero)
             throw ExitCode(failure.exitCode)
+        }
+    }
+
+    /// `--stall-timeout` and `--max-lag`.
+    private func healthPolicy() throws(BootstrapFailure) -> BridgeHealth.Policy {
+        do {
+            return BridgeHealth.Policy(
+                stallTimeout: try InputValue.duration(stallTimeout.text, from: InputSource("--stall-timeout")),
+                maximumLag: try InputValue.duration(maxLag.text, from: InputSource("--max-lag"))
+            )
+        } catch { throw error.failure }
+    }
+
+    /// `--from`: checkpoint, end or an oplog timestamp `T.I`.
+    private func startPosition() throws(BootstrapFailure) -> OplogBridge.Start {
+        switch from {
+        case "checkpoint": return .checkpoint
+        case "end": return .end
+        default:
+            guard let ts = CheckpointEncoding.parseTimestamp(from) else {
+                throw BootstrapFailure(
+                    .usage,
+                    "invalid --from \"\(InputValue.shown(from))\"",
+                    fix: "use checkpoint, end, or an oplog timestamp T.I (seconds.increment, e.g. 1700000000.1)"
+                )
+            }
+            return .timestamp(ts)
+        }
+    }
+
+    /// `--include`, `--exclude`, `--fan-out` (and a non-empty `--control-channel`).
+    private func filters() throws(BootstrapFailure) -> (
+        include: [String], exclude: [String], fanOut: [FanOutRule]
+    ) {
+        let include: [String]
+        let exclude: [String]
+        let fanOutItems: [String]
+        do throws(InputError) {
+            include = try InputValue.list(
+                self.include,
+                from: InputSource("--include"),
+                example: "steedos,app.tasks"
+            )
+            exclude = try InputValue.list(self.exclude, from: InputSource("--exclude"), example: "app.logs,tmp*")
+            fanOutItems = try InputValue.list(
+                fanOut,
+                from: InputSource("--fan-out"),
+                example: "app.tasks=namespace:company"
+            )
+            try Self.checkPatterns(include, from: "--include")
+            try Self.checkPatterns(exclude, from: "--exclude")
+            if controlChannel.isEmpty {
+                throw InputError("--control-channel is empty", fix: "name a channel, e.g. rsinit.commands")
+            }
+        } catch { throw error.failure }
+        do { return (include, exclude, try fanOutItems.map(FanOutRule.init)) } catch {
+            throw BootstrapFailure(
+                .usage,
+                Redaction.redact(error.description),
+                fix: "e.g. --fan-out 'app.tasks=namespace:company' or 'app=channel:news'"
+            )
+        }
+    }
+
+    /// Redis (`--redis`) or NDJSON on stdout.
+    private func makePublisher(
+        _ mongo: MongoConnectionString,
+        fanOutRules: [FanOutRule],
+        console: Console
+    ) throws(BootstrapFailure) -> any EventPublisher {
+        guard let redis else {
+            if ha { throw BootstrapFailure(.usage, "--ha needs --redis") }
+            console.info("tailing \(mongo.redacted) → stdout (NDJSON)")
+            return NDJSONPublisher(channelPrefix: prefix, fanOut: fanOutRules)
+        }
+        let url: RedisURL
+        do {
+            url = try RedisURL(redis)
+            try url.checkTLSFiles()
+        } catch {
+            throw BootstrapFailure(
+                .usage,
+                error.message,
+                fix:
+                    "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>], "
+                    + "redis[s]+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db][?sentinel_password=<pw>] or "
+                    + "redis[s]+cluster://n1:6379,n2:6379"
+            )
+        }
+        if url.useTLS && url.tls.verify == .none {
+            console.warn(
+                "--redis has verify=none: the Redis server's certificate is not checked (encrypted, but "
+                    + "anyone on the path can impersonate the server); use verify=full (the default) with ca="
+            )
+        }
+        let publisher = RedisEventPublisher(
+            configuration: .init(
+                url: url,
+                channelPrefix: prefix,
+                controlChannel: controlChannel,
+                metadataPrefix: metadataPrefix,
+                highAvailability: ha,
+                fanOut: fanOutRules
+            ),
+            logger: console.logger
+        )
+        console.info("tailing \(mongo.redacted) → \(url)\(ha ? " (HA dedupe)" : "")")
+        return publisher
+    }
+
+    /// Runs the bridge (and the HTTP server for `--http`) until a signal or a failure; closes the publisher.
+    private func serve(
+        _ bridge: OplogBridge,
+        publisher: any EventPublisher,
+        http endpoint: ((host: String, port: Int), PrometheusCollectorRegistry)?,
+        console: Console
+    ) async throws {
+        // HTTP server, then the bridge: on SIGTERM/SIGINT the group shuts services down in reverse order, so the
+        // bridge finishes its batch and checkpoint while /healthz still answers.
+        var services = [ServiceGroupConfiguration.ServiceConfiguration]()
+        if let (httpAddress, registry) = endpoint {
+            services.append(
+                .init(
+                    service: OperationsHTTPServer(
+                        host: httpAddress.host,
+                        port: httpAddress.port,
+                        logger: console.logger
+                    ) { [bridge] path in Self.route(path, bridge: bridge, registry: registry) },
+                    successTerminationBehavior: .gracefullyShutdownGroup,
+                    failureTerminationBehavior: .cancelGroup
+                )
+            )
+        }
+        services.append(
+            .init(
+                service: bridge,
+                successTerminationBehavior: .gracefullyShutdownGroup,
+                failureTerminationBehavior: .cancelGroup
+            )
+        )
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services,
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: Logger(label: "rsinit.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        do {
+            try await ServiceGroup(configuration: groupConfiguration).run()
+            await publisher.close()
+        } catch {
+            await publisher.close()
+            if let bindFailure = Self.describeBindFailure(error, address: http) { throw bindFailure }
+            throw error
         }
     }
 

@@ -72,21 +72,26 @@ public struct ReplicaSetBootstrapper: Sendable {
         }
     }
 
-    private func execute(
-        _ machine: inout BootstrapStateMachine,
-        connection: ClientSlot,
-        progress: @Sendable (BootstrapStateMachine.Phase) -> Void
-    ) async throws -> BootstrapReport {
-        var client: MongoClient { connection.client }
+    /// What the run observed, for the report.
+    private struct Observations {
         let start = ContinuousClock.now
-        let deadline = start + configuration.timeout
-        var reported: BootstrapStateMachine.Phase?
         var reachableAt: ContinuousClock.Instant?
         var primaryAt: ContinuousClock.Instant?
         var lastHello: HelloSummary?
         var lastStatus: StatusSummary?
         var proof: OplogProof = .note
         var repaired = false
+    }
+
+    /// Runs the machine's actions until it finishes (the report) or fails (throws its ``BootstrapFailure``).
+    private func execute(
+        _ machine: inout BootstrapStateMachine,
+        connection: ClientSlot,
+        progress: @Sendable (BootstrapStateMachine.Phase) -> Void
+    ) async throws -> BootstrapReport {
+        var seen = Observations()
+        let deadline = seen.start + configuration.timeout
+        var reported: BootstrapStateMachine.Phase?
         var action = machine.start()
         while true {
             if machine.phase != reported {
@@ -100,126 +105,178 @@ public struct ReplicaSetBootstrapper: Sendable {
                 continue
             }
             switch action {
-            case .probe(let attempt):
-                try await sleep(
-                    configuration.backoff,
-                    attempt: attempt - 1,
-                    deadline: deadline,
-                    skipFirst: attempt == 0
-                )
-                guard ContinuousClock.now < deadline else { continue }
-                if attempt > 0 {
-                    // A single-threaded libmongoc client keeps a failed server in a 5 s cooldown ("No servers yet
-                    // eligible for rescan"); a fresh client dials again at once.
-                    await connection.replace(with: try makeClient())
-                }
-                do {
-                    let hello = HelloSummary(try await client.runCommand(["hello": 1]))
-                    reachableAt = reachableAt ?? .now
-                    lastHello = hello
-                    action = machine.probeSucceeded(hello)
-                } catch let error as MongoError {
-                    action = machine.probeFailed(error)
-                }
-            case .fetchStatus:
-                do {
-                    let status = StatusSummary(try await client.runCommand(["replSetGetStatus": 1]))
-                    lastStatus = status
-                    action = machine.statusReplied(status)
-                } catch let error as MongoError {
-                    action = machine.statusFailed(error)
-                }
-            case .initiate(let attempt):
-                try await sleep(
-                    configuration.backoff,
-                    attempt: attempt - 1,
-                    deadline: deadline,
-                    skipFirst: attempt == 0
-                )
-                guard ContinuousClock.now < deadline else { continue }
-                do {
-                    logger.debug(
-                        "replSetInitiate",
-                        metadata: ["rsinit.config": "\(machine.initiateConfig.relaxedExtendedJSON)"]
-                    )
-                    _ = try await client.runCommand(["replSetInitiate": .document(machine.initiateConfig)])
-                    action = machine.initiateSucceeded()
-                } catch let error as MongoError {
-                    action = machine.initiateFailed(error)
-                }
-            case .fetchStoredConfig:
-                let reply = try? await client.runCommand(["replSetGetConfig": 1])
-                action = machine.storedConfigFetched(reply)
-            case .forceReconfig(let stored):
-                logger.warning(
-                    "forcing a reconfig of a REMOVED node",
-                    metadata: ["rsinit.members": "\(configuration.members.map(\.description))"]
-                )
-                do {
-                    _ = try await client.runCommand(["replSetReconfig": .document(reconfigured(stored)), "force": true])
-                    repaired = true
-                    action = machine.forceReconfigSucceeded()
-                } catch let error as MongoError {
-                    action = machine.forceReconfigFailed(error)
-                }
-            case .pollPrimary(let attempt):
-                // Short, capped polls: a writable primary is noticed within ~50 ms (hello is cheap).
-                try await sleep(
-                    Backoff(initial: .milliseconds(10), maximum: .milliseconds(50)),
-                    attempt: attempt - 1,
-                    deadline: deadline,
-                    skipFirst: attempt == 0
-                )
-                guard ContinuousClock.now < deadline else { continue }
-                do {
-                    let hello = HelloSummary(try await client.runCommand(["hello": 1]))
-                    lastHello = hello
-                    var status: StatusSummary?
-                    if configuration.members.count > 1 || !hello.isWritablePrimary {
-                        status = try? StatusSummary(await client.runCommand(["replSetGetStatus": 1]))
-                        if let status { lastStatus = status }
-                    }
-                    action = machine.primaryPolled(hello, status: status)
-                    if case .proveOplog = action { primaryAt = .now }
-                } catch let error as MongoError {
-                    action = machine.primaryPollFailed(error)
-                }
-            case .proveOplog:
-                primaryAt = primaryAt ?? .now
-                reachableAt = reachableAt ?? .now
-                switch await proveOplog(client, deadline: deadline) {
-                case .success(let how):
-                    proof = how
-                    if machine.mode == .bootstrap && configuration.members.count > 1 {
-                        try await addMissingMembers(client, deadline: deadline)
-                    }
-                    action = machine.oplogProved()
-                case .failure(let failure):
-                    action =
-                        failure.kind == .oplogNotAdvancing ? machine.oplogProofFailed(failure.message) : .fail(failure)
-                }
             case .finish:
                 if machine.phase != reported { progress(machine.phase) }
-                let end = ContinuousClock.now
-                let status = configuration.members.count > 1 ? lastStatus : nil
-                return BootstrapReport(
-                    setName: configuration.setName,
-                    primary: lastHello?.primary,
-                    hosts: lastHello?.hosts ?? [],
-                    initiated: machine.initiatedByUs,
-                    repaired: repaired,
-                    oplogProof: proof,
-                    reachableAfterMs: ((reachableAt ?? end) - start).milliseconds,
-                    primaryAfterMs: ((primaryAt ?? end) - start).milliseconds,
-                    totalMs: (end - start).milliseconds,
-                    unhealthyMembers: status?.unhealthyMembers ?? [],
-                    warnings: warnings(hello: lastHello, existing: machine.foundExistingSet)
-                )
+                return report(machine, seen)
             case .fail(let failure):
                 if machine.phase != reported { progress(machine.phase) }
                 throw failure
+            default:
+                action = try await perform(action, &machine, &seen, connection: connection, deadline: deadline)
             }
         }
+    }
+
+    /// Performs one non-terminal action and returns the machine's next one (the action again once the deadline
+    /// has passed during a wait: the loop then asks the machine).
+    private func perform(
+        _ action: BootstrapStateMachine.Action,
+        _ machine: inout BootstrapStateMachine,
+        _ seen: inout Observations,
+        connection: ClientSlot,
+        deadline: ContinuousClock.Instant
+    ) async throws -> BootstrapStateMachine.Action {
+        let client = connection.client
+        switch action {
+        case .probe(let attempt):
+            try await sleep(configuration.backoff, attempt: attempt - 1, deadline: deadline, skipFirst: attempt == 0)
+            guard ContinuousClock.now < deadline else { return action }
+            if attempt > 0 {
+                // A single-threaded libmongoc client keeps a failed server in a 5 s cooldown ("No servers yet
+                // eligible for rescan"); a fresh client dials again at once.
+                await connection.replace(with: try makeClient())
+            }
+            return try await probe(connection.client, &machine, &seen)
+        case .fetchStatus:
+            do {
+                let status = StatusSummary(try await client.runCommand(["replSetGetStatus": 1]))
+                seen.lastStatus = status
+                return machine.statusReplied(status)
+            } catch let error as MongoError {
+                return machine.statusFailed(error)
+            }
+        case .initiate(let attempt):
+            try await sleep(configuration.backoff, attempt: attempt - 1, deadline: deadline, skipFirst: attempt == 0)
+            guard ContinuousClock.now < deadline else { return action }
+            return try await initiate(client, &machine)
+        case .fetchStoredConfig:
+            let reply = try? await client.runCommand(["replSetGetConfig": 1])
+            return machine.storedConfigFetched(reply)
+        case .forceReconfig(let stored):
+            return try await forceReconfig(client, stored, &machine, &seen)
+        case .pollPrimary(let attempt):
+            // Short, capped polls: a writable primary is noticed within ~50 ms (hello is cheap).
+            try await sleep(
+                Backoff(initial: .milliseconds(10), maximum: .milliseconds(50)),
+                attempt: attempt - 1,
+                deadline: deadline,
+                skipFirst: attempt == 0
+            )
+            guard ContinuousClock.now < deadline else { return action }
+            return try await pollPrimary(client, &machine, &seen)
+        case .proveOplog:
+            return try await proveOplog(client, &machine, &seen, deadline: deadline)
+        case .finish, .fail:
+            return action
+        }
+    }
+
+    private func probe(
+        _ client: MongoClient,
+        _ machine: inout BootstrapStateMachine,
+        _ seen: inout Observations
+    ) async throws -> BootstrapStateMachine.Action {
+        do {
+            let hello = HelloSummary(try await client.runCommand(["hello": 1]))
+            seen.reachableAt = seen.reachableAt ?? .now
+            seen.lastHello = hello
+            return machine.probeSucceeded(hello)
+        } catch let error as MongoError {
+            return machine.probeFailed(error)
+        }
+    }
+
+    private func initiate(
+        _ client: MongoClient,
+        _ machine: inout BootstrapStateMachine
+    ) async throws -> BootstrapStateMachine.Action {
+        do {
+            logger.debug(
+                "replSetInitiate",
+                metadata: ["rsinit.config": "\(machine.initiateConfig.relaxedExtendedJSON)"]
+            )
+            _ = try await client.runCommand(["replSetInitiate": .document(machine.initiateConfig)])
+            return machine.initiateSucceeded()
+        } catch let error as MongoError {
+            return machine.initiateFailed(error)
+        }
+    }
+    private func forceReconfig(
+        _ client: MongoClient,
+        _ stored: BSONDocument,
+        _ machine: inout BootstrapStateMachine,
+        _ seen: inout Observations
+    ) async throws -> BootstrapStateMachine.Action {
+        logger.warning(
+            "forcing a reconfig of a REMOVED node",
+            metadata: ["rsinit.members": "\(configuration.members.map(\.description))"]
+        )
+        do {
+            _ = try await client.runCommand(["replSetReconfig": .document(reconfigured(stored)), "force": true])
+            seen.repaired = true
+            return machine.forceReconfigSucceeded()
+        } catch let error as MongoError {
+            return machine.forceReconfigFailed(error)
+        }
+    }
+
+    private func pollPrimary(
+        _ client: MongoClient,
+        _ machine: inout BootstrapStateMachine,
+        _ seen: inout Observations
+    ) async throws -> BootstrapStateMachine.Action {
+        do {
+            let hello = HelloSummary(try await client.runCommand(["hello": 1]))
+            seen.lastHello = hello
+            var status: StatusSummary?
+            if configuration.members.count > 1 || !hello.isWritablePrimary {
+                status = try? StatusSummary(await client.runCommand(["replSetGetStatus": 1]))
+                if let status { seen.lastStatus = status }
+            }
+            let action = machine.primaryPolled(hello, status: status)
+            if case .proveOplog = action { seen.primaryAt = .now }
+            return action
+        } catch let error as MongoError {
+            return machine.primaryPollFailed(error)
+        }
+    }
+
+    private func proveOplog(
+        _ client: MongoClient,
+        _ machine: inout BootstrapStateMachine,
+        _ seen: inout Observations,
+        deadline: ContinuousClock.Instant
+    ) async throws -> BootstrapStateMachine.Action {
+        seen.primaryAt = seen.primaryAt ?? .now
+        seen.reachableAt = seen.reachableAt ?? .now
+        switch await proveOplog(client, deadline: deadline) {
+        case .success(let how):
+            seen.proof = how
+            if machine.mode == .bootstrap && configuration.members.count > 1 {
+                try await addMissingMembers(client, deadline: deadline)
+            }
+            return machine.oplogProved()
+        case .failure(let failure):
+            return failure.kind == .oplogNotAdvancing ? machine.oplogProofFailed(failure.message) : .fail(failure)
+        }
+    }
+
+    private func report(_ machine: BootstrapStateMachine, _ seen: Observations) -> BootstrapReport {
+        let end = ContinuousClock.now
+        let status = configuration.members.count > 1 ? seen.lastStatus : nil
+        return BootstrapReport(
+            setName: configuration.setName,
+            primary: seen.lastHello?.primary,
+            hosts: seen.lastHello?.hosts ?? [],
+            initiated: machine.initiatedByUs,
+            repaired: seen.repaired,
+            oplogProof: seen.proof,
+            reachableAfterMs: ((seen.reachableAt ?? end) - seen.start).milliseconds,
+            primaryAfterMs: ((seen.primaryAt ?? end) - seen.start).milliseconds,
+            totalMs: (end - seen.start).milliseconds,
+            unhealthyMembers: status?.unhealthyMembers ?? [],
+            warnings: warnings(hello: seen.lastHello, existing: machine.foundExistingSet)
+        )
     }
 
     /// Adds the `--members` hosts the config lacks, one voter per reconfig, waiting for each to become a voter

@@ -159,170 +159,45 @@ public final class OplogBridge: Service, Sendable {
         try await tail(publisher)
     }
 
+    /// The delivery loop's state, kept across the tail's restarts (after a history loss, after a failover).
+    private struct Delivery<Pending: Sendable> {
+        var machine = DeliveryStateMachineOf<StoredCheckpoint>(window: OplogBridge.publishWindow)
+        var held: [DeliveryStateMachine.BatchID: Held<Pending>] = [:]
+        var sequence = 0
+        /// Where to go back to after a failover when the new Redis master holds no checkpoint: this run's start.
+        var failoverFloor: OplogStart?
+
+        /// After a failover: nothing held is sent on the new connection; a new machine starts.
+        mutating func restart() {
+            held.removeAll()
+            machine = DeliveryStateMachineOf<StoredCheckpoint>(window: OplogBridge.publishWindow)
+            sequence = 0
+        }
+    }
+
+    /// One pass of the machine's loop: the reader of the channel of tail items, the outcome so far.
+    private struct Pass {
+        var iterator: AsyncThrowingChannel<TailItem, any Error>.Iterator
+        var lost: OplogHistoryLost?
+        var lastError: (any Error)?
+    }
+
     /// The shell of ``DeliveryStateMachine``: runs the tail, executes the machine's actions against the publisher
     /// and reports their outcomes. It decides nothing itself.
     private func tail<Publisher: EventPublisher>(_ publisher: Publisher) async throws {
-        let start: OplogStart
-        let startCheckpoint: StoredCheckpoint?
-        do { (start, startCheckpoint) = try await resolveStart(publisher) } catch is CancellationError {
+        var tailStart: OplogStart
+        var tailCheckpoint: StoredCheckpoint?
+        do { (tailStart, tailCheckpoint) = try await resolveStart(publisher) } catch is CancellationError {
             return  // stopped while Redis was unreachable at start-up: nothing was read, nothing to finish
         }
-        var machine = DeliveryStateMachineOf<StoredCheckpoint>(window: Self.publishWindow)
-        var held: [DeliveryStateMachine.BatchID: Held<Publisher.PendingBatch>] = [:]
-        var sequence = 0
-        var tailStart = start
-        var tailCheckpoint = startCheckpoint
-        // Where to go back to after a failover when the new Redis master holds no checkpoint: this run's start.
-        var failoverFloor: OplogStart? = start == .end ? nil : start
+        var delivery = Delivery<Publisher.PendingBatch>(failoverFloor: tailStart == .end ? nil : tailStart)
         while true {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = tailStart
             tailerConfiguration.resumeCheckpoint = tailCheckpoint
-            let makeBatches = batchSource(tailerConfiguration)
-            // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The machine
-            // is the bound: while Redis is down it asks for nothing, and the oplog is not read further.
-            let items = AsyncThrowingChannel<TailItem, any Error>()
             let lost: OplogHistoryLost?
             do {
-                // Discarding: a notifier task per sent batch, over months, must not pile up as unread results.
-                lost = try await withThrowingDiscardingTaskGroup(returning: OplogHistoryLost?.self) { group in
-                    let shouldStop: @Sendable () -> Bool = { [weak self] in
-                        (self?.stopping ?? true) || Task.isCancelled
-                    }
-                    group.addTask {
-                        var iterator = makeBatches(shouldStop)
-                        do {
-                            while !Task.isCancelled, let batch = try await iterator.next() {
-                                await items.send(.batch(batch))
-                            }
-                            await iterator.close()
-                            items.finish()
-                        } catch {
-                            await iterator.close()
-                            items.fail(error)
-                        }
-                    }
-                    var iterator = items.makeAsyncIterator()
-                    var lost: OplogHistoryLost?
-                    var lastError: (any Error)?
-                    var action = machine.start()
-                    execute: while true {
-                        switch action {
-                        case .read:
-                            if stopping {
-                                action = machine.stop()
-                                continue
-                            }
-                            let item: TailItem?
-                            do { item = try await iterator.next() } catch let error as OplogHistoryLost {
-                                // What was read before the loss is settled before deciding.
-                                lost = error
-                                action = machine.drain()
-                                continue
-                            }
-                            if case .batch(let batch) = item {
-                                reportUnexpressed(batch.unexpressed)
-                                if failoverFloor == nil, let first = batch.events.first {
-                                    failoverFloor = .at(first.timestamp)
-                                }
-                            }
-                            switch item {
-                            case nil:
-                                action = machine.tailEnded()
-                            case .answered(let id, let generation):
-                                action = machine.answered(id, on: generation)
-                            case .batch(let batch) where batch.events.isEmpty && batch.entriesRead == 0:
-                                // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
-                                // caught up.
-                                state.withLock { $0.health.caughtUp(at: .now) }
-                                metrics.recordLag(seconds: 0)
-                                action = machine.caughtUp()
-                            case .batch(let batch):
-                                sequence += 1
-                                held[sequence] = Held(batch: batch)
-                                action = machine.batchRead(
-                                    sequence,
-                                    position: batch.storedCheckpoint,
-                                    full: batch.entriesRead >= configuration.tailer.batchSize
-                                )
-                            }
-                        case .connect:
-                            do {
-                                action = machine.connected(try await publisher.connect())
-                            } catch  where publisher.isTransient(error) {
-                                lastError = error
-                                action = machine.connectFailed()
-                            }
-                        case .send(let id, let generation, let checkpoint):
-                            guard var entry = held[id] else { preconditionFailure("the machine sends a batch it read") }
-                            entry.sentAt = DispatchTime.now().uptimeNanoseconds
-                            do {
-                                let ticket = try await publisher.send(
-                                    entry.batch,
-                                    checkpoint: checkpoint,
-                                    on: generation
-                                )
-                                entry.ticket = ticket
-                                held[id] = entry
-                                switch ticket {
-                                case .delivered:
-                                    action = machine.sent(id, on: generation, delivered: true)
-                                case .pending(let pending):
-                                    group.addTask {
-                                        await publisher.answered(pending)
-                                        await items.send(.answered(id, generation))
-                                    }
-                                    action = machine.sent(id, on: generation, delivered: false)
-                                }
-                                if case .delivered(let receipt) = ticket, !machine.isHolding(id) {
-                                    // Delivered while sent (HA, NDJSON): the machine confirmed it at once.
-                                    record(entry.batch, receipt: receipt, since: entry.sentAt)
-                                    held[id] = nil
-                                }
-                            } catch  where publisher.isTransient(error) {
-                                lastError = error
-                                action = machine.failed(on: generation)
-                            }
-                        case .confirm(let id, let generation):
-                            guard let entry = held[id], let ticket = entry.ticket else {
-                                preconditionFailure("the machine confirms a batch it sent")
-                            }
-                            do {
-                                let receipt: PublishReceipt
-                                switch ticket {
-                                case .delivered(let delivered): receipt = delivered
-                                case .pending(let pending): receipt = try await publisher.confirm(pending)
-                                }
-                                record(entry.batch, receipt: receipt, since: entry.sentAt)
-                                held[id] = nil
-                                action = machine.confirmed(id, on: generation)
-                            } catch  where publisher.isTransient(error) {
-                                lastError = error
-                                action = machine.failed(on: generation)
-                            }
-                        case .writeCheckpoint(let position, let generation):
-                            do {
-                                try await publisher.writeCheckpoint(position, on: generation)
-                                action = machine.checkpointWritten(position, on: generation)
-                            } catch  where publisher.isTransient(error) {
-                                lastError = error
-                                action = machine.failed(on: generation)
-                            }
-                        case .pause(let attempt):
-                            if try await pause(after: lastError, attempt: attempt) {
-                                action = machine.pauseEnded()
-                            } else {
-                                // Stopping during an outage: what is held stays unacknowledged (no checkpoint), so
-                                // a restart delivers it again — at least once, never lost.
-                                action = machine.stop()
-                            }
-                        case .finish:
-                            break execute
-                        }
-                    }
-                    group.cancelAll()
-                    return lost
-                }
+                lost = try await deliver(from: batchSource(tailerConfiguration), &delivery, publisher)
             } catch is CancellationError {
                 return
             } catch let failover as PublisherFailover {
@@ -330,28 +205,228 @@ public final class OplogBridge: Service, Sendable {
                 // if at all, by the old node only. Nothing held is sent on the new connection; a new machine starts
                 // from the checkpoint the node now written to holds, so the checkpoint still names only a prefix
                 // this node confirmed.
-                held.removeAll()
-                machine = DeliveryStateMachineOf<StoredCheckpoint>(window: Self.publishWindow)
-                sequence = 0
+                delivery.restart()
                 if stopping { return }
                 do {
-                    (tailStart, tailCheckpoint) = try await resumeAfter(failover, publisher, floor: failoverFloor)
+                    (tailStart, tailCheckpoint) = try await resumeAfter(
+                        failover,
+                        publisher,
+                        floor: delivery.failoverFloor
+                    )
                 } catch is CancellationError {
                     return
                 }
                 continue
             }
             guard let lost, !stopping else { return }
-            state.withLock { $0.statistics.historyLost += 1 }
-            metrics.recordHistoryLost()
-            guard configuration.onHistoryLost == .fromEnd else { throw lost }
-            logger.error(
-                "OPLOG HISTORY LOST: events between the checkpoint and the end of the oplog were NOT delivered; restarting at the end (--on-history-lost from-end)",
-                metadata: ["rsinit.position": "\(lost.position)", "rsinit.reason": "\(lost.reason)"]
-            )
+            try historyLost(lost)
             tailStart = .end
             tailCheckpoint = nil
-            held.removeAll()
+            delivery.held.removeAll()
+        }
+    }
+
+    /// Counts a history loss; throws it unless ``OnHistoryLost/fromEnd`` asks to restart at the end (logged loudly).
+    private func historyLost(_ lost: OplogHistoryLost) throws {
+        state.withLock { $0.statistics.historyLost += 1 }
+        metrics.recordHistoryLost()
+        guard configuration.onHistoryLost == .fromEnd else { throw lost }
+        logger.error(
+            "OPLOG HISTORY LOST: events between the checkpoint and the end of the oplog were NOT delivered; restarting at the end (--on-history-lost from-end)",
+            metadata: ["rsinit.position": "\(lost.position)", "rsinit.reason": "\(lost.reason)"]
+        )
+    }
+
+    /// Tails one source until it ends (stop, cancellation: nil) or loses history (the loss, once what was read
+    /// before it is settled). Throws a ``PublisherFailover`` or a failure a retry cannot fix.
+    private func deliver<Publisher: EventPublisher>(
+        from makeBatches: @escaping @Sendable (@escaping @Sendable () -> Bool) -> any BatchIterator,
+        _ delivery: inout Delivery<Publisher.PendingBatch>,
+        _ publisher: Publisher
+    ) async throws -> OplogHistoryLost? {
+        // Read ahead by one batch: the next getMore and its mapping overlap this batch's publish. The machine
+        // is the bound: while Redis is down it asks for nothing, and the oplog is not read further.
+        let items = AsyncThrowingChannel<TailItem, any Error>()
+        // Discarding: a notifier task per sent batch, over months, must not pile up as unread results.
+        return try await withThrowingDiscardingTaskGroup(returning: OplogHistoryLost?.self) { group in
+            let shouldStop: @Sendable () -> Bool = { [weak self] in
+                (self?.stopping ?? true) || Task.isCancelled
+            }
+            group.addTask {
+                var iterator = makeBatches(shouldStop)
+                do {
+                    while !Task.isCancelled, let batch = try await iterator.next() {
+                        await items.send(.batch(batch))
+                    }
+                    await iterator.close()
+                    items.finish()
+                } catch {
+                    await iterator.close()
+                    items.fail(error)
+                }
+            }
+            var pass = Pass(iterator: items.makeAsyncIterator())
+            try await execute(&delivery, &pass, items: items, group: &group, publisher)
+            group.cancelAll()
+            return pass.lost
+        }
+    }
+
+    /// Executes the machine's actions until it finishes.
+    private func execute<Publisher: EventPublisher>(
+        _ delivery: inout Delivery<Publisher.PendingBatch>,
+        _ pass: inout Pass,
+        items: AsyncThrowingChannel<TailItem, any Error>,
+        group: inout ThrowingDiscardingTaskGroup<any Error>,
+        _ publisher: Publisher
+    ) async throws {
+        var action = delivery.machine.start()
+        while true {
+            switch action {
+            case .read:
+                action = try await read(&delivery, &pass)
+            case .connect:
+                do {
+                    action = delivery.machine.connected(try await publisher.connect())
+                } catch  where publisher.isTransient(error) {
+                    pass.lastError = error
+                    action = delivery.machine.connectFailed()
+                }
+            case .send(let id, let generation, let checkpoint):
+                action = try await send(id, generation, checkpoint, &delivery, &pass, items, &group, publisher)
+            case .confirm(let id, let generation):
+                action = try await confirm(id, generation, &delivery, &pass, publisher)
+            case .writeCheckpoint(let position, let generation):
+                do {
+                    try await publisher.writeCheckpoint(position, on: generation)
+                    action = delivery.machine.checkpointWritten(position, on: generation)
+                } catch  where publisher.isTransient(error) {
+                    pass.lastError = error
+                    action = delivery.machine.failed(on: generation)
+                }
+            case .pause(let attempt):
+                if try await pause(after: pass.lastError, attempt: attempt) {
+                    action = delivery.machine.pauseEnded()
+                } else {
+                    // Stopping during an outage: what is held stays unacknowledged (no checkpoint), so
+                    // a restart delivers it again — at least once, never lost.
+                    action = delivery.machine.stop()
+                }
+            case .finish:
+                return
+            }
+        }
+    }
+
+    /// The machine asks for the next item: a batch of the tail, the publisher's answer, the tail's end or loss.
+    private func read<Pending: Sendable>(
+        _ delivery: inout Delivery<Pending>,
+        _ pass: inout Pass
+    ) async throws -> DeliveryStateMachineOf<StoredCheckpoint>.Action {
+        if stopping {
+            return delivery.machine.stop()
+        }
+        let item: TailItem?
+        do { item = try await pass.iterator.next() } catch let error as OplogHistoryLost {
+            // What was read before the loss is settled before deciding.
+            pass.lost = error
+            return delivery.machine.drain()
+        }
+        if case .batch(let batch) = item {
+            reportUnexpressed(batch.unexpressed)
+            if delivery.failoverFloor == nil, let first = batch.events.first {
+                delivery.failoverFloor = .at(first.timestamp)
+            }
+        }
+        switch item {
+        case nil:
+            return delivery.machine.tailEnded()
+        case .answered(let id, let generation):
+            return delivery.machine.answered(id, on: generation)
+        case .batch(let batch) where batch.events.isEmpty && batch.entriesRead == 0:
+            // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
+            // caught up.
+            state.withLock { $0.health.caughtUp(at: .now) }
+            metrics.recordLag(seconds: 0)
+            return delivery.machine.caughtUp()
+        case .batch(let batch):
+            delivery.sequence += 1
+            delivery.held[delivery.sequence] = Held(batch: batch)
+            return delivery.machine.batchRead(
+                delivery.sequence,
+                position: batch.storedCheckpoint,
+                full: batch.entriesRead >= configuration.tailer.batchSize
+            )
+        }
+    }
+
+    /// Sends a held batch (again, after a lost connection); a pending answer is awaited by a task of the group.
+    private func send<Publisher: EventPublisher>(
+        _ id: DeliveryStateMachine.BatchID,
+        _ generation: ConnectionGeneration,
+        _ checkpoint: StoredCheckpoint?,
+        _ delivery: inout Delivery<Publisher.PendingBatch>,
+        _ pass: inout Pass,
+        _ items: AsyncThrowingChannel<TailItem, any Error>,
+        _ group: inout ThrowingDiscardingTaskGroup<any Error>,
+        _ publisher: Publisher
+    ) async throws -> DeliveryStateMachineOf<StoredCheckpoint>.Action {
+        guard var entry = delivery.held[id] else { preconditionFailure("the machine sends a batch it read") }
+        entry.sentAt = DispatchTime.now().uptimeNanoseconds
+        do {
+            let ticket = try await publisher.send(
+                entry.batch,
+                checkpoint: checkpoint,
+                on: generation
+            )
+            entry.ticket = ticket
+            delivery.held[id] = entry
+            let action: DeliveryStateMachineOf<StoredCheckpoint>.Action
+            switch ticket {
+            case .delivered:
+                action = delivery.machine.sent(id, on: generation, delivered: true)
+            case .pending(let pending):
+                group.addTask {
+                    await publisher.answered(pending)
+                    await items.send(.answered(id, generation))
+                }
+                action = delivery.machine.sent(id, on: generation, delivered: false)
+            }
+            if case .delivered(let receipt) = ticket, !delivery.machine.isHolding(id) {
+                // Delivered while sent (HA, NDJSON): the machine confirmed it at once.
+                record(entry.batch, receipt: receipt, since: entry.sentAt)
+                delivery.held[id] = nil
+            }
+            return action
+        } catch  where publisher.isTransient(error) {
+            pass.lastError = error
+            return delivery.machine.failed(on: generation)
+        }
+    }
+
+    /// Waits for the publisher's answer for a sent batch, then records it as delivered.
+    private func confirm<Publisher: EventPublisher>(
+        _ id: DeliveryStateMachine.BatchID,
+        _ generation: ConnectionGeneration,
+        _ delivery: inout Delivery<Publisher.PendingBatch>,
+        _ pass: inout Pass,
+        _ publisher: Publisher
+    ) async throws -> DeliveryStateMachineOf<StoredCheckpoint>.Action {
+        guard let entry = delivery.held[id], let ticket = entry.ticket else {
+            preconditionFailure("the machine confirms a batch it sent")
+        }
+        do {
+            let receipt: PublishReceipt
+            switch ticket {
+            case .delivered(let delivered): receipt = delivered
+            case .pending(let pending): receipt = try await publisher.confirm(pending)
+            }
+            record(entry.batch, receipt: receipt, since: entry.sentAt)
+            delivery.held[id] = nil
+            return delivery.machine.confirmed(id, on: generation)
+        } catch  where publisher.isTransient(error) {
+            pass.lastError = error
+            return delivery.machine.failed(on: generation)
         }
     }
 
