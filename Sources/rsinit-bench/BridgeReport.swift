@@ -392,7 +392,7 @@ extension Bench {
                 connectionString: try MongoConnectionString(server.uri),
                 batchSize: 1000
             ),
-            start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
+            start: .at(BSONTimestamp(rawValue: start.rawValue + 1))
         )
         configuration.source = source
         let bridge = OplogBridge(configuration: configuration, publisher: publisher, logger: reportLogger)
@@ -499,7 +499,7 @@ extension Bench {
         )
         var configuration = OplogBridge.Configuration(
             tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(server.uri)),
-            start: .timestamp(BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1))
+            start: .at(BSONTimestamp(rawValue: server.lastOplogTimestamp.rawValue + 1))
         )
         configuration.source = source
         let bridge = OplogBridge(configuration: configuration, publisher: publisher, logger: reportLogger)

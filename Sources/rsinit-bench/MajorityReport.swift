@@ -67,7 +67,7 @@ extension Bench {
         let bridge = OplogBridge(
             configuration: .init(
                 tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(set.uri), majority: mode),
-                start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
+                start: .at(BSONTimestamp(rawValue: start.rawValue + 1))
             ),
             publisher: publisher,
             logger: reportLogger

@@ -76,7 +76,7 @@ extension Bench {
                     connectionString: try MongoConnectionString(server.uri),
                     batchSize: 1000
                 ),
-                start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1))
+                start: .at(BSONTimestamp(rawValue: start.rawValue + 1))
             ),
             publisher: publisher,
             logger: reportLogger

@@ -253,7 +253,7 @@ struct TailCommand: AsyncParsableCommand {
     }
 
     /// `--from`: checkpoint, end or an oplog timestamp `T.I`.
-    private func startPosition() throws(BootstrapFailure) -> OplogBridge.Start {
+    private func startPosition() throws(BootstrapFailure) -> StartPosition {
         switch from {
         case "checkpoint": return .checkpoint
         case "end": return .end
@@ -265,7 +265,7 @@ struct TailCommand: AsyncParsableCommand {
                     fix: "use checkpoint, end, or an oplog timestamp T.I (seconds.increment, e.g. 1700000000.1)"
                 )
             }
-            return .timestamp(ts)
+            return .at(ts)
         }
     }
 

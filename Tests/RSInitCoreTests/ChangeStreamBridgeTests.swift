@@ -14,7 +14,7 @@ func makeChangeStreamBridge(
     _ redis: RedisServerProcess,
     scope: ChangeStreamScope = .cluster,
     fullDocument: Bool = false,
-    start: OplogBridge.Start = .checkpoint,
+    start: StartPosition = .checkpoint,
     onHistoryLost: OplogBridge.OnHistoryLost = .fail,
     highAvailability: Bool = false
 ) async throws -> (OplogBridge, RedisEventPublisher) {
@@ -49,7 +49,7 @@ func collect(_ iterator: inout ChangeStreamTailer.Iterator, events count: Int) a
     func tailer(
         _ mongo: FakeMongod,
         scope: ChangeStreamScope = .cluster,
-        start: OplogStart = .end
+        start: StartPosition = .end
     ) throws
         -> ChangeStreamTailer
     {

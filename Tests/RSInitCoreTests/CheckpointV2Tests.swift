@@ -267,10 +267,8 @@ extension ChangeStreamTailerTests {
         #expect(invalidate)
 
         try await insertDocuments(mongo, 2..<4)
-        let restartedTailer = try tailer(mongo, scope: .database("tests"), start: .after(checkpoint.timestamp))
-        var configuration = restartedTailer.configuration
-        configuration.resumeCheckpoint = checkpoint
-        var restarted = ChangeStreamTailer(configuration: configuration, logger: bridgeLogger).makeAsyncIterator()
+        let restartedTailer = try tailer(mongo, scope: .database("tests"), start: .stored(checkpoint))
+        var restarted = restartedTailer.makeAsyncIterator()
         let events = try await collect(&restarted, events: 2)
         await restarted.close()
         #expect(events.map { $0.command?.name ?? $0.kind.rawValue } == ["insert", "insert"])

@@ -29,7 +29,7 @@ struct DeliveryFaultTests {
                     batchSize: 100,
                     maxAwaitTime: .milliseconds(200)
                 ),
-                start: .timestamp(BSONTimestamp(rawValue: start.rawValue + 1)),
+                start: .at(BSONTimestamp(rawValue: start.rawValue + 1)),
                 retryBackoff: Backoff(initial: .milliseconds(5), maximum: .milliseconds(50))
             ),
             publisher: publisher,

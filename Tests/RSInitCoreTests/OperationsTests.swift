@@ -169,7 +169,7 @@ struct BridgeOperationsTests {
                     connectionString: try MongoConnectionString(mongo.uri),
                     maxAwaitTime: .milliseconds(200)
                 ),
-                start: .timestamp(from),
+                start: .at(from),
                 retryBackoff: Backoff(initial: .milliseconds(100), maximum: .milliseconds(200)),
                 health: .init(stallTimeout: .milliseconds(1500), maximumLag: .seconds(60))
             ),
@@ -229,7 +229,7 @@ struct BridgeOperationsTests {
         let bridge = OplogBridge(
             configuration: .init(
                 tailer: OplogTailerConfiguration(connectionString: try MongoConnectionString(mongo.uri)),
-                start: .timestamp(stale)
+                start: .at(stale)
             ),
             publisher: NDJSONPublisher(channelPrefix: "") { _ in },
             logger: bridgeLogger,

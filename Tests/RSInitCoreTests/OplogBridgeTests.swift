@@ -84,7 +84,7 @@ func makeBridge(
     _ mongo: FakeMongod,
     _ redis: RedisServerProcess,
     highAvailability: Bool = false,
-    start: OplogBridge.Start = .checkpoint,
+    start: StartPosition = .checkpoint,
     onHistoryLost: OplogBridge.OnHistoryLost = .fail,
     prefix: String = "",
     metrics: BridgeMetrics = BridgeMetrics()

@@ -20,7 +20,7 @@ func primaryDouble(
 
 func tailer(
     _ server: FakeMongod,
-    start: OplogStart = .end,
+    start: StartPosition = .end,
     mapping: OplogEventMapper.Configuration = .init(),
     batchSize: Int = 1000
 ) throws -> OplogTailer {

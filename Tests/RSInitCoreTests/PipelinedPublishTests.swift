@@ -129,7 +129,7 @@ struct PipelinedPublishTests {
                     batchSize: 100,
                     maxAwaitTime: .seconds(5)
                 ),
-                start: .timestamp(BSONTimestamp(rawValue: before.rawValue + 1))
+                start: .at(BSONTimestamp(rawValue: before.rawValue + 1))
             ),
             publisher: publisher,
             logger: bridgeLogger

@@ -206,7 +206,7 @@ func topologyBridge(
                 maxAwaitTime: .milliseconds(200)
             ),
             // Everything after the double's set-up entries (the checkpoint path is exercised at each failover).
-            start: .timestamp(mongo.lastOplogTimestamp),
+            start: .at(mongo.lastOplogTimestamp),
             retryBackoff: Backoff(initial: .milliseconds(100), maximum: .milliseconds(400))
         ),
         publisher: publisher,

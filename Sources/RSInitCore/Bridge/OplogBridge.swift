@@ -26,15 +26,6 @@ import Synchronization
 /// - ``stop()`` — or a graceful shutdown of the `ServiceGroup` running it — finishes the in-flight batch (and its
 ///   checkpoint), then ``run()`` returns.
 public final class OplogBridge: Service, Sendable {
-    public enum Start: Sendable, Equatable {
-        /// The stored checkpoint if there is one, else the end of the oplog (the default).
-        case checkpoint
-        /// The end of the oplog, ignoring any checkpoint.
-        case end
-        /// The first entry with `ts >= T`.
-        case timestamp(BSONTimestamp)
-    }
-
     public enum OnHistoryLost: String, Sendable {
         case fail
         case fromEnd = "from-end"
@@ -53,7 +44,8 @@ public final class OplogBridge: Service, Sendable {
         public var tailer: OplogTailerConfiguration
         /// The oplog by default.
         public var source: Source = .oplog
-        public var start: Start
+        /// ``StartPosition/checkpoint`` by default: the publisher's stored checkpoint, else the end.
+        public var start: StartPosition
         public var onHistoryLost: OnHistoryLost
         public var retryBackoff: Backoff
         /// When `/healthz` calls the bridge stalled or lagging.
@@ -61,7 +53,7 @@ public final class OplogBridge: Service, Sendable {
 
         public init(
             tailer: OplogTailerConfiguration,
-            start: Start = .checkpoint,
+            start: StartPosition = .checkpoint,
             onHistoryLost: OnHistoryLost = .fail,
             retryBackoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)),
             health: BridgeHealth.Policy = BridgeHealth.Policy()
@@ -165,7 +157,7 @@ public final class OplogBridge: Service, Sendable {
         var held: [DeliveryStateMachine.BatchID: Held<Pending>] = [:]
         var sequence = 0
         /// Where to go back to after a failover when the new Redis master holds no checkpoint: this run's start.
-        var failoverFloor: OplogStart?
+        var failoverFloor: StartPosition?
 
         /// After a failover: nothing held is sent on the new connection; a new machine starts.
         mutating func restart() {
@@ -185,16 +177,14 @@ public final class OplogBridge: Service, Sendable {
     /// The shell of ``DeliveryStateMachine``: runs the tail, executes the machine's actions against the publisher
     /// and reports their outcomes. It decides nothing itself.
     private func tail<Publisher: EventPublisher>(_ publisher: Publisher) async throws {
-        var tailStart: OplogStart
-        var tailCheckpoint: StoredCheckpoint?
-        do { (tailStart, tailCheckpoint) = try await resolveStart(publisher) } catch is CancellationError {
+        var tailStart: StartPosition
+        do { tailStart = try await resolveStart(publisher) } catch is CancellationError {
             return  // stopped while Redis was unreachable at start-up: nothing was read, nothing to finish
         }
         var delivery = Delivery<Publisher.PendingBatch>(failoverFloor: tailStart == .end ? nil : tailStart)
         while true {
             var tailerConfiguration = configuration.tailer
             tailerConfiguration.start = tailStart
-            tailerConfiguration.resumeCheckpoint = tailCheckpoint
             let lost: OplogHistoryLost?
             do {
                 lost = try await deliver(from: batchSource(tailerConfiguration), &delivery, publisher)
@@ -208,7 +198,7 @@ public final class OplogBridge: Service, Sendable {
                 delivery.restart()
                 if stopping { return }
                 do {
-                    (tailStart, tailCheckpoint) = try await resumeAfter(
+                    tailStart = try await resumeAfter(
                         failover,
                         publisher,
                         floor: delivery.failoverFloor
@@ -221,7 +211,6 @@ public final class OplogBridge: Service, Sendable {
             guard let lost, !stopping else { return }
             try historyLost(lost)
             tailStart = .end
-            tailCheckpoint = nil
             delivery.held.removeAll()
         }
     }
@@ -451,7 +440,6 @@ public final class OplogBridge: Service, Sendable {
                 backoff: tailer.backoff
             )
             streamConfiguration.replyMargin = tailer.replyMargin
-            streamConfiguration.resumeCheckpoint = tailer.resumeCheckpoint
             let source = ChangeStreamTailer(configuration: streamConfiguration, logger: logger)
             return { source.makeAsyncIterator(stoppingWhen: $0) }
         }
@@ -462,8 +450,8 @@ public final class OplogBridge: Service, Sendable {
     private func resumeAfter(
         _ failover: PublisherFailover,
         _ publisher: some EventPublisher,
-        floor: OplogStart?
-    ) async throws -> (OplogStart, StoredCheckpoint?) {
+        floor: StartPosition?
+    ) async throws -> StartPosition {
         state.withLock { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
         let checkpoint = try await retrying(publisher, "reading the checkpoint after a Redis failover") {
@@ -476,27 +464,24 @@ public final class OplogBridge: Service, Sendable {
                 "rsinit.reason": "\(failover)", "rsinit.position": "\(checkpoint.map { "\($0)" } ?? "\(start)")",
             ]
         )
-        return (start, checkpoint)
+        return start
     }
 
     /// Where the tail starts for a stored checkpoint (format v1 or v2) on this bridge's source; a change-stream
     /// token read by the oplog source is refused (``StoredCheckpointError``), never misread.
-    private func resumeStart(_ checkpoint: StoredCheckpoint) throws(StoredCheckpointError) -> OplogStart {
+    private func resumeStart(_ checkpoint: StoredCheckpoint) throws(StoredCheckpointError) -> StartPosition {
         let source: StoredCheckpoint.Source
         if case .changeStream = configuration.source { source = .changeStream } else { source = .oplog }
-        switch try checkpoint.resume(for: source) {
-        case .oplogAfter(let opTime): return .after(opTime.ts)
-        case .changeStreamAfterTime(let ts): return .after(ts)
-        case .changeStreamToken:
-            // The tailer resumes after the token; the position is the one its batches report (a tick before).
-            return .after(oneTickBefore(checkpoint.timestamp))
-        }
+        _ = try checkpoint.resume(for: source)
+        return .stored(checkpoint)
     }
 
-    private func resolveStart(_ publisher: some EventPublisher) async throws -> (OplogStart, StoredCheckpoint?) {
+    /// The configured start, with ``StartPosition/checkpoint`` read from the publisher (retried while Redis is
+    /// unreachable) and any stored checkpoint checked against this bridge's source.
+    private func resolveStart(_ publisher: some EventPublisher) async throws -> StartPosition {
         switch configuration.start {
-        case .end: return (.end, nil)
-        case .timestamp(let ts): return (.at(ts), nil)
+        case .end, .at, .after: return configuration.start
+        case .stored(let checkpoint): return try resumeStart(checkpoint)
         case .checkpoint:
             let checkpoint = try await retrying(publisher, "reading the checkpoint") {
                 try await publisher.loadStoredCheckpoint()
@@ -504,10 +489,10 @@ public final class OplogBridge: Service, Sendable {
             if let checkpoint {
                 let start = try resumeStart(checkpoint)
                 logger.info("resuming after the checkpoint", metadata: ["rsinit.position": "\(checkpoint)"])
-                return (start, checkpoint)
+                return start
             }
             logger.info("no checkpoint yet: starting at the end of the oplog")
-            return (.end, nil)
+            return .end
         }
     }
 

@@ -10,13 +10,12 @@ public struct ChangeStreamTailerConfiguration: Sendable {
     public var connectionString: MongoConnectionString
     /// Cluster-wide by default; a database stream when the bridge watches one database.
     public var scope: ChangeStreamScope
-    /// Where the first stream starts: ``OplogStart/end`` (no option: one tick after the newest operation),
-    /// ``OplogStart/at(_:)`` (`startAtOperationTime`, inclusive), ``OplogStart/after(_:)`` (`startAtOperationTime`
-    /// one tick after a checkpoint).
-    public var start: OplogStart
-    /// A stored change-stream checkpoint (format v2) to resume from: the first stream opens with `resumeAfter` its
-    /// token (`startAfter` when the token is an invalidate's) instead of `start`.
-    public var resumeCheckpoint: StoredCheckpoint?
+    /// Where the first stream starts: ``StartPosition/end`` (no option: one tick after the newest operation),
+    /// ``StartPosition/at(_:)`` (`startAtOperationTime`, inclusive), ``StartPosition/after(_:)``
+    /// (`startAtOperationTime` one tick after a checkpoint), ``StartPosition/stored(_:)`` (a change-stream
+    /// checkpoint: `resumeAfter` its token, `startAfter` when the token is an invalidate's; an oplog checkpoint: one
+    /// tick after its `ts`). ``StartPosition/checkpoint`` (no store here) starts at the end.
+    public var start: StartPosition
     public var mapping: OplogEventMapper.Configuration
     /// `fullDocument: "updateLookup"`: updates carry the current document (or none when it was deleted since).
     public var fullDocument: Bool
@@ -32,7 +31,7 @@ public struct ChangeStreamTailerConfiguration: Sendable {
     public init(
         connectionString: MongoConnectionString,
         scope: ChangeStreamScope = .cluster,
-        start: OplogStart = .end,
+        start: StartPosition = .end,
         mapping: OplogEventMapper.Configuration = .init(),
         fullDocument: Bool = false,
         batchSize: Int = 1000,
@@ -139,12 +138,25 @@ public final class ChangeStreamSession: @unchecked Sendable {
         self.logger = logger
         self.shouldStop = shouldStop
         self.mapper = ChangeStreamEventMapper(configuration: configuration.mapping)
-        if case .after(let position) = configuration.start { lastPosition = position }
-        if case .changeStreamToken(let stored, let invalidate)? = try? configuration.resumeCheckpoint?.resume(
-            for: .changeStream
-        ) {
-            token = stored
-            reopenAfterInvalidate = invalidate
+        switch configuration.start {
+        case .after(let position):
+            lastPosition = position
+        case .stored(let checkpoint):
+            switch try? checkpoint.resume(for: .changeStream) {
+            case .changeStreamToken(let stored, let invalidate):
+                // The position the batches report for the token's event: a tick before its clusterTime.
+                lastPosition = oneTickBefore(checkpoint.timestamp)
+                token = stored
+                reopenAfterInvalidate = invalidate
+            case .changeStreamAfterTime(let ts):
+                lastPosition = ts
+            case .oplogAfter(let opTime):
+                lastPosition = opTime.ts
+            case nil:
+                break
+            }
+        case .checkpoint, .end, .at:
+            break
         }
     }
 
@@ -297,9 +309,11 @@ public final class ChangeStreamSession: @unchecked Sendable {
             stage.append(reopenAfterInvalidate ? "startAfter" : "resumeAfter", .document(token))
         } else {
             switch configuration.start {
-            case .end: break
+            case .end, .checkpoint: break
             case .at(let time): stage.append("startAtOperationTime", .timestamp(time))
             case .after(let position): stage.append("startAtOperationTime", .timestamp(oneTickAfter(position)))
+            case .stored(let checkpoint):
+                stage.append("startAtOperationTime", .timestamp(oneTickAfter(checkpoint.timestamp)))
             }
         }
         let aggregate: BSONValue

@@ -4,16 +4,6 @@ public import Logging
 public import MongoCWrapper
 import RSInitSupport
 
-/// Where a tail starts.
-public enum OplogStart: Sendable, Equatable {
-    /// After the newest entry at start-up (the default).
-    case end
-    /// At the first entry with `ts >= T`; fails if the oplog no longer reaches back to `T`.
-    case at(BSONTimestamp)
-    /// After a checkpoint: the entry with this `ts` was fully handled and must still be in the oplog.
-    case after(BSONTimestamp)
-}
-
 /// History the tail needed is gone: the oplog rolled over past the position (or the position is not in this
 /// oplog at all). Never silently skipped; callers must decide (fail, or restart from the end knowingly).
 public struct OplogHistoryLost: Error, Sendable, Equatable, CustomStringConvertible {
@@ -81,11 +71,10 @@ public struct OplogBatch: Sendable {
 public struct OplogTailerConfiguration: Sendable {
     /// The deployment to tail (a replica set member or the set; the tailer reads `local.oplog.rs`).
     public var connectionString: MongoConnectionString
-    /// Where the first cursor starts.
-    public var start: OplogStart
-    /// The stored checkpoint `start` comes from, when it does: its term (format v2) makes the majority-gated
-    /// anchor check (replication-ha.md §9.2) tell a rolled-back entry from one rolled off after a restart.
-    public var resumeCheckpoint: StoredCheckpoint?
+    /// Where the first cursor starts. A ``StartPosition/stored(_:)`` checkpoint's term (format v2) makes the
+    /// majority-gated anchor check (replication-ha.md §9.2) tell a rolled-back entry from one rolled off after a
+    /// restart; ``StartPosition/checkpoint`` (no store here) starts at the end.
+    public var start: StartPosition
     /// How entries become ``ChangeEvent``s (changed-fields mode, namespace filter).
     public var mapping: OplogEventMapper.Configuration
     /// Entries per find/getMore.
@@ -105,10 +94,10 @@ public struct OplogTailerConfiguration: Sendable {
     /// mongod that stops answering — a half-open connection, a frozen host — stall the tail silently).
     public var replyMargin: Duration = .seconds(10)
 
-    /// A configuration; by default the tail starts at the end of the oplog (``OplogStart/end``).
+    /// A configuration; by default the tail starts at the end of the oplog (``StartPosition/end``).
     public init(
         connectionString: MongoConnectionString,
-        start: OplogStart = .end,
+        start: StartPosition = .end,
         mapping: OplogEventMapper.Configuration = .init(),
         batchSize: Int = 1000,
         maxAwaitTime: Duration = .seconds(1),
@@ -208,12 +197,9 @@ public final class TailSession: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.shouldStop = shouldStop
-        let startPosition: BSONTimestamp?
-        if case .after(let position) = configuration.start { startPosition = position } else { startPosition = nil }
-        self.mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: startPosition)
-        if let opTime = configuration.resumeCheckpoint?.opTime, opTime.ts == startPosition {
-            lastDeliveredTerm = opTime.t
-        }
+        let after = configuration.start.oplogAfter
+        self.mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: after?.ts)
+        if let term = after?.t { lastDeliveredTerm = term }
     }
 
     func close() async {
@@ -279,6 +265,9 @@ public final class TailSession: @unchecked Sendable {
             } catch let tooLarge as OplogTransactionTooLarge {
                 await close()
                 throw tooLarge
+            } catch let refused as StoredCheckpointError {
+                await close()
+                throw refused
             } catch let missing as OplogCommittedEntryMissing {
                 logger.critical(
                     "a delivered majority-committed oplog entry is missing",
@@ -442,7 +431,7 @@ public final class TailSession: @unchecked Sendable {
             checkpoint = OplogOpTime(ts: position, t: lastDeliveredTerm)
         } else {
             switch configuration.start {
-            case .end where isGated:
+            case .end where isGated, .checkpoint where isGated:
                 // The newest committed entry: what is newer is delivered once committed.
                 guard let majority else {
                     throw PinnedNodeNotReady(
@@ -453,7 +442,7 @@ public final class TailSession: @unchecked Sendable {
                 skipFirstEntry = majority
                 checkpoint = OplogOpTime(ts: majority, t: nil)
                 mapper = OplogEventMapper(configuration: configuration.mapping, startPosition: majority)
-            case .end:
+            case .end, .checkpoint:
                 guard let newest = try await boundary(client, newest: true) else {
                     throw MongoError(
                         code: .noReplicationEnabled,
@@ -475,8 +464,12 @@ public final class TailSession: @unchecked Sendable {
             case .after(let position):
                 filter = ["ts": ["$gte": .timestamp(position)]]
                 skipFirstEntry = position
-                let stored = configuration.resumeCheckpoint?.opTime
-                checkpoint = OplogOpTime(ts: position, t: stored?.ts == position ? stored?.t : nil)
+                checkpoint = OplogOpTime(ts: position, t: nil)
+            case .stored(let stored):
+                guard let after = stored.opTime else { throw StoredCheckpointError.wrongSource(stored) }
+                filter = ["ts": ["$gte": .timestamp(after.ts)]]
+                skipFirstEntry = after.ts
+                checkpoint = after
             }
         }
         if isGated, let checkpoint, majority.map({ $0 < checkpoint.ts }) ?? true {
