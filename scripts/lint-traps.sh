@@ -13,7 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=(
-    Sources/BSON/BSON*.swift
+    Sources/BSON/*.swift
+    Sources/RESP/*.swift
+    Sources/RSInitSupport/*.swift
+    Sources/RedisClient/*.swift
     Sources/MongoCWrapper/LibMongoC/BSON+libmongoc.swift
     Sources/RSInitCore/Oplog/*.swift
     Sources/RSInitCore/Bridge/RedisOplogFormat.swift

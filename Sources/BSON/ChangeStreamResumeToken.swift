@@ -49,11 +49,11 @@ public struct ChangeStreamResumeToken: Sendable, Hashable {
         var out: [UInt8] = [0x82]
         KeyString.appendBigEndian(clusterTime.seconds, to: &out)
         KeyString.appendBigEndian(clusterTime.increment, to: &out)
-        KeyString.appendInteger(UInt64(max(version, 0)), to: &out)
+        KeyString.appendInteger(UInt64(clamping: version), to: &out)
         if version >= 1 {
-            KeyString.appendInteger(UInt64(tokenType.rawValue), to: &out)
+            KeyString.appendInteger(UInt64(clamping: tokenType.rawValue), to: &out)
         }
-        KeyString.appendInteger(UInt64(max(txnOpIndex, 0)), to: &out)
+        KeyString.appendInteger(UInt64(clamping: txnOpIndex), to: &out)
         if version >= 1 { out.append(fromInvalidate ? 0x6F : 0x6E) }
         if let collectionUUID {
             KeyString.appendValue(.binary(BSONBinary(subtype: 4, data: collectionUUID)), to: &out)
@@ -87,10 +87,11 @@ public struct ChangeStreamResumeToken: Sendable, Hashable {
         else { return nil }
         var type = TokenType.event
         if version >= 1 {
-            guard let raw = reader.integer(), let parsed = TokenType(rawValue: Int(raw)) else { return nil }
+            guard let raw = reader.integer().flatMap({ Int(exactly: $0) }), let parsed = TokenType(rawValue: raw)
+            else { return nil }
             type = parsed
         }
-        guard let index = reader.integer(), index <= UInt64(Int.max) else { return nil }
+        guard let index = reader.integer().flatMap({ Int(exactly: $0) }) else { return nil }
         var fromInvalidate = false
         if version >= 1 {
             guard let flag = reader.byte(), flag == 0x6E || flag == 0x6F else { return nil }
@@ -100,9 +101,9 @@ public struct ChangeStreamResumeToken: Sendable, Hashable {
         if reader.peek() == 0x5A, let bytes = reader.binData() { uuid = bytes }
         return ChangeStreamResumeToken(
             clusterTime: BSONTimestamp(seconds: seconds, increment: increment),
-            version: Int(version),
+            version: Int(truncatingIfNeeded: version),  // ≤ 2 (checked above)
             tokenType: type,
-            txnOpIndex: Int(index),
+            txnOpIndex: index,
             fromInvalidate: fromInvalidate,
             collectionUUID: uuid
         )
@@ -116,7 +117,8 @@ public struct ChangeStreamResumeToken: Sendable, Hashable {
 enum KeyString {
     static func appendBigEndian(_ value: UInt32, to out: inout [UInt8]) {
         out.append(contentsOf: [
-            UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF),
+            UInt8(truncatingIfNeeded: value >> 24), UInt8(truncatingIfNeeded: value >> 16),
+            UInt8(truncatingIfNeeded: value >> 8), UInt8(truncatingIfNeeded: value),
         ])
     }
 
@@ -130,17 +132,17 @@ enum KeyString {
         guard !shifted.overflow else {
             // Beyond the 8-byte form: mongod switches to its large-magnitude encoding; keep the order.
             out.append(0x33)
-            appendBigEndian(UInt32(value >> 32), to: &out)
-            appendBigEndian(UInt32(value & 0xFFFF_FFFF), to: &out)
+            appendBigEndian(UInt32(truncatingIfNeeded: value >> 32), to: &out)
+            appendBigEndian(UInt32(truncatingIfNeeded: value), to: &out)
             return
         }
         var bytes: [UInt8] = []
         var rest = shifted.partialValue
         while rest > 0 {
-            bytes.insert(UInt8(rest & 0xFF), at: 0)
+            bytes.insert(UInt8(truncatingIfNeeded: rest), at: 0)
             rest >>= 8
         }
-        out.append(0x2B + UInt8(bytes.count - 1))
+        out.append(0x2B + UInt8(truncatingIfNeeded: bytes.count - 1))  // 1 to 8 bytes
         out.append(contentsOf: bytes)
     }
 
@@ -151,17 +153,17 @@ enum KeyString {
         guard !shifted.overflow else {
             // Int64.min: mongod's large-magnitude form; keep it first.
             out.append(0x1F)
-            appendBigEndian(~UInt32(magnitude >> 32), to: &out)
-            appendBigEndian(~UInt32(magnitude & 0xFFFF_FFFF), to: &out)
+            appendBigEndian(~UInt32(truncatingIfNeeded: magnitude >> 32), to: &out)
+            appendBigEndian(~UInt32(truncatingIfNeeded: magnitude), to: &out)
             return
         }
         var bytes: [UInt8] = []
         var rest = shifted.partialValue
         while rest > 0 {
-            bytes.insert(UInt8(rest & 0xFF), at: 0)
+            bytes.insert(UInt8(truncatingIfNeeded: rest), at: 0)
             rest >>= 8
         }
-        out.append(0x27 - UInt8(bytes.count - 1))
+        out.append(0x27 - UInt8(truncatingIfNeeded: bytes.count - 1))  // 1 to 8 bytes
         out.append(contentsOf: bytes.map { ~$0 })
     }
 
@@ -198,7 +200,7 @@ enum KeyString {
         case .minKey: out.append(0x0A)
         case .maxKey: out.append(0xF0)
         case .bool(let flag): out.append(flag ? 0x6F : 0x6E)
-        case .int32(let number): appendNumber(Int64(number), to: &out)
+        case .int32(let number): appendNumber(Int64(number), to: &out)  // trap-checked: Int32 to Int64 widens
         case .int64(let number): appendNumber(number, to: &out)
         case .double(let number):
             if number.isFinite, number == number.rounded(), abs(number) < 9.0e18 {
@@ -216,7 +218,7 @@ enum KeyString {
         case .binary(let binary):
             out.append(0x5A)
             if binary.data.count < 0xFF {
-                out.append(UInt8(binary.data.count))
+                out.append(UInt8(truncatingIfNeeded: binary.data.count))  // < 0xFF
             } else {
                 out.append(0xFF)
                 appendBigEndian(UInt32(clamping: binary.data.count), to: &out)
@@ -230,8 +232,8 @@ enum KeyString {
         case .datetime(let millis):
             out.append(0x78)
             let flipped = UInt64(bitPattern: millis) ^ 0x8000_0000_0000_0000
-            appendBigEndian(UInt32(flipped >> 32), to: &out)
-            appendBigEndian(UInt32(flipped & 0xFFFF_FFFF), to: &out)
+            appendBigEndian(UInt32(truncatingIfNeeded: flipped >> 32), to: &out)
+            appendBigEndian(UInt32(truncatingIfNeeded: flipped), to: &out)
         case .document(let document):
             out.append(0x46)
             for (key, element) in document.elements {
@@ -251,7 +253,11 @@ enum KeyString {
     }
 
     static func appendNumber(_ number: Int64, to out: inout [UInt8]) {
-        if number >= 0 { appendInteger(UInt64(number), to: &out) } else { appendNegative(number.magnitude, to: &out) }
+        if number >= 0 {
+            appendInteger(number.magnitude, to: &out)
+        } else {
+            appendNegative(number.magnitude, to: &out)
+        }
     }
 
     /// Reads the token prefix; every accessor returns nil instead of reading past the end.
@@ -270,6 +276,7 @@ enum KeyString {
         mutating func uint32() -> UInt32? {
             guard bytes.count - offset >= 4 else { return nil }
             var value: UInt32 = 0
+            // trap-checked: UInt8 to UInt32 widens
             for byte in bytes[offset..<offset + 4] { value = value << 8 | UInt32(byte) }
             offset += 4
             return value
@@ -280,9 +287,10 @@ enum KeyString {
             guard let type = byte() else { return nil }
             if type == 0x29 { return 0 }
             guard type >= 0x2B, type <= 0x32 else { return nil }
-            let count = Int(type - 0x2A)
+            let count = Int(type - 0x2A)  // trap-checked: type is 0x2B...0x32 (checked above)
             guard bytes.count - offset >= count else { return nil }
             var value: UInt64 = 0
+            // trap-checked: UInt8 to UInt64 widens
             for byte in bytes[offset..<offset + count] { value = value << 8 | UInt64(byte) }
             offset += count
             return value >> 1
@@ -291,10 +299,10 @@ enum KeyString {
         /// BinData: `5A`, a length byte (or `FF` and 4 bytes), the subtype and the bytes.
         mutating func binData() -> [UInt8]? {
             guard byte() == 0x5A, let small = byte() else { return nil }
-            var count = Int(small)
+            var count = Int(small)  // trap-checked: UInt8 to Int widens
             if small == 0xFF {
                 guard let long = uint32() else { return nil }
-                count = Int(long)
+                count = Int(long)  // trap-checked: UInt32 to a 64-bit Int widens
             }
             guard byte() != nil, bytes.count - offset >= count else { return nil }
             defer { offset += count }

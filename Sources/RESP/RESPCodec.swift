@@ -110,7 +110,7 @@ public enum RESPCodec {
     /// `value` in decimal, then CRLF.
     private static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
-        appendDigits(UInt64(value.magnitude), to: &out)
+        appendDigits(UInt64(value.magnitude), to: &out)  // trap-checked: UInt to UInt64 on a 64-bit platform
         out.append(13)
         out.append(10)
     }
@@ -221,6 +221,7 @@ public enum RESPCodec {
             first = false
             guard byte >= 48 && byte <= 57 else { throw RESPError("bad integer") }
             let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            // trap-checked: a digit, 0-9 (checked above)
             let (s, o2) = m.subtractingReportingOverflow(Int64(byte - 48))  // accumulate negatively: covers Int64.min
             guard !o1 && !o2 else { throw RESPError("integer overflow") }
             value = s
@@ -261,10 +262,10 @@ public enum RESPCodec {
                 cursor = position
                 return .bulkString(nil)
             }
-            guard length >= 0, length <= Int64(limits.maximumBulkLength) else {
+            guard length >= 0, length <= Int64(limits.maximumBulkLength) else {  // trap-checked: Int to Int64 widens
                 throw RESPError("bad bulk length \(length)")
             }
-            let end = position + Int(length)
+            let end = position + Int(length)  // trap-checked: 0...maximumBulkLength (checked above)
             guard end + 2 <= buffer.count else { return nil }
             guard buffer[end] == 13, buffer[end + 1] == 10 else {
                 throw RESPError("bulk string not terminated by CRLF")
@@ -278,7 +279,7 @@ public enum RESPCodec {
                 cursor = position
                 return .array(nil)
             }
-            guard count >= 0, count <= Int64(limits.maximumArrayCount) else {
+            guard count >= 0, count <= Int64(limits.maximumArrayCount) else {  // trap-checked: Int to Int64 widens
                 throw RESPError("bad array count \(count)")
             }
             // Never reserve from an untrusted count: a frame can claim a million elements and send three.

@@ -34,6 +34,7 @@ extension String {
         var iterator = Array(utf8)[...]
         while let byte = iterator.popFirst() {
             if byte == UInt8(ascii: "%"), iterator.count >= 2,
+                // trap-checked: parsing text: nil, not a trap
                 let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16)
             {
                 bytes.append(value)

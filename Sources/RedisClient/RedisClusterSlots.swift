@@ -7,6 +7,7 @@ public enum RedisClusterSlots {
     /// The slot of a key: CRC16 (XMODEM) of its hash tag (the part between the first `{` and the next `}`, when
     /// not empty) or of the whole key, modulo 16384 — the Cluster specification's `HASH_SLOT`.
     public static func slot(of key: String) -> Int {
+        // trap-checked: 16384 fits UInt16; UInt16 to Int widens
         Int(crc16(hashTag(of: Array(key.utf8))) % UInt16(count))
     }
 
@@ -27,7 +28,7 @@ public enum RedisClusterSlots {
     static func crc16(_ bytes: ArraySlice<UInt8>) -> UInt16 {
         var crc: UInt16 = 0
         for byte in bytes {
-            crc ^= UInt16(byte) << 8
+            crc ^= UInt16(byte) << 8  // trap-checked: UInt8 to UInt16 widens
             for _ in 0..<8 { crc = crc & 0x8000 != 0 ? (crc << 1) ^ 0x1021 : crc << 1 }
         }
         return crc
@@ -49,7 +50,7 @@ public enum RedisClusterSlots {
         for entry in entries {
             guard case .array(let fields?) = entry, fields.count >= 3,
                 let start = fields[0].integer, let end = fields[1].integer,
-                start >= 0, start <= end, end < Int64(count),
+                start >= 0, start <= end, end < Int64(count),  // trap-checked: Int to Int64 widens
                 case .array(let node?) = fields[2], node.count >= 2,
                 let port = node[1].integer, (1...65535).contains(port)
             else {
@@ -57,6 +58,7 @@ public enum RedisClusterSlots {
             }
             var host = node[0].string ?? ""
             if host.isEmpty || host == "?" { host = fallbackHost }
+            // trap-checked: 0..<16384 and 1...65535 (checked above)
             ranges.append(Range(slots: Int(start)...Int(end), master: RedisAddress(host: host, port: Int(port))))
         }
         return ranges

@@ -49,7 +49,7 @@ public final class RedisConnection: Sendable {
         let tls = url.useTLS ? try await loadTLSContext(url) : nil
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
         let bootstrap = ClientBootstrap(group: handshake.futureResult.eventLoop)
-            .connectTimeout(.nanoseconds(Int64(timeout.milliseconds) * 1_000_000))
+            .connectTimeout(TimeAmount(saturating: timeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -253,13 +253,13 @@ public final class RedisConnection: Sendable {
     /// The dedupe script's reply: the number of events it published, -1 (fence missing) up to `events`.
     package static func scriptCount(_ reply: RESPValue, events: Int) throws(RedisError) -> Int {
         let value = try integer(reply, command: "EVALSHA (the dedupe script)")
-        guard value >= -1, value <= Int64(events) else {
+        guard value >= -1, value <= Int64(events) else {  // trap-checked: Int to Int64 widens
             throw RedisError(
                 .unexpectedReply,
                 "the dedupe script answered \(value) for a chunk of \(events) events (expected -1 to \(events))"
             )
         }
-        return Int(value)
+        return Int(value)  // trap-checked: -1...events (checked above)
     }
 
     /// A bulk string or nil reply (GET).
@@ -380,7 +380,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             return
         }
         let deadline = context.eventLoop.assumeIsolated().scheduleTask(
-            in: .nanoseconds(Int64(timeout.milliseconds) * 1_000_000)
+            in: TimeAmount(saturating: timeout)
         ) {
             self.failAll(
                 RedisError(.timeout, "Redis at \(self.url) did not answer within \(self.timeout.formattedSeconds)"),
@@ -447,7 +447,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         if let value = pushed.popFirst() { return request.promise.succeed(value) }
         let waiter = request.promise
         let deadline = context.eventLoop.assumeIsolated().scheduleTask(
-            in: .nanoseconds(Int64(request.wait.milliseconds) * 1_000_000)
+            in: TimeAmount(saturating: request.wait)
         ) {
             if let index = self.pushWaiters.firstIndex(where: { $0.0.futureResult === waiter.futureResult }) {
                 self.pushWaiters.remove(at: index)
@@ -461,7 +461,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         if handshake != nil {
             // A plain Redis port never answers a ClientHello (it waits for the end of an inline command).
             let handshakeDeadline = context.eventLoop.assumeIsolated().scheduleTask(
-                in: .nanoseconds(Int64(timeout.milliseconds) * 1_000_000)
+                in: TimeAmount(saturating: timeout)
             ) {
                 guard self.handshake != nil else { return }
                 self.failAll(
@@ -545,5 +545,14 @@ extension RESPValue {
         case .array(nil): return "a nil array"
         case .array: return "an array"
         }
+    }
+}
+
+extension TimeAmount {
+    /// `duration` in NIO's nanoseconds, saturating: a huge timeout means "never", not an overflow trap (NIO's
+    /// deadline arithmetic saturates too).
+    init(saturating duration: Duration) {
+        let (nanoseconds, overflow) = duration.milliseconds.multipliedReportingOverflow(by: 1_000_000)
+        self = .nanoseconds(overflow ? (duration < .zero ? .min : .max) : nanoseconds)
     }
 }

@@ -155,7 +155,7 @@ public final class RedisConnector: Sendable {
         case .array(nil), .bulkString(nil): return nil
         case .array(let fields?):
             guard fields.count == 2, let host = fields[0].string, !host.isEmpty, let portText = fields[1].string,
-                let port = Int(portText), (1...65535).contains(port)
+                let port = Int(portText), (1...65535).contains(port)  // trap-checked: parsing text: nil, not a trap
             else {
                 throw RedisError(
                     .protocolError,
@@ -213,6 +213,7 @@ public final class RedisConnector: Sendable {
             )
             let current = state.withLock { $0.current }
             // Already on the new master (re-discovered after a connection loss): nothing to do.
+            // trap-checked: parsing text: nil, not a trap
             if let current, words.count == 5, current.url.host == words[3], current.url.port == Int(words[4]) {
                 continue
             }

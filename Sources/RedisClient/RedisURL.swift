@@ -135,7 +135,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The largest database index Redis accepts (its `databases` setting is at most INT_MAX; a server with fewer
     /// databases answers SELECT with "DB index is out of range", a configuration error too).
-    public static let maximumDatabase = Int(Int32.max)
+    public static let maximumDatabase = Int(Int32.max)  // trap-checked: Int32 to Int widens
 
     // MARK: Validation helpers (each part of the URL is checked on its own; a bad part is a usage error).
 
@@ -184,7 +184,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         var port = 6379
         if let portText {
             guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
-                let parsed = Int(portText), (1...65535).contains(parsed)
+                let parsed = Int(portText), (1...65535).contains(parsed)  // trap-checked: parsing text: nil, not a trap
             else {
                 throw RedisError(.invalidURL, "bad port \"\(shown(String(portText)))\" in the Redis URL (1-65535)")
             }
@@ -197,6 +197,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     static func parseDatabase(_ path: Substring) throws(RedisError) -> Int {
         let dbText = path.hasPrefix("/") ? path.dropFirst().prefix { $0 != "?" } : ""
         guard !dbText.isEmpty else { return 0 }
+        // trap-checked: parsing text: nil, not a trap
         guard dbText.count <= 10, dbText.allSatisfy({ $0.isASCII && $0.isNumber }), let parsed = Int(dbText),
             (0...maximumDatabase).contains(parsed)
         else {
