@@ -75,7 +75,8 @@ public struct BSONRegularExpression: Sendable, Hashable {
 }
 
 /// IEEE 754-2008 decimal128, kept as its two 64-bit halves (BSON's little-endian layout). `description` writes it as
-/// text (pure Swift, `BSONDecimal128+Text.swift`); `BSONDecimal128(string:)` (MongoCWrapper) parses text with libbson.
+/// text (`BSONDecimal128+Text.swift`), `BSONDecimal128(string:)` parses text (`BSONDecimal128+Parsing.swift`), both in
+/// pure Swift.
 public struct BSONDecimal128: Sendable, Hashable {
     public var low: UInt64
     public var high: UInt64

@@ -25,8 +25,9 @@ extension BSONDocument {
         }
     }
 
-    /// Canonical Extended JSON v2 (type-preserving), produced by libbson.
-    public var canonicalExtendedJSON: String {
+    /// Canonical Extended JSON v2 (type-preserving), produced by libbson: the reference the pure-Swift
+    /// ``BSONDocument/extendedJSON(_:)`` (module BSON) is tested against.
+    package var canonicalExtendedJSON: String {
         withBSONPointer { pointer in
             var length = 0
             // NULL for what JSON cannot carry (strings that are not UTF-8, read from a server reply).
@@ -36,8 +37,9 @@ extension BSONDocument {
         }
     }
 
-    /// Relaxed Extended JSON v2 (numbers and dates as plain JSON where lossless), produced by libbson.
-    public var relaxedExtendedJSON: String {
+    /// Relaxed Extended JSON v2 (numbers and dates as plain JSON where lossless), produced by libbson (the test
+    /// reference; the product writes ``BSONDocument/extendedJSON(_:)``).
+    package var relaxedExtendedJSON: String {
         withBSONPointer { pointer in
             var length = 0
             guard let json = bson_as_relaxed_extended_json(pointer, &length) else { return Self.unrepresentable }
@@ -67,11 +69,12 @@ extension BSONDocument {
 }
 
 extension BSONDecimal128 {
-    /// Parses a decimal string ("1.5", "-0", "NaN", "1E+6144", …) with libbson; nil if it is not a decimal128.
-    public init?(string: String) {
+    /// libbson's parse of a decimal string (nil when libbson refuses it): the reference the pure-Swift
+    /// ``BSONDecimal128/init(string:)`` (module BSON) is tested against.
+    package static func libbsonParsed(_ string: String) -> BSONDecimal128? {
         var value = bson_decimal128_t()
         guard bson_decimal128_from_string(string, &value) else { return nil }
-        self.init(low: value.low, high: value.high)
+        return BSONDecimal128(low: value.low, high: value.high)
     }
 
     /// libbson's string form: the reference the pure-Swift ``description`` (module BSON) is tested against.

@@ -193,7 +193,7 @@ public struct ReplicaSetBootstrapper: Sendable {
         do {
             logger.debug(
                 "replSetInitiate",
-                metadata: ["rsinit.config": "\(machine.initiateConfig.relaxedExtendedJSON)"]
+                metadata: ["rsinit.config": "\(machine.initiateConfig.extendedJSON(.relaxed))"]
             )
             _ = try await client.runCommand(["replSetInitiate": .document(machine.initiateConfig)])
             return machine.initiateSucceeded()
