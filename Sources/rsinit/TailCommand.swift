@@ -190,16 +190,7 @@ struct TailCommand: AsyncParsableCommand {
                 filter: NamespaceFilter(include: include, exclude: exclude),
                 includeFullDocuments: fullDocument
             )
-            let facts = source == .auto && !fullDocument ? await SourceChoice.probe(mongo, logger: console.logger) : nil
-            let choice: SourceChoice
-            do {
-                choice = try SourceChoice.decide(
-                    requested: source == .auto ? nil : source == .changeStream,
-                    fullDocument: fullDocument,
-                    include: include,
-                    facts: facts
-                )
-            } catch { throw error.failure }
+            let choice = try await chooseSource(mongo, include: include, console: console)
             console.info("source: \(choice.reason)")
             let publisher = try makePublisher(mongo, fanOutRules: fanOutRules, console: console)
             var bridgeConfiguration = OplogBridge.Configuration(
@@ -240,6 +231,23 @@ struct TailCommand: AsyncParsableCommand {
             console.result(.failure(failure), elapsed: .zero)
             throw ExitCode(failure.exitCode)
         }
+    }
+
+    /// `--source` (auto probes the deployment unless `--full-document` decides).
+    private func chooseSource(
+        _ mongo: MongoConnectionString,
+        include: [String],
+        console: Console
+    ) async throws -> SourceChoice {
+        let facts = source == .auto && !fullDocument ? await SourceChoice.probe(mongo, logger: console.logger) : nil
+        do {
+            return try SourceChoice.decide(
+                requested: source == .auto ? nil : source == .changeStream,
+                fullDocument: fullDocument,
+                include: include,
+                facts: facts
+            )
+        } catch { throw error.failure }
     }
 
     /// `--stall-timeout` and `--max-lag`.

@@ -411,7 +411,6 @@ public final class TailSession: @unchecked Sendable {
     private func establish() async throws {
         if client == nil { client = try makeClient() }
         guard let client else { return }
-        var filter: BSONDocument
         skipFirstEntry = nil
         gate.discard()
         knownMajority = nil
@@ -424,6 +423,43 @@ public final class TailSession: @unchecked Sendable {
         pinnedToPrimary = hello["isWritablePrimary"]?.isTruthy == true
         let majority = hello[path: "lastWrite.majorityOpTime.ts"]?.timestampValue
         if isGated { knownMajority = majority }
+        let (filter, checkpoint) = try await startFilter(client, server, majority: majority)
+        if isGated, let checkpoint, majority.map({ $0 < checkpoint.ts }) ?? true {
+            // Rule 3: judge nothing on a node that has not committed C (it lags, or will roll back).
+            throw PinnedNodeNotReady(
+                reason: "\(server.host) has not majority-committed the last delivered entry \(checkpoint) yet (it "
+                    + "lags, or holds a branch that will roll back); waiting"
+            )
+        }
+        let reply = try await command(
+            client,
+            [
+                "find": "oplog.rs", "filter": .document(withServerFilter(filter)), "tailable": true,
+                "awaitData": true, "batchSize": .int32(Int32(clamping: configuration.batchSize)),
+            ],
+            database: "local"
+        )
+        cursorID = reply[path: "cursor.id"]?.int64Value ?? 0
+        var batch = reply[path: "cursor.firstBatch"]?.arrayValue ?? []
+        if isGated, let checkpoint {
+            try await checkCommittedAnchor(&batch, checkpoint, majority: majority, client, server)
+        } else if let expected = skipFirstEntry {
+            try await checkResumeEntry(&batch, expected, checkpoint: checkpoint, client)
+        }
+        pendingFirstBatch = batch
+        if batch.isEmpty && cursorID == 0 {
+            throw MongoError(code: .cursorNotFound, message: "the oplog cursor closed at once")
+        }
+    }
+
+    /// The `find` filter for where this cursor starts (after the last entry read, else the configured start), the
+    /// entry it must find first (``skipFirstEntry``) and the delivered optime the anchor check judges.
+    private func startFilter(
+        _ client: MongoClient,
+        _ server: MongoServer,
+        majority: BSONTimestamp?
+    ) async throws -> (BSONDocument, OplogOpTime?) {
+        var filter: BSONDocument
         var checkpoint: OplogOpTime?
         if let position = mapper.lastRead {
             filter = ["ts": ["$gte": .timestamp(position)]]
@@ -472,13 +508,12 @@ public final class TailSession: @unchecked Sendable {
                 checkpoint = after
             }
         }
-        if isGated, let checkpoint, majority.map({ $0 < checkpoint.ts }) ?? true {
-            // Rule 3: judge nothing on a node that has not committed C (it lags, or will roll back).
-            throw PinnedNodeNotReady(
-                reason: "\(server.host) has not majority-committed the last delivered entry \(checkpoint) yet (it "
-                    + "lags, or holds a branch that will roll back); waiting"
-            )
-        }
+        return (filter, checkpoint)
+    }
+
+    /// With `--include` of whole databases, the server filters the namespaces (no-ops, commands and the resume
+    /// entry still come back).
+    private func withServerFilter(_ filter: BSONDocument) -> BSONDocument {
         if let databases = configuration.mapping.filter.serverFilter {
             let pattern = "^(" + databases.map(Glob.regex).joined(separator: "|") + ")\\."
             var alternatives: [BSONValue] = [
@@ -488,81 +523,85 @@ public final class TailSession: @unchecked Sendable {
             // The entry we resume after must come back whatever its namespace, or the continuity check would
             // mistake a filtered-out entry for lost history.
             if let expected = skipFirstEntry { alternatives.append(["ts": .timestamp(expected)]) }
-            filter = ["$and": [.document(filter), ["$or": .array(alternatives)]]]
+            return ["$and": [.document(filter), ["$or": .array(alternatives)]]]
         }
-        let reply = try await command(
-            client,
-            [
-                "find": "oplog.rs", "filter": .document(filter), "tailable": true, "awaitData": true,
-                "batchSize": .int32(Int32(clamping: configuration.batchSize)),
-            ],
-            database: "local"
-        )
-        cursorID = reply[path: "cursor.id"]?.int64Value ?? 0
-        var batch = reply[path: "cursor.firstBatch"]?.arrayValue ?? []
-        if isGated, let checkpoint {
-            let first = OplogOpTime(batch.first?.documentValue)
-            if first?.isSameEntry(as: checkpoint) == true {
-                batch.removeFirst()
-            } else {
-                let oldest = try await boundary(client, newest: false)
-                switch OplogResumeVerdict.classify(
-                    checkpoint: checkpoint,
-                    gated: true,
-                    majority: majority,
-                    first: first,
-                    oldest: oldest
-                ) {
-                case .anchorFound:
-                    batch.removeFirst()
-                case .nodeBehind:
-                    throw PinnedNodeNotReady(reason: "\(server.host) has not committed \(checkpoint) yet; waiting")
-                case .rolledOff(let oldest):
-                    throw OplogHistoryLost(
-                        position: checkpoint.ts,
-                        oldestAvailable: oldest,
-                        reason: "the entry at the position is gone: the oplog rolled over past it"
-                    )
-                case .missing:
-                    throw OplogCommittedEntryMissing(checkpoint: checkpoint, host: server.host)
-                }
-            }
-        } else if let expected = skipFirstEntry {
-            // MongoDB's own fetcher rule: the first entry returned must be the one we resume after.
-            let firstEntry = OplogOpTime(batch.first?.documentValue)
-            let first = firstEntry?.ts
-            if first == expected, let firstEntry, let checkpoint, !firstEntry.isSameEntry(as: checkpoint) {
-                throw OplogHistoryLost(
-                    position: expected,
-                    oldestAvailable: nil,
-                    reason: "the entry at the position was rolled back by a failover (it was published before a "
-                        + "majority of the set had it; keep --majority on to publish only committed changes)"
-                )
-            }
-            guard first == expected else {
-                let oldest = try? await boundary(client, newest: false)
-                let newest = try? await boundary(client, newest: true)
-                let reason: String
-                if let newest = newest ?? nil, newest < expected {
-                    reason =
-                        "the position is newer than every entry in this oplog (another cluster, or a restored backup?)"
-                } else if let oldest = oldest ?? nil, oldest <= expected {
-                    // Older entries are still there, so this one did not roll off: a failover rolled it back.
-                    reason =
-                        "the entry at the position is no longer in the oplog although older ones are: it was "
-                        + "rolled back by a failover (it was published before a majority of the set had it; keep "
-                        + "--majority on to publish only committed changes)"
-                } else {
-                    reason = "the entry at the position is gone: the oplog rolled over past it"
-                }
-                throw OplogHistoryLost(position: expected, oldestAvailable: oldest ?? nil, reason: reason)
-            }
+        return filter
+    }
+
+    /// Majority-gated (replication-ha.md §9.2): the first entry must be the delivered one, `(ts, t)` alike; else
+    /// the verdict says whether to wait, or the history is lost or rolled back.
+    private func checkCommittedAnchor(
+        _ batch: inout [BSONValue],
+        _ checkpoint: OplogOpTime,
+        majority: BSONTimestamp?,
+        _ client: MongoClient,
+        _ server: MongoServer
+    ) async throws {
+        let first = OplogOpTime(batch.first?.documentValue)
+        if first?.isSameEntry(as: checkpoint) == true {
             batch.removeFirst()
+        } else {
+            let oldest = try await boundary(client, newest: false)
+            switch OplogResumeVerdict.classify(
+                checkpoint: checkpoint,
+                gated: true,
+                majority: majority,
+                first: first,
+                oldest: oldest
+            ) {
+            case .anchorFound:
+                batch.removeFirst()
+            case .nodeBehind:
+                throw PinnedNodeNotReady(reason: "\(server.host) has not committed \(checkpoint) yet; waiting")
+            case .rolledOff(let oldest):
+                throw OplogHistoryLost(
+                    position: checkpoint.ts,
+                    oldestAvailable: oldest,
+                    reason: "the entry at the position is gone: the oplog rolled over past it"
+                )
+            case .missing:
+                throw OplogCommittedEntryMissing(checkpoint: checkpoint, host: server.host)
+            }
         }
-        pendingFirstBatch = batch
-        if batch.isEmpty && cursorID == 0 {
-            throw MongoError(code: .cursorNotFound, message: "the oplog cursor closed at once")
+    }
+
+    /// Not gated: MongoDB's fetcher rule, the first entry returned must be the one the tail resumes after.
+    private func checkResumeEntry(
+        _ batch: inout [BSONValue],
+        _ expected: BSONTimestamp,
+        checkpoint: OplogOpTime?,
+        _ client: MongoClient
+    ) async throws {
+        // MongoDB's own fetcher rule: the first entry returned must be the one we resume after.
+        let firstEntry = OplogOpTime(batch.first?.documentValue)
+        let first = firstEntry?.ts
+        if first == expected, let firstEntry, let checkpoint, !firstEntry.isSameEntry(as: checkpoint) {
+            throw OplogHistoryLost(
+                position: expected,
+                oldestAvailable: nil,
+                reason: "the entry at the position was rolled back by a failover (it was published before a "
+                    + "majority of the set had it; keep --majority on to publish only committed changes)"
+            )
         }
+        guard first == expected else {
+            let oldest = try? await boundary(client, newest: false)
+            let newest = try? await boundary(client, newest: true)
+            let reason: String
+            if let newest = newest ?? nil, newest < expected {
+                reason =
+                    "the position is newer than every entry in this oplog (another cluster, or a restored backup?)"
+            } else if let oldest = oldest ?? nil, oldest <= expected {
+                // Older entries are still there, so this one did not roll off: a failover rolled it back.
+                reason =
+                    "the entry at the position is no longer in the oplog although older ones are: it was "
+                    + "rolled back by a failover (it was published before a majority of the set had it; keep "
+                    + "--majority on to publish only committed changes)"
+            } else {
+                reason = "the entry at the position is gone: the oplog rolled over past it"
+            }
+            throw OplogHistoryLost(position: expected, oldestAvailable: oldest ?? nil, reason: reason)
+        }
+        batch.removeFirst()
     }
 
     private func boundary(_ client: MongoClient, newest: Bool) async throws -> BSONTimestamp? {
