@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Trap lint (issue 13): no unchecked conversion, force unwrap, try!, precondition or fatalError in the code that
-# parses outside data (BSON, oplog entries, the redis-oplog encoding). Such a line traps the process on a value it
-# did not expect; the bridge must skip and count instead.
+# Trap lint (issues 13, 18): no unchecked conversion, force unwrap, try!, precondition or fatalError in any product
+# module (BSON, RESP, RSInitSupport, RedisClient, MongoCWrapper, RSInitCore, the CLI). Such a line traps the process
+# on a value it did not expect; the bridge must skip and count, the CLI must print an error, instead.
 #
 # Flagged, outside comments:
 #   - integer conversions `Int(`, `Int8/16/32/64(`, `UInt…(` not spelled `(exactly:`, `(clamping:`,
@@ -17,13 +17,11 @@ files=(
     Sources/RESP/*.swift
     Sources/RSInitSupport/*.swift
     Sources/RedisClient/*.swift
-    Sources/MongoCWrapper/LibMongoC/BSON+libmongoc.swift
-    Sources/RSInitCore/Oplog/*.swift
-    Sources/RSInitCore/Bridge/RedisOplogFormat.swift
-    Sources/RSInitCore/Bridge/JavaScriptNumber.swift
-    Sources/RSInitCore/Bridge/EventCommandEncoder.swift
-    Sources/RSInitCore/Bridge/NDJSONPublisher.swift
-    Sources/RSInitCore/Bridge/OplogBridge+Unexpressed.swift
+    Sources/MongoCWrapper/*.swift
+    Sources/MongoCWrapper/LibMongoC/*.swift
+    Sources/RSInitCore/*.swift
+    Sources/RSInitCore/*/*.swift
+    Sources/rsinit/*.swift
 )
 pattern='\b(U?Int(8|16|32|64)?)\((?!truncatingIfNeeded:|clamping:|exactly:|bitPattern:|littleEndian:|bigEndian:|ascii:)'
 pattern+='|[A-Za-z0-9_)\]]!(?!=)|\btry!|\bprecondition(Failure)?\(|\bfatalError\(|unsafelyUnwrapped'

@@ -213,10 +213,12 @@ public final class MongoClient: @unchecked Sendable {
         options: BSONDocument = [:]
     ) async throws -> MongoCursor {
         let cursor = try await withClient { client -> CursorBox in
+            // trap-checked: libmongoc never returns NULL here
             let collectionPointer = mongoc_client_get_collection(client, database, collection)!
             defer { mongoc_collection_destroy(collectionPointer) }
             let pointer = filter.withBSONPointer { filterPointer in
                 options.withBSONPointer { optionsPointer in
+                    // trap-checked: libmongoc never returns NULL here
                     mongoc_collection_find_with_opts(collectionPointer, filterPointer, optionsPointer, nil)!
                 }
             }

@@ -97,7 +97,7 @@ public struct BootstrapStateMachine: Sendable {
     /// the first member gets priority 2 so the node being bootstrapped is preferred as primary.
     public var initiateConfig: BSONDocument {
         let memberDocuments = members.enumerated().map { index, member -> BSONValue in
-            var document: BSONDocument = ["_id": .int32(Int32(index)), "host": .string(member.description)]
+            var document: BSONDocument = ["_id": .int32(Int32(clamping: index)), "host": .string(member.description)]
             if members.count > 1 { document.append("priority", .double(index == 0 ? 2 : 1)) }
             return .document(document)
         }
@@ -320,7 +320,7 @@ public struct BootstrapStateMachine: Sendable {
         case .initiating where lastInitiateError?.code == .nodeNotFound:
             return fail(
                 .invalidConfig,
-                "not all members answered within \(seconds): \(lastInitiateError!.message)",
+                "not all members answered within \(seconds): \(lastInitiateError?.message ?? "")",
                 fix:
                     "start every member with --replSet \(setName) and check that each --members host resolves from the others"
             )

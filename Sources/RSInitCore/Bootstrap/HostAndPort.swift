@@ -43,7 +43,7 @@ public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
     /// Decimal digits only (no sign, no spaces), at most 5 of them.
     private static func port(_ text: Substring) -> Int? {
         guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
-        return Int(text)
+        return Int(text)  // trap-checked: parsing text: nil, not a trap
     }
 
     /// Whether the host is a loopback reference (`localhost`, `127.x.x.x`, `::1`): only reachable from inside

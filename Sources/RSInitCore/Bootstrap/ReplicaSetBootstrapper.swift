@@ -381,7 +381,7 @@ public struct ReplicaSetBootstrapper: Sendable {
         let version = stored["version"]?.int64Value ?? 1
         var members: [BSONValue] = []
         for (index, member) in configuration.members.enumerated() {
-            var document: BSONDocument = ["_id": .int32(Int32(index)), "host": .string(member.description)]
+            var document: BSONDocument = ["_id": .int32(Int32(clamping: index)), "host": .string(member.description)]
             if configuration.members.count > 1 { document.append("priority", .double(index == 0 ? 2 : 1)) }
             members.append(.document(document))
         }

@@ -60,11 +60,11 @@ public struct StatusSummary: Sendable, Equatable {
         majorityVoteCount = reply["majorityVoteCount"]?.int64Value.map { Int(clamping: $0) }
         writeMajorityCount = reply["writeMajorityCount"]?.int64Value.map { Int(clamping: $0) }
         setName = reply["set"]?.stringValue ?? ""
-        myState = Int(reply["myState"]?.int64Value ?? -1)
+        myState = Int(reply["myState"]?.int64Value ?? -1)  // trap-checked: Int64 to a 64-bit Int
         members = (reply["members"]?.arrayValue ?? []).compactMap(\.documentValue).map { member in
             MemberStatus(
                 name: member["name"]?.stringValue ?? "?",
-                state: Int(member["state"]?.int64Value ?? -1),
+                state: Int(member["state"]?.int64Value ?? -1),  // trap-checked: Int64 to a 64-bit Int
                 stateStr: member["stateStr"]?.stringValue ?? "?",
                 health: member["health"]?.doubleValue ?? 0,
                 isSelf: member["self"]?.isTruthy ?? false

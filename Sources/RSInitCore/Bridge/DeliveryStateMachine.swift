@@ -100,6 +100,7 @@ public struct DeliveryStateMachineOf<Position: Hashable & Sendable>: Sendable {
     private var failures = 0
 
     public init(window: Int) {
+        // trap-checked: the bridge's own invariant, not outside data
         precondition(window >= 1, "the delivery window holds at least one batch")
         self.window = window
     }
@@ -122,7 +123,9 @@ public struct DeliveryStateMachineOf<Position: Hashable & Sendable>: Sendable {
     /// The tail produced batch `id` (numbered 1, 2, … in order); `full` when it filled the batch size, i.e. more
     /// is waiting in the oplog.
     public mutating func batchRead(_ id: BatchID, position: Position?, full: Bool) -> Action {
+        // trap-checked: the bridge's own invariant, not outside data
         precondition(id == lastRead + 1, "batches are numbered in order")
+        // trap-checked: the bridge's own invariant, not outside data
         precondition(queue.count < window, "read only when the machine asked for it")
         lastRead = id
         queue.append(Entry(id: id, position: position))

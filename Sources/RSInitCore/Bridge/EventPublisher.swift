@@ -121,9 +121,10 @@ public enum CheckpointEncoding {
     public static func parseTimestamp(_ text: String) -> BSONTimestamp? {
         for separator in [".", ","] where text.contains(separator) {
             let parts = text.split(separator: Character(separator))
+            // trap-checked: parsing text
             guard parts.count == 2, let t = UInt32(parts[0]), let i = UInt32(parts[1]) else { return nil }
             return BSONTimestamp(seconds: t, increment: i)
         }
-        return UInt64(text).map(BSONTimestamp.init(rawValue:))
+        return UInt64(text).map(BSONTimestamp.init(rawValue:))  // trap-checked: parsing text: nil, not a trap
     }
 }

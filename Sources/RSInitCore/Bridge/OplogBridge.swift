@@ -360,6 +360,7 @@ public final class OplogBridge: Service, Sendable {
         _ group: inout ThrowingDiscardingTaskGroup<any Error>,
         _ publisher: Publisher
     ) async throws -> DeliveryStateMachineOf<StoredCheckpoint>.Action {
+        // trap-checked: the machine's invariant
         guard var entry = delivery.held[id] else { preconditionFailure("the machine sends a batch it read") }
         entry.sentAt = DispatchTime.now().uptimeNanoseconds
         do {
@@ -402,7 +403,7 @@ public final class OplogBridge: Service, Sendable {
         _ publisher: Publisher
     ) async throws -> DeliveryStateMachineOf<StoredCheckpoint>.Action {
         guard let entry = delivery.held[id], let ticket = entry.ticket else {
-            preconditionFailure("the machine confirms a batch it sent")
+            preconditionFailure("the machine confirms a batch it sent")  // trap-checked: the machine's invariant
         }
         do {
             let receipt: PublishReceipt

@@ -465,18 +465,20 @@ enum SHA1 {
     static func hex(_ message: [UInt8]) -> String {
         var h: [UInt32] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0]
         var data = message
-        let bitLength = UInt64(message.count) * 8
+        let bitLength = UInt64(message.count) * 8  // trap-checked: a script of a few KB
         data.append(0x80)
         while data.count % 64 != 56 { data.append(0) }
         for shift in stride(from: 56, through: 0, by: -8) {
-            data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
+            data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))  // trap-checked: shift is 0...56
         }
         var w = [UInt32](repeating: 0, count: 80)
         for chunk in stride(from: 0, to: data.count, by: 64) {
             for i in 0..<16 {
                 w[i] =
-                    UInt32(data[chunk + 4 * i]) << 24 | UInt32(data[chunk + 4 * i + 1]) << 16
-                    | UInt32(data[chunk + 4 * i + 2]) << 8 | UInt32(data[chunk + 4 * i + 3])
+                    UInt32(truncatingIfNeeded: data[chunk + 4 * i]) << 24
+                    | UInt32(truncatingIfNeeded: data[chunk + 4 * i + 1]) << 16
+                    | UInt32(truncatingIfNeeded: data[chunk + 4 * i + 2]) << 8
+                    | UInt32(truncatingIfNeeded: data[chunk + 4 * i + 3])
             }
             for i in 16..<80 {
                 let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]

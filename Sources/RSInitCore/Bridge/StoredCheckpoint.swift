@@ -91,6 +91,7 @@ public enum StoredCheckpoint: Sendable, Hashable, CustomStringConvertible {
         func bad(_ why: String) -> StoredCheckpointError { .malformed(text, why) }
         func timestamp(_ digits: ArraySlice<UInt8>) throws(StoredCheckpointError) -> BSONTimestamp {
             guard !digits.isEmpty, digits.count <= 20, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                // trap-checked: parsing text: nil, not a trap
                 let raw = UInt64(String(decoding: digits, as: UTF8.self))
             else { throw bad("the position is not a 64-bit number of at most 20 digits") }
             return BSONTimestamp(rawValue: raw)
@@ -112,7 +113,7 @@ public enum StoredCheckpoint: Sendable, Hashable, CustomStringConvertible {
         case "oplog":
             guard !value.isEmpty, value.utf8.count <= 20,
                 value.utf8.enumerated().allSatisfy({ $1 >= 0x30 && $1 <= 0x39 || ($0 == 0 && $1 == 0x2D) }),
-                let t = Int64(value), t >= -1
+                let t = Int64(value), t >= -1  // trap-checked: parsing text: nil, not a trap
             else { throw bad("the term is not a number from -1 to 2^63-1") }
             return .oplog(ts: ts, t: t)
         case "cs":

@@ -81,6 +81,7 @@ public enum InputValue {
             fix: fix
         )
         let significant = whole.drop { $0 == "0" }
+        // trap-checked: parsing text
         guard significant.count <= 15, let wholeValue = Int64(whole.isEmpty ? "0" : String(whole)) else {
             throw tooLong
         }
@@ -89,7 +90,7 @@ public enum InputValue {
         var fractionMilliseconds: Int64 = 0
         if !fraction.isEmpty {
             let digits = fraction.prefix(9)
-            let numerator = Int64(String(digits)) ?? 0
+            let numerator = Int64(String(digits)) ?? 0  // trap-checked: parsing text: nil, not a trap
             var denominator: Int64 = 1
             for _ in 0..<digits.count { denominator *= 10 }
             fractionMilliseconds = numerator * scale / denominator
@@ -123,6 +124,7 @@ public enum InputValue {
         guard text.allSatisfy(\.isASCIIDigit) else {
             throw InputError("invalid \(source.quoting(text)): not \(what)", fix: fix)
         }
+        // trap-checked: parsing text
         guard text.drop(while: { $0 == "0" }).count <= 18, let value = Int(text), range.contains(value) else {
             throw InputError("invalid \(source.quoting(text)): out of range", fix: fix)
         }

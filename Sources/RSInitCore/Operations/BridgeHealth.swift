@@ -86,9 +86,12 @@ public struct BridgeHealth: Sendable, Equatable {
     }
 
     static func format(_ seconds: Double) -> String {
-        let milliseconds = (seconds * 1000).rounded()
-        let whole = Int(milliseconds) / 1000
-        let fraction = Int(milliseconds) % 1000
+        // The lag comes from the oplog's `wall` (outside data): a date far off must print a (huge) number, not trap
+        // in `Int(_:)`; 9e15 ms is about 285,000 years.
+        guard !seconds.isNaN else { return "0.000" }
+        let milliseconds = Int(min(max((seconds * 1000).rounded(), -9e15), 9e15))  // trap-checked: clamped, not NaN
+        let whole = milliseconds / 1000
+        let fraction = milliseconds % 1000
         let digits = String(fraction)
         return "\(whole).\(String(repeating: "0", count: 3 - digits.count))\(digits)"
     }

@@ -631,6 +631,7 @@ public struct DoctorReport: Sendable, Equatable {
         }
         let rate = Double(oplog.sampleEntries) / max(oplog.sampleSeconds, 0.001)
         let sampled =
+            // trap-checked: Int to Int64 widens
             "\(oplog.sampleEntries) entries (\(formatBytes(Int64(oplog.sampleBytes)))) in "
             + "\(formatDuration(oplog.sampleSeconds)) (\(formatRate(rate))/s)"
         let head = "\(size); window \(formatDuration(window)) now; \(sampled)"
@@ -871,7 +872,7 @@ public struct DoctorReport: Sendable, Equatable {
     static func formatDuration(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }
         let s = max(seconds, 0)
-        if s < 1 { return "\(Int((s * 1000).rounded())) ms" }
+        if s < 1 { return "\(Int((s * 1000).rounded())) ms" }  // trap-checked: 0 <= s < 1 (checked above)
         if s < 120 { return "\(Self.fixed(s, 1)) s" }
         if s < 7200 { return "\(Self.fixed(s / 60, 0)) min" }
         if s < 172_800 { return "\(Self.fixed(s / 3600, 1)) h" }

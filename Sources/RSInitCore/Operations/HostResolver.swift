@@ -15,7 +15,7 @@ public enum HostResolver {
     public static func resolve(_ host: String) -> Result<[String], DoctorFacts.ResolutionError> {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)  // trap-checked: a C constant
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, nil, &hints, &list)
         guard status == 0, let first = list else {
@@ -37,7 +37,7 @@ public enum HostResolver {
     }
 
     private static func numericHost(_ address: UnsafeMutablePointer<sockaddr>, length: socklen_t) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))  // trap-checked: a C constant
         let status = getnameinfo(address, length, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST)
         guard status == 0 else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
