@@ -68,18 +68,7 @@ extension RedisURL {
     /// - `redis+cluster://[user:pass@]n1[:6379],n2[:6379][?…]` (TLS: `rediss+cluster://`); `redis://n1,n2?cluster=true`
     ///   is the same. Database 0 only (a Cluster has no other).
     static func parseTopologyURL(_ input: String) throws(RedisError) -> RedisURL? {
-        var text = input
-        if text.hasPrefix("sentinel://") {
-            // Celery/kombu repeat the credentials in every entry: keep the first entry's only.
-            let entries = text.dropFirst("sentinel://".count).components(separatedBy: ";sentinel://")
-            let rest = entries.dropFirst().map { entry in
-                entry.prefix { $0 != "/" && $0 != "?" }.lastIndex(of: "@").map {
-                    String(entry[entry.index(after: $0)...])
-                }
-                    ?? entry
-            }
-            text = "redis+sentinel://" + ([entries.first ?? ""] + rest).joined(separator: ",")
-        }
+        let text = celeryListAsSentinelURL(input)
         let schemes: [(String, Bool, String)] = [
             ("redis+sentinel://", false, "sentinel"), ("rediss+sentinel://", true, "sentinel"),
             ("redis+cluster://", false, "cluster"), ("rediss+cluster://", true, "cluster"),
@@ -89,29 +78,10 @@ extension RedisURL {
         let rest = text.dropFirst(scheme.count)
         let beforeQuery = rest.prefix { $0 != "?" }
         let queryText = rest.dropFirst(beforeQuery.count).dropFirst()
-        // Options that belong to the topology; the rest goes to the single-node parser (TLS options).
-        var kept: [Substring] = []
-        var masterName: String?
-        var sentinelUser: String?
-        var sentinelPassword: String?
-        var clusterOption = false
-        for pair in queryText.split(separator: "&") where !pair.isEmpty {
-            let parts = pair.split(separator: "=", maxSplits: 1).map {
-                String($0).percentDecoded ?? String($0)
-            }
-            let value = parts.count > 1 ? parts[1] : ""
-            switch parts[0] {
-            case "master_name", "masterName", "service_name": masterName = value
-            case "sentinel_password", "sentinelPassword": sentinelPassword = value
-            case "sentinel_username", "sentinelUsername": sentinelUser = value
-            case "cluster":
-                guard ["true", "1", "yes"].contains(value.lowercased()) || value.isEmpty else {
-                    throw RedisError(.invalidURL, "bad cluster=\(value) in the Redis URL: use cluster=true")
-                }
-                clusterOption = true
-            default: kept.append(pair)
-            }
-        }
+        let options = try TopologyOptions(queryText)
+        let (kept, sentinelUser, sentinelPassword, clusterOption) =
+            (options.kept, options.sentinelUser, options.sentinelPassword, options.cluster)
+        var masterName = options.masterName
         let kind = declared.isEmpty ? (clusterOption ? "cluster" : masterName != nil ? "sentinel" : "") : declared
         let authority = beforeQuery.prefix { $0 != "/" }
         let at = authority.lastIndex(of: "@")
@@ -138,14 +108,7 @@ extension RedisURL {
         guard segments.count <= 1 else {
             throw RedisError(.invalidURL, "too many path segments in the Redis URL (expected /<master>/<db>)")
         }
-        let defaultPort = kind == "sentinel" ? 26379 : 6379
-        var seeds: [RedisAddress] = []
-        for item in hostList.split(separator: ",", omittingEmptySubsequences: false) {
-            guard !item.isEmpty else { throw RedisError(.invalidURL, "an empty host in the Redis URL's host list") }
-            let hasPort = item.hasPrefix("[") ? item.contains("]:") : item.contains(":")
-            let seed = try RedisURL("redis://\(item)\(hasPort ? "" : ":\(defaultPort)")")
-            seeds.append(RedisAddress(host: seed.host, port: seed.port))
-        }
+        let seeds = try Self.seeds(hostList, defaultPort: kind == "sentinel" ? 26379 : 6379)
         // Credentials, TLS options and the database are parsed (and checked) by the single-node parser.
         let queryPart = kept.isEmpty ? "" : "?" + kept.joined(separator: "&")
         let single =
@@ -171,6 +134,66 @@ extension RedisURL {
             url.topology = .cluster(seeds: seeds)
         }
         return url
+    }
+
+    /// Celery/kombu's `sentinel://s1:26379;sentinel://s2:26379` as `redis+sentinel://s1:26379,s2:26379`; any other
+    /// text unchanged. Celery repeats the credentials in every entry: the first entry's are kept.
+    static func celeryListAsSentinelURL(_ text: String) -> String {
+        guard text.hasPrefix("sentinel://") else { return text }
+        let entries = text.dropFirst("sentinel://".count).components(separatedBy: ";sentinel://")
+        let rest = entries.dropFirst().map { entry in
+            entry.prefix { $0 != "/" && $0 != "?" }.lastIndex(of: "@").map {
+                String(entry[entry.index(after: $0)...])
+            }
+                ?? entry
+        }
+        return "redis+sentinel://" + ([entries.first ?? ""] + rest).joined(separator: ",")
+    }
+
+    /// The query options that belong to the topology; the rest (`kept`) goes to the single-node parser (TLS).
+    struct TopologyOptions {
+        var kept: [Substring] = []
+        var masterName: String?
+        var sentinelUser: String?
+        var sentinelPassword: String?
+        var cluster = false
+
+        init(_ queryText: Substring) throws(RedisError) {
+            for pair in queryText.split(separator: "&") where !pair.isEmpty {
+                let parts = pair.split(separator: "=", maxSplits: 1).map {
+                    String($0).percentDecoded ?? String($0)
+                }
+                // "=" alone splits into no part at all: reading parts[0] trapped (`--redis 'redis://h?='`).
+                guard let key = parts.first, !pair.hasPrefix("=") else {
+                    throw RedisError(.invalidURL, "an option without a name in the Redis URL")
+                }
+                let value = parts.count > 1 ? parts[1] : ""
+                switch key {
+                case "master_name", "masterName", "service_name": masterName = value
+                case "sentinel_password", "sentinelPassword": sentinelPassword = value
+                case "sentinel_username", "sentinelUsername": sentinelUser = value
+                case "cluster":
+                    guard ["true", "1", "yes"].contains(value.lowercased()) || value.isEmpty else {
+                        throw RedisError(.invalidURL, "bad cluster=\(value) in the Redis URL: use cluster=true")
+                    }
+                    cluster = true
+                default: kept.append(pair)
+                }
+            }
+        }
+    }
+
+    /// The comma-separated host list as addresses (each checked by the single-node parser; `defaultPort` when
+    /// an entry has none).
+    static func seeds(_ hostList: Substring, defaultPort: Int) throws(RedisError) -> [RedisAddress] {
+        var seeds: [RedisAddress] = []
+        for item in hostList.split(separator: ",", omittingEmptySubsequences: false) {
+            guard !item.isEmpty else { throw RedisError(.invalidURL, "an empty host in the Redis URL's host list") }
+            let hasPort = item.hasPrefix("[") ? item.contains("]:") : item.contains(":")
+            let seed = try RedisURL("redis://\(item)\(hasPort ? "" : ":\(defaultPort)")")
+            seeds.append(RedisAddress(host: seed.host, port: seed.port))
+        }
+        return seeds
     }
 
     /// The redacted form of a Sentinel or Cluster URL (nil for one server).

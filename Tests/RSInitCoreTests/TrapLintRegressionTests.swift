@@ -1,5 +1,6 @@
 import Foundation
 import RSInitCore
+import RedisClient
 import Testing
 
 /// Lines the trap lint found once it covered every product module: values from outside (an oplog entry's `wall`,
@@ -29,5 +30,13 @@ import Testing
             }
         }
         #expect(Backoff().delay(attempt: 0, jitter: 0.5) == .milliseconds(100))
+    }
+
+    /// A Redis URL whose query holds a bare "=" split into no part, and the topology parser read `parts[0]`: the
+    /// process trapped on `--redis 'redis://h?='`. Now the same clear error as the single-node parser's.
+    @Test func anOptionWithoutANameIsAnErrorNotATrap() {
+        for text in ["redis://h?=", "redis://h:6379?a=1&=", "redis+sentinel://s1,s2/m?=x", "redis+cluster://n1?="] {
+            #expect(throws: RedisError.self, "\(text)") { try RedisURL(text) }
+        }
     }
 }
