@@ -36,6 +36,12 @@ func waitForAll(_ subscriber: Subscriber, _ expected: [String], timeout: Duratio
     return firstAppearances(subscriber.received).ids
 }
 
+/// The checkpoint a Redis node holds under `key` (read off the cooperative pool), decoded.
+func storedCheckpoint(port: UInt16, key: String = "rsinit::checkpoint") async throws -> BSONTimestamp? {
+    try await onDedicatedThread { try redisAdminCommand(port: port, ["GET", key]).string }
+        .flatMap(CheckpointEncoding.decode)
+}
+
 func topologyBridge(
     _ mongo: FakeMongod,
     url: String,
@@ -115,10 +121,7 @@ struct RedisSentinelBridgeTests {
         expectInOrder(ids, expected, "the new master's subscriber")
         expectInOrder(lateIDs, Array(expected[6000...]), "the subscriber attached after the failover")
         #expect(bridge.statistics.publishRetries > 0)
-        let stored = try await onDedicatedThread {
-            try redisAdminCommand(port: newMaster, ["GET", "rsinit::checkpoint"]).string
-        }
-        #expect(stored.flatMap(CheckpointEncoding.decode) == mongo.lastOplogTimestamp)
+        #expect(try await storedCheckpoint(port: newMaster, key: "rsinit::checkpoint") == mongo.lastOplogTimestamp)
     }
 
     /// `SENTINEL FAILOVER` while two HA bridges publish. Sentinel disconnects the clients of both nodes during the
@@ -152,14 +155,18 @@ struct RedisSentinelBridgeTests {
         appendInsertEntries(mongo, 4000..<5000)
         let expected = (0..<5000).map { "id\($0)" }
         let lateIDs = await waitForAll(late, Array(expected[4000...]))
-        try await Task.sleep(for: .milliseconds(500))
+        await first.waitDelivered(through: mongo.lastOplogTimestamp)
+        await second.waitDelivered(through: mongo.lastOplogTimestamp)
         first.stop()
         second.stop()
         try await a.value
         try await b.value
         await firstPublisher.close()
         await secondPublisher.close()
-        for subscriber in [onOldMaster, onNewMaster, late] { subscriber.stop() }
+        for subscriber in [onOldMaster, onNewMaster, late] {
+            try await subscriber.barrier(via: set.servers[1].url())
+            subscriber.stop()
+        }
         let seen = [onOldMaster, onNewMaster, late].map { firstAppearances($0.received).ids }
         let missing = Set(expected).subtracting(seen.flatMap { $0 })
         #expect(missing.isEmpty, "\(missing.count) events reached no subscriber, e.g. \(missing.sorted().prefix(5))")
@@ -169,10 +176,7 @@ struct RedisSentinelBridgeTests {
         }
         expectInOrder(lateIDs, Array(expected[4000...]), "the subscriber attached after the switch")
         #expect(firstPublisher.dedupeHits + secondPublisher.dedupeHits > 0)
-        let stored = try await onDedicatedThread {
-            try redisAdminCommand(port: newMaster, ["GET", "rsinit::checkpoint"]).string
-        }
-        #expect(stored.flatMap(CheckpointEncoding.decode) == mongo.lastOplogTimestamp)
+        #expect(try await storedCheckpoint(port: newMaster, key: "rsinit::checkpoint") == mongo.lastOplogTimestamp)
     }
 
     /// Every Sentinel down for a few seconds while the bridge must re-discover (its connection to the master was
@@ -192,6 +196,7 @@ struct RedisSentinelBridgeTests {
         let master = set.servers[0].port
         _ = try await onDedicatedThread { try redisAdminCommand(port: master, ["CLIENT", "KILL", "TYPE", "normal"]) }
         appendInsertEntries(mongo, 1000..<2000)
+        // The outage's length is the test's subject (the bridge keeps re-discovering meanwhile), not a wait.
         try await Task.sleep(for: .seconds(3))
         for sentinel in set.sentinels { try await sentinel.restart() }
         let expected = (0..<2000).map { "id\($0)" }
@@ -256,10 +261,7 @@ struct RedisClusterBridgeTests {
         subscriber.stop()
         expectInOrder(ids, expected, "a subscriber on another master")
         #expect(bridge.statistics.publishRetries > 0)
-        let stored = try await onDedicatedThread {
-            try redisAdminCommand(port: newMaster, ["GET", "{rsinit::}checkpoint"]).string
-        }
-        #expect(stored.flatMap(CheckpointEncoding.decode) == mongo.lastOplogTimestamp)
+        #expect(try await storedCheckpoint(port: newMaster, key: "{rsinit::}checkpoint") == mongo.lastOplogTimestamp)
     }
 
     /// Two HA bridges through the Cluster: the script's keys share one slot (hash tag), each event published once.
@@ -278,13 +280,17 @@ struct RedisClusterBridgeTests {
         appendInsertEntries(mongo, 0..<2000)
         let expected = (0..<2000).map { "id\($0)" }
         let ids = await waitForAll(subscriber, expected)
-        try await Task.sleep(for: .milliseconds(500))
+        await first.waitDelivered(through: mongo.lastOplogTimestamp)
+        await second.waitDelivered(through: mongo.lastOplogTimestamp)
         first.stop()
         second.stop()
         try await a.value
         try await b.value
         await firstPublisher.close()
         await secondPublisher.close()
+        // Through the master of the script's slot, where both bridges published.
+        let scriptMaster = try await cluster.masterPort(slot: RedisClusterBridgeTests.checkpointSlot)
+        try await subscriber.barrier(via: try #require(cluster.node(port: scriptMaster)).url())
         subscriber.stop()
         expectInOrder(ids, expected, "a Cluster subscriber")
         #expect(firstAppearances(subscriber.received).total == 2000)
