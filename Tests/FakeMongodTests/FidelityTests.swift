@@ -337,7 +337,12 @@ import Testing
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
-        #expect(!server.oplogEntries.contains { $0[path: "o.msg"] == "periodic noop" })
+        #expect(!server.oplogEntries.contains { $0[path: "o.msg"] == "periodic noop" }, "none while busy")
+        // ... and one once idle (the name's other half): within a few intervals of the last write.
+        let idleNoop = await eventually(within: .seconds(10), every: .milliseconds(100)) {
+            server.oplogEntries.contains { $0[path: "o.msg"] == "periodic noop" }
+        }
+        #expect(idleNoop, "a periodic no-op once idle")
     }
 
     @Test func appendOplogNoteWritesData() async throws {
