@@ -152,6 +152,22 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "RESPTests", dependencies: ["RESP"], swiftSettings: strictSettings),
+        // The pure modules' tests build without libmongoc (a test that compares with libbson is in MongoCWrapperTests).
+        .testTarget(name: "BSONTests", dependencies: ["BSON", "RSInitTestUtils"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "RSInitSupportTests",
+            dependencies: ["RSInitSupport", "RSInitTestUtils"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: [
+                "RedisClient", "RESP", "RSInitTestUtils",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "FakeMongodTests",
             dependencies: ["BSON", "MongoCWrapper", "RSInitTestUtils"],

@@ -504,38 +504,17 @@ extension Bench {
         configuration.source = source
         let bridge = OplogBridge(configuration: configuration, publisher: publisher, logger: reportLogger)
         let running = Task { try await bridge.run() }
-        let sent = Mutex<[Int: UInt64]>([:])
-        let received = Mutex<[Double]>([])
-        let subscriber = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await subscriber.command(["SUBSCRIBE", "latency.Foo"])
-        let listening = Task {
-            while !Task.isCancelled {
-                guard let value = try? await subscriber.readPushed(wait: .milliseconds(200)) else { continue }
-                let now = DispatchTime.now().uptimeNanoseconds
-                guard case .array(let parts?) = value, parts.count == 3, let message = parts[2].string,
-                    let range = message.range(of: #""_id":"lat"#)
-                else { continue }
-                let id = Int(message[range.upperBound...].prefix { $0.isNumber }) ?? -1
-                if let at = sent.withLock({ $0[id] }) { received.withLock { $0.append(Double(now - at) / 1e6) } }
-            }
-        }
-        try await Task.sleep(for: .milliseconds(500))
-        // One event every 1/perSecond s, in small steps so the pace holds.
-        let total = perSecond * duration
-        let began = ContinuousClock.now
-        for i in 0..<total {
-            let due = began + .nanoseconds(Int64(i) * 1_000_000_000 / Int64(perSecond))
-            if due > .now { try await Task.sleep(until: due, tolerance: .microseconds(50)) }
-            sent.withLock { $0[i] = DispatchTime.now().uptimeNanoseconds }
-            server.appendOplogEntry(["op": "i", "ns": "latency.Foo", "o": ["_id": .string("lat\(i)")]])
-        }
-        try await Task.sleep(for: .seconds(1))
-        listening.cancel()
+        let samples = try await pacedLatency(
+            redis,
+            channel: "latency.Foo",
+            perSecond: perSecond,
+            seconds: duration,
+            warmUp: .milliseconds(500)
+        ) { i in _ = server.appendOplogEntry(["op": "i", "ns": "latency.Foo", "o": ["_id": .string("lat\(i)")]]) }
         bridge.stop()
         try await running.value
         await publisher.close()
-        await subscriber.close()
-        return received.withLock { $0 }
+        return samples
     }
 
     struct Resident {

@@ -317,7 +317,9 @@ import Testing
         #expect(entries.contains { $0["ns"] == "config.$cmd" && $0[path: "o.create"] == "transactions" })
         #expect(entries.contains { $0["ns"] == "admin.system.keys" && $0["op"] == "i" })
         // Idle primary: periodic no-ops, ~100 ms apart.
-        try await Task.sleep(for: .milliseconds(350))
+        _ = await eventually(within: .seconds(10)) {
+            server.oplogEntries.filter { $0[path: "o.msg"] == "periodic noop" }.count >= 2
+        }
         let noops = server.oplogEntries.filter { $0[path: "o.msg"] == "periodic noop" }
         #expect(noops.count >= 2)
         #expect(noops.allSatisfy { $0["op"] == "n" && $0["ns"] == "" && $0["t"] == .int64(1) })
@@ -335,7 +337,12 @@ import Testing
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
-        #expect(!server.oplogEntries.contains { $0[path: "o.msg"] == "periodic noop" })
+        #expect(!server.oplogEntries.contains { $0[path: "o.msg"] == "periodic noop" }, "none while busy")
+        // ... and one once idle (the name's other half): within a few intervals of the last write.
+        let idleNoop = await eventually(within: .seconds(10), every: .milliseconds(100)) {
+            server.oplogEntries.contains { $0[path: "o.msg"] == "periodic noop" }
+        }
+        #expect(idleNoop, "a periodic no-op once idle")
     }
 
     @Test func appendOplogNoteWritesData() async throws {

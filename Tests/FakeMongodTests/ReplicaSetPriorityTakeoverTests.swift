@@ -27,7 +27,8 @@ import Testing
         let status = try #require(raw.command(["replSetGetStatus": 1, "$db": "admin"]))
         #expect(status["term"] == .int64(2))
         #expect(status[path: "electionCandidateMetrics.lastElectionReason"] == "priorityTakeover")
-        // Equal priorities stay put: member 1 (priority 1) never takes over from member 2.
+        // Equal priorities stay put: member 1 (priority 1) never takes over from member 2 (a negative check over
+        // several election timeouts, kept as a sleep).
         try await Task.sleep(for: .milliseconds(1500))
         #expect(set.phase(2) == .primary)
     }

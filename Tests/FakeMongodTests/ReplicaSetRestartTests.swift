@@ -79,7 +79,7 @@ import Testing
         #expect(state["myState"] == .int32(3))
         let keys = state.keys
         #expect(Array(keys.prefix(5)) == ["set", "date", "myState", "term", "tooStale"])
-        // Not a rollback, and it stays there (needs a resync).
+        // Not a rollback, and it stays there (needs a resync): a negative check over a few ticks, kept as a sleep.
         try await Task.sleep(for: .milliseconds(300))
         #expect(set.phase(2) == .recovering)
         #expect(set.rollbackCount == 0)

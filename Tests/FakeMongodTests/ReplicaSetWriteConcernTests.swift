@@ -59,6 +59,8 @@ import Testing
         insert.append("lsid", ["id": .binary(BSONBinary(subtype: 4, data: Array(repeating: 7, count: 16)))])
         insert.append("txnNumber", .int64(1))
         writer.sendMessage(insert)
+        // Let the write reach its majority wait (the double shows no "waiting" signal): if it had not, the
+        // step-down would refuse it as a NotWritablePrimary error and the expectations below fail loudly.
         try await Task.sleep(for: .milliseconds(100))
         let admin = try RawWireClient(port: set.members[0].port)
         #expect(admin.command(["replSetStepDown": 60, "force": true, "$db": "admin"])?["ok"] == .double(1))
@@ -78,6 +80,7 @@ import Testing
         set.holdWrites(0, true)
         let writer = try RawWireClient(port: set.members[0].port)
         writer.sendMessage(["insert": "c", "documents": [["_id": 1]], "$db": "app"])
+        // Let the write reach the hold (the double shows no "held" signal); a missed hold fails loudly below.
         try await Task.sleep(for: .milliseconds(100))
         let admin = try RawWireClient(port: set.members[0].port)
         #expect(admin.command(["replSetStepDown": 60, "force": true, "$db": "admin"])?["ok"] == .double(1))

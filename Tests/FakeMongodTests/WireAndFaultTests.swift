@@ -204,7 +204,7 @@ import Testing
         try await withClient(server, uri: uri) { client in
             #expect(await commandError(client, ["ping": 1])?.code == .serverSelection)
         }
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(await server.waitUntilListening(), "the double listens after its delay")
         try await withClient(server, uri: uri) { client in
             let reply = try await client.runCommand(["ping": 1])
             #expect(reply["ok"] == .double(1))
@@ -220,7 +220,7 @@ import Testing
         try await withClient(server, uri: uri) { client in
             #expect(await commandError(client, ["ping": 1])?.code == .serverSelection)
         }
-        try await Task.sleep(for: .milliseconds(600))
+        #expect(await server.waitUntilListening(), "the double listens again after refusing")
         try await withClient(server, uri: uri) { client in
             let reply = try await client.runCommand(["ping": 1])
             #expect(reply["ok"] == .double(1))

@@ -133,6 +133,8 @@ let testLogger = Logger(label: "rsinit.test")
                     await cursor.close()
                 }
             }
+            // The probe itself (the test's subject, not a wait for an event): this sleep resumes on time only if a
+            // cooperative thread is free while the blocking calls run.
             try await Task.sleep(for: .milliseconds(100))
             // If the blocking calls held cooperative threads, this would not run until they finish.
             let probe = ContinuousClock.now - start
@@ -160,6 +162,7 @@ let testLogger = Logger(label: "rsinit.test")
                     return (index, failure)
                 }
             }
+            // The probe itself (the test's subject): it resumes on time only if a cooperative thread is free.
             try await Task.sleep(for: .milliseconds(100))
             // If the lookups held cooperative threads, this would not run until they finish.
             let probe = ContinuousClock.now - start

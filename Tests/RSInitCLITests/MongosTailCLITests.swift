@@ -22,23 +22,8 @@ struct MongosTailCLITests {
         defer { cluster.stop() }
         let redis = try await RedisServerProcess.launch()
         defer { redis.stop() }
-        let observed = Mutex(EventOrderChecker())
-        let subscribed = Mutex(false)
-        let subscriber = Task {
-            let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-            _ = try await connection.command(["PSUBSCRIBE", "*"])
-            subscribed.withLock { $0 = true }
-            while !Task.isCancelled, connection.isOpen {
-                guard case .array(let parts?)? = try await connection.readPushed(wait: .milliseconds(100)),
-                    parts.count == 4, parts[2].string == "tests.Foo", let message = parts[3].string,
-                    let id = EventOrderChecker.documentNumber(message)
-                else { continue }
-                observed.withLock { $0.observe(id) }
-            }
-            await connection.close()
-        }
-        defer { subscriber.cancel() }
-        while !subscribed.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        let subscriber = try await OrderCheckingSubscriber.attach(redis.url())
+        defer { subscriber.stop() }
         // Start at the cluster's time, so no write of the test precedes the stream.
         let newest = cluster.shards.map(\.lastOplogTimestamp).max() ?? BSONTimestamp(seconds: 0, increment: 0)
         let from = BSONTimestamp(rawValue: newest.rawValue + 1)
@@ -59,7 +44,7 @@ struct MongosTailCLITests {
         // Restart in the middle: once 20 events arrived, stop the bridge and start another from the checkpoint
         // while the writes go on.
         let midway = ContinuousClock.now + .seconds(20)
-        while observed.withLock({ $0.nextExpected }) < 20 && ContinuousClock.now < midway {
+        while subscriber.checker.nextExpected < 20 && ContinuousClock.now < midway {
             try await Task.sleep(for: .milliseconds(10))
         }
         first.signal(SIGTERM)
@@ -68,12 +53,12 @@ struct MongosTailCLITests {
         let second = try TailProcess(arguments + ["--from", "checkpoint"])
         try await writer.value
         let delivered = ContinuousClock.now + .seconds(20)
-        while observed.withLock({ $0.nextExpected }) < total && ContinuousClock.now < delivered {
+        while subscriber.checker.nextExpected < total && ContinuousClock.now < delivered {
             try await Task.sleep(for: .milliseconds(20))
         }
         second.signal(SIGTERM)
         #expect(try await second.exitCode() == 0, "\(second.errors)")
-        let checker = observed.withLock { $0 }
+        let checker = subscriber.checker
         #expect(checker.nextExpected == total, "every event arrived (first missing: \(checker.nextExpected))")
         #expect(checker.violations.isEmpty, "\(checker.violations)")
         // Both shards took writes.

@@ -22,9 +22,13 @@ import Testing
         #expect(healthyOutput.contains("last majority-committed write:"))
         set.kill(1)
         set.kill(2)
-        try await Task.sleep(for: .milliseconds(300))
-        let degraded = try await CLI.run(["status"] + host)
-        let degradedOutput = degraded.stdout + degraded.stderr
+        // Until the survivor stops counting the killed members healthy (its heartbeats), not a guessed time.
+        var degradedOutput = ""
+        _ = try await eventually(within: .seconds(20), every: .milliseconds(100)) {
+            let degraded = try await CLI.run(["status"] + host)
+            degradedOutput = degraded.stdout + degraded.stderr
+            return degradedOutput.contains("NO MAJORITY")
+        }
         #expect(degradedOutput.contains("(not reachable/healthy)"), "\(degradedOutput)")
         #expect(degradedOutput.contains("1 of 3 voting members healthy"), "\(degradedOutput)")
         #expect(degradedOutput.contains("NO MAJORITY"))
@@ -47,16 +51,16 @@ import Testing
         let keep = try #require(set.lastApplied(0))
         _ = try await writer.runCommand(["insert": "c", "documents": [["_id": 2]]], database: "app")
         await writer.close()
-        async let run = CLI.run(
-            ["tail", "--uri", set.uri, "--from", "\(start.ts.seconds).\(start.ts.increment)"],
-            timeout: 30
-        )
-        try await Task.sleep(for: .seconds(3))
+        let tail = try TailProcess(["--uri", set.uri, "--from", "\(start.ts.seconds).\(start.ts.increment)"])
+        // Once the entry is delivered (on stdout), not after a guessed time.
+        let delivered = await eventually(within: .seconds(20)) {
+            tail.output.contains("\"_id\":2") || tail.output.contains("\"_id\": 2")
+        }
+        #expect(delivered, "\(tail.output)")
         set.loseHistory(after: keep)
-        let result = try await run
-        #expect(result.exitCode == 11, "\(result.stderr)")
-        #expect(result.stderr.contains("rsinit: error: the delivered, majority-committed oplog entry"))
-        #expect(result.stderr.contains("rsinit: fix:"))
-        #expect(result.stdout.contains("\"_id\":2") || result.stdout.contains("\"_id\": 2"), "\(result.stdout)")
+        let exitCode = try await tail.exitCode(timeout: 30)
+        #expect(exitCode == 11, "\(tail.errors)")
+        #expect(tail.errors.contains("rsinit: error: the delivered, majority-committed oplog entry"))
+        #expect(tail.errors.contains("rsinit: fix:"))
     }
 }

@@ -13,6 +13,40 @@ import Testing
 import Glibc
 #endif
 
+/// A `PSUBSCRIBE *` subscriber for a whole CLI run: the `tests.Foo` messages' first appearances, checked in order
+/// (``EventOrderChecker``).
+final class OrderCheckingSubscriber: Sendable {
+    private let observed = Mutex(EventOrderChecker())
+    private let subscribed = Mutex(false)
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+
+    var checker: EventOrderChecker { observed.withLock { $0 } }
+
+    /// Subscribes, and returns once Redis confirmed the `PSUBSCRIBE` (a test failure after `timeout`).
+    static func attach(_ url: String, timeout: Duration = .seconds(20)) async throws -> OrderCheckingSubscriber {
+        let subscriber = OrderCheckingSubscriber()
+        let running = Task { [subscriber] in
+            let connection = try await RedisConnection.connect(try RedisURL(url))
+            _ = try await connection.command(["PSUBSCRIBE", "*"])
+            subscriber.subscribed.withLock { $0 = true }
+            while !Task.isCancelled, connection.isOpen {
+                guard case .array(let parts?)? = try await connection.readPushed(wait: .milliseconds(100)),
+                    parts.count == 4, parts[2].string == "tests.Foo", let message = parts[3].string,
+                    let id = EventOrderChecker.documentNumber(message)
+                else { continue }
+                subscriber.observed.withLock { $0.observe(id) }
+            }
+            await connection.close()
+        }
+        subscriber.task.withLock { $0 = running }
+        let attached = await eventually(within: timeout) { subscriber.subscribed.withLock { $0 } }
+        try #require(attached, "the subscriber did not attach to \(url) within \(timeout)")
+        return subscriber
+    }
+
+    func stop() { task.withLock { $0?.cancel() } }
+}
+
 /// A running `rsinit tail` process; output goes to files so a long run never blocks on a pipe.
 final class TailProcess: @unchecked Sendable {
     let process = Process()
@@ -113,23 +147,8 @@ struct TailCLITests {
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
         // A subscriber for the whole run: every event must reach it, first appearances in oplog order.
-        let observed = Mutex(EventOrderChecker())
-        let subscribed = Mutex(false)
-        let subscriber = Task {
-            let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-            _ = try await connection.command(["PSUBSCRIBE", "*"])
-            subscribed.withLock { $0 = true }
-            while !Task.isCancelled, connection.isOpen {
-                guard case .array(let parts?)? = try await connection.readPushed(wait: .milliseconds(100)),
-                    parts.count == 4, parts[2].string == "tests.Foo", let message = parts[3].string,
-                    let id = EventOrderChecker.documentNumber(message)
-                else { continue }
-                observed.withLock { $0.observe(id) }
-            }
-            await connection.close()
-        }
-        defer { subscriber.cancel() }
-        while !subscribed.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        let subscriber = try await OrderCheckingSubscriber.attach(redis.url())
+        defer { subscriber.stop() }
         let from = BSONTimestamp(rawValue: mongo.lastOplogTimestamp.rawValue + 1)
         let first = try TailProcess(
             [
@@ -148,7 +167,10 @@ struct TailCLITests {
         let second = try TailProcess([
             "--host", "127.0.0.1", "--port", "\(mongo.port)", "--redis", redis.url(), "--from", "checkpoint",
         ])
-        try await Task.sleep(for: .milliseconds(600))
+        // Killed once it has delivered some of 20..<40 (its checkpoint moved), not after a guessed time.
+        _ = try await eventually(within: .seconds(20)) {
+            try await connection.command(["GET", "rsinit::checkpoint"]).string != stored
+        }
         second.signal(SIGKILL)
         _ = try await second.exitCode()
         try await insertMany(mongo, 40..<50)
@@ -159,10 +181,10 @@ struct TailCLITests {
         #expect(try await third.exitCode() == 0)
         await connection.close()
         let delivered = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < delivered, observed.withLock({ $0.nextExpected }) < 50 {
+        while ContinuousClock.now < delivered, subscriber.checker.nextExpected < 50 {
             try await Task.sleep(for: .milliseconds(20))
         }
-        let checker = observed.withLock { $0 }
+        let checker = subscriber.checker
         #expect(checker.nextExpected == 50, "every event 0..<50 arrived (first missing: \(checker.nextExpected))")
         #expect(checker.violations.isEmpty, "\(checker.violations)")
     }

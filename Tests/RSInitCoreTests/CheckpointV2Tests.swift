@@ -62,13 +62,15 @@ struct CheckpointV2Tests {
         Self.appendTransaction(mongo, 5..<8)
         let (restarted, restartedPublisher) = try await makeChangeStreamBridge(mongo, redis)
         let runningAgain = Task { try await restarted.run() }
-        let messages = await subscriber.waitFor(16)
-        try await Task.sleep(for: .milliseconds(600))
+        // A repeat of 0..<5 would be published before 5..<8: once every id has arrived, it would have too.
+        _ = await waitForAll(subscriber, (0..<8).map { "id\($0)" }, timeout: .seconds(20))
         restarted.stop()
         try await runningAgain.value
         await restartedPublisher.close()
+        try await subscriber.barrier()
         subscriber.stop()
-        let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
+        let messages = subscriber.received
+        let ids = messages.filter { $0.0 == "tests.Foo" }.map(\.1)
         #expect(messages.count >= 16)
         #expect(Set(ids).count == 8, "nothing lost")
         #expect(ids.count == 8, "nothing repeated: \(ids)")
@@ -79,9 +81,9 @@ struct CheckpointV2Tests {
         let mongo = try quietPrimary()
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
-        let (bridge, publisher) = try await makeBridge(mongo, redis, start: .end)
+        // Seeded with the newest entry (not "the end", which resolves whenever the bridge gets to it).
+        let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
-        try await Task.sleep(for: .milliseconds(500))
         try await insertDocuments(mongo, 0..<3)
         _ = await subscriber.waitFor(6)
         bridge.stop()
@@ -111,14 +113,15 @@ struct CheckpointV2Tests {
         try await insertDocuments(mongo, 2..<4)
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         let running = Task { try await bridge.run() }
-        _ = await subscriber.waitFor(4)
-        try await Task.sleep(for: .milliseconds(400))
+        await bridge.waitDelivered(through: mongo.lastOplogTimestamp)
         bridge.stop()
         try await running.value
         await publisher.close()
+        try await subscriber.barrier()
         subscriber.stop()
-        let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
-        #expect(ids.count == 2)
+        let published = firstAppearances(subscriber.received)
+        #expect(published.ids == ["id2", "id3"], "resumed right after the v1 checkpoint")
+        #expect(published.total == 2, "nothing before it published again")
         let stored = try #require(try await Self.storedValue(redis))
         #expect(try StoredCheckpoint.decode(stored).version == 2)
     }
@@ -173,8 +176,8 @@ struct CheckpointV2Tests {
         #expect(publishers[0].configuration.dedupeKey(events[0]) != publishers[0].configuration.dedupeKey(events[1]))
         #expect(try await publishers[0].publish(batch) == PublishReceipt(published: 2, duplicates: 0))
         #expect(try await publishers[1].publish(batch) == PublishReceipt(published: 0, duplicates: 2))
-        let messages = await subscriber.waitFor(4)
-        try await Task.sleep(for: .milliseconds(200))
+        try await subscriber.barrier()
+        let messages = subscriber.received
         subscriber.stop()
         let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
         #expect(messages.count >= 4)

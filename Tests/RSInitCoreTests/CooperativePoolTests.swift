@@ -141,7 +141,9 @@ import Glibc
                     connectsEnded.increment()
                 }
             }
-            try await Task.sleep(for: .milliseconds(200))  // let the connects reach the file reads
+            // Let the connects reach the file reads (they block in them; no event to wait for): the probe below is
+            // the test's subject, and a connect that had not started would only make it pass less strictly.
+            try await Task.sleep(for: .milliseconds(200))
             let connectsEndedWhenProbed = await Task.detached { connectsEnded.value }.value
             probeRan.signal()
             #expect(

@@ -153,11 +153,14 @@ struct DeliveryFaultTests {
         appendInsertEntries(mongo, 0..<count)
         let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
         let running = Task { try await bridge.run() }
-        while bridge.statistics.events < 300 { try await Task.sleep(for: .milliseconds(1)) }
+        try #require(
+            await eventually(within: .seconds(60), every: .milliseconds(1)) { bridge.statistics.events >= 300 }
+        )
         proxy.stall(newConnections: true)
-        try await Task.sleep(for: .seconds(7))
+        // Until the reply deadline fires (a retry is counted), not a guessed 7 s.
+        let retried = await eventually(within: .seconds(30)) { bridge.statistics.publishRetries > 0 }
         let stalledAt = bridge.statistics.events
-        #expect(bridge.statistics.publishRetries > 0, "the reply deadline did not fire")
+        #expect(retried, "the reply deadline did not fire")
         proxy.resume()
         let checker = await Self.check(subscriber, count: count)
         bridge.stop()

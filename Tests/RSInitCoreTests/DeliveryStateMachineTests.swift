@@ -11,6 +11,22 @@ import Testing
     static let g1 = ConnectionGeneration(1)
     static let g2 = ConnectionGeneration(2)
 
+    /// Started, batch 1 read (at ``position(_:)`` 1) and a connection (``g1``) up: the set-up most tests share.
+    static func batchOneReadAndConnected(window: Int = 2, full: Bool = true) -> DeliveryStateMachine {
+        var sm = DeliveryStateMachine(window: window)
+        _ = sm.start()
+        _ = sm.batchRead(1, position: position(1), full: full)
+        _ = sm.connected(g1)
+        return sm
+    }
+
+    /// ``batchOneReadAndConnected(window:full:)``, then batch 1 sent on ``g1`` and not yet answered.
+    static func batchOneSent(window: Int = 2, full: Bool = true) -> DeliveryStateMachine {
+        var sm = batchOneReadAndConnected(window: window, full: full)
+        _ = sm.sent(1, on: g1, delivered: false)
+        return sm
+    }
+
     // MARK: - One expectation per transition
 
     @Test func readsUntilABatchComesThenConnectsAndSends() {
@@ -24,11 +40,7 @@ import Testing
     }
 
     @Test func aFullWindowConfirmsTheOldestAndLaterBatchesCarryTheConfirmedCheckpoint() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent()
         #expect(sm.batchRead(2, position: Self.position(2), full: true) == .send(2, on: Self.g1, checkpoint: nil))
         #expect(sm.sent(2, on: Self.g1, delivered: false) == .confirm(1, on: Self.g1))
         #expect(sm.confirmed(1, on: Self.g1) == .read)
@@ -61,29 +73,19 @@ import Testing
     }
 
     @Test func theNewestBatchAnsweredSettlesLikeACaughtUpTail() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
+        var sm = Self.batchOneReadAndConnected()
         #expect(sm.sent(1, on: Self.g1, delivered: false) == .read)
         #expect(sm.answered(1, on: Self.g2) == .read)  // another connection's answer: stale
         #expect(sm.answered(1, on: Self.g1) == .confirm(1, on: Self.g1))
     }
 
     @Test func aHeartbeatSettlesWhatIsInFlight() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent()
         #expect(sm.caughtUp() == .confirm(1, on: Self.g1))
     }
 
     @Test func aDeliveredSendIsConfirmedAtOnce() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
+        var sm = Self.batchOneReadAndConnected()
         #expect(sm.sent(1, on: Self.g1, delivered: true) == .read)
         #expect(sm.held == 0)
         #expect(sm.confirmedPosition == Self.position(1))
@@ -92,11 +94,7 @@ import Testing
 
     /// The hole of issue 17: batch 2 must not go out on a new connection before batch 1, lost with the old one.
     @Test func aLostConnectionSendsEverythingUnconfirmedAgainInOrderOnTheNextOne() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent()
         _ = sm.batchRead(2, position: Self.position(2), full: true)
         #expect(sm.sent(2, on: Self.g1, delivered: false) == .confirm(1, on: Self.g1))
         #expect(sm.failed(on: Self.g1) == .pause(attempt: 1))
@@ -117,11 +115,7 @@ import Testing
     }
 
     @Test func aFailedCheckpointWriteReconnectsAndWritesItAgain() {
-        var sm = DeliveryStateMachine(window: 1)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: false)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent(window: 1, full: false)
         #expect(sm.confirmed(1, on: Self.g1) == .writeCheckpoint(Self.position(1), on: Self.g1))
         #expect(sm.failed(on: Self.g1) == .pause(attempt: 1))
         #expect(sm.pauseEnded() == .connect)
@@ -129,11 +123,7 @@ import Testing
     }
 
     @Test func aCheckpointCarriedByALostBatchIsWrittenAgain() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent()
         _ = sm.batchRead(2, position: Self.position(2), full: true)
         _ = sm.sent(2, on: Self.g1, delivered: false)
         _ = sm.confirmed(1, on: Self.g1)
@@ -149,11 +139,7 @@ import Testing
     }
 
     @Test func stoppingSettlesWhatTheConnectionCanAndAbandonsTheRestOnAFailure() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent()
         #expect(sm.stop() == .confirm(1, on: Self.g1))
         #expect(sm.confirmed(1, on: Self.g1) == .writeCheckpoint(Self.position(1), on: Self.g1))
         #expect(sm.checkpointWritten(Self.position(1), on: Self.g1) == .finish)
@@ -175,11 +161,7 @@ import Testing
     }
 
     @Test func aDrainRetriesUntilEverythingIsCheckpointedThenARunStartsAgain() {
-        var sm = DeliveryStateMachine(window: 2)
-        _ = sm.start()
-        _ = sm.batchRead(1, position: Self.position(1), full: true)
-        _ = sm.connected(Self.g1)
-        _ = sm.sent(1, on: Self.g1, delivered: false)
+        var sm = Self.batchOneSent()
         #expect(sm.drain() == .confirm(1, on: Self.g1))
         #expect(sm.failed(on: Self.g1) == .pause(attempt: 1))
         #expect(sm.pauseEnded() == .connect)

@@ -60,10 +60,7 @@ struct FailoverWhileStoppingTests {
         // PUBLISHes before the SET that follows them).
         let newMaster = try await set.waitForNewMaster(other: set.servers[0].port)
         #expect(newMaster == set.servers[1].port)
-        let stored = try await onDedicatedThread {
-            try redisAdminCommand(port: newMaster, ["GET", "rsinit::checkpoint"]).string
-        }
-        let checkpoint = try #require(stored.flatMap(CheckpointEncoding.decode), "the replica holds a checkpoint")
+        let checkpoint = try #require(try await storedCheckpoint(port: newMaster), "the replica holds a checkpoint")
         var timestamps: [String: BSONTimestamp] = [:]
         for entry in mongo.oplogEntries where entry["op"]?.stringValue == "i" {
             if let id = entry["o"]?.documentValue?["_id"]?.stringValue, let ts = entry["ts"]?.timestampValue {

@@ -45,6 +45,7 @@ import Testing
         for _ in 0..<3 { texts += texts.flatMap { prefix in alphabet.map { prefix + String($0) } } }
         for (index, text) in Set(texts).enumerated() {
             if index % 200 == 0 { await Task.yield() }
+            // Deliberately conditional: most texts are rejected (never a trap); only an accepted one has a range.
             if let duration = try? InputValue.duration(text, from: flag) {
                 #expect(InputValue.durationRange.contains(duration), "\(text)")
             }

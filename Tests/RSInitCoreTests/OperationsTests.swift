@@ -86,11 +86,11 @@ import Testing
         #expect(RedisOplogFormat.channels(for: event("app.t"), prefix: "", fanOut: twice).count == 3)
     }
 
-    @Test func malformedRulesAreRejectedWithTheSyntax() {
+    @Test func malformedRulesAreRejectedWithTheSyntax() throws {
         for text in ["app.tasks", "=namespace:x", "app=namespace:", "app=topic:x", "app=namespace"] {
             #expect(throws: FanOutRuleError.self) { try FanOutRule(text) }
         }
-        #expect((try? FanOutRule("a.b=namespace:c"))?.description == "a.b=namespace:c")
+        #expect(try FanOutRule("a.b=namespace:c").description == "a.b=namespace:c")
         do { _ = try FanOutRule("x") } catch { #expect(error.description.contains("=namespace:<name>")) }
     }
 }
@@ -109,7 +109,7 @@ import Testing
                     ? .init(status: 503, contentType: "application/json", body: "{\"status\":\"x\"}") : nil
             }
             async let running: Void = server.run()
-            while bound.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
+            _ = await eventually(every: .milliseconds(5)) { bound.withLock { $0 } != nil }
             let port = try #require(bound.withLock { $0 })
             let health = try await onDedicatedThread { try HTTPProbe.request(port: port, path: "/healthz?verbose=1") }
             #expect(health.status == 503)
@@ -142,7 +142,7 @@ import Testing
             router: { _ in nil }
         )
         let running = Task { try await first.run() }
-        while bound.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(5)) }
+        _ = await eventually(every: .milliseconds(5)) { bound.withLock { $0 } != nil }
         let second = OperationsHTTPServer(
             host: "127.0.0.1",
             port: try #require(bound.withLock { $0 }),
@@ -197,7 +197,8 @@ struct BridgeOperationsTests {
             // Redis down while events wait: no progress → /healthz fails once the stall timeout passes.
             redis.stop()
             try await insertDocuments(mongo, 3..<4)
-            try await Task.sleep(for: .milliseconds(2000))
+            // Until the stall timeout (1.5 s) has passed without progress: polled, with a deadline.
+            _ = await eventually(within: .seconds(20), every: .milliseconds(50)) { !bridge.healthReport().healthy }
             let (healthy, json) = bridge.healthReport()
             #expect(!healthy)
             #expect(json.contains("stalled"), "\(json)")

@@ -14,21 +14,28 @@ let bridgeLogger = Logger(label: "rsinit.test.bridge")
 
 /// A real Redis subscriber (PSUBSCRIBE *) that re-subscribes after an outage; collects (channel, message).
 final class Subscriber: Sendable {
+    /// The channel of ``barrier()``'s markers, which ``received`` leaves out.
+    static let barrierChannel = "rsinit.test.barrier"
+
     final class State: Sendable {
         let received = Mutex<[(String, String)]>([])
         let connected = Mutex(false)
+        let barriers = Mutex<Set<String>>([])
     }
 
     let state = State()
+    let url: String
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     var received: [(String, String)] { state.received.withLock { $0 } }
 
     init(_ url: String) {
+        self.url = url
         let state = self.state
         let t = Task {
             while !Task.isCancelled {
                 guard let connection = try? await RedisConnection.connect(try RedisURL(url)) else {
+                    // Redis is down (an outage the test makes): poll until it is back.
                     try? await Task.sleep(for: .milliseconds(10))
                     continue
                 }
@@ -40,7 +47,13 @@ final class Subscriber: Sendable {
                         continue
                     }
                     if case .array(let parts?) = value, parts.count == 4, parts[0].string == "pmessage" {
-                        state.received.withLock { $0.append((parts[2].string ?? "", parts[3].string ?? "")) }
+                        let channel = parts[2].string ?? ""
+                        let message = parts[3].string ?? ""
+                        if channel == Self.barrierChannel {
+                            state.barriers.withLock { _ = $0.insert(message) }
+                        } else {
+                            state.received.withLock { $0.append((channel, message)) }
+                        }
                     }
                 }
                 state.connected.withLock { $0 = false }
@@ -50,21 +63,43 @@ final class Subscriber: Sendable {
         task.withLock { $0 = t }
     }
 
-    func waitConnected() async {
-        while !state.connected.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+    /// Waits until the `PSUBSCRIBE` is confirmed (a test failure after `timeout`).
+    func waitConnected(timeout: Duration = .seconds(20)) async {
+        let connected = await eventually(within: timeout, every: .milliseconds(5)) { state.connected.withLock { $0 } }
+        #expect(connected, "the subscriber did not attach to \(url) within \(timeout)")
     }
 
     func waitFor(_ count: Int, timeout: Duration = .seconds(20)) async -> [(String, String)] {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let current = received
-            if current.count >= count { return current }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        _ = await eventually(within: timeout) { received.count >= count }
         return received
     }
 
+    /// Publishes a marker through another connection and waits until this subscriber receives it. Redis runs one
+    /// command at a time and queues a subscriber's messages in that order, so whatever any client published before
+    /// (a late duplicate, say) has then been received. Replaces "sleep, then check that nothing more arrived".
+    /// With replicas or a Cluster, publish `via` the node the bridge published on: its messages reach the
+    /// subscriber's node in order too (replication stream, cluster bus).
+    func barrier(via node: String? = nil, timeout: Duration = .seconds(20)) async throws {
+        let marker = "\(UInt64.random(in: 0...UInt64.max))"
+        let connection = try await RedisConnection.connect(try RedisURL(node ?? url))
+        let seen = await eventually(within: timeout, every: .milliseconds(20)) {
+            _ = try? await connection.command(["PUBLISH", Self.barrierChannel, marker])
+            return state.barriers.withLock { $0.contains(marker) }
+        }
+        await connection.close()
+        #expect(seen, "the subscriber did not receive a barrier message within \(timeout)")
+    }
+
     func stop() { task.withLock { $0?.cancel() } }
+}
+
+extension OplogBridge {
+    /// Waits until this bridge has delivered (published and acknowledged) every entry up to `position`: then
+    /// whatever it would publish for them, duplicates included, has been published.
+    func waitDelivered(through position: BSONTimestamp, timeout: Duration = .seconds(30)) async {
+        let delivered = await eventually(within: timeout) { statistics.lastPosition.map { $0 >= position } ?? false }
+        #expect(delivered, "the bridge did not deliver through \(position) within \(timeout): \(statistics)")
+    }
 }
 
 /// A primary double without periodic no-ops: the test decides everything the oplog holds.
@@ -119,6 +154,29 @@ func makeBridge(
     return (bridge, publisher)
 }
 
+/// The writes of §9e's vectors A01, A02 and A06 on `tests.Foo` (insert, `$set` of two fields, delete of
+/// `someid`), then `drop` of the collection when asked.
+func writeVectorsA01A02A06(_ mongo: FakeMongod, thenDrop: Bool = false) async throws {
+    let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
+    _ = try await client.runCommand(
+        ["insert": "Foo", "documents": [["_id": "someid", "hello": "world"]]],
+        database: "tests"
+    )
+    _ = try await client.runCommand(
+        [
+            "update": "Foo",
+            "updates": [["q": ["_id": "someid"], "u": ["$set": ["hello": "new", "world": "new"]]]],
+        ],
+        database: "tests"
+    )
+    _ = try await client.runCommand(
+        ["delete": "Foo", "deletes": [["q": ["_id": "someid"], "limit": 1]]],
+        database: "tests"
+    )
+    if thenDrop { _ = try await client.runCommand(["drop": "Foo"], database: "tests") }
+    await client.close()
+}
+
 func insertDocuments(_ mongo: FakeMongod, _ ids: Range<Int>, collection: String = "Foo") async throws {
     let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
     for id in ids {
@@ -155,29 +213,14 @@ struct OplogBridgeTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         let (bridge, publisher) = try await makeBridge(mongo, redis, prefix: "")
         let running = Task { try await bridge.run() }
-        let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
-        _ = try await client.runCommand(
-            ["insert": "Foo", "documents": [["_id": "someid", "hello": "world"]]],
-            database: "tests"
-        )
-        _ = try await client.runCommand(
-            [
-                "update": "Foo",
-                "updates": [["q": ["_id": "someid"], "u": ["$set": ["hello": "new", "world": "new"]]]],
-            ],
-            database: "tests"
-        )
-        _ = try await client.runCommand(
-            ["delete": "Foo", "deletes": [["q": ["_id": "someid"], "limit": 1]]],
-            database: "tests"
-        )
-        await client.close()
+        try await writeVectorsA01A02A06(mongo)
         let messages = await subscriber.waitFor(7)
         bridge.stop()
         try await running.value
         await publisher.close()
         subscriber.stop()
         // §9e A01/A02/A06 (plus the implicit collection create on the control channel).
+        try #require(messages.count == 7, "\(messages)")
         #expect(
             messages.map(\.0) == [
                 "rsinit.commands", "tests.Foo", "tests.Foo::someid", "tests.Foo", "tests.Foo::someid", "tests.Foo",
@@ -204,6 +247,7 @@ struct OplogBridgeTests {
         redis.stop()  // SIGKILL, in the middle of the 10,000-event stream
         let outage = ContinuousClock.now
         appendInsertEntries(mongo, 5000..<10000)  // written while Redis is down
+        // The outage's length is the test's subject (retries back off across it), not a wait for an event.
         try await Task.sleep(until: outage + .seconds(10))
         try await redis.restart()
         let messages = await subscriber.waitFor(10000 * 2, timeout: .seconds(60))
@@ -235,12 +279,13 @@ struct OplogBridgeTests {
         let a = Task { try await first.run() }
         let b = Task { try await second.run() }
         try await insertDocuments(mongo, 0..<300)
-        _ = await subscriber.waitFor(1 + 600)
-        try await Task.sleep(for: .milliseconds(500))
+        await first.waitDelivered(through: mongo.lastOplogTimestamp)
+        await second.waitDelivered(through: mongo.lastOplogTimestamp)
         first.stop()
         second.stop()
         try await a.value
         try await b.value
+        try await subscriber.barrier()
         let messages = subscriber.received
         subscriber.stop()
         let perChannel = Dictionary(grouping: messages.filter { $0.0 == "tests.Foo" }, by: \.1).mapValues(\.count)
@@ -267,11 +312,12 @@ struct OplogBridgeTests {
         try await insertDocuments(mongo, 50..<80)
         let (restarted, restartedPublisher) = try await makeBridge(mongo, redis)
         let runningAgain = Task { try await restarted.run() }
-        let messages = await subscriber.waitFor(1 + 160)
-        try await Task.sleep(for: .milliseconds(300))
+        await restarted.waitDelivered(through: mongo.lastOplogTimestamp)
         restarted.stop()
         try await runningAgain.value
         await restartedPublisher.close()
+        try await subscriber.barrier()
+        let messages = subscriber.received
         subscriber.stop()
         let ids = messages.filter { $0.0 == "tests.Foo" }.map(\.1)
         #expect(ids.count == 80)
@@ -297,15 +343,22 @@ struct OplogBridgeTests {
         defer { subscriber.stop() }
         await subscriber.waitConnected()
         let running = Task { try await recovering.run() }
-        // Waits for the loss to be counted (not a fixed sleep); then it tails from the end: what is written now
-        // is delivered, none of the lost entries is.
-        let counted = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < counted, recovering.statistics.historyLost == 0 {
-            try await Task.sleep(for: .milliseconds(20))
+        // Waits for the loss to be counted, then for the restart at the end to be in effect ("the end" resolves a
+        // moment after the count; what is written in between is lost by design): a probe entry is written until
+        // one is delivered. Then what is written is delivered, and none of the lost entries is.
+        _ = await eventually(within: .seconds(15)) { recovering.statistics.historyLost > 0 }
+        var probe = 100
+        let probed = await eventually(within: .seconds(20), every: .milliseconds(1)) {
+            try? await insertDocuments(mongo, probe..<(probe + 1))
+            probe += 1
+            return await eventually(within: .milliseconds(500)) { !subscriber.received.isEmpty }
         }
+        #expect(probed, "no entry written after the restart at the end was delivered")
         try await insertDocuments(mongo, 10..<15)
         let after = (10..<15).map { "id\($0)" }
-        let ids = await waitForAll(subscriber, after, timeout: .seconds(20))
+        let ids = await waitForAll(subscriber, after, timeout: .seconds(20)).filter { id in
+            Int(id.dropFirst(2)).map { $0 < 100 } ?? true  // not the probes
+        }
         recovering.stop()
         try await running.value
         #expect(recovering.statistics.historyLost == 1)

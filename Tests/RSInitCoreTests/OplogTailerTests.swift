@@ -84,7 +84,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         let writer = try MongoClient(uri: server.uri, logger: tailLogger)
         let tail = try tailer(server, start: .after(server.lastOplogTimestamp))
         async let collected = collect(tail) { events, _ in events.count >= 5 }
-        try await Task.sleep(for: .milliseconds(200))
+        _ = await eventually { server.receivedCommandNames.contains("getmore") }  // the tail is running
         _ = try await writer.runCommand(
             ["insert": "users", "documents": [["_id": "a", "name": "x"]]],
             database: "app"
@@ -174,7 +174,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         let writer = try MongoClient(uri: server.uri, logger: tailLogger)
         let tail = try tailer(server, start: .after(server.lastOplogTimestamp), batchSize: 1)
         Task {
-            try await Task.sleep(for: .milliseconds(200))
+            _ = await eventually { server.receivedCommandNames.contains("getmore") }  // the tail is running
             server.appendOplogEntry(["op": "i", "ns": "app.c", "o": ["_id": 0]])
         }
         await #expect(throws: OplogHistoryLost.self) {
@@ -189,7 +189,6 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
                 return false
             }
         }
-        try await Task.sleep(for: .milliseconds(100))
         _ = writer
         await writer.close()
     }
@@ -201,7 +200,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         let writer = try MongoClient(uri: server.uri, logger: tailLogger)
         let tail = try tailer(server, start: .after(server.lastOplogTimestamp), batchSize: 7)
         async let collected = collect(tail, timeout: .seconds(20)) { events, _ in ids(events).count >= 100 }
-        try await Task.sleep(for: .milliseconds(200))
+        _ = await eventually { server.receivedCommandNames.contains("getmore") }  // the tail is running
         try await insert(writer, 0..<50)
         switch fault {
         case "hang-up": server.hangUpNextGetMore(count: 2)
@@ -250,7 +249,8 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
             for try await _ in tail { count += 1 }
             return count
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // Cancel while the tail waits in a getMore (awaitData), not before it started.
+        _ = await eventually { server.receivedCommandNames.contains("getmore") }
         let cancelledAt = ContinuousClock.now
         task.cancel()
         _ = try await task.value
@@ -272,7 +272,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
             entriesRead.withLock { $0 += batch.entriesRead }
             return events.filter { $0.kind == .insert }.count >= 2
         }
-        try await Task.sleep(for: .milliseconds(200))
+        _ = await eventually { server.receivedCommandNames.contains("getmore") }  // the tail is running
         try await insert(writer, 0..<3, collection: "drop", database: "other")
         try await insert(writer, 0..<1, collection: "skip")
         try await insert(writer, 0..<2, collection: "keep")
@@ -293,7 +293,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         defer { server.stop() }
         let tail = try tailer(server, start: .after(server.lastOplogTimestamp))
         async let collected = collect(tail) { events, _ in events.count >= 3 }
-        try await Task.sleep(for: .milliseconds(200))
+        _ = await eventually { server.receivedCommandNames.contains("getmore") }  // the tail is running
         server.appendOplogEntry(
             try BSONDocument(
                 extendedJSON: #"""

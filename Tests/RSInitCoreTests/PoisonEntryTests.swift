@@ -114,10 +114,11 @@ struct PoisonEntryTests {
         let runningAgain = Task { try await restarted.run() }
         appendInsertEntries(mongo, 20..<21)
         let after = await subscriber.waitFor(expectedOdd + 42)
-        try await Task.sleep(for: .milliseconds(500))
+        await restarted.waitDelivered(through: mongo.lastOplogTimestamp)
         restarted.stop()
         try await runningAgain.value
         await restartedPublisher.close()
+        try await subscriber.barrier()
         subscriber.stop()
         let final = subscriber.received
         #expect(final.count == expectedOdd + 42, "only the new entry after the restart")

@@ -184,9 +184,11 @@ struct ReplicaSetBridgeTests {
         #expect(set.rollbackCount == 1)
         #expect(set.rolledBackEntries(0).filter { $0["ns"] == "tests.Foo" }.count == 2)
         _ = await waitPublished(subscriber, majority == .off ? [] : Self.ids(0..<20), timeout: .seconds(10))
+        // Not a wait for an event: the time a bridge that wrongly published rolled-back writes would need to do so.
         try await Task.sleep(for: .milliseconds(500))
         bridge.stop()
         let outcome = await run.result
+        try await subscriber.barrier()
         subscriber.stop()
         await publisher.close()
         let all = published(subscriber)
@@ -263,11 +265,15 @@ struct ReplicaSetBridgeTests {
         set.kill(0)
         try await write(set.uri, 30..<60)
         let order = await waitPublished(subscriber, Self.ids(0..<60))
-        try await Task.sleep(for: .milliseconds(500))
+        // Both bridges past the newest write: the slower one's copies have been sent (and deduplicated) by then.
+        let newest = try #require(set.writablePrimary.flatMap(set.lastApplied)).ts
+        await first.waitDelivered(through: newest)
+        await second.waitDelivered(through: newest)
         first.stop()
         second.stop()
         try await a.value
         try await b.value
+        try await subscriber.barrier()
         subscriber.stop()
         await firstPublisher.close()
         await secondPublisher.close()

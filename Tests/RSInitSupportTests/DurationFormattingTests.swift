@@ -1,8 +1,6 @@
 import RSInitSupport
 import Testing
 
-@testable import RSInitCore
-
 struct DurationFormattingTests {
     @Test func formattedSecondsAndMilliseconds() {
         #expect(Duration.milliseconds(250).formattedSeconds == "250 ms")

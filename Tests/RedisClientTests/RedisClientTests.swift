@@ -1,6 +1,5 @@
 import Foundation
 import RESP
-import RSInitCore
 import RSInitTestUtils
 import RedisClient
 import Testing
