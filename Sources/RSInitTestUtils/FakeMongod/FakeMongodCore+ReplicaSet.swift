@@ -95,6 +95,11 @@ extension FakeMongodCore {
         return .success([:])
     }
 
+    /// Whether this member's config entry says `arbiterOnly: true`.
+    var isConfiguredArbiter: Bool {
+        configMembers.first { $0["host"]?.stringValue == selfHost }?["arbiterOnly"]?.isTruthy == true
+    }
+
     /// Hosts of the config's voting members (`votes` > 0), `newlyAdded` ones included.
     var votingHosts: Set<String> {
         Set(configMembers.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.compactMap { $0["host"]?.stringValue })

@@ -300,7 +300,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 }
                 armNoopTimer()
                 condition.broadcast()
-            case .standalone, .uninitialized, .removed, .primary, .rollback, .recovering:
+            case .standalone, .uninitialized, .removed, .primary, .rollback, .recovering, .arbiter:
                 phaseDeadline = nil
             }
         }

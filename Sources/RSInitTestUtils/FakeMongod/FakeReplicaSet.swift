@@ -79,9 +79,12 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var statusRound = 0
     private var reachablePeers: [Set<String>?]
     private var invariantBreaches: [String] = []
+    /// Members configured `arbiterOnly: true, priority: 0` (§1.2 PSA): they vote, hold no data and no oplog.
+    private var arbiterIndices: Set<Int> = []
 
     /// Starts `memberCount` members; the first `configuredCount` (all by default) form the set: member 0 is the
-    /// primary of term 1 and each of them holds the initial history (majority-committed). The others run
+    /// primary of term 1 and each of them holds the initial history (majority-committed); the members in
+    /// `arbiters` (never 0) are arbiters instead (PSA: `arbiters: [2]`). The others run
     /// uninitialised (`--replSet` without a config) until a reconfig adds them; with `configuredCount: 0` every
     /// member waits for `replSetInitiate` (74 when a listed member does not answer), and the initiator is elected
     /// after the election timeout. The loop runs until ``stop()``.
@@ -90,7 +93,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
         memberCount: Int = 3,
         configuredCount: Int? = nil,
         timings: FakeReplicaSetTimings = FakeReplicaSetTimings(),
-        periodicNoopInterval: Duration? = .seconds(10)
+        periodicNoopInterval: Duration? = .seconds(10),
+        arbiters: Set<Int> = []
     ) throws -> FakeReplicaSet {
         var servers: [FakeMongod] = []
         for _ in 0..<max(memberCount, 1) {
@@ -104,6 +108,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
             )
         }
         let set = FakeReplicaSet(members: servers, setName: setName, timings: timings)
+        // Member 0 is the first primary, so it cannot be an arbiter.
+        set.arbiterIndices = arbiters.filter { $0 > 0 && $0 < servers.count }
         set.initialize(configuredCount: min(max(configuredCount ?? servers.count, 0), servers.count))
         set.lock.lock()
         set.refreshReachability()
@@ -179,7 +185,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.cursors.removeAll()
             core.startedAt = Date()
             // §4.3: STARTUP2 (loading the config; it has data, so no initial sync), RECOVERING briefly, SECONDARY.
-            core.phase = core.replicaSetConfig == nil ? .uninitialized : .startup2
+            core.phase =
+                core.replicaSetConfig == nil ? .uninitialized : core.isConfiguredArbiter ? .arbiter : .startup2
             core.tooStale = false
             core.steppingDown = false
             core.handoffRequested = false
@@ -303,8 +310,13 @@ public final class FakeReplicaSet: @unchecked Sendable {
             return
         }
         let hosts = self.hosts
+        let arbiterIndices = self.arbiterIndices
         let memberDocuments: [BSONValue] = hosts.prefix(configuredCount).enumerated().map { index, host in
-            .document(["_id": .int32(Int32(index)), "host": .string(host)])
+            arbiterIndices.contains(index)
+                ? .document([
+                    "_id": .int32(Int32(index)), "host": .string(host), "arbiterOnly": true, "priority": .double(0),
+                ])
+                : .document(["_id": .int32(Int32(index)), "host": .string(host)])
         }
         let config = members[0].core.locked {
             members[0].core.normalizedConfig(setName: setName, members: memberDocuments, version: 1)
@@ -338,14 +350,19 @@ public final class FakeReplicaSet: @unchecked Sendable {
                     core.replicaSetConfig = config
                     core.selfHost = hosts[index]
                     core.phaseDeadline = nil
-                    core.createOplog()
-                    core.applyReplicated(history)
+                    if arbiterIndices.contains(index) {
+                        core.phase = .arbiter
+                    } else {
+                        core.createOplog()
+                        core.applyReplicated(history)
+                        core.phase = .secondary
+                    }
                     core.term = 1
-                    core.phase = .secondary
                     core.topologyCounter += 1
                 }
                 core.knownPrimaryHost = hosts[0]
-                core.committedSnapshot = last?.document
+                // An arbiter has no committed snapshot (hello omits majorityOpTime, §1.2).
+                if !arbiterIndices.contains(index) { core.committedSnapshot = last?.document }
                 core.lastCommittedOpTime = last?.document
             }
             commitPoint[index] = last
@@ -375,6 +392,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         var votingHosts: Set<String>
         var newlyAdded: Set<String>
         var configCommitted: Bool
+        var arbiterHosts: Set<String>
 
         init(_ core: FakeMongodCore) {
             phase = core.phase
@@ -387,12 +405,17 @@ public final class FakeReplicaSet: @unchecked Sendable {
             votingHosts = core.votingHosts
             newlyAdded = core.newlyAddedHosts
             configCommitted = core.configCommitted
+            arbiterHosts = Set(
+                core.configMembers.filter { $0["arbiterOnly"]?.isTruthy == true }.compactMap { $0["host"]?.stringValue }
+            )
         }
     }
 
     /// This round's voters (config members with votes, `newlyAdded` excluded) and their majority.
     private var voters: Set<Int> = []
     private var majority: Int = 2
+    /// writeMajorityCount = min(majority, voters that are not arbiters) (§2.1, S:RSC): the commit point's index.
+    private var writeMajority: Int = 2
 
     /// What each member's heartbeats reach (replSetInitiate's quorum check: 74 for a member that does not answer).
     /// Under the set lock; called by every round and at once by the test controls.
@@ -432,13 +455,16 @@ public final class FakeReplicaSet: @unchecked Sendable {
             ?? all.filter { views[$0]?.config != nil }.max {
                 (views[$0]?.configVersion ?? -1) < (views[$1]?.configVersion ?? -1)
             }
+        var arbiterVoters = 0
         if let authority, let view = views[authority] {
             let voting = view.votingHosts.subtracting(view.newlyAdded)
             voters = Set(all.filter { voting.contains(hosts[$0]) })
+            arbiterVoters = voting.intersection(view.arbiterHosts).count
         } else {
             voters = Set(all)
         }
         majority = voters.count / 2 + 1
+        writeMajority = min(majority, voters.count - arbiterVoters)
         refreshReachability()
 
         // Restarted members: STARTUP2 → RECOVERING → SECONDARY (§4.3).
@@ -537,6 +563,28 @@ public final class FakeReplicaSet: @unchecked Sendable {
             }
         }
 
+        // Arbiters: learn the primary and its commit point from heartbeats; their lastApplied is that commit point,
+        // which the primary counts among the voters' optimes (§1.2, §3.1: "the arbiter does not help").
+        for a in all where views[a]?.phase == .arbiter {
+            let primary = all.filter { p in
+                p != a && reach(a, p) && (views[p]?.phase == .primary || views[p]?.phase == .drain)
+            }.max { (views[$0]?.term ?? 0) < (views[$1]?.term ?? 0) }
+            if let p = primary {
+                lastHeard[a] = now
+                let host = hosts[p]
+                let term = views[p]?.term ?? 0
+                let point = commitPoint[p]
+                update(a, &views) { core in
+                    if core.knownPrimaryHost != host { core.knownPrimaryHost = host }
+                    if term > core.term { core.term = term }
+                    if let point { core.lastCommittedOpTime = point.document }
+                }
+                if let point { positionSeen[p][a] = point }
+            } else if now - lastHeard[a] >= timings.electionTimeout {
+                update(a, &views) { core in core.knownPrimaryHost = nil }
+            }
+        }
+
         // Election handoff after a stepdown (§4.4 step 4).
         for p in all where views[p]?.handoff == true {
             update(p, &views) { core in core.handoffRequested = false }
@@ -562,7 +610,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
                 o != p && reach(p, o) && syncSource[o] == p && views[o]?.last == views[p]?.last
             }
             var newPoint = commitPoint[p]
-            if voters.contains(p), majority - 1 < optimes.count, let candidate = optimes[majority - 1],
+            if voters.contains(p), writeMajority >= 1, writeMajority - 1 < optimes.count,
+                let candidate = optimes[writeMajority - 1],
                 let first = firstOpOfTerm[p], candidate >= first, candidate > (newPoint ?? candidate) || newPoint == nil
             {
                 newPoint = candidate
@@ -613,7 +662,12 @@ public final class FakeReplicaSet: @unchecked Sendable {
                 update(o, &views) { core in
                     core.replicaSetConfig = config
                     core.selfHost = host
-                    if core.phase == .uninitialized {
+                    if core.phase == .uninitialized && core.isConfiguredArbiter {
+                        core.phase = .arbiter
+                        core.term = term
+                        core.knownPrimaryHost = primaryHost
+                        core.topologyCounter += 1
+                    } else if core.phase == .uninitialized {
                         core.createOplog()
                         core.phase = .secondary
                         core.term = term
@@ -832,7 +886,22 @@ public final class FakeReplicaSet: @unchecked Sendable {
             var status: [String: BSONDocument] = [:]
             for other in members.indices where other != viewer {
                 var entry: BSONDocument = ["_id": .int32(Int32(other)), "name": .string(hosts[other])]
-                if reach(viewer, other), let view = views[other] {
+                if reach(viewer, other), let view = views[other], view.phase == .arbiter {
+                    // §2.2: an arbiter's entry carries no optimes and no wall times.
+                    entry.append("health", .double(1))
+                    entry.append("state", .int32(7))
+                    entry.append("stateStr", "ARBITER")
+                    entry.append("uptime", .int32(1))
+                    entry.append("lastHeartbeat", .datetime(nowMillis))
+                    entry.append("lastHeartbeatRecv", .datetime(nowMillis))
+                    entry.append("pingMs", .int64(0))
+                    entry.append("lastHeartbeatMessage", "")
+                    entry.append("syncSourceHost", "")
+                    entry.append("syncSourceId", .int32(-1))
+                    entry.append("infoMessage", "")
+                    entry.append("configVersion", .int32(Int32(clamping: view.configVersion)))
+                    entry.append("configTerm", .int64(view.term))
+                } else if reach(viewer, other), let view = views[other] {
                     // §2: a member in STARTUP2 reports null optimes in its heartbeats.
                     let opTime = view.phase == .startup2 ? zero : view.last?.document ?? zero
                     let date = FakeMongodCore.secondsDate(opTime)
