@@ -20,6 +20,12 @@ enum ServerCodeName {
         case 74: return "NodeNotFound"
         case 76: return "NoReplicationEnabled"
         case 91: return "ShutdownInProgress"
+        case 64: return "WriteConcernFailed"
+        case 109: return "ConfigurationInProgress"
+        case 117: return "ConflictingOperationInProgress"
+        case 262: return "ExceededTimeLimit"
+        case 308: return "CurrentConfigNotCommittedYet"
+        case 11600: return "InterruptedAtShutdown"
         case 93: return "InvalidReplicaSetConfig"
         case 94: return "NotYetInitialized"
         case 103: return "NewReplicaSetConfigurationIncompatible"
@@ -136,7 +142,10 @@ extension FakeMongodCore {
         switch lower {
         case "hello", "ismaster":
             if awaitTopologyChange(command, context: context) {
-                result = .success(hello(command, legacy: lower != "hello", context: context))
+                result =
+                    setMember && (quiescing || shuttingDown)
+                    ? .failure(Self.quiesceFailure)
+                    : .success(hello(command, legacy: lower != "hello", context: context))
             } else {
                 result = .success([:])
                 response = .hangUp
@@ -218,7 +227,10 @@ extension FakeMongodCore {
                 "codeName": .string(ServerCodeName.name(failure.code)),
             ]
             for (k, v) in failure.extra { document.append(k, v) }
-            if setMember && Self.notPrimaryErrorCodes.contains(failure.code) {
+            if setMember
+                && (Self.notPrimaryErrorCodes.contains(failure.code)
+                    || (quiescing && Self.shutdownErrorCodes.contains(failure.code)))
+            {
                 document.append("topologyVersion", .document(topologyVersionDocument))
             }
         }
@@ -934,6 +946,10 @@ extension FakeMongodCore {
             }
             _ = condition.wait(until: deadline)
             if generation != context.generation { return .hangUp }
+            if shuttingDown {
+                cursors[id] = nil
+                return .result(.failure(Self.shutdownInterruption))
+            }
             if pendingGetMoreHangUps > 0 {
                 pendingGetMoreHangUps -= 1
                 return .hangUp

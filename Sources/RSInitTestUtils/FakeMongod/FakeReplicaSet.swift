@@ -188,6 +188,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.phase =
                 core.replicaSetConfig == nil ? .uninitialized : core.isConfiguredArbiter ? .arbiter : .startup2
             core.tooStale = false
+            core.clearShutdown()
             core.steppingDown = false
             core.handoffRequested = false
             core.stepDownUntil = nil
@@ -200,6 +201,29 @@ public final class FakeReplicaSet: @unchecked Sendable {
         down.remove(index)
         refreshReachability()
         members[index].resumeListening()
+    }
+
+    /// A signalled shutdown (SIGTERM, §4.1, §1.1): a primary first steps down and hands off to a caught-up
+    /// secondary (election handoff), then the member spends `quiesce` in quiesce mode (hello fails with 91 and
+    /// `topologyVersion`, open cursors keep reading), then waiting operations end with 11600 and the member goes
+    /// down like ``kill(_:)`` (restart it with ``restart(_:)``).
+    public func shutDown(_ index: Int, quiesce: Duration = .milliseconds(200)) async {
+        let core = members[index].core
+        core.locked {
+            if core.phase == .primary || core.phase == .drain {
+                core.phase = .secondary
+                core.knownPrimaryHost = nil
+                core.handoffRequested = true
+                core.stepDownUntil = .now + .seconds(3600)
+                core.topologyCounter += 1
+            }
+            core.enterQuiesce()
+        }
+        try? await Task.sleep(for: quiesce)
+        core.locked { core.beginShutdown() }
+        // Let the interrupted operations answer before the connections close.
+        try? await Task.sleep(for: .milliseconds(50))
+        kill(index)
     }
 
     /// Cuts the member off from the other members (clients still reach it).
