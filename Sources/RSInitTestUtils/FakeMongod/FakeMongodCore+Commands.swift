@@ -577,8 +577,8 @@ extension FakeMongodCore {
                     entry.append("lastAppliedWallTime", wall)
                     entry.append("lastDurableWallTime", wall)
                 }
-                entry.append("syncSourceHost", "")
-                entry.append("syncSourceId", -1)
+                entry.append("syncSourceHost", .string(syncSource?.host ?? ""))
+                entry.append("syncSourceId", .int32(syncSource?.id ?? -1))
                 entry.append("infoMessage", "")
                 if phase == .primary || phase == .drain {
                     entry.append("electionTime", .timestamp(electionTime))
@@ -629,7 +629,8 @@ extension FakeMongodCore {
         let majorityCount = votingMembers / 2 + 1
         var reply: BSONDocument = [
             "set": .string(setName ?? ""), "date": .datetime(nowMillis()), "myState": .int32(phase.memberStateCode),
-            "term": .int64(term), "syncSourceHost": "", "syncSourceId": -1, "heartbeatIntervalMillis": .int64(2000),
+            "term": .int64(term), "syncSourceHost": .string(syncSource?.host ?? ""),
+            "syncSourceId": .int32(syncSource?.id ?? -1), "heartbeatIntervalMillis": .int64(2000),
             "majorityVoteCount": .int32(majorityCount),
             "writeMajorityCount": .int32(min(majorityCount, writableVoters)),
             "votingMembersCount": .int32(votingMembers), "writableVotingMembersCount": .int32(writableVoters),

@@ -183,9 +183,11 @@ extension FakeMongodCore {
                 )
             )
         }
-        let settings = current["settings"]
+        // Settings: the current ones, with what the new config sets on top (e.g. chainingAllowed).
+        var settings = current["settings"]?.documentValue ?? [:]
+        for (key, value) in config["settings"]?.documentValue?.elements ?? [] { settings.set(key, value) }
         var stored = normalizedConfig(setName: setName, members: members, version: Int32(clamping: newVersion))
-        if let settings { stored.set("settings", settings) }
+        if !settings.isEmpty { stored.set("settings", .document(settings)) }
         replicaSetConfig = stored
         newlyAddedHosts.formUnion(newVoters.subtracting(oldVoters))
         newlyAddedHosts.formIntersection(newVoters)

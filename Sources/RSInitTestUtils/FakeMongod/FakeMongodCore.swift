@@ -138,6 +138,8 @@ final class FakeMongodCore: @unchecked Sendable {
     var tooStale = false
     /// Quiesce mode of a signalled shutdown (set members; replication-ha §1.1, §4.5): hello fails with 91.
     var quiescing = false
+    /// A set member's sync source (`replSetGetStatus.syncSourceHost`/`syncSourceId`), pushed in by the set.
+    var syncSource: (host: String, id: Int32)?
     /// The shutdown after quiesce: waiting operations end with 11600 InterruptedAtShutdown.
     var shuttingDown = false
 

@@ -79,6 +79,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var statusRound = 0
     private var reachablePeers: [Set<String>?]
     private var invariantBreaches: [String] = []
+    /// Sync sources tests asked for (``chainSync(_:from:)``).
+    private var chainRequests: [Int: Int] = [:]
     /// Members configured `arbiterOnly: true, priority: 0` (§1.2 PSA): they vote, hold no data and no oplog.
     private var arbiterIndices: Set<Int> = []
 
@@ -252,6 +254,18 @@ public final class FakeReplicaSet: @unchecked Sendable {
         }
         lock.unlock()
         for member in members { member.dropConnections() }
+    }
+
+    /// Makes `member` sync from the secondary `source` (nil: from the primary again), as mongod's sync-source
+    /// selection may choose when the config's `settings.chainingAllowed` is true (the default; mongod picks by ping
+    /// and freshness, tests pick explicitly). While the ruling config says `chainingAllowed: false`, every
+    /// secondary syncs from the primary (spec replication-ha §2.1, §9.1 item 8). Positions travel up the chain to
+    /// the primary (its commit point counts the chained member); the chained member learns the commit point from its
+    /// sync source.
+    public func chainSync(_ member: Int, from source: Int?) {
+        lock.lock()
+        chainRequests[member] = source
+        lock.unlock()
     }
 
     /// Changes the replication lag from now on.
@@ -565,18 +579,31 @@ public final class FakeReplicaSet: @unchecked Sendable {
             }.max { (views[$0]?.term ?? 0) < (views[$1]?.term ?? 0) }
             if let p = source {
                 lastHeard[s] = now
-                syncSource[s] = p
+                // chainingAllowed (default true): a requested secondary source that itself syncs (not from s).
+                let chaining = views[p]?.config?["settings"]?.documentValue?["chainingAllowed"]?.isTruthy ?? true
+                var from = p
+                if chaining, let o = chainRequests[s], o != s, reach(s, o), views[o]?.phase == .secondary,
+                    let upstream = syncSource[o], upstream != s
+                {
+                    from = o
+                }
+                syncSource[s] = from
                 let host = hosts[p]
                 let sourceTerm = views[p]?.term ?? 0
+                let sourceEntry = (host: hosts[from], id: Int32(from))
                 update(s, &views) { core in
                     if core.knownPrimaryHost != host { core.knownPrimaryHost = host }
                     if sourceTerm > core.term { core.term = sourceTerm }
+                    if core.syncSource?.host != sourceEntry.host { core.syncSource = sourceEntry }
                 }
-                replicate(from: p, to: s, &views, now: now)
+                replicate(from: from, to: s, &views, now: now)
                 priorityTakeover(s, primary: p, &views, now: now)
             } else {
                 takeoverSince[s] = nil
                 syncSource[s] = nil
+                if members[s].core.locked({ members[s].core.syncSource != nil }) {
+                    update(s, &views) { core in core.syncSource = nil }
+                }
                 let silentFor = now - lastHeard[s]
                 if silentFor >= timings.electionTimeout {
                     update(s, &views) { core in core.knownPrimaryHost = nil }
@@ -622,7 +649,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
 
         // Commit point on each writable primary (§3.1), adopted by its followers.
         for p in all where views[p]?.phase == .primary {
-            for o in all where o != p && syncSource[o] == p && reach(p, o) {
+            // Positions reach the primary along the sync chain (replSetUpdatePosition is forwarded upstream).
+            for o in all where o != p && syncChain(from: o, reaches: p) {
                 positionSeen[p][o] = views[o]?.last
             }
             let optimes = all.filter { voters.contains($0) }.map { o in o == p ? views[p]?.last : positionSeen[p][o] }
@@ -667,6 +695,17 @@ public final class FakeReplicaSet: @unchecked Sendable {
         statusRound += 1
         if statusRound % 10 == 1 { publishStatus(views, now: now) }
         return timings.tick
+    }
+
+    /// Whether `o`'s sync chain (every hop reachable) leads to `p`, at most as many hops as members.
+    private func syncChain(from o: Int, reaches p: Int) -> Bool {
+        var current = o
+        for _ in members.indices {
+            guard let next = syncSource[current], reach(current, next) else { return false }
+            if next == p { return true }
+            current = next
+        }
+        return false
     }
 
     /// Heartbeats carry the primary's config to the members it lists (an uninitialised member joins as SECONDARY
@@ -799,6 +838,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         update(s, &views) { core in
             core.term = newTerm - 1
             core.beginElection()
+            core.syncSource = nil
             core.electionCandidateMetrics?.set("lastElectionReason", .string(reason))
             core.phase = .drain
             core.knownPrimaryHost = core.selfHost
@@ -807,6 +847,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.condition.broadcast()
         }
         leaderElectUntil[s] = now + timings.leaderElectWindow
+        syncSource[s] = nil
         lastSawMajority[s] = now
         firstOpOfTerm[s] = nil
         for v in grant where v != s {
