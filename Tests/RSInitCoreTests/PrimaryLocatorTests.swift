@@ -82,4 +82,33 @@ struct PrimaryLocatorTests {
         _ = try await ReplicaSetBootstrapper(configuration: configuration, logger: Logger(label: "test")).run()
         #expect(try await MultiMemberBootstrapTests().configAndVoters(set).version == after.version)
     }
+
+    /// The primary the secondary names does not answer from here (killed; the election timeout is long, so the
+    /// secondary still names it): the run fails at its deadline with exit 7, naming the primary and the fix.
+    @Test func anUnreachablePrimaryFailsNamingIt() async throws {
+        let set = try FakeReplicaSet.start(
+            memberCount: 3,
+            configuredCount: 2,
+            timings: FakeReplicaSetTimings(electionTimeout: .seconds(60), livenessTimeout: .seconds(60)),
+            periodicNoopInterval: nil
+        )
+        defer { set.stop() }
+        set.kill(0)
+        let configuration = BootstrapConfiguration(
+            connectionString: try MongoConnectionString(set.directURI(1)),
+            setName: set.setName,
+            members: set.hosts.compactMap { HostAndPort(parsing: $0) },
+            allowLocalhostMember: true,
+            timeout: .seconds(3),
+            noopProofTimeout: .seconds(2)
+        )
+        do {
+            _ = try await ReplicaSetBootstrapper(configuration: configuration, logger: Logger(label: "test")).run()
+            Issue.record("the bootstrap succeeded without a reachable primary")
+        } catch let failure as BootstrapFailure {
+            #expect(failure.exitCode == 7)
+            #expect(failure.message.contains("its primary \(set.hosts[0]) did not answer"), "\(failure)")
+            #expect(failure.fix?.contains("run rsinit against the primary") == true)
+        }
+    }
 }
