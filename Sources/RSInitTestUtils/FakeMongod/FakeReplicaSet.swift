@@ -21,6 +21,9 @@ public struct FakeReplicaSetTimings: Sendable {
     public var restartRecovering: Duration = .milliseconds(50)
     /// `priorityTakeoverFreshnessWindowSeconds` (§4.2; default UNCONFIRMED in the spec, 2 s as in mongod's source).
     public var priorityTakeoverFreshnessWindow: Duration = .seconds(2)
+    /// `settings.catchUpTakeoverDelayMillis` (§4.1: 30000 by default): how long a secondary that is ahead of a
+    /// primary stuck in catch-up waits before it calls an election (§4.2).
+    public var catchUpTakeoverDelay: Duration = .seconds(30)
 
     public init(
         electionTimeout: Duration = .milliseconds(600),
@@ -79,6 +82,12 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var statusRound = 0
     private var reachablePeers: [Set<String>?]
     private var invariantBreaches: [String] = []
+    /// Members that copy nothing for now (``pauseReplication(to:)``).
+    private var replicationPaused: Set<Int> = []
+    /// Whether leader-elects cannot fetch from the secondary they must catch up to (``stallCatchUp(_:)``).
+    private var catchUpStalled = false
+    /// Since when a secondary has been ahead of a primary in catch-up (§4.2 catch-up takeover).
+    private var catchUpTakeoverSince: [Int: ContinuousClock.Instant] = [:]
     /// Sync sources tests asked for (``chainSync(_:from:)``).
     private var chainRequests: [Int: Int] = [:]
     /// Members configured `arbiterOnly: true, priority: 0` (§1.2 PSA): they vote, hold no data and no oplog.
@@ -265,6 +274,23 @@ public final class FakeReplicaSet: @unchecked Sendable {
     public func chainSync(_ member: Int, from source: Int?) {
         lock.lock()
         chainRequests[member] = source
+        lock.unlock()
+    }
+
+    /// The members in `members` copy nothing until the set is changed again (e.g. to build a secondary that is
+    /// ahead of the others).
+    public func pauseReplication(to members: Set<Int>) {
+        lock.lock()
+        replicationPaused = members
+        lock.unlock()
+    }
+
+    /// While true, a leader-elect cannot fetch the entries it must catch up to (a one-way network problem): it stays
+    /// in catch-up (`catchUpTimeoutMillis` −1, §4.1) and the secondary that is ahead calls a catch-up takeover
+    /// after `catchUpTakeoverDelay` (§4.2).
+    public func stallCatchUp(_ stalled: Bool) {
+        lock.lock()
+        catchUpStalled = stalled
         lock.unlock()
     }
 
@@ -552,6 +578,21 @@ public final class FakeReplicaSet: @unchecked Sendable {
         // Leader-elect window over: "new primary" no-op, writable (§4.2).
         for p in all where views[p]?.phase == .drain {
             if let until = leaderElectUntil[p], until <= now {
+                // Catch-up (§4.2 step 3): a reachable secondary ahead of the leader-elect on its branch is copied
+                // first; a stalled catch-up keeps it leader-elect (catchUpTimeoutMillis −1: unlimited).
+                if let ahead = secondaryAhead(of: p, views) {
+                    if catchUpStalled { continue }
+                    let before = members[p].core.locked { members[p].core.oplog.count }
+                    replicate(from: ahead, to: p, &views, now: now)
+                    let copied = members[p].core.locked { members[p].core.oplog.count } - before
+                    if copied > 0 {
+                        update(p, &views) { core in
+                            let done = core.electionCandidateMetrics?["numCatchUpOps"]?.int64Value ?? 0
+                            core.electionCandidateMetrics?.set("numCatchUpOps", .int64(done + Int64(copied)))
+                        }
+                    }
+                    if secondaryAhead(of: p, views) != nil { continue }
+                }
                 leaderElectUntil[p] = nil
                 let first: FakeOpTime? = update(p, &views) { core in
                     core.phase = .primary
@@ -588,6 +629,18 @@ public final class FakeReplicaSet: @unchecked Sendable {
                     from = o
                 }
                 syncSource[s] = from
+                // §4.2 catch-up takeover: ahead of a primary stuck in catch-up for catchUpTakeoverDelay.
+                if views[p]?.phase == .drain, (views[s]?.last).map({ $0 > (views[p]?.last ?? $0) }) == true {
+                    let since = catchUpTakeoverSince[s] ?? now
+                    catchUpTakeoverSince[s] = since
+                    if now - since >= timings.catchUpTakeoverDelay {
+                        catchUpTakeoverSince[s] = nil
+                        tryElection(s, &views, now: now, reason: "catchupTakeover")
+                        continue
+                    }
+                } else {
+                    catchUpTakeoverSince[s] = nil
+                }
                 let host = hosts[p]
                 let sourceTerm = views[p]?.term ?? 0
                 let sourceEntry = (host: hosts[from], id: Int32(from))
@@ -596,7 +649,12 @@ public final class FakeReplicaSet: @unchecked Sendable {
                     if sourceTerm > core.term { core.term = sourceTerm }
                     if core.syncSource?.host != sourceEntry.host { core.syncSource = sourceEntry }
                 }
-                replicate(from: from, to: s, &views, now: now)
+                // A node never syncs from a source behind it (term-first order: a new primary's term is ahead once
+                // it wrote its "new primary" no-op, which is what exposes a divergent branch to rollback).
+                let behind = (views[from]?.last).map { source in (views[s]?.last).map { $0 > source } ?? false }
+                if !replicationPaused.contains(s), behind != true {
+                    replicate(from: from, to: s, &views, now: now)
+                }
                 priorityTakeover(s, primary: p, &views, now: now)
             } else {
                 takeoverSince[s] = nil
@@ -695,6 +753,21 @@ public final class FakeReplicaSet: @unchecked Sendable {
         statusRound += 1
         if statusRound % 10 == 1 { publishStatus(views, now: now) }
         return timings.tick
+    }
+
+    /// The most up-to-date reachable secondary whose oplog is ahead of the leader-elect `p` on `p`'s branch.
+    private func secondaryAhead(of p: Int, _ views: [View?]) -> Int? {
+        guard let mine = views[p]?.last else { return nil }
+        let candidates = members.indices.filter { s in
+            guard s != p, reach(p, s), views[s]?.phase == .secondary, let theirs = views[s]?.last, theirs > mine
+            else { return false }
+            let core = members[s].core
+            return core.locked {
+                let found = core.oplogIndex(after: mine.ts, strict: false)
+                return found < core.oplog.count && FakeMongodCore.opTime(core.oplog[found]) == mine
+            }
+        }
+        return candidates.max { (views[$0]?.last ?? mine) < (views[$1]?.last ?? mine) }
     }
 
     /// Whether `o`'s sync chain (every hop reachable) leads to `p`, at most as many hops as members.
@@ -851,6 +924,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
         lastSawMajority[s] = now
         firstOpOfTerm[s] = nil
         for v in grant where v != s {
+            // A leader-elect that votes in a newer term steps down (S:TC: a higher term makes a primary step down).
+            if views[v]?.phase == .drain { stepDown(v, &views, term: newTerm) }
             update(v, &views) { core in
                 if newTerm > core.term { core.term = newTerm }
                 core.knownPrimaryHost = hosts[s]
