@@ -66,6 +66,12 @@ struct MongodDoubleCommand: ParsableCommand {
     )
     var members = 1
 
+    @Option(
+        help:
+            "With --members and --scenario primary: how many of the last members are arbiters (PSA: --members 3 --arbiters 1)."
+    )
+    var arbiters = 0
+
     @Option(help: "For --scenario mongos: how many shards (each a single-member replica set shardN).")
     var shards = 2
 
@@ -75,6 +81,9 @@ struct MongodDoubleCommand: ParsableCommand {
             throw ValidationError("--scenario mongos does not take --members or --auth")
         }
         guard (1...7).contains(members) else { throw ValidationError("--members takes 1 to 7") }
+        guard arbiters == 0 || (scenario == .primary && (1..<members).contains(arbiters)) else {
+            throw ValidationError("--arbiters takes 1 to --members minus 1, with --scenario primary")
+        }
         if members > 1 {
             guard scenario == .primary || scenario == .uninitialized else {
                 throw ValidationError("--members works with --scenario primary or uninitialized")
@@ -109,7 +118,8 @@ struct MongodDoubleCommand: ParsableCommand {
                 setName: setName,
                 memberCount: members,
                 configuredCount: self.scenario == .primary ? members : 0,
-                periodicNoopInterval: .milliseconds(Int64(noopInterval * 1000))
+                periodicNoopInterval: .milliseconds(Int64(noopInterval * 1000)),
+                arbiters: Set((members - arbiters)..<members)
             )
             FileHandle.standardOutput.write(
                 Data("mongod-double replica set \(setName) on \(set.hosts.joined(separator: ",")) (\(set.uri))\n".utf8)

@@ -73,7 +73,12 @@ import Testing
 
     // §9.1 items 8, 9, 10: the commit point follows the 2nd-highest optime and freezes without a majority.
     @Test func commitPointNeedsAMajority() async throws {
-        let set = try FakeReplicaSet.start(timings: Self.fast)
+        // A long liveness timeout: with both secondaries down the primary must stay primary until one returns (a
+        // loaded machine stretched the 400 ms between kill and restart, the primary stepped down, and a new term's
+        // no-op, not `third`, became the commit point).
+        var timings = Self.fast
+        timings.livenessTimeout = .seconds(10)
+        let set = try FakeReplicaSet.start(timings: timings)
         defer { set.stop() }
         try await withDirect(set, 0) { client in
             try await insert(client, 1)

@@ -266,6 +266,24 @@ import Testing
                 == .ok
         )
         #expect(finding(DoctorReport(facts: Self.facts()), "majority") == nil)
+        // PSA: the arbiter keeps the election majority, but with the secondary down nothing commits.
+        let psaSecondaryDown = [
+            Self.member("a:1", state: 1, isSelf: true), Self.member("b:1", state: 8, health: 0),
+            Self.member("c:1", state: 7),
+        ]
+        let stalled = DoctorReport(facts: Self.facts(node: .answered(Self.node(members: psaSecondaryDown))))
+        #expect(finding(stalled, "majority")?.severity == .failure)
+        #expect(finding(stalled, "majority")?.message.contains("1 of 2 data-bearing members healthy") == true)
+        let psaArbiterDown = [
+            Self.member("a:1", state: 1, isSelf: true), Self.member("b:1"), Self.member("c:1", state: 8, health: 0),
+        ]
+        let degraded = DoctorReport(facts: Self.facts(node: .answered(Self.node(members: psaArbiterDown))))
+        #expect(finding(degraded, "majority")?.severity == .warning)
+        let psaUp = [Self.member("a:1", state: 1, isSelf: true), Self.member("b:1"), Self.member("c:1", state: 7)]
+        #expect(
+            finding(DoctorReport(facts: Self.facts(node: .answered(Self.node(members: psaUp)))), "majority")?.severity
+                == .ok
+        )
     }
 
     @Test func outageToleranceFromTheSampledRate() {

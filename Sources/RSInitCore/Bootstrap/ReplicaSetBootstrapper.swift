@@ -101,6 +101,7 @@ public struct ReplicaSetBootstrapper: Sendable {
             }
             try Task.checkCancellation()
             if ContinuousClock.now >= deadline, !isTerminal(action) {
+                if let blocked = connection.unreachablePrimary { throw blocked }
                 action = machine.deadlinePassed(after: configuration.timeout)
                 continue
             }
@@ -163,9 +164,9 @@ public struct ReplicaSetBootstrapper: Sendable {
                 skipFirst: attempt == 0
             )
             guard ContinuousClock.now < deadline else { return action }
-            return try await pollPrimary(client, &machine, &seen)
+            return try await pollPrimary(connection, &machine, &seen)
         case .proveOplog:
-            return try await proveOplog(client, &machine, &seen, deadline: deadline)
+            return try await proveOplog(connection, &machine, &seen, deadline: deadline)
         case .finish, .fail:
             return action
         }
@@ -221,12 +222,17 @@ public struct ReplicaSetBootstrapper: Sendable {
     }
 
     private func pollPrimary(
-        _ client: MongoClient,
+        _ connection: ClientSlot,
         _ machine: inout BootstrapStateMachine,
         _ seen: inout Observations
     ) async throws -> BootstrapStateMachine.Action {
+        // After a move to the primary, the slot holds the new client: read it at each use.
+        var client: MongoClient { connection.client }
         do {
-            let hello = HelloSummary(try await client.runCommand(["hello": 1]))
+            var hello = HelloSummary(try await client.runCommand(["hello": 1]))
+            if machine.mode == .bootstrap, let moved = try await followPrimary(hello, connection: connection) {
+                hello = moved
+            }
             seen.lastHello = hello
             var status: StatusSummary?
             if configuration.members.count > 1 || !hello.isWritablePrimary {
@@ -242,18 +248,18 @@ public struct ReplicaSetBootstrapper: Sendable {
     }
 
     private func proveOplog(
-        _ client: MongoClient,
+        _ connection: ClientSlot,
         _ machine: inout BootstrapStateMachine,
         _ seen: inout Observations,
         deadline: ContinuousClock.Instant
     ) async throws -> BootstrapStateMachine.Action {
         seen.primaryAt = seen.primaryAt ?? .now
         seen.reachableAt = seen.reachableAt ?? .now
-        switch await proveOplog(client, deadline: deadline) {
+        switch await proveOplog(connection.client, deadline: deadline) {
         case .success(let how):
             seen.proof = how
             if machine.mode == .bootstrap && configuration.members.count > 1 {
-                try await addMissingMembers(client, deadline: deadline)
+                try await addMissingMembers(connection, deadline: deadline)
             }
             return machine.oplogProved()
         case .failure(let failure):
@@ -281,7 +287,8 @@ public struct ReplicaSetBootstrapper: Sendable {
 
     /// Adds the `--members` hosts the config lacks, one voter per reconfig, waiting for each to become a voter
     /// (§7.3); idempotent, and safe against a concurrent bootstrapper (a lost race is re-read and retried).
-    private func addMissingMembers(_ client: MongoClient, deadline: ContinuousClock.Instant) async throws {
+    private func addMissingMembers(_ connection: ClientSlot, deadline: ContinuousClock.Instant) async throws {
+        var client: MongoClient { connection.client }
         let wanted = configuration.members.map(\.description)
         var attempt = 0
         var lastProblem = "a new member is still catching up"
@@ -327,6 +334,10 @@ public struct ReplicaSetBootstrapper: Sendable {
                         )
                     }
                     lastProblem = error.description
+                    if error.serverCode == 10107, let hello = try? HelloSummary(await client.runCommand(["hello": 1])) {
+                        // The primary moved (stepdown, failover): send the next reconfig to the new one.
+                        _ = try await followPrimary(hello, connection: connection)
+                    }
                 }
             }
             try await sleep(
@@ -338,6 +349,59 @@ public struct ReplicaSetBootstrapper: Sendable {
         }
     }
 
+    /// A multi-member bootstrap pointed at a member that is not the primary: the reconfig (§7.3: only a writable
+    /// primary accepts it, 10107 elsewhere) and the oplog proof must run on the primary, so the run moves its direct
+    /// connection to the member `hello.primary` names (same credentials and options). Returns the primary's `hello`
+    /// after a move; nil when there is nothing to move to yet (the primary's answer is re-checked: it must be the
+    /// writable primary of this set). A primary that cannot be reached from here is remembered: the run then fails
+    /// at its deadline naming it.
+    private func followPrimary(_ hello: HelloSummary, connection: ClientSlot) async throws -> HelloSummary? {
+        guard configuration.members.count > 1, case .elsewhere(let primary) = PrimaryLocator.locate(hello) else {
+            return nil
+        }
+        let here = hello.me ?? configuration.connectionString.hosts.joined(separator: ",")
+        let fix =
+            "run rsinit against the primary (--host \(primary.host) --port \(primary.port)), or make \(primary) "
+            + "reachable from here under that name"
+        guard let uri = PrimaryLocator.uri(configuration.connectionString.uri, withHost: primary),
+            let target = try? MongoConnectionString(uri)
+        else {
+            throw BootstrapFailure(
+                .noWritablePrimary,
+                "\(here) is not the primary of \(configuration.setName); the primary is \(primary), and this URI "
+                    + "cannot be pointed at one member (mongodb+srv)",
+                fix: fix
+            )
+        }
+        let candidate = try makeClient(target)
+        do {
+            let reply = HelloSummary(try await candidate.runCommand(["hello": 1]))
+            guard reply.isWritablePrimary, reply.setName == configuration.setName else {
+                await candidate.close()
+                return nil
+            }
+            logger.info(
+                "bootstrap moves to the primary",
+                metadata: ["rsinit.from": "\(here)", "rsinit.primary": "\(primary)"]
+            )
+            connection.unreachablePrimary = nil
+            await connection.replace(with: candidate)
+            return reply
+        } catch let error as MongoError {
+            await candidate.close()
+            if error.code == .unauthorized || error.code == .authenticationFailed {
+                throw BootstrapFailure(.auth, error.message, fix: "the user needs the clusterManager role")
+            }
+            connection.unreachablePrimary = BootstrapFailure(
+                .noWritablePrimary,
+                "\(here) is not the primary of \(configuration.setName); its primary \(primary) did not answer from "
+                    + "here before the deadline: \(error.message)",
+                fix: fix
+            )
+            return nil
+        }
+    }
+
     private func isTerminal(_ action: BootstrapStateMachine.Action) -> Bool {
         switch action {
         case .finish, .fail: return true
@@ -345,12 +409,14 @@ public struct ReplicaSetBootstrapper: Sendable {
         }
     }
 
-    private func makeClient() throws(BootstrapFailure) -> MongoClient {
+    private func makeClient(
+        _ connectionString: MongoConnectionString? = nil
+    ) throws(BootstrapFailure) -> MongoClient {
         let attemptMs = Int32(clamping: configuration.attemptTimeout.milliseconds)
         do {
             // Direct connection: an uninitialised member is selectable only in Single topology. socketTimeoutMS
             // covers mongod's isSelf slow path (up to 30 s inside replSetInitiate).
-            let direct = try configuration.connectionString.settingOptions(
+            let direct = try (connectionString ?? configuration.connectionString).settingOptions(
                 int32: [
                     "connectTimeoutMS": attemptMs, "serverSelectionTimeoutMS": attemptMs, "socketTimeoutMS": 45_000,
                     "heartbeatFrequencyMS": 500,
@@ -503,6 +569,8 @@ public struct ReplicaSetBootstrapper: Sendable {
 /// The current client of a run; replaced after a failed probe. Only touched by the run's own task.
 final class ClientSlot: @unchecked Sendable {
     private(set) var client: MongoClient
+    /// Set while the primary a non-primary member names does not answer from here (the failure at the deadline).
+    var unreachablePrimary: BootstrapFailure?
     init(_ client: MongoClient) { self.client = client }
     func replace(with newClient: MongoClient) async {
         let old = client

@@ -110,12 +110,7 @@ public struct ReplicaSetStatusReader: Sendable {
             report.state = MemberStateName.name(status.myState)
             if status.myState == 1 && !hello.isWritablePrimary { report.state = "PRIMARY (draining)" }
             report.members = status.members
-            if let voting = status.votingMembers, let needed = status.majorityVoteCount, status.members.count > 1 {
-                let healthy = status.members.filter { $0.isSelf || $0.isHealthy }.count
-                report.majority =
-                    "\(min(healthy, voting)) of \(voting) voting members healthy; a majority needs \(needed)"
-                    + (healthy < needed ? " (NO MAJORITY: nothing new can be majority-committed)" : "")
-            }
+            report.majority = MajoritySummary.line(status)
         } catch let error as MongoError {
             switch error.code {
             case .notYetInitialized: report.kind = "uninitialized"

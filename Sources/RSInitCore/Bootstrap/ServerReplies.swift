@@ -54,8 +54,11 @@ public struct StatusSummary: Sendable, Equatable {
     public var votingMembers: Int?
     public var majorityVoteCount: Int?
     public var writeMajorityCount: Int?
+    /// `writableVotingMembersCount`: voters that are not arbiters.
+    public var writableVotingMembers: Int?
 
     public init(_ reply: BSONDocument) {
+        writableVotingMembers = reply["writableVotingMembersCount"]?.int64Value.map { Int(clamping: $0) }
         votingMembers = reply["votingMembersCount"]?.int64Value.map { Int(clamping: $0) }
         majorityVoteCount = reply["majorityVoteCount"]?.int64Value.map { Int(clamping: $0) }
         writeMajorityCount = reply["writeMajorityCount"]?.int64Value.map { Int(clamping: $0) }

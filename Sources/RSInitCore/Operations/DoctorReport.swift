@@ -582,6 +582,22 @@ public struct DoctorReport: Sendable, Equatable {
                 fix: "bring the unhealthy members back; without a majority there is no primary and no write"
             )
         }
+        // Arbiters vote but hold no data: majority writes (and so the bridge's majority gate) need a majority of the
+        // data-bearing members (replication-ha §3.1, PSA: the secondary). A down arbiter shows as DOWN and is
+        // counted as data-bearing here, which only makes the check stricter where it cannot matter.
+        let arbiters = node.members.filter { $0.state == 7 }.count
+        let dataBearing = node.members.count - arbiters
+        let healthyData = healthy.filter { [1, 2].contains($0.state) }.count
+        if arbiters > 0, healthyData < min(majority, dataBearing) {
+            return DoctorFinding(
+                "majority",
+                .failure,
+                "\(healthyData) of \(dataBearing) data-bearing members healthy, \(min(majority, dataBearing)) needed "
+                    + "for majority writes (an arbiter votes but holds no data): \(names)",
+                fix: "bring the data-bearing members back: until then nothing new is majority-committed, the bridge "
+                    + "publishes nothing and w:\"majority\" writes time out"
+            )
+        }
         if !unhealthy.isEmpty {
             return DoctorFinding(
                 "majority",

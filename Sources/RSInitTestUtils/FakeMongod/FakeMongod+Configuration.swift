@@ -163,6 +163,9 @@ public enum FakeMongodPhase: Sendable, Equatable {
     /// RECOVERING (3): a restarted ``FakeReplicaSet`` member on its way to SECONDARY, or one too stale to sync
     /// (`tooStale`, spec replication-ha §4.3, §5.1).
     case recovering
+    /// ARBITER (7): a ``FakeReplicaSet`` member configured `arbiterOnly: true`: votes, holds no data and no oplog
+    /// (spec replication-ha §1.2, §2.2, §3.1).
+    case arbiter
 
     /// replSetGetStatus `myState`.
     var memberStateCode: Int32 {
@@ -174,6 +177,7 @@ public enum FakeMongodPhase: Sendable, Equatable {
         case .drain, .primary: return 1
         case .rollback: return 9
         case .recovering: return 3
+        case .arbiter: return 7
         }
     }
 
@@ -186,6 +190,7 @@ public enum FakeMongodPhase: Sendable, Equatable {
         case .drain, .primary: return "PRIMARY"
         case .rollback: return "ROLLBACK"
         case .recovering: return "RECOVERING"
+        case .arbiter: return "ARBITER"
         }
     }
 }

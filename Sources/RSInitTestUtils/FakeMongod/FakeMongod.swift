@@ -411,6 +411,11 @@ public final class FakeMongod: @unchecked Sendable {
                     continue
                 case .reply(let document):
                     if core.locked({ core.generation }) != generation { return }
+                    if isExhaustHello(request) {
+                        // Streaming hello (OP_MSG exhaustAllowed → moreToCome replies): FakeMongod+Exhaust.swift.
+                        guard streamHello(fd, request, first: document, context: context) else { return }
+                        continue
+                    }
                     let bytes: [UInt8]
                     let replyID = nextReplyID()
                     switch request.kind {
@@ -433,14 +438,14 @@ public final class FakeMongod: @unchecked Sendable {
         }
     }
 
-    private func nextReplyID() -> Int32 {
+    func nextReplyID() -> Int32 {
         networkLock.lock()
         defer { networkLock.unlock() }
         replyCounter &+= 1
         return replyCounter
     }
 
-    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes {

@@ -20,6 +20,12 @@ enum ServerCodeName {
         case 74: return "NodeNotFound"
         case 76: return "NoReplicationEnabled"
         case 91: return "ShutdownInProgress"
+        case 64: return "WriteConcernFailed"
+        case 109: return "ConfigurationInProgress"
+        case 117: return "ConflictingOperationInProgress"
+        case 262: return "ExceededTimeLimit"
+        case 308: return "CurrentConfigNotCommittedYet"
+        case 11600: return "InterruptedAtShutdown"
         case 93: return "InvalidReplicaSetConfig"
         case 94: return "NotYetInitialized"
         case 103: return "NewReplicaSetConfigurationIncompatible"
@@ -136,7 +142,10 @@ extension FakeMongodCore {
         switch lower {
         case "hello", "ismaster":
             if awaitTopologyChange(command, context: context) {
-                result = .success(hello(command, legacy: lower != "hello", context: context))
+                result =
+                    setMember && (quiescing || shuttingDown)
+                    ? .failure(Self.quiesceFailure)
+                    : .success(hello(command, legacy: lower != "hello", context: context))
             } else {
                 result = .success([:])
                 response = .hangUp
@@ -218,7 +227,10 @@ extension FakeMongodCore {
                 "codeName": .string(ServerCodeName.name(failure.code)),
             ]
             for (k, v) in failure.extra { document.append(k, v) }
-            if setMember && Self.notPrimaryErrorCodes.contains(failure.code) {
+            if setMember
+                && (Self.notPrimaryErrorCodes.contains(failure.code)
+                    || (quiescing && Self.shutdownErrorCodes.contains(failure.code)))
+            {
                 document.append("topologyVersion", .document(topologyVersionDocument))
             }
         }
@@ -257,7 +269,7 @@ extension FakeMongodCore {
             reply.append("secondary", false)
             reply.append("info", "Does not have a valid replica set config")
             reply.append("isreplicaset", true)
-        case .startup2, .secondary, .drain, .primary, .rollback, .recovering:
+        case .startup2, .secondary, .drain, .primary, .rollback, .recovering, .arbiter:
             // topologyVersion: set members only, prepended above (the lone double has no awaitable hello).
             // hosts: electable data-bearing members; passives: priority 0; arbiters; hidden members are listed in
             // none of them (`TopologyCoordinator::fillHelloForReplSet`).
@@ -279,12 +291,13 @@ extension FakeMongodCore {
             } else if setMember, let knownPrimaryHost {
                 reply.append("primary", .string(knownPrimaryHost))
             }
-            reply.append("me", .string(selfHost ?? ""))
-            if phase == .drain || phase == .primary {
-                reply.append("electionId", .objectID(electionId))
-            }
-            // §2.2 D: self's non-default member options.
-            if let me = configMembers.first(where: { $0["host"]?.stringValue == selfHost }) {
+            // §2.2 D: self's non-default member options; a set member puts them before `me` (§1.1's order:
+            // arbiterOnly, passive, hidden, buildIndexes, secondaryDelaySecs, tags, me), the lone double after
+            // electionId as it always did.
+            let me = configMembers.first(where: { $0["host"]?.stringValue == selfHost })
+            let appendOptions = { (reply: inout BSONDocument) in
+                guard let me else { return }
+                if inSetOrder && isArbiter(me) { reply.append("arbiterOnly", true) }
                 if priority(me) == 0 && !isArbiter(me) { reply.append("passive", true) }
                 if me["hidden"]?.isTruthy == true { reply.append("hidden", true) }
                 if let delay = me["secondaryDelaySecs"]?.int64Value, delay > 0 {
@@ -292,9 +305,24 @@ extension FakeMongodCore {
                 }
                 if let tags = me["tags"]?.documentValue, !tags.isEmpty { reply.append("tags", .document(tags)) }
             }
+            if inSetOrder { appendOptions(&reply) }
+            reply.append("me", .string(selfHost ?? ""))
+            if phase == .drain || phase == .primary {
+                reply.append("electionId", .objectID(electionId))
+            }
+            if !inSetOrder { appendOptions(&reply) }
             let opTime = lastOpTime
             let lastWall = lastWallTime
-            if setMember {
+            if phase == .arbiter {
+                // §1.2: an arbiter has no oplog; its lastApplied is the commit point it learned (INFERRED in the
+                // spec). Whether it has a committed snapshot is UNCONFIRMED: "a double may omit it" — omitted.
+                let learned =
+                    lastCommittedOpTime ?? ["ts": .timestamp(BSONTimestamp(seconds: 0, increment: 0)), "t": .int64(-1)]
+                reply.append(
+                    "lastWrite",
+                    ["opTime": .document(learned), "lastWriteDate": Self.secondsDate(learned)]
+                )
+            } else if setMember {
                 // §1.1: the dates are the seconds of the optimes' ts; majorityOpTime is the committed snapshot,
                 // omitted while there is none.
                 var lastWrite: BSONDocument = [
@@ -525,7 +553,7 @@ extension FakeMongodCore {
                     ]
                 )
             )
-        case .startup2, .secondary, .drain, .primary, .rollback, .recovering:
+        case .startup2, .secondary, .drain, .primary, .rollback, .recovering, .arbiter:
             break
         }
         let opTime = lastOpTime
@@ -542,12 +570,15 @@ extension FakeMongodCore {
                 entry.append("state", .int32(phase.memberStateCode))
                 entry.append("stateStr", .string(phase.stateString))
                 entry.append("uptime", uptime)
-                entry.append("optime", .document(opTime))
-                entry.append("optimeDate", optimeDate)
-                entry.append("lastAppliedWallTime", wall)
-                entry.append("lastDurableWallTime", wall)
-                entry.append("syncSourceHost", "")
-                entry.append("syncSourceId", -1)
+                if phase != .arbiter {
+                    // §2.2: an arbiter's entry has no optimes (it holds no data).
+                    entry.append("optime", .document(opTime))
+                    entry.append("optimeDate", optimeDate)
+                    entry.append("lastAppliedWallTime", wall)
+                    entry.append("lastDurableWallTime", wall)
+                }
+                entry.append("syncSourceHost", .string(syncSource?.host ?? ""))
+                entry.append("syncSourceId", .int32(syncSource?.id ?? -1))
                 entry.append("infoMessage", "")
                 if phase == .primary || phase == .drain {
                     entry.append("electionTime", .timestamp(electionTime))
@@ -588,17 +619,21 @@ extension FakeMongodCore {
             entry.append("configTerm", .int64(reachable ? term : -1))
             return .document(entry)
         }
-        let votingMembers = Int32(
-            clamping: configMembers.filter {
-                ($0["votes"]?.int64Value ?? 1) > 0 && !newlyAddedHosts.contains($0["host"]?.stringValue ?? "")
-            }.count
-        )
-        let majority = BSONValue.int32(votingMembers / 2 + 1)
+        // §2.1 (S:RSC `_calculateMajorities`): voters exclude `newlyAdded`; writable voters exclude arbiters;
+        // writeMajorityCount = min(majorityVoteCount, writableVotingMembersCount).
+        let voters = configMembers.filter {
+            ($0["votes"]?.int64Value ?? 1) > 0 && !newlyAddedHosts.contains($0["host"]?.stringValue ?? "")
+        }
+        let votingMembers = Int32(clamping: voters.count)
+        let writableVoters = Int32(clamping: voters.filter { $0["arbiterOnly"]?.isTruthy != true }.count)
+        let majorityCount = votingMembers / 2 + 1
         var reply: BSONDocument = [
             "set": .string(setName ?? ""), "date": .datetime(nowMillis()), "myState": .int32(phase.memberStateCode),
-            "term": .int64(term), "syncSourceHost": "", "syncSourceId": -1, "heartbeatIntervalMillis": .int64(2000),
-            "majorityVoteCount": majority, "writeMajorityCount": majority,
-            "votingMembersCount": .int32(votingMembers), "writableVotingMembersCount": .int32(votingMembers),
+            "term": .int64(term), "syncSourceHost": .string(syncSource?.host ?? ""),
+            "syncSourceId": .int32(syncSource?.id ?? -1), "heartbeatIntervalMillis": .int64(2000),
+            "majorityVoteCount": .int32(majorityCount),
+            "writeMajorityCount": .int32(min(majorityCount, writableVoters)),
+            "votingMembersCount": .int32(votingMembers), "writableVotingMembersCount": .int32(writableVoters),
             "optimes": [
                 "lastCommittedOpTime": .document(setMember ? lastCommittedOpTime ?? unknownOpTime : opTime),
                 "lastCommittedWallTime": wall,
@@ -912,6 +947,10 @@ extension FakeMongodCore {
             }
             _ = condition.wait(until: deadline)
             if generation != context.generation { return .hangUp }
+            if shuttingDown {
+                cursors[id] = nil
+                return .result(.failure(Self.shutdownInterruption))
+            }
             if pendingGetMoreHangUps > 0 {
                 pendingGetMoreHangUps -= 1
                 return .hangUp

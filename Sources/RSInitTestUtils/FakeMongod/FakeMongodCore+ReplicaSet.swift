@@ -95,6 +95,11 @@ extension FakeMongodCore {
         return .success([:])
     }
 
+    /// Whether this member's config entry says `arbiterOnly: true`.
+    var isConfiguredArbiter: Bool {
+        configMembers.first { $0["host"]?.stringValue == selfHost }?["arbiterOnly"]?.isTruthy == true
+    }
+
     /// Hosts of the config's voting members (`votes` > 0), `newlyAdded` ones included.
     var votingHosts: Set<String> {
         Set(configMembers.filter { ($0["votes"]?.int64Value ?? 1) > 0 }.compactMap { $0["host"]?.stringValue })
@@ -178,9 +183,11 @@ extension FakeMongodCore {
                 )
             )
         }
-        let settings = current["settings"]
+        // Settings: the current ones, with what the new config sets on top (e.g. chainingAllowed).
+        var settings = current["settings"]?.documentValue ?? [:]
+        for (key, value) in config["settings"]?.documentValue?.elements ?? [] { settings.set(key, value) }
         var stored = normalizedConfig(setName: setName, members: members, version: Int32(clamping: newVersion))
-        if let settings { stored.set("settings", settings) }
+        if !settings.isEmpty { stored.set("settings", .document(settings)) }
         replicaSetConfig = stored
         newlyAddedHosts.formUnion(newVoters.subtracting(oldVoters))
         newlyAddedHosts.formIntersection(newVoters)

@@ -136,6 +136,12 @@ final class FakeMongodCore: @unchecked Sendable {
     var writesHeld = false
     /// RECOVERING because its position fell off its sync source's oplog (§5.1 `TooStaleToSyncFromSource`).
     var tooStale = false
+    /// Quiesce mode of a signalled shutdown (set members; replication-ha §1.1, §4.5): hello fails with 91.
+    var quiescing = false
+    /// A set member's sync source (`replSetGetStatus.syncSourceHost`/`syncSourceId`), pushed in by the set.
+    var syncSource: (host: String, id: Int32)?
+    /// The shutdown after quiesce: waiting operations end with 11600 InterruptedAtShutdown.
+    var shuttingDown = false
 
     // Data
     var oplogExists = false
@@ -300,7 +306,7 @@ final class FakeMongodCore: @unchecked Sendable {
                 }
                 armNoopTimer()
                 condition.broadcast()
-            case .standalone, .uninitialized, .removed, .primary, .rollback, .recovering:
+            case .standalone, .uninitialized, .removed, .primary, .rollback, .recovering, .arbiter:
                 phaseDeadline = nil
             }
         }

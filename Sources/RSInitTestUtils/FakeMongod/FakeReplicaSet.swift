@@ -21,6 +21,9 @@ public struct FakeReplicaSetTimings: Sendable {
     public var restartRecovering: Duration = .milliseconds(50)
     /// `priorityTakeoverFreshnessWindowSeconds` (§4.2; default UNCONFIRMED in the spec, 2 s as in mongod's source).
     public var priorityTakeoverFreshnessWindow: Duration = .seconds(2)
+    /// `settings.catchUpTakeoverDelayMillis` (§4.1: 30000 by default): how long a secondary that is ahead of a
+    /// primary stuck in catch-up waits before it calls an election (§4.2).
+    public var catchUpTakeoverDelay: Duration = .seconds(30)
 
     public init(
         electionTimeout: Duration = .milliseconds(600),
@@ -79,9 +82,20 @@ public final class FakeReplicaSet: @unchecked Sendable {
     private var statusRound = 0
     private var reachablePeers: [Set<String>?]
     private var invariantBreaches: [String] = []
+    /// Members that copy nothing for now (``pauseReplication(to:)``).
+    private var replicationPaused: Set<Int> = []
+    /// Whether leader-elects cannot fetch from the secondary they must catch up to (``stallCatchUp(_:)``).
+    private var catchUpStalled = false
+    /// Since when a secondary has been ahead of a primary in catch-up (§4.2 catch-up takeover).
+    private var catchUpTakeoverSince: [Int: ContinuousClock.Instant] = [:]
+    /// Sync sources tests asked for (``chainSync(_:from:)``).
+    private var chainRequests: [Int: Int] = [:]
+    /// Members configured `arbiterOnly: true, priority: 0` (§1.2 PSA): they vote, hold no data and no oplog.
+    private var arbiterIndices: Set<Int> = []
 
     /// Starts `memberCount` members; the first `configuredCount` (all by default) form the set: member 0 is the
-    /// primary of term 1 and each of them holds the initial history (majority-committed). The others run
+    /// primary of term 1 and each of them holds the initial history (majority-committed); the members in
+    /// `arbiters` (never 0) are arbiters instead (PSA: `arbiters: [2]`). The others run
     /// uninitialised (`--replSet` without a config) until a reconfig adds them; with `configuredCount: 0` every
     /// member waits for `replSetInitiate` (74 when a listed member does not answer), and the initiator is elected
     /// after the election timeout. The loop runs until ``stop()``.
@@ -90,7 +104,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
         memberCount: Int = 3,
         configuredCount: Int? = nil,
         timings: FakeReplicaSetTimings = FakeReplicaSetTimings(),
-        periodicNoopInterval: Duration? = .seconds(10)
+        periodicNoopInterval: Duration? = .seconds(10),
+        arbiters: Set<Int> = []
     ) throws -> FakeReplicaSet {
         var servers: [FakeMongod] = []
         for _ in 0..<max(memberCount, 1) {
@@ -104,6 +119,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
             )
         }
         let set = FakeReplicaSet(members: servers, setName: setName, timings: timings)
+        // Member 0 is the first primary, so it cannot be an arbiter.
+        set.arbiterIndices = arbiters.filter { $0 > 0 && $0 < servers.count }
         set.initialize(configuredCount: min(max(configuredCount ?? servers.count, 0), servers.count))
         set.lock.lock()
         set.refreshReachability()
@@ -179,8 +196,10 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.cursors.removeAll()
             core.startedAt = Date()
             // §4.3: STARTUP2 (loading the config; it has data, so no initial sync), RECOVERING briefly, SECONDARY.
-            core.phase = core.replicaSetConfig == nil ? .uninitialized : .startup2
+            core.phase =
+                core.replicaSetConfig == nil ? .uninitialized : core.isConfiguredArbiter ? .arbiter : .startup2
             core.tooStale = false
+            core.clearShutdown()
             core.steppingDown = false
             core.handoffRequested = false
             core.stepDownUntil = nil
@@ -193,6 +212,29 @@ public final class FakeReplicaSet: @unchecked Sendable {
         down.remove(index)
         refreshReachability()
         members[index].resumeListening()
+    }
+
+    /// A signalled shutdown (SIGTERM, §4.1, §1.1): a primary first steps down and hands off to a caught-up
+    /// secondary (election handoff), then the member spends `quiesce` in quiesce mode (hello fails with 91 and
+    /// `topologyVersion`, open cursors keep reading), then waiting operations end with 11600 and the member goes
+    /// down like ``kill(_:)`` (restart it with ``restart(_:)``).
+    public func shutDown(_ index: Int, quiesce: Duration = .milliseconds(200)) async {
+        let core = members[index].core
+        core.locked {
+            if core.phase == .primary || core.phase == .drain {
+                core.phase = .secondary
+                core.knownPrimaryHost = nil
+                core.handoffRequested = true
+                core.stepDownUntil = .now + .seconds(3600)
+                core.topologyCounter += 1
+            }
+            core.enterQuiesce()
+        }
+        try? await Task.sleep(for: quiesce)
+        core.locked { core.beginShutdown() }
+        // Let the interrupted operations answer before the connections close.
+        try? await Task.sleep(for: .milliseconds(50))
+        kill(index)
     }
 
     /// Cuts the member off from the other members (clients still reach it).
@@ -221,6 +263,35 @@ public final class FakeReplicaSet: @unchecked Sendable {
         }
         lock.unlock()
         for member in members { member.dropConnections() }
+    }
+
+    /// Makes `member` sync from the secondary `source` (nil: from the primary again), as mongod's sync-source
+    /// selection may choose when the config's `settings.chainingAllowed` is true (the default; mongod picks by ping
+    /// and freshness, tests pick explicitly). While the ruling config says `chainingAllowed: false`, every
+    /// secondary syncs from the primary (spec replication-ha §2.1, §9.1 item 8). Positions travel up the chain to
+    /// the primary (its commit point counts the chained member); the chained member learns the commit point from its
+    /// sync source.
+    public func chainSync(_ member: Int, from source: Int?) {
+        lock.lock()
+        chainRequests[member] = source
+        lock.unlock()
+    }
+
+    /// The members in `members` copy nothing until the set is changed again (e.g. to build a secondary that is
+    /// ahead of the others).
+    public func pauseReplication(to members: Set<Int>) {
+        lock.lock()
+        replicationPaused = members
+        lock.unlock()
+    }
+
+    /// While true, a leader-elect cannot fetch the entries it must catch up to (a one-way network problem): it stays
+    /// in catch-up (`catchUpTimeoutMillis` −1, §4.1) and the secondary that is ahead calls a catch-up takeover
+    /// after `catchUpTakeoverDelay` (§4.2).
+    public func stallCatchUp(_ stalled: Bool) {
+        lock.lock()
+        catchUpStalled = stalled
+        lock.unlock()
     }
 
     /// Changes the replication lag from now on.
@@ -303,8 +374,13 @@ public final class FakeReplicaSet: @unchecked Sendable {
             return
         }
         let hosts = self.hosts
+        let arbiterIndices = self.arbiterIndices
         let memberDocuments: [BSONValue] = hosts.prefix(configuredCount).enumerated().map { index, host in
-            .document(["_id": .int32(Int32(index)), "host": .string(host)])
+            arbiterIndices.contains(index)
+                ? .document([
+                    "_id": .int32(Int32(index)), "host": .string(host), "arbiterOnly": true, "priority": .double(0),
+                ])
+                : .document(["_id": .int32(Int32(index)), "host": .string(host)])
         }
         let config = members[0].core.locked {
             members[0].core.normalizedConfig(setName: setName, members: memberDocuments, version: 1)
@@ -338,14 +414,19 @@ public final class FakeReplicaSet: @unchecked Sendable {
                     core.replicaSetConfig = config
                     core.selfHost = hosts[index]
                     core.phaseDeadline = nil
-                    core.createOplog()
-                    core.applyReplicated(history)
+                    if arbiterIndices.contains(index) {
+                        core.phase = .arbiter
+                    } else {
+                        core.createOplog()
+                        core.applyReplicated(history)
+                        core.phase = .secondary
+                    }
                     core.term = 1
-                    core.phase = .secondary
                     core.topologyCounter += 1
                 }
                 core.knownPrimaryHost = hosts[0]
-                core.committedSnapshot = last?.document
+                // An arbiter has no committed snapshot (hello omits majorityOpTime, §1.2).
+                if !arbiterIndices.contains(index) { core.committedSnapshot = last?.document }
                 core.lastCommittedOpTime = last?.document
             }
             commitPoint[index] = last
@@ -375,6 +456,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         var votingHosts: Set<String>
         var newlyAdded: Set<String>
         var configCommitted: Bool
+        var arbiterHosts: Set<String>
 
         init(_ core: FakeMongodCore) {
             phase = core.phase
@@ -387,12 +469,17 @@ public final class FakeReplicaSet: @unchecked Sendable {
             votingHosts = core.votingHosts
             newlyAdded = core.newlyAddedHosts
             configCommitted = core.configCommitted
+            arbiterHosts = Set(
+                core.configMembers.filter { $0["arbiterOnly"]?.isTruthy == true }.compactMap { $0["host"]?.stringValue }
+            )
         }
     }
 
     /// This round's voters (config members with votes, `newlyAdded` excluded) and their majority.
     private var voters: Set<Int> = []
     private var majority: Int = 2
+    /// writeMajorityCount = min(majority, voters that are not arbiters) (§2.1, S:RSC): the commit point's index.
+    private var writeMajority: Int = 2
 
     /// What each member's heartbeats reach (replSetInitiate's quorum check: 74 for a member that does not answer).
     /// Under the set lock; called by every round and at once by the test controls.
@@ -432,13 +519,16 @@ public final class FakeReplicaSet: @unchecked Sendable {
             ?? all.filter { views[$0]?.config != nil }.max {
                 (views[$0]?.configVersion ?? -1) < (views[$1]?.configVersion ?? -1)
             }
+        var arbiterVoters = 0
         if let authority, let view = views[authority] {
             let voting = view.votingHosts.subtracting(view.newlyAdded)
             voters = Set(all.filter { voting.contains(hosts[$0]) })
+            arbiterVoters = voting.intersection(view.arbiterHosts).count
         } else {
             voters = Set(all)
         }
         majority = voters.count / 2 + 1
+        writeMajority = min(majority, voters.count - arbiterVoters)
         refreshReachability()
 
         // Restarted members: STARTUP2 → RECOVERING → SECONDARY (§4.3).
@@ -488,6 +578,21 @@ public final class FakeReplicaSet: @unchecked Sendable {
         // Leader-elect window over: "new primary" no-op, writable (§4.2).
         for p in all where views[p]?.phase == .drain {
             if let until = leaderElectUntil[p], until <= now {
+                // Catch-up (§4.2 step 3): a reachable secondary ahead of the leader-elect on its branch is copied
+                // first; a stalled catch-up keeps it leader-elect (catchUpTimeoutMillis −1: unlimited).
+                if let ahead = secondaryAhead(of: p, views) {
+                    if catchUpStalled { continue }
+                    let before = members[p].core.locked { members[p].core.oplog.count }
+                    replicate(from: ahead, to: p, &views, now: now)
+                    let copied = members[p].core.locked { members[p].core.oplog.count } - before
+                    if copied > 0 {
+                        update(p, &views) { core in
+                            let done = core.electionCandidateMetrics?["numCatchUpOps"]?.int64Value ?? 0
+                            core.electionCandidateMetrics?.set("numCatchUpOps", .int64(done + Int64(copied)))
+                        }
+                    }
+                    if secondaryAhead(of: p, views) != nil { continue }
+                }
                 leaderElectUntil[p] = nil
                 let first: FakeOpTime? = update(p, &views) { core in
                     core.phase = .primary
@@ -515,18 +620,48 @@ public final class FakeReplicaSet: @unchecked Sendable {
             }.max { (views[$0]?.term ?? 0) < (views[$1]?.term ?? 0) }
             if let p = source {
                 lastHeard[s] = now
-                syncSource[s] = p
+                // chainingAllowed (default true): a requested secondary source that itself syncs (not from s).
+                let chaining = views[p]?.config?["settings"]?.documentValue?["chainingAllowed"]?.isTruthy ?? true
+                var from = p
+                if chaining, let o = chainRequests[s], o != s, reach(s, o), views[o]?.phase == .secondary,
+                    let upstream = syncSource[o], upstream != s
+                {
+                    from = o
+                }
+                syncSource[s] = from
+                // §4.2 catch-up takeover: ahead of a primary stuck in catch-up for catchUpTakeoverDelay.
+                if views[p]?.phase == .drain, (views[s]?.last).map({ $0 > (views[p]?.last ?? $0) }) == true {
+                    let since = catchUpTakeoverSince[s] ?? now
+                    catchUpTakeoverSince[s] = since
+                    if now - since >= timings.catchUpTakeoverDelay {
+                        catchUpTakeoverSince[s] = nil
+                        tryElection(s, &views, now: now, reason: "catchupTakeover")
+                        continue
+                    }
+                } else {
+                    catchUpTakeoverSince[s] = nil
+                }
                 let host = hosts[p]
                 let sourceTerm = views[p]?.term ?? 0
+                let sourceEntry = (host: hosts[from], id: Int32(from))
                 update(s, &views) { core in
                     if core.knownPrimaryHost != host { core.knownPrimaryHost = host }
                     if sourceTerm > core.term { core.term = sourceTerm }
+                    if core.syncSource?.host != sourceEntry.host { core.syncSource = sourceEntry }
                 }
-                replicate(from: p, to: s, &views, now: now)
+                // A node never syncs from a source behind it (term-first order: a new primary's term is ahead once
+                // it wrote its "new primary" no-op, which is what exposes a divergent branch to rollback).
+                let behind = (views[from]?.last).map { source in (views[s]?.last).map { $0 > source } ?? false }
+                if !replicationPaused.contains(s), behind != true {
+                    replicate(from: from, to: s, &views, now: now)
+                }
                 priorityTakeover(s, primary: p, &views, now: now)
             } else {
                 takeoverSince[s] = nil
                 syncSource[s] = nil
+                if members[s].core.locked({ members[s].core.syncSource != nil }) {
+                    update(s, &views) { core in core.syncSource = nil }
+                }
                 let silentFor = now - lastHeard[s]
                 if silentFor >= timings.electionTimeout {
                     update(s, &views) { core in core.knownPrimaryHost = nil }
@@ -534,6 +669,28 @@ public final class FakeReplicaSet: @unchecked Sendable {
                 if silentFor >= timings.electionTimeout * (1 + jitter[s]) {
                     tryElection(s, &views, now: now)
                 }
+            }
+        }
+
+        // Arbiters: learn the primary and its commit point from heartbeats; their lastApplied is that commit point,
+        // which the primary counts among the voters' optimes (§1.2, §3.1: "the arbiter does not help").
+        for a in all where views[a]?.phase == .arbiter {
+            let primary = all.filter { p in
+                p != a && reach(a, p) && (views[p]?.phase == .primary || views[p]?.phase == .drain)
+            }.max { (views[$0]?.term ?? 0) < (views[$1]?.term ?? 0) }
+            if let p = primary {
+                lastHeard[a] = now
+                let host = hosts[p]
+                let term = views[p]?.term ?? 0
+                let point = commitPoint[p]
+                update(a, &views) { core in
+                    if core.knownPrimaryHost != host { core.knownPrimaryHost = host }
+                    if term > core.term { core.term = term }
+                    if let point { core.lastCommittedOpTime = point.document }
+                }
+                if let point { positionSeen[p][a] = point }
+            } else if now - lastHeard[a] >= timings.electionTimeout {
+                update(a, &views) { core in core.knownPrimaryHost = nil }
             }
         }
 
@@ -550,7 +707,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
 
         // Commit point on each writable primary (§3.1), adopted by its followers.
         for p in all where views[p]?.phase == .primary {
-            for o in all where o != p && syncSource[o] == p && reach(p, o) {
+            // Positions reach the primary along the sync chain (replSetUpdatePosition is forwarded upstream).
+            for o in all where o != p && syncChain(from: o, reaches: p) {
                 positionSeen[p][o] = views[o]?.last
             }
             let optimes = all.filter { voters.contains($0) }.map { o in o == p ? views[p]?.last : positionSeen[p][o] }
@@ -562,7 +720,8 @@ public final class FakeReplicaSet: @unchecked Sendable {
                 o != p && reach(p, o) && syncSource[o] == p && views[o]?.last == views[p]?.last
             }
             var newPoint = commitPoint[p]
-            if voters.contains(p), majority - 1 < optimes.count, let candidate = optimes[majority - 1],
+            if voters.contains(p), writeMajority >= 1, writeMajority - 1 < optimes.count,
+                let candidate = optimes[writeMajority - 1],
                 let first = firstOpOfTerm[p], candidate >= first, candidate > (newPoint ?? candidate) || newPoint == nil
             {
                 newPoint = candidate
@@ -596,6 +755,32 @@ public final class FakeReplicaSet: @unchecked Sendable {
         return timings.tick
     }
 
+    /// The most up-to-date reachable secondary whose oplog is ahead of the leader-elect `p` on `p`'s branch.
+    private func secondaryAhead(of p: Int, _ views: [View?]) -> Int? {
+        guard let mine = views[p]?.last else { return nil }
+        let candidates = members.indices.filter { s in
+            guard s != p, reach(p, s), views[s]?.phase == .secondary, let theirs = views[s]?.last, theirs > mine
+            else { return false }
+            let core = members[s].core
+            return core.locked {
+                let found = core.oplogIndex(after: mine.ts, strict: false)
+                return found < core.oplog.count && FakeMongodCore.opTime(core.oplog[found]) == mine
+            }
+        }
+        return candidates.max { (views[$0]?.last ?? mine) < (views[$1]?.last ?? mine) }
+    }
+
+    /// Whether `o`'s sync chain (every hop reachable) leads to `p`, at most as many hops as members.
+    private func syncChain(from o: Int, reaches p: Int) -> Bool {
+        var current = o
+        for _ in members.indices {
+            guard let next = syncSource[current], reach(current, next) else { return false }
+            if next == p { return true }
+            current = next
+        }
+        return false
+    }
+
     /// Heartbeats carry the primary's config to the members it lists (an uninitialised member joins as SECONDARY
     /// and copies the whole oplog); the config commits once a majority of voters has it; a `newlyAdded` member that
     /// reached SECONDARY becomes a voter through a server reconfig with version + 1 (§7.2).
@@ -613,7 +798,12 @@ public final class FakeReplicaSet: @unchecked Sendable {
                 update(o, &views) { core in
                     core.replicaSetConfig = config
                     core.selfHost = host
-                    if core.phase == .uninitialized {
+                    if core.phase == .uninitialized && core.isConfiguredArbiter {
+                        core.phase = .arbiter
+                        core.term = term
+                        core.knownPrimaryHost = primaryHost
+                        core.topologyCounter += 1
+                    } else if core.phase == .uninitialized {
                         core.createOplog()
                         core.phase = .secondary
                         core.term = term
@@ -721,6 +911,7 @@ public final class FakeReplicaSet: @unchecked Sendable {
         update(s, &views) { core in
             core.term = newTerm - 1
             core.beginElection()
+            core.syncSource = nil
             core.electionCandidateMetrics?.set("lastElectionReason", .string(reason))
             core.phase = .drain
             core.knownPrimaryHost = core.selfHost
@@ -729,9 +920,12 @@ public final class FakeReplicaSet: @unchecked Sendable {
             core.condition.broadcast()
         }
         leaderElectUntil[s] = now + timings.leaderElectWindow
+        syncSource[s] = nil
         lastSawMajority[s] = now
         firstOpOfTerm[s] = nil
         for v in grant where v != s {
+            // A leader-elect that votes in a newer term steps down (S:TC: a higher term makes a primary step down).
+            if views[v]?.phase == .drain { stepDown(v, &views, term: newTerm) }
             update(v, &views) { core in
                 if newTerm > core.term { core.term = newTerm }
                 core.knownPrimaryHost = hosts[s]
@@ -832,7 +1026,22 @@ public final class FakeReplicaSet: @unchecked Sendable {
             var status: [String: BSONDocument] = [:]
             for other in members.indices where other != viewer {
                 var entry: BSONDocument = ["_id": .int32(Int32(other)), "name": .string(hosts[other])]
-                if reach(viewer, other), let view = views[other] {
+                if reach(viewer, other), let view = views[other], view.phase == .arbiter {
+                    // §2.2: an arbiter's entry carries no optimes and no wall times.
+                    entry.append("health", .double(1))
+                    entry.append("state", .int32(7))
+                    entry.append("stateStr", "ARBITER")
+                    entry.append("uptime", .int32(1))
+                    entry.append("lastHeartbeat", .datetime(nowMillis))
+                    entry.append("lastHeartbeatRecv", .datetime(nowMillis))
+                    entry.append("pingMs", .int64(0))
+                    entry.append("lastHeartbeatMessage", "")
+                    entry.append("syncSourceHost", "")
+                    entry.append("syncSourceId", .int32(-1))
+                    entry.append("infoMessage", "")
+                    entry.append("configVersion", .int32(Int32(clamping: view.configVersion)))
+                    entry.append("configTerm", .int64(view.term))
+                } else if reach(viewer, other), let view = views[other] {
                     // §2: a member in STARTUP2 reports null optimes in its heartbeats.
                     let opTime = view.phase == .startup2 ? zero : view.last?.document ?? zero
                     let date = FakeMongodCore.secondsDate(opTime)

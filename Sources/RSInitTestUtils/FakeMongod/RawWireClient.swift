@@ -7,6 +7,18 @@ import Glibc
 import Musl
 #endif
 
+/// One reply as ``RawWireClient/receiveFrame()`` reads it.
+public struct WireReplyFrame: Sendable {
+    public var opCode: Int32
+    public var requestID: Int32
+    public var responseTo: Int32
+    /// OP_MSG flag bits (0 for OP_REPLY); `moreToCome` is 0x2.
+    public var flagBits: UInt32
+    public var document: BSONDocument
+
+    public var moreToCome: Bool { flagBits & 0x2 != 0 }
+}
+
 /// A minimal blocking wire client for tests that must send what libmongoc never sends (OP_MSG without
 /// `$readPreference`, `moreToCome`, document sequences, odd command-name casing).
 public final class RawWireClient {
@@ -79,17 +91,33 @@ public final class RawWireClient {
 
     /// Reads one reply frame: its opcode, responseTo and document. nil on EOF or timeout.
     public func receive() -> (opCode: Int32, responseTo: Int32, document: BSONDocument)? {
+        receiveFrame().map { ($0.opCode, $0.responseTo, $0.document) }
+    }
+
+    /// One reply frame with its header fields and, for OP_MSG, its flag bits (`moreToCome` = 0x2). nil on EOF or
+    /// timeout (5 s).
+    public func receiveFrame() -> WireReplyFrame? {
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
             if buffer.count >= 16 {
                 let length = Int(le32(buffer, 0))
+                guard length >= 16 else { return nil }
                 if buffer.count >= length {
                     let frame = Array(buffer[0..<length])
                     buffer.removeFirst(length)
                     let opCode = le32(frame, 12)
                     let bodyOffset = opCode == MongoWireCodec.opReply ? 36 : 21
-                    guard let document = try? BSONDocument(bytes: Array(frame[bodyOffset...])) else { return nil }
-                    return (opCode, le32(frame, 8), document)
+                    guard frame.count > bodyOffset,
+                        let document = try? BSONDocument(bytes: Array(frame[bodyOffset...]))
+                    else { return nil }
+                    let flags = opCode == MongoWireCodec.opMsg ? UInt32(bitPattern: le32(frame, 16)) : 0
+                    return WireReplyFrame(
+                        opCode: opCode,
+                        requestID: le32(frame, 4),
+                        responseTo: le32(frame, 8),
+                        flagBits: flags,
+                        document: document
+                    )
                 }
             }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
