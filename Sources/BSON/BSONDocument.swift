@@ -95,6 +95,36 @@ public struct BSONDocument: Sendable, Hashable {
     /// Calls `body` with the index in `keySet` and the value of each of its keys present at the top level, in
     /// document order, in one pass and without collecting them (the oplog hot path: no array per document).
     public func forEachValue(for keySet: BSONKeySet, _ body: (_ index: Int, _ value: BSONValue) -> Void) {
+        forEachMatch(of: keySet) { index, reader, type, valueOffset in
+            body(index, reader.decodeValue(type: type, at: valueOffset).value)
+        }
+    }
+
+    /// ``forEachValue(for:_:)``, with each string value first offered to `string` as its UTF-8 bytes (borrowed,
+    /// without the NUL; possibly not valid UTF-8): when it returns true the value is taken and `body` is not called
+    /// for it. The oplog hot path reuses a `String` it already holds instead of making one per entry.
+    public func forEachValue(
+        for keySet: BSONKeySet,
+        strings string: (_ index: Int, _ utf8: UnsafeRawBufferPointer) -> Bool,
+        _ body: (_ index: Int, _ value: BSONValue) -> Void
+    ) {
+        forEachMatch(of: keySet) { index, reader, type, valueOffset in
+            if type == 0x02 {
+                let length = reader.length(at: valueOffset)
+                let start = valueOffset + 4
+                let utf8 = UnsafeRawBufferPointer(rebasing: reader.buffer[start..<start + length - 1])
+                if string(index, utf8) { return }
+            }
+            body(index, reader.decodeValue(type: type, at: valueOffset).value)
+        }
+    }
+
+    /// Calls `body` with the index in `keySet`, the reader, the type byte and the value's offset of each of its
+    /// keys present at the top level, in document order, in one pass.
+    private func forEachMatch(
+        of keySet: BSONKeySet,
+        _ body: (_ index: Int, _ reader: BSONReader, _ type: UInt8, _ valueOffset: Int) -> Void
+    ) {
         var found: UInt64 = 0  // bit i: key i seen
         let all: UInt64 = keySet.count == 64 ? .max : (1 << UInt64(keySet.count)) - 1  // trap-checked: count is 0...64
         storage.withUnsafeBytes { buffer in
@@ -112,7 +142,7 @@ public struct BSONDocument: Sendable, Hashable {
                             position += 1
                         }
                         guard position >= length else { continue }
-                        body(index, reader.decodeValue(type: type, at: valueOffset).value)
+                        body(index, reader, type, valueOffset)
                         found |= 1 << UInt64(index)  // trap-checked: index < 64
                         break
                     }

@@ -315,6 +315,9 @@ struct RESPFrameDecoder: ByteToMessageDecoder {
         let (decoded, consumed) = try buffer.withUnsafeReadableBytes { bytes in
             var index = 0
             var decoded: [RESPValue] = []
+            // A run of integer replies (pipelined PUBLISHes) is reserved for at once: each takes at least 4 bytes
+            // (`:0\r\n`), so this never reserves more than the read can hold.
+            if bytes.first == UInt8(ascii: ":") { decoded.reserveCapacity(min(bytes.count / 4, 4096)) }
             do {
                 while let value = try RESPCodec.decode(bytes, at: &index, limits: RedisConnection.replyLimits) {
                     decoded.append(value)
@@ -421,7 +424,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             let end = min(values.endIndex, index + head.expected - headReplies.count)
             let replies: [RESPValue]
             if headReplies.isEmpty && end - index == head.expected {
-                replies = Array(values[index..<end])
+                // The whole read is this request's replies (the usual pipelined chunk): handed on without a copy.
+                replies = index == values.startIndex && end == values.endIndex ? values : Array(values[index..<end])
             } else {
                 if headReplies.isEmpty { headReplies.reserveCapacity(head.expected) }
                 headReplies.append(contentsOf: values[index..<end])

@@ -21,6 +21,8 @@ struct EventCommandEncoder {
     private var collectionChannel: (namespace: Namespace, bytes: [UInt8])?
     /// HA: the script's arguments, written apart because its keys come first in the command.
     private var scriptArguments: [UInt8] = []
+    /// The last changed-fields array's JSON (same-shape inserts share their array).
+    private var fieldsJSON = RedisOplogFormat.ChangedFieldsJSON()
 
     /// `*3\r\n$7\r\nPUBLISH\r\n`: the start of every PUBLISH, written at once.
     private static let publishHeader = Array("*3\r\n$7\r\nPUBLISH\r\n".utf8)
@@ -146,7 +148,7 @@ struct EventCommandEncoder {
             channelEnds.append(channels.count)
             return
         }
-        RedisOplogFormat.appendMessage(for: event, to: &message)
+        RedisOplogFormat.appendMessage(for: event, to: &message, fields: &fieldsJSON)
         guard fanOut.isEmpty else {
             for channel in RedisOplogFormat.channels(for: event, prefix: channelPrefix, fanOut: fanOut) {
                 channels.append(contentsOf: channel.utf8)

@@ -117,6 +117,43 @@ public enum RedisOplogFormat {
 
     /// ``message(for:)`` as UTF-8 appended to `out`.
     static func appendMessage(for event: ChangeEvent, to out: inout [UInt8]) {
+        var fields = ChangedFieldsJSON()
+        appendMessage(for: event, to: &out, fields: &fields)
+    }
+
+    /// The JSON of the last changed-fields array written (`"a","b"`), kept with that array. Inserts of one shape
+    /// share one array (``OplogEventMapper`` reuses it), so their `f` is escaped once and then copied.
+    struct ChangedFieldsJSON {
+        /// Held, so its storage cannot be freed and reused by another array while it is the key.
+        private var fields: [String] = []
+        private var json: [UInt8] = []
+
+        /// Appends `"a","b"` for `fields`: a copy of the kept bytes when `fields` is the kept array itself (the
+        /// same storage, which an array's copy-on-write never changes in place while it is held here).
+        mutating func append(_ fields: [String], to out: inout [UInt8]) {
+            if !fields.isEmpty, Self.sameStorage(fields, self.fields) {
+                out.append(contentsOf: json)
+                return
+            }
+            let start = out.count
+            for (index, field) in fields.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                RedisOplogFormat.appendJSONString(field, to: &out)
+            }
+            self.fields = fields
+            json.removeAll(keepingCapacity: true)
+            out.withUnsafeBufferPointer { json.append(contentsOf: UnsafeBufferPointer(rebasing: $0[start...])) }
+        }
+
+        private static func sameStorage(_ a: [String], _ b: [String]) -> Bool {
+            a.count == b.count
+                && a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { a.baseAddress == $0.baseAddress } }
+        }
+    }
+
+    /// ``appendMessage(for:to:)`` with the changed fields' JSON reused from `fields` when the event shares its
+    /// array (the publisher's hot path).
+    static func appendMessage(for event: ChangeEvent, to out: inout [UInt8], fields: inout ChangedFieldsJSON) {
         let code: UInt8
         switch event.kind {
         case .insert: code = UInt8(ascii: "i")
@@ -137,10 +174,7 @@ public enum RedisOplogFormat {
             if let id = event.documentID { appendEJSON(id, to: &out) } else { out.append(contentsOf: "null".utf8) }
             out.append(contentsOf: #"},"f":["#.utf8)
         }
-        for (index, field) in event.changedFields.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            appendJSONString(field, to: &out)
-        }
+        fields.append(event.changedFields, to: &out)
         out.append(contentsOf: "]}".utf8)
     }
 

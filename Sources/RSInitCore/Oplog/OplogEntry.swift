@@ -24,6 +24,13 @@ public struct OplogEntry: Sendable, Equatable {
     /// Reads the entry; inner `applyOps` entries have no `ts`/`wall` (they inherit the outer ones). Session fields
     /// are read only for commands (they link multi-entry transactions).
     public init(_ document: BSONDocument) {
+        self.init(document, namespaceHint: nil)
+    }
+
+    /// ``init(_:)``; when `ns` is byte for byte `namespaceHint` (entries come in long runs of one collection), the
+    /// hint itself is kept instead of a new `String` (one allocation per entry for names over 15 bytes), and a
+    /// one-letter ASCII `op` is a constant.
+    public init(_ document: BSONDocument, namespaceHint: String?) {
         var op = ""
         var namespace = ""
         var timestamp: BSONTimestamp?
@@ -31,17 +38,35 @@ public struct OplogEntry: Sendable, Equatable {
         var object: BSONDocument?
         var object2: BSONDocument?
         var fromMigrate = false
-        document.forEachValue(for: Self.fields) { index, value in
-            switch index {
-            case 0: op = value.stringValue ?? ""
-            case 1: namespace = value.stringValue ?? ""
-            case 2: timestamp = value.timestampValue
-            case 3: if case .datetime(let ms) = value { wall = ms }
-            case 4: object = value.documentValue
-            case 5: object2 = value.documentValue
-            default: fromMigrate = value.isTruthy
+        // Both closures inline (non-escaping): a closure held in a local would box the captured variables.
+        document.forEachValue(
+            for: Self.fields,
+            strings: { index, utf8 in
+                switch index {
+                case 0:
+                    guard utf8.count == 1, utf8[0] < 0x80 else { return false }
+                    op = Self.asciiLetters[Int(utf8[0])]  // trap-checked: index < 128
+                    return true
+                case 1:
+                    guard let hint = namespaceHint, Self.bytes(of: hint, equal: utf8) else { return false }
+                    namespace = hint
+                    return true
+                default:
+                    return false
+                }
+            },
+            { index, value in
+                switch index {
+                case 0: op = value.stringValue ?? ""
+                case 1: namespace = value.stringValue ?? ""
+                case 2: timestamp = value.timestampValue
+                case 3: if case .datetime(let ms) = value { wall = ms }
+                case 4: object = value.documentValue
+                case 5: object2 = value.documentValue
+                default: fromMigrate = value.isTruthy
+                }
             }
-        }
+        )
         self.op = op
         self.namespace = namespace
         self.timestamp = timestamp
@@ -57,6 +82,15 @@ public struct OplogEntry: Sendable, Equatable {
             sessionID = nil
             transactionNumber = nil
         }
+    }
+
+    /// Every one-byte ASCII string, by its byte.
+    // trap-checked: every value is below 128
+    private static let asciiLetters: [String] = (0..<128).map { String(UnicodeScalar(UInt8($0))) }
+
+    private static func bytes(of text: String, equal utf8: UnsafeRawBufferPointer) -> Bool {
+        var text = text
+        return text.withUTF8 { $0.count == utf8.count && $0.elementsEqual(utf8) }
     }
 
     /// The document id: `o2._id` for updates, `o._id` otherwise.

@@ -119,7 +119,7 @@ public struct OplogEventMapper: Sendable {
 
     /// Maps one entry, appending its events to `events`.
     public mutating func map(_ document: BSONDocument, into events: inout [ChangeEvent]) -> Disposition {
-        let entry = OplogEntry(document)
+        let entry = OplogEntry(document, namespaceHint: lastNamespace?.text)
         let previous = lastRead
         if let ts = entry.timestamp { lastRead = ts }
         if let wall = entry.wall { lastWallTime = wall }

@@ -637,8 +637,9 @@ public final class TailSession: @unchecked Sendable {
         var events: [ChangeEvent] = []
         events.reserveCapacity(documents.count)
         var skipped: [OplogEventMapper.Skip: Int] = [:]
-        for value in documents {
-            guard case .document(let document) = value else { continue }
+        // By index: `for value in` hands out a copy of each entry (a retain and a release).
+        for index in documents.indices {
+            guard case .document(let document) = documents[index] else { continue }
             if case .skipped(let reason) = mapper.map(document, into: &events) { skipped[reason, default: 0] += 1 }
             if mapper.pendingTransactionsExceedBound {
                 throw OplogTransactionTooLarge(
