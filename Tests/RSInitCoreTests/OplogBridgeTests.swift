@@ -2,10 +2,10 @@ import BSON
 import Foundation
 import Logging
 import MongoCWrapper
+import NIOConcurrencyHelpers
 import RESP
 import RSInitTestUtils
 import RedisClient
-import Synchronization
 import Testing
 
 @testable import RSInitCore
@@ -15,14 +15,14 @@ let bridgeLogger = Logger(label: "rsinit.test.bridge")
 /// A real Redis subscriber (PSUBSCRIBE *) that re-subscribes after an outage; collects (channel, message).
 final class Subscriber: Sendable {
     final class State: Sendable {
-        let received = Mutex<[(String, String)]>([])
-        let connected = Mutex(false)
+        let received = NIOLockedValueBox<[(String, String)]>([])
+        let connected = NIOLockedValueBox(false)
     }
 
     let state = State()
-    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+    private let task: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
-    var received: [(String, String)] { state.received.withLock { $0 } }
+    var received: [(String, String)] { state.received.withLockedValue { $0 } }
 
     init(_ url: String) {
         let state = self.state
@@ -33,25 +33,25 @@ final class Subscriber: Sendable {
                     continue
                 }
                 _ = try? await connection.command(["PSUBSCRIBE", "*"])
-                state.connected.withLock { $0 = true }
+                state.connected.withLockedValue { $0 = true }
                 while !Task.isCancelled {
                     guard let value = try? await connection.readPushed(wait: .milliseconds(100)) else {
                         if !connection.isOpen { break }
                         continue
                     }
                     if case .array(let parts?) = value, parts.count == 4, parts[0].string == "pmessage" {
-                        state.received.withLock { $0.append((parts[2].string ?? "", parts[3].string ?? "")) }
+                        state.received.withLockedValue { $0.append((parts[2].string ?? "", parts[3].string ?? "")) }
                     }
                 }
-                state.connected.withLock { $0 = false }
+                state.connected.withLockedValue { $0 = false }
                 await connection.close()
             }
         }
-        task.withLock { $0 = t }
+        task.withLockedValue { $0 = t }
     }
 
     func waitConnected() async {
-        while !state.connected.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+        while !state.connected.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
     }
 
     func waitFor(_ count: Int, timeout: Duration = .seconds(20)) async -> [(String, String)] {
@@ -64,7 +64,7 @@ final class Subscriber: Sendable {
         return received
     }
 
-    func stop() { task.withLock { $0?.cancel() } }
+    func stop() { task.withLockedValue { $0?.cancel() } }
 }
 
 /// A primary double without periodic no-ops: the test decides everything the oplog holds.
