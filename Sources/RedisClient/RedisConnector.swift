@@ -1,7 +1,7 @@
 import FoundationEssentials
 public import Logging
+import NIOConcurrencyHelpers
 import RESP
-import Synchronization
 
 /// Opens the connection that takes writes for the bridge, wherever the topology puts it, and notices failovers.
 ///
@@ -32,7 +32,7 @@ public final class RedisConnector: Sendable {
         var watcher: Task<Void, Never>?
         var closed = false
     }
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     public init(url: RedisURL, logger: Logger, timeout: Duration = .seconds(5)) {
         self.url = url
@@ -40,7 +40,7 @@ public final class RedisConnector: Sendable {
         self.timeout = timeout
     }
 
-    deinit { state.withLock { $0.watcher?.cancel() } }
+    deinit { state.withLockedValue { $0.watcher?.cancel() } }
 
     /// Whether a new connection may be to another node than the last one (Sentinel, Cluster).
     public var followsFailovers: Bool { url.followsFailovers }
@@ -57,7 +57,7 @@ public final class RedisConnector: Sendable {
         case .cluster(let seeds):
             connection = try await connectClusterMaster(seeds, slot: RedisClusterSlots.slot(of: key))
         }
-        let stale = state.withLock { state -> RedisConnection? in
+        let stale = state.withLockedValue { state -> RedisConnection? in
             let previous = state.current
             state.current = connection
             state.resolvedOnce = true
@@ -69,7 +69,7 @@ public final class RedisConnector: Sendable {
 
     /// Stops the `+switch-master` subscription.
     public func close() async {
-        let watcher = state.withLock { state -> Task<Void, Never>? in
+        let watcher = state.withLockedValue { state -> Task<Void, Never>? in
             state.closed = true
             defer { state.watcher = nil }
             return state.watcher
@@ -79,7 +79,7 @@ public final class RedisConnector: Sendable {
     }
 
     private func ordered(_ addresses: [RedisAddress]) -> [RedisAddress] {
-        let preferred = state.withLock { $0.preferred }
+        let preferred = state.withLockedValue { $0.preferred }
         guard let preferred, let index = addresses.firstIndex(of: preferred) else { return addresses }
         return [addresses[index]] + addresses[..<index] + addresses[(index + 1)...]
     }
@@ -109,7 +109,7 @@ public final class RedisConnector: Sendable {
                 unknown += 1
                 continue
             }
-            state.withLock { $0.preferred = address }
+            state.withLockedValue { $0.preferred = address }
             startWatcher(sentinel)
             let connection = try await RedisConnection.connect(url.node(master), timeout: timeout)
             let role: RESPValue
@@ -126,7 +126,7 @@ public final class RedisConnector: Sendable {
             }
             return connection
         }
-        if unknown > 0 && failures.isEmpty && !state.withLock({ $0.resolvedOnce }) {
+        if unknown > 0 && failures.isEmpty && !state.withLockedValue({ $0.resolvedOnce }) {
             throw RedisError(
                 .server,
                 "no Sentinel knows a master named \"\(sentinel.masterName)\" — check the master name in --redis (redis-cli -p 26379 SENTINEL MASTERS lists them)"
@@ -170,7 +170,7 @@ public final class RedisConnector: Sendable {
 
     /// Subscribes to `+switch-master` on one Sentinel after another until ``close()``.
     private func startWatcher(_ sentinel: RedisURL.Sentinel) {
-        state.withLock { state in
+        state.withLockedValue { state in
             guard state.watcher == nil, !state.closed else { return }
             state.watcher = Task { [weak self] in
                 while !Task.isCancelled {
@@ -211,7 +211,7 @@ public final class RedisConnector: Sendable {
                 "Sentinel reports a failover: switching to the new master",
                 metadata: ["rsinit.redis.switch": "\(words.dropFirst().joined(separator: " "))"]
             )
-            let current = state.withLock { $0.current }
+            let current = state.withLockedValue { $0.current }
             // Already on the new master (re-discovered after a connection loss): nothing to do.
             // trap-checked: parsing text: nil, not a trap
             if let current, words.count == 5, current.url.host == words[3], current.url.port == Int(words[4]) {
@@ -224,7 +224,7 @@ public final class RedisConnector: Sendable {
     // MARK: - Cluster
 
     private func connectClusterMaster(_ seeds: [RedisAddress], slot: Int) async throws -> RedisConnection {
-        let candidates = ordered(seeds + state.withLock { $0.knownNodes }.filter { !seeds.contains($0) })
+        let candidates = ordered(seeds + state.withLockedValue { $0.knownNodes }.filter { !seeds.contains($0) })
         var failures: [String] = []
         for address in candidates {
             let seed: RedisConnection
@@ -253,7 +253,7 @@ public final class RedisConnector: Sendable {
                 failures.append("\(address): \(error)")
                 continue
             }
-            state.withLock { state in
+            state.withLockedValue { state in
                 state.preferred = address
                 state.knownNodes = Array(Set(ranges.map(\.master))).sorted { $0.description < $1.description }
             }

@@ -2,10 +2,10 @@ import BSON
 import Foundation
 import Logging
 import MongoCWrapper
+import NIOConcurrencyHelpers
 import RESP
 import RSInitTestUtils
 import RedisClient
-import Synchronization
 import Testing
 
 @testable import RSInitCore
@@ -18,16 +18,16 @@ final class Subscriber: Sendable {
     static let barrierChannel = "rsinit.test.barrier"
 
     final class State: Sendable {
-        let received = Mutex<[(String, String)]>([])
-        let connected = Mutex(false)
-        let barriers = Mutex<Set<String>>([])
+        let received = NIOLockedValueBox<[(String, String)]>([])
+        let connected = NIOLockedValueBox(false)
+        let barriers = NIOLockedValueBox<Set<String>>([])
     }
 
     let state = State()
     let url: String
-    private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
+    private let task: NIOLockedValueBox<Task<Void, Never>?> = NIOLockedValueBox(nil)
 
-    var received: [(String, String)] { state.received.withLock { $0 } }
+    var received: [(String, String)] { state.received.withLockedValue { $0 } }
 
     init(_ url: String) {
         self.url = url
@@ -40,7 +40,7 @@ final class Subscriber: Sendable {
                     continue
                 }
                 _ = try? await connection.command(["PSUBSCRIBE", "*"])
-                state.connected.withLock { $0 = true }
+                state.connected.withLockedValue { $0 = true }
                 while !Task.isCancelled {
                     guard let value = try? await connection.readPushed(wait: .milliseconds(100)) else {
                         if !connection.isOpen { break }
@@ -50,22 +50,24 @@ final class Subscriber: Sendable {
                         let channel = parts[2].string ?? ""
                         let message = parts[3].string ?? ""
                         if channel == Self.barrierChannel {
-                            state.barriers.withLock { _ = $0.insert(message) }
+                            state.barriers.withLockedValue { _ = $0.insert(message) }
                         } else {
-                            state.received.withLock { $0.append((channel, message)) }
+                            state.received.withLockedValue { $0.append((channel, message)) }
                         }
                     }
                 }
-                state.connected.withLock { $0 = false }
+                state.connected.withLockedValue { $0 = false }
                 await connection.close()
             }
         }
-        task.withLock { $0 = t }
+        task.withLockedValue { $0 = t }
     }
 
     /// Waits until the `PSUBSCRIBE` is confirmed (a test failure after `timeout`).
     func waitConnected(timeout: Duration = .seconds(20)) async {
-        let connected = await eventually(within: timeout, every: .milliseconds(5)) { state.connected.withLock { $0 } }
+        let connected = await eventually(within: timeout, every: .milliseconds(5)) {
+            state.connected.withLockedValue { $0 }
+        }
         #expect(connected, "the subscriber did not attach to \(url) within \(timeout)")
     }
 
@@ -84,13 +86,13 @@ final class Subscriber: Sendable {
         let connection = try await RedisConnection.connect(try RedisURL(node ?? url))
         let seen = await eventually(within: timeout, every: .milliseconds(20)) {
             _ = try? await connection.command(["PUBLISH", Self.barrierChannel, marker])
-            return state.barriers.withLock { $0.contains(marker) }
+            return state.barriers.withLockedValue { $0.contains(marker) }
         }
         await connection.close()
         #expect(seen, "the subscriber did not receive a barrier message within \(timeout)")
     }
 
-    func stop() { task.withLock { $0?.cancel() } }
+    func stop() { task.withLockedValue { $0?.cancel() } }
 }
 
 extension OplogBridge {

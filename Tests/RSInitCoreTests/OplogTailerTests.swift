@@ -2,9 +2,9 @@ import BSON
 import Foundation
 import Logging
 import MongoCWrapper
+import NIOConcurrencyHelpers
 import RSInitCore
 import RSInitTestUtils
-import Synchronization
 import Testing
 
 let tailLogger = Logger(label: "rsinit.test.tail")
@@ -267,9 +267,9 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         // Start after a write the server filter excludes: the continuity check must still find it.
         try await insert(writer, 100..<101, collection: "first", database: "other")
         let start = server.lastOplogTimestamp
-        let entriesRead = Mutex(0)
+        let entriesRead = NIOLockedValueBox(0)
         async let collected = collect(try tailer(server, start: .after(start), mapping: mapping)) { events, batch in
-            entriesRead.withLock { $0 += batch.entriesRead }
+            entriesRead.withLockedValue { $0 += batch.entriesRead }
             return events.filter { $0.kind == .insert }.count >= 2
         }
         _ = await eventually { server.receivedCommandNames.contains("getmore") }  // the tail is running
@@ -284,7 +284,7 @@ func ids(_ events: [ChangeEvent]) -> [Int64] { events.compactMap { $0.documentID
         let after = server.oplogEntries.filter { ($0["ts"]?.timestampValue).map { $0 > start } ?? false }
         let inApp = after.filter { $0["ns"]?.stringValue?.hasPrefix("app.") == true }
         #expect(after.count > inApp.count, "database other wrote entries after the start")
-        #expect(entriesRead.withLock { $0 } == inApp.count)
+        #expect(entriesRead.withLockedValue { $0 } == inApp.count)
         await writer.close()
     }
 

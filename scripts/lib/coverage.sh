@@ -2,8 +2,9 @@
 # Per-module line coverage of the product modules, read from what `swift test --enable-code-coverage` left behind
 # (the merged profdata beside `swift test --show-codecov-path`). Uses llvm-cov from the Swift toolchain.
 #   scripts/lib/coverage.sh [swift build options such as --scratch-path .build-cov]
-# Product modules: MongoCWrapper, RESP, RSInitCore and the rsinit executable (its lines count when the CLI tests run
-# the binary, which writes its own profile into the same directory).
+# Product modules: BSON, RESP, RSInitSupport, MongoCWrapper, RedisClient, RSInitCore and the rsinit executable (its
+# lines count when the CLI tests run the binary, which writes its own profile into the same directory). Test support
+# (RSInitTestUtils), the benchmarks and the demo's writer are not product code and are not counted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -27,7 +28,7 @@ summary=$("$llvm_cov" export -summary-only -instr-profile="$profdata" "${objects
 printf '%s' "$summary" | python3 -c '
 import json, os, sys
 root = os.getcwd() + "/Sources/"
-modules = ["MongoCWrapper", "RESP", "RSInitCore", "rsinit"]
+modules = ["BSON", "RESP", "RSInitSupport", "MongoCWrapper", "RedisClient", "RSInitCore", "rsinit"]
 totals = {m: [0, 0] for m in modules}
 for entry in json.load(sys.stdin)["data"]:
     for file in entry["files"]:

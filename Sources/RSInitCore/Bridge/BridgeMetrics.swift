@@ -2,7 +2,7 @@ import BSON
 public import CoreMetrics
 import Metrics
 import MongoCWrapper
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The bridge's metrics, emitted through the swift-metrics API (the application picks the backend; `rsinit tail
 /// --http` serves them in Prometheus text format).
@@ -35,7 +35,7 @@ public final class BridgeMetrics: Sendable {
     private let checkpoint: Gauge
     /// `rsinit_oplog_skipped_total{reason}`, one counter per fixed reason.
     private let skipped: [UnexpressedEntry.Reason: Counter]
-    private let eventCounters = Mutex<[EventKey: Counter]>([:])
+    private let eventCounters = NIOLockedValueBox<[EventKey: Counter]>([:])
 
     private struct EventKey: Hashable {
         var namespace: Namespace
@@ -83,7 +83,7 @@ public final class BridgeMetrics: Sendable {
             runCount = 1
         }
         if let runKey { counts[runKey, default: 0] += runCount }
-        let counters = eventCounters.withLock { cache in
+        let counters = eventCounters.withLockedValue { cache in
             counts.map { key, count in
                 let counter =
                     cache[key]

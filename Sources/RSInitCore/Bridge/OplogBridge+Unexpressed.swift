@@ -1,5 +1,5 @@
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 extension OplogBridge {
     /// Entries the format cannot fully express: one warning each, with the `ts` and the reason (never document
@@ -13,7 +13,7 @@ extension OplogBridge {
             if entry.reason == .idNotStringifiable {
                 // A collection keyed by documents would otherwise log every write: warn once per namespace (the
                 // metric still counts each), then at debug.
-                let first = idWarnedNamespaces.withLock { warned in
+                let first = idWarnedNamespaces.withLockedValue { warned in
                     guard warned.count < 10_000 else { return false }
                     return warned.insert(entry.namespace).inserted
                 }

@@ -4,8 +4,8 @@ import Dispatch
 import FoundationEssentials
 public import Logging
 public import MongoCWrapper
+import NIOConcurrencyHelpers
 public import ServiceLifecycle
-import Synchronization
 
 /// Tails the oplog once and delivers every event to a publisher, at least once, in order.
 ///
@@ -80,9 +80,9 @@ public final class OplogBridge: Service, Sendable {
     let publisher: any EventPublisher
     let logger: Logger
     let metrics: BridgeMetrics
-    private let state: Mutex<(stopping: Bool, statistics: Statistics, health: BridgeHealth)>
+    private let state: NIOLockedValueBox<(stopping: Bool, statistics: Statistics, health: BridgeHealth)>
     /// Namespaces already warned about for ids without a dedicated channel (then debug only; bounded).
-    let idWarnedNamespaces = Mutex<Set<String>>([])
+    let idWarnedNamespaces = NIOLockedValueBox<Set<String>>([])
 
     /// Metrics go through the swift-metrics API to whatever backend the application bootstrapped.
     public init(
@@ -95,22 +95,22 @@ public final class OplogBridge: Service, Sendable {
         self.publisher = publisher
         self.logger = logger
         self.metrics = metrics
-        self.state = Mutex(
+        self.state = NIOLockedValueBox(
             (false, Statistics(), BridgeHealth(policy: configuration.health, startedAt: .now))
         )
     }
 
-    public var statistics: Statistics { state.withLock { $0.statistics } }
+    public var statistics: Statistics { state.withLockedValue { $0.statistics } }
 
     /// The `/healthz` verdict and body (JSON) right now.
     public func healthReport() -> (healthy: Bool, json: String) {
-        state.withLock { $0.health.report(at: .now) }
+        state.withLockedValue { $0.health.report(at: .now) }
     }
 
     /// Asks the bridge to finish the in-flight batch, write its checkpoint and return from ``run()``.
-    public func stop() { state.withLock { $0.stopping = true } }
+    public func stop() { state.withLockedValue { $0.stopping = true } }
 
-    private var stopping: Bool { state.withLock { $0.stopping } }
+    private var stopping: Bool { state.withLockedValue { $0.stopping } }
 
     /// Runs until ``stop()``, a graceful shutdown or task cancellation (returns normally), or a failure a retry
     /// cannot fix (throws: ``OplogHistoryLost``, authentication, bad configuration).
@@ -122,10 +122,10 @@ public final class OplogBridge: Service, Sendable {
                 self.stop()
             }
         } catch {
-            state.withLock { $0.health.stopped(reason: "\(error)") }
+            state.withLockedValue { $0.health.stopped(reason: "\(error)") }
             throw error
         }
-        state.withLock { $0.health.stopped(reason: "shutting down") }
+        state.withLockedValue { $0.health.stopped(reason: "shutting down") }
     }
 
     /// Batches held at most: sent and not yet confirmed, or waiting to be sent again (the tail's read-ahead of one
@@ -217,7 +217,7 @@ public final class OplogBridge: Service, Sendable {
 
     /// Counts a history loss; throws it unless ``OnHistoryLost/fromEnd`` asks to restart at the end (logged loudly).
     private func historyLost(_ lost: OplogHistoryLost) throws {
-        state.withLock { $0.statistics.historyLost += 1 }
+        state.withLockedValue { $0.statistics.historyLost += 1 }
         metrics.recordHistoryLost()
         guard configuration.onHistoryLost == .fromEnd else { throw lost }
         logger.error(
@@ -335,7 +335,7 @@ public final class OplogBridge: Service, Sendable {
         case .batch(let batch) where batch.events.isEmpty && batch.entriesRead == 0:
             // Idle heartbeats carry nothing new: no Redis round trip, but the tail is alive and
             // caught up.
-            state.withLock { $0.health.caughtUp(at: .now) }
+            state.withLockedValue { $0.health.caughtUp(at: .now) }
             metrics.recordLag(seconds: 0)
             return delivery.machine.caughtUp()
         case .batch(let batch):
@@ -453,7 +453,7 @@ public final class OplogBridge: Service, Sendable {
         _ publisher: some EventPublisher,
         floor: StartPosition?
     ) async throws -> StartPosition {
-        state.withLock { $0.statistics.publishRetries += 1 }
+        state.withLockedValue { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
         let checkpoint = try await retrying(publisher, "reading the checkpoint after a Redis failover") {
             try await publisher.loadStoredCheckpoint()
@@ -505,7 +505,7 @@ public final class OplogBridge: Service, Sendable {
         let lagSeconds = batch.lastWallTime.map { Date().timeIntervalSince1970 - Double($0) / 1000 }
         metrics.recordDelivered(batch, receipt: receipt, publishNanoseconds: publishNanoseconds)
         if let lagSeconds { metrics.recordLag(seconds: max(0, lagSeconds)) }
-        state.withLock {
+        state.withLockedValue {
             $0.health.delivered(
                 at: .now,
                 lagSeconds: lagSeconds,
@@ -542,7 +542,7 @@ public final class OplogBridge: Service, Sendable {
         _ what: String = "publishing a batch"
     ) async throws -> Bool {
         if stopping { return false }
-        state.withLock { $0.statistics.publishRetries += 1 }
+        state.withLockedValue { $0.statistics.publishRetries += 1 }
         metrics.recordRetry()
         // Once, then every 20th attempt as a warning (an operator must see a stuck bridge, without a flood); the
         // others at debug, so that --verbose shows every cause.

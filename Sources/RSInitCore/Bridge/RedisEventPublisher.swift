@@ -1,9 +1,9 @@
 import BSON
 import FoundationEssentials
 public import Logging
+import NIOConcurrencyHelpers
 import RESP
 public import RedisClient
-import Synchronization
 
 /// Publishes events to Redis Pub/Sub in the redis-oplog format and keeps the checkpoint in Redis.
 ///
@@ -22,7 +22,8 @@ import Synchronization
 /// not hold what the old one acknowledged: ``connect()`` then throws ``PublisherFailover`` until
 /// ``loadStoredCheckpoint()`` reads the checkpoint the node now written to holds (the bridge restarts its tail from it).
 ///
-/// Thread-safe: the connection, its generation, the encoder's buffers and the counters are behind a `Mutex`.
+/// Thread-safe: the connection, its generation, the encoder's buffers and the counters are behind a lock
+/// (`NIOLockedValueBox`: a pthread mutex, which ThreadSanitizer understands; `Synchronization.Mutex` it does not).
 public final class RedisEventPublisher: EventPublisher, Sendable {
     public struct Configuration: Sendable {
         public var url: RedisURL
@@ -107,7 +108,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     public let configuration: Configuration
     private let logger: Logger
 
-    private struct State: ~Copyable {
+    private struct State {
         var connection: RedisConnection?
         /// The open connection's generation (counts connections opened).
         var generation: UInt64 = 0
@@ -120,14 +121,14 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
         var publishedEvents = 0
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     /// Finds the node to write to (one server, the Sentinels' master, the Cluster slot's master); see
     /// RedisTopology.swift.
     private let connector: RedisConnector
 
     /// Duplicates skipped in HA mode (another bridge published them), for metrics and tests.
-    public var dedupeHits: Int { state.withLock { $0.dedupeHits } }
-    public var publishedEvents: Int { state.withLock { $0.publishedEvents } }
+    public var dedupeHits: Int { state.withLockedValue { $0.dedupeHits } }
+    public var publishedEvents: Int { state.withLockedValue { $0.publishedEvents } }
 
     /// A plain batch written to Redis and not yet confirmed.
     public struct PendingPublishes: Sendable {
@@ -148,7 +149,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.connector = RedisConnector(url: configuration.url, logger: logger)
-        self.state = Mutex(
+        self.state = NIOLockedValueBox(
             State(
                 encoder: EventCommandEncoder(
                     channelPrefix: configuration.channelPrefix,
@@ -171,7 +172,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     }
 
     private func connect(reloading: Bool) async throws -> ConnectionGeneration {
-        let current = state.withLock { state -> (ConnectionGeneration, mustReload: Bool)? in
+        let current = state.withLockedValue { state -> (ConnectionGeneration, mustReload: Bool)? in
             guard let connection = state.connection, connection.isOpen else { return nil }
             return (ConnectionGeneration(state.generation), state.mustReloadCheckpoint)
         }
@@ -181,7 +182,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
         }
         let fresh = try await connector.connect(forKey: configuration.checkpointKey)
         let followsFailovers = connector.followsFailovers
-        let (generation, replaced, mustReload) = state.withLock { state in
+        let (generation, replaced, mustReload) = state.withLockedValue { state in
             let replaced = state.connection
             state.connection = fresh
             state.generation += 1
@@ -203,7 +204,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
 
     /// The connection of that generation, if it is still open; never another one.
     private func connection(for generation: ConnectionGeneration) throws -> RedisConnection {
-        let connection = state.withLock { state in
+        let connection = state.withLockedValue { state in
             state.generation == generation.rawValue ? state.connection : nil
         }
         guard let connection, connection.isOpen else {
@@ -237,7 +238,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
                 }
             }
             // Read on this connection: what the old node confirmed no longer counts, the bridge starts from this.
-            state.withLock { state in
+            state.withLockedValue { state in
                 if state.connection === connection { state.mustReloadCheckpoint = false }
             }
             return position
@@ -280,7 +281,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
             }
         }
         let checkpointKey = configuration.checkpointKey
-        let (pending, commands) = state.withLock { state in
+        let (pending, commands) = state.withLockedValue { state in
             var pending: [RedisConnection.PendingReplies] = []
             var commands = 0
             var start = batch.events.startIndex
@@ -331,7 +332,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
             await dropConnection(sent.connection)
             throw error
         }
-        state.withLock { $0.publishedEvents += sent.events }
+        state.withLockedValue { $0.publishedEvents += sent.events }
         return PublishReceipt(published: sent.events)
     }
 
@@ -358,7 +359,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     /// After a failure: nothing in flight on that connection counts, and the next ``connect()`` opens a new one.
     private func dropConnection(_ failed: RedisConnection) async {
         await failed.close()
-        state.withLock { state in
+        state.withLockedValue { state in
             if state.connection === failed { state.connection = nil }
         }
     }
@@ -378,7 +379,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
             batch.events[$0..<min($0 + Self.chunkSize, batch.events.count)]
         }
         if chunks.isEmpty { chunks = [[]] }
-        return state.withLock { state in
+        return state.withLockedValue { state in
             chunks.indices.map { index in
                 var encoded: [UInt8] = []
                 encoded.reserveCapacity(chunks[index].count * 260 + 200)
@@ -443,7 +444,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
             receipt.published += published
             receipt.duplicates += call.events.count - published
         }
-        state.withLock { state in
+        state.withLockedValue { state in
             state.publishedEvents += receipt.published
             state.dedupeHits += receipt.duplicates
         }
@@ -451,7 +452,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     }
 
     public func close() async {
-        let connection = state.withLock { state in
+        let connection = state.withLockedValue { state in
             defer { state.connection = nil }
             return state.connection
         }
