@@ -473,7 +473,7 @@ public final class OplogBridge: Service, Sendable {
     private func resumeStart(_ checkpoint: StoredCheckpoint) throws(StoredCheckpointError) -> StartPosition {
         let source: StoredCheckpoint.Source
         if case .changeStream = configuration.source { source = .changeStream } else { source = .oplog }
-        _ = try checkpoint.resume(for: source)
+        try checkpoint.checkUsable(by: source)
         return .stored(checkpoint)
     }
 

@@ -142,6 +142,13 @@ public enum StoredCheckpoint: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: - Cross-source rules
 
+    /// Throws ``StoredCheckpointError/wrongSource(_:)`` when `source` cannot resume from this checkpoint (a
+    /// change-stream token read by the oplog source); every other pair can. A check without building the resume
+    /// value (discarding that value from a typed-throws call crashed Swift 6.3.1's release optimizer).
+    public func checkUsable(by source: Source) throws(StoredCheckpointError) {
+        if case .changeStream = self, case .oplog = source { throw .wrongSource(self) }
+    }
+
     /// How `source` resumes from this checkpoint: an oplog position works for both sources (the change stream
     /// starts at the next tick, as `--from T.I` does); a resume token only for the change stream — an oplog tail
     /// from a clusterTime is not sound on a sharded cluster (and would be a guess on a replica set), so it is
