@@ -10,7 +10,10 @@ import RESP
 ///   (a Sentinel may still name the old master during a failover), and keeps a subscription to `+switch-master` on
 ///   one Sentinel: a switch closes the current connection at once, so the bridge re-discovers instead of writing
 ///   to a demoted master that Sentinel has not reconfigured yet. Every ``connect(forKey:)`` discovers afresh, so
-///   any connection loss or `READONLY` reply (both end the caller's connection) leads to re-discovery.
+///   any connection loss or `READONLY` reply (both end the caller's connection) leads to re-discovery. A master a
+///   `+switch-master` named as the old one is not taken again from a Sentinel that has not learnt the switch yet
+///   (Sentinels share a new configuration within ~2 s, and the old master still answers `ROLE` as a master until
+///   it is reconfigured): writes there would be lost when it resyncs from the new master.
 /// - `.cluster`: reads `CLUSTER SLOTS` from a known node and connects to the master of the key's slot; every
 ///   ``connect(forKey:)`` reads the map again, so a `MOVED` (which ends the caller's connection) or a failover
 ///   lands on the new owner.
@@ -29,10 +32,15 @@ public final class RedisConnector: Sendable {
         var preferred: RedisAddress?
         /// Cluster nodes learned from the slot map (tried after the seeds).
         var knownNodes: [RedisAddress] = []
+        /// Masters a `+switch-master` replaced, and when: skipped for ``demotedFor`` (or until a later switch names
+        /// one as the new master), so a missed switch back cannot keep the bridge away from a master for long.
+        var demoted: [RedisAddress: ContinuousClock.Instant] = [:]
         var watcher: Task<Void, Never>?
         var closed = false
     }
     private let state = NIOLockedValueBox(State())
+    /// How long a replaced master is not taken from a Sentinel: Sentinels learn a new configuration within ~2 s.
+    static let demotedFor: Duration = .seconds(30)
 
     public init(url: RedisURL, logger: Logger, timeout: Duration = .seconds(5)) {
         self.url = url
@@ -109,6 +117,11 @@ public final class RedisConnector: Sendable {
                 unknown += 1
                 continue
             }
+            if let since = state.withLockedValue({ $0.demoted[master] }), ContinuousClock.now - since < Self.demotedFor
+            {
+                failures.append("\(address): still names \(master), which a failover replaced (not yet learnt)")
+                continue
+            }
             state.withLockedValue { $0.preferred = address }
             startWatcher(sentinel)
             let connection = try await RedisConnection.connect(url.node(master), timeout: timeout)
@@ -135,7 +148,7 @@ public final class RedisConnector: Sendable {
         let detail = failures.isEmpty ? "" : ": " + failures.joined(separator: "; ")
         throw RedisError(
             .connectionRefused,
-            "no Sentinel named a master for \"\(sentinel.masterName)\" (\(unknown) did not know it, \(failures.count) did not answer)\(detail)"
+            "no Sentinel named a master for \"\(sentinel.masterName)\" (\(unknown) did not know it, \(failures.count) did not answer or named a master a failover replaced)\(detail)"
         )
     }
 
@@ -211,6 +224,15 @@ public final class RedisConnector: Sendable {
                 "Sentinel reports a failover: switching to the new master",
                 metadata: ["rsinit.redis.switch": "\(words.dropFirst().joined(separator: " "))"]
             )
+            // trap-checked: parsing text: nil, not a trap
+            if words.count == 5, let oldPort = Int(words[2]), let newPort = Int(words[4]) {
+                let old = RedisAddress(host: String(words[1]), port: oldPort)
+                let new = RedisAddress(host: String(words[3]), port: newPort)
+                state.withLockedValue { state in
+                    state.demoted[old] = .now
+                    state.demoted[new] = nil
+                }
+            }
             let current = state.withLockedValue { $0.current }
             // Already on the new master (re-discovered after a connection loss): nothing to do.
             // trap-checked: parsing text: nil, not a trap
