@@ -159,15 +159,7 @@ extension RedisURL {
         var cluster = false
 
         init(_ queryText: Substring) throws(RedisError) {
-            for pair in queryText.split(separator: "&") where !pair.isEmpty {
-                let parts = pair.split(separator: "=", maxSplits: 1).map {
-                    String($0).percentDecoded ?? String($0)
-                }
-                // "=" alone splits into no part at all: reading parts[0] trapped (`--redis 'redis://h?='`).
-                guard let key = parts.first, !pair.hasPrefix("=") else {
-                    throw RedisError(.invalidURL, "an option without a name in the Redis URL")
-                }
-                let value = parts.count > 1 ? parts[1] : ""
+            for (pair, key, value) in try RedisURL.queryOptions(queryText) {
                 switch key {
                 case "master_name", "masterName", "service_name": masterName = value
                 case "sentinel_password", "sentinelPassword": sentinelPassword = value

@@ -80,14 +80,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         let (host, port) = try Self.parseHostAndPort(authority)
         var tls = TLSOptions()
         if let query = path.firstIndex(of: "?").map({ path[path.index(after: $0)...] }) {
-            for pair in query.split(separator: "&") where !pair.isEmpty {
-                let parts = pair.split(separator: "=", maxSplits: 1).map {
-                    String($0).percentDecoded ?? String($0)
-                }
-                guard let key = parts.first, !pair.hasPrefix("=") else {
-                    throw RedisError(.invalidURL, "an option without a name in the Redis URL")
-                }
-                let value = parts.count > 1 ? parts[1] : ""
+            for (_, key, value) in try Self.queryOptions(query) {
                 switch key {
                 case "ca", "ssl_ca_certs", "cert", "ssl_certfile", "key", "ssl_keyfile":
                     guard !value.isEmpty else {
@@ -138,6 +131,23 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public static let maximumDatabase = Int(Int32.max)  // trap-checked: Int32 to Int widens
 
     // MARK: Validation helpers (each part of the URL is checked on its own; a bad part is a usage error).
+
+    /// The options of a Redis URL's query, each as written (`pair`) and percent-decoded (`key`, `value`; no `=` is
+    /// an empty value). A pair without a name is an error: "=" alone splits into no part at all, and reading its
+    /// first part trapped (`--redis 'redis://h?='`).
+    static func queryOptions(
+        _ query: Substring
+    ) throws(RedisError) -> [(pair: Substring, key: String, value: String)] {
+        var options: [(pair: Substring, key: String, value: String)] = []
+        for pair in query.split(separator: "&") where !pair.isEmpty {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).percentDecoded ?? String($0) }
+            guard let key = parts.first, !pair.hasPrefix("=") else {
+                throw RedisError(.invalidURL, "an option without a name in the Redis URL")
+            }
+            options.append((pair, key, parts.count > 1 ? parts[1] : ""))
+        }
+        return options
+    }
 
     /// `host`, `host:port`, `[v6]`, `[v6]:port`: a host name (letters, digits, `-`, `_`, `.`), an IPv4 address or a
     /// bracketed IPv6 address; the port 1-65535 (default 6379).
