@@ -68,21 +68,24 @@ public final class BridgeMetrics: Sendable {
     func recordDelivered(_ batch: OplogBatch, receipt: PublishReceipt, publishNanoseconds: UInt64) {
         // Counted per run of equal keys first: batches are mostly long runs of one collection and op.
         var counts: [EventKey: Int] = [:]
-        var runKey: EventKey?
+        // The run's key in two plain variables, events through a buffer pointer: two fields compared in place per
+        // event, where an optional key or an array's element would be copied (every field retained and released).
+        var runKind: ChangeEvent.Kind?
+        var runNamespace = Namespace(database: "", collection: "")
         var runCount = 0
-        let events = batch.events
-        for index in events.indices {
-            // Two fields read in place: a `for event in` would copy (retain and release) every whole event.
-            let kind = events[index].kind
-            if runKey?.kind == kind, runKey?.namespace == events[index].namespace {
-                runCount += 1
-                continue
+        batch.events.withUnsafeBufferPointer { events in
+            for index in events.indices {
+                if events[index].kind == runKind, events[index].namespace == runNamespace {
+                    runCount += 1
+                    continue
+                }
+                if let runKind { counts[EventKey(namespace: runNamespace, kind: runKind), default: 0] += runCount }
+                runKind = events[index].kind
+                runNamespace = events[index].namespace
+                runCount = 1
             }
-            if let runKey { counts[runKey, default: 0] += runCount }
-            runKey = EventKey(namespace: events[index].namespace, kind: kind)
-            runCount = 1
         }
-        if let runKey { counts[runKey, default: 0] += runCount }
+        if let runKind { counts[EventKey(namespace: runNamespace, kind: runKind), default: 0] += runCount }
         let counters = eventCounters.withLockedValue { cache in
             counts.map { key, count in
                 let counter =

@@ -34,12 +34,25 @@ public struct ChangeEvent: Sendable, Equatable {
     public var transactionIndex: Int
     /// The entry's `wall` time (ms since the epoch), when present.
     public var wallTime: Int64?
+    /// The fields most events lack, in one box (nil when all are): every copy and release of an event costs one
+    /// reference count for them instead of five (the bridge copies each event on its hot path).
+    private var extras: Extras?
+
     /// The inserted or replacement document, when full documents were requested.
-    public var fullDocument: BSONDocument?
-    public var command: Command?
+    public var fullDocument: BSONDocument? {
+        get { extras?.fullDocument }
+        set { updateExtras { $0.fullDocument = newValue } }
+    }
+    public var command: Command? {
+        get { extras?.command }
+        set { updateExtras { $0.command = newValue } }
+    }
     /// The change-stream event's resume token (`_id._data`, uppercase hex); nil from the oplog. Keys HA
     /// dedupe: unlike `(clusterTime, txnOpIndex)`, it is unique when two shards write at one clusterTime.
-    public var resumeToken: String?
+    public var resumeToken: String? {
+        get { extras?.resumeToken }
+        set { updateExtras { $0.resumeToken = newValue } }
+    }
 
     /// An event from any source (the oplog mapper, a test, a future change-stream source).
     public init(
@@ -54,7 +67,6 @@ public struct ChangeEvent: Sendable, Equatable {
         command: Command? = nil,
         resumeToken: String? = nil
     ) {
-        self.resumeToken = resumeToken
         self.kind = kind
         self.namespace = namespace
         self.documentID = documentID
@@ -62,7 +74,51 @@ public struct ChangeEvent: Sendable, Equatable {
         self.timestamp = timestamp
         self.transactionIndex = transactionIndex
         self.wallTime = wallTime
-        self.fullDocument = fullDocument
-        self.command = command
+        self.extras = Extras(fullDocument: fullDocument, command: command, resumeToken: resumeToken)
+    }
+
+    public static func == (lhs: ChangeEvent, rhs: ChangeEvent) -> Bool {
+        lhs.kind == rhs.kind && lhs.namespace == rhs.namespace && lhs.documentID == rhs.documentID
+            && lhs.changedFields == rhs.changedFields && lhs.timestamp == rhs.timestamp
+            && lhs.transactionIndex == rhs.transactionIndex && lhs.wallTime == rhs.wallTime
+            && lhs.fullDocument == rhs.fullDocument && lhs.command == rhs.command && lhs.resumeToken == rhs.resumeToken
+    }
+
+    /// Copy on write: a change makes a new box (others sharing the old one keep it).
+    private mutating func updateExtras(_ change: (inout Extras.Fields) -> Void) {
+        var fields = extras?.fields ?? Extras.Fields()
+        change(&fields)
+        extras = Extras(fields)
+    }
+
+    /// Immutable once made, so sharing it between copies and threads is safe.
+    private final class Extras: Sendable {
+        struct Fields {
+            var fullDocument: BSONDocument?
+            var command: Command?
+            var resumeToken: String?
+        }
+
+        let fullDocument: BSONDocument?
+        let command: Command?
+        let resumeToken: String?
+
+        var fields: Fields { Fields(fullDocument: fullDocument, command: command, resumeToken: resumeToken) }
+
+        /// nil when every field is nil: most events need no box at all.
+        convenience init?(fullDocument: BSONDocument?, command: Command?, resumeToken: String?) {
+            guard fullDocument != nil || command != nil || resumeToken != nil else { return nil }
+            self.init(fullDocument, command, resumeToken)
+        }
+
+        convenience init?(_ fields: Fields) {
+            self.init(fullDocument: fields.fullDocument, command: fields.command, resumeToken: fields.resumeToken)
+        }
+
+        private init(_ fullDocument: BSONDocument?, _ command: Command?, _ resumeToken: String?) {
+            self.fullDocument = fullDocument
+            self.command = command
+            self.resumeToken = resumeToken
+        }
     }
 }

@@ -67,8 +67,10 @@ public struct OplogEventMapper: Sendable {
     /// A transaction of more operations cannot be delivered with bounded memory (MongoDB itself caps one at 60 s
     /// of lifetime; a million small operations are a few hundred MB held here).
     public static let maximumPendingOperations = 1_000_000
-    /// The last `ns` split into a ``Namespace`` (entries come in long runs of one collection).
-    private var lastNamespace: (text: String, namespace: Namespace)?
+    /// The last `ns` (`lastNamespaceText`) split into a ``Namespace`` (entries come in long runs of one
+    /// collection). Two plain variables, not an optional tuple: compared in place, with nothing copied.
+    private var lastNamespaceText = ""
+    private var lastNamespace = Namespace(database: "", collection: "")
     /// The top-level keys of the last insert or replacement: the next document of the same shape shares this
     /// array as its changed fields (no allocation per event).
     private var lastKeys: [String] = []
@@ -117,9 +119,20 @@ public struct OplogEventMapper: Sendable {
     /// Whether a multi-entry transaction is waiting for its commit.
     public var hasPendingTransactions: Bool { !pending.isEmpty }
 
+    /// Starts a new batch: forgets the namespace and keys shared by the last batch's events. Those values are
+    /// retained here, on the tail's thread, and released on the publisher's once their batch is confirmed; shared
+    /// across batches, both threads would count references on one object (its cache line bouncing between the
+    /// cores on every event). Shared within a batch only, each batch's copies die together, after the mapper moved
+    /// on. Costs one array and one namespace per batch.
+    public mutating func startBatch() {
+        lastNamespaceText = ""
+        lastNamespace = Namespace(database: "", collection: "")
+        lastKeys = []
+    }
+
     /// Maps one entry, appending its events to `events`.
     public mutating func map(_ document: BSONDocument, into events: inout [ChangeEvent]) -> Disposition {
-        let entry = OplogEntry(document, namespaceHint: lastNamespace?.text)
+        let entry = OplogEntry(document, namespaceHint: lastNamespaceText)
         let previous = lastRead
         if let ts = entry.timestamp { lastRead = ts }
         if let wall = entry.wall { lastWallTime = wall }
@@ -134,13 +147,11 @@ public struct OplogEventMapper: Sendable {
         }
         if entry.op == "n" { return .skipped(.noop) }
         if entry.fromMigrate { return .skipped(.fromMigrate) }
-        let namespace: Namespace
-        if let last = lastNamespace, last.text == entry.namespace {
-            namespace = last.namespace
-        } else {
-            namespace = Namespace(entry.namespace)
-            lastNamespace = (entry.namespace, namespace)
+        if lastNamespaceText != entry.namespace {
+            lastNamespace = Namespace(entry.namespace)
+            lastNamespaceText = entry.namespace
         }
+        let namespace = lastNamespace
         if entry.op == "c" && namespace.collection == "$cmd" {
             return mapCommand(entry, database: namespace.database, ts: ts, previous: previous, into: &events)
         }
@@ -386,19 +397,20 @@ public struct OplogEventMapper: Sendable {
         if let reason = RedisOplogFormat.collectionChannelOnlyReason(documentID) {
             report(.idNotStringifiable, ts: ts, namespace: namespace.description, reason)
         }
-        events.append(
-            ChangeEvent(
-                kind: kind,
-                namespace: namespace,
-                documentID: documentID,
-                changedFields: fields,
-                timestamp: ts,
-                transactionIndex: transactionIndex,
-                wallTime: wall,
-                fullDocument: configuration.includeFullDocuments ? full : nil,
-                command: nil
-            )
+        let event = ChangeEvent(
+            kind: kind,
+            namespace: namespace,
+            documentID: documentID,
+            changedFields: fields,
+            timestamp: ts,
+            transactionIndex: transactionIndex,
+            wallTime: wall,
+            fullDocument: configuration.includeFullDocuments ? full : nil,
+            command: nil
         )
+        // Moved in: appended as a temporary, the event was copied into the array and the temporary destroyed (a
+        // retain and a release of every field, per event).
+        events.append(consume event)
         return .emitted(1)
     }
 }

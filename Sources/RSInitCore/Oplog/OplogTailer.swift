@@ -636,6 +636,7 @@ public final class TailSession: @unchecked Sendable {
         guard !documents.isEmpty else { return nil }
         var events: [ChangeEvent] = []
         events.reserveCapacity(documents.count)
+        mapper.startBatch()
         var skipped: [OplogEventMapper.Skip: Int] = [:]
         // By index: `for value in` hands out a copy of each entry (a retain and a release).
         for index in documents.indices {
