@@ -34,8 +34,12 @@ public struct ChangeEvent: Sendable, Equatable {
     public var transactionIndex: Int
     /// The entry's `wall` time (ms since the epoch), when present.
     public var wallTime: Int64?
-    /// The fields most events lack, in one box (nil when all are): every copy and release of an event costs one
-    /// reference count for them instead of five (the bridge copies each event on its hot path).
+    /// The change-stream event's resume token (`_id._data`, uppercase hex); nil from the oplog. Keys HA
+    /// dedupe: unlike `(clusterTime, txnOpIndex)`, it is unique when two shards write at one clusterTime.
+    public var resumeToken: String?
+    /// The fields most events lack, in one box (nil when both are): every copy and release of an event costs one
+    /// reference count for them instead of four (the bridge copies each event on its hot path). The resume token
+    /// stays a field: every change-stream event has one, and a box would cost each an allocation.
     private var extras: Extras?
 
     /// The inserted or replacement document, when full documents were requested.
@@ -46,12 +50,6 @@ public struct ChangeEvent: Sendable, Equatable {
     public var command: Command? {
         get { extras?.command }
         set { updateExtras { $0.command = newValue } }
-    }
-    /// The change-stream event's resume token (`_id._data`, uppercase hex); nil from the oplog. Keys HA
-    /// dedupe: unlike `(clusterTime, txnOpIndex)`, it is unique when two shards write at one clusterTime.
-    public var resumeToken: String? {
-        get { extras?.resumeToken }
-        set { updateExtras { $0.resumeToken = newValue } }
     }
 
     /// An event from any source (the oplog mapper, a test, a future change-stream source).
@@ -74,7 +72,8 @@ public struct ChangeEvent: Sendable, Equatable {
         self.timestamp = timestamp
         self.transactionIndex = transactionIndex
         self.wallTime = wallTime
-        self.extras = Extras(fullDocument: fullDocument, command: command, resumeToken: resumeToken)
+        self.resumeToken = resumeToken
+        self.extras = Extras(fullDocument: fullDocument, command: command)
     }
 
     public static func == (lhs: ChangeEvent, rhs: ChangeEvent) -> Bool {
@@ -96,29 +95,26 @@ public struct ChangeEvent: Sendable, Equatable {
         struct Fields {
             var fullDocument: BSONDocument?
             var command: Command?
-            var resumeToken: String?
         }
 
         let fullDocument: BSONDocument?
         let command: Command?
-        let resumeToken: String?
 
-        var fields: Fields { Fields(fullDocument: fullDocument, command: command, resumeToken: resumeToken) }
+        var fields: Fields { Fields(fullDocument: fullDocument, command: command) }
 
-        /// nil when every field is nil: most events need no box at all.
-        convenience init?(fullDocument: BSONDocument?, command: Command?, resumeToken: String?) {
-            guard fullDocument != nil || command != nil || resumeToken != nil else { return nil }
-            self.init(fullDocument, command, resumeToken)
+        /// nil when both fields are: most events need no box at all.
+        convenience init?(fullDocument: BSONDocument?, command: Command?) {
+            guard fullDocument != nil || command != nil else { return nil }
+            self.init(fullDocument, command)
         }
 
         convenience init?(_ fields: Fields) {
-            self.init(fullDocument: fields.fullDocument, command: fields.command, resumeToken: fields.resumeToken)
+            self.init(fullDocument: fields.fullDocument, command: fields.command)
         }
 
-        private init(_ fullDocument: BSONDocument?, _ command: Command?, _ resumeToken: String?) {
+        private init(_ fullDocument: BSONDocument?, _ command: Command?) {
             self.fullDocument = fullDocument
             self.command = command
-            self.resumeToken = resumeToken
         }
     }
 }
