@@ -17,8 +17,10 @@ struct EventCommandEncoder {
     private var message: [UInt8] = []
     private var channels: [UInt8] = []
     private var channelEnds: [Int] = []
-    /// `<prefix><db>.<coll>` of the last namespace seen.
-    private var collectionChannel: (namespace: Namespace, bytes: [UInt8])?
+    /// `<prefix><db>.<coll>` (`collectionChannel`) of the last namespace seen (`channelNamespace`; nil before
+    /// the first). Plain variables: compared and appended in place, where an optional tuple was copied per event.
+    private var channelNamespace: Namespace?
+    private var collectionChannel: [UInt8] = []
     /// HA: the script's arguments, written apart because its keys come first in the command.
     private var scriptArguments: [UInt8] = []
     /// The last changed-fields array's JSON (same-shape inserts share their array).
@@ -156,15 +158,15 @@ struct EventCommandEncoder {
             }
             return
         }
-        if collectionChannel?.namespace != event.namespace {
+        if channelNamespace != event.namespace {
             let name = channelPrefix + event.namespace.database + "." + event.namespace.collection
-            collectionChannel = (event.namespace, Array(name.utf8))
+            channelNamespace = event.namespace
+            collectionChannel = Array(name.utf8)
         }
-        let collection = collectionChannel?.bytes ?? []
-        channels.append(contentsOf: collection)
+        channels.append(contentsOf: collectionChannel)
         channelEnds.append(channels.count)
         guard let id = event.documentID else { return }
-        channels.append(contentsOf: collection)
+        channels.append(contentsOf: collectionChannel)
         channels.append(UInt8(ascii: ":"))
         channels.append(UInt8(ascii: ":"))
         if RedisOplogFormat.appendIDStringify(id, to: &channels) {
