@@ -8,7 +8,9 @@
 #      every test;
 #   5. prints line coverage per product module (scripts/lib/coverage.sh); RSINIT_COVERAGE=0 builds and runs without;
 #   6. with RSINIT_TSAN=1 (CI: .ci/run sets it), builds again with ThreadSanitizer and runs the concurrency-heavy
-#      suites under it; a race report fails the run.
+#      suites under it; a race report fails the run;
+#   7. with RSINIT_RELEASE_BUILD=1 (CI: .ci/run sets it), builds the shipped binary optimised, as the image does,
+#      and runs it once: the optimiser has crashed on code the debug build compiled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -108,4 +110,13 @@ if [ "${RSINIT_TSAN:-0}" = 1 ]; then
         exit 1
     fi
     rm -f "$tsan_log"
+fi
+
+# The release build of the shipped binary (the image builds it so, with the Swift runtime linked statically): a
+# debug-only CI let a whole-module-optimisation compiler crash reach main once. Its own scratch path keeps the
+# instrumented debug build incremental; `--version` proves the binary starts.
+if [ "${RSINIT_RELEASE_BUILD:-0}" = 1 ]; then
+    echo "==> swift build -c release --product rsinit (the image's build)"
+    swift build -c release --static-swift-stdlib --product rsinit --scratch-path .build-release
+    .build-release/release/rsinit --version
 fi
