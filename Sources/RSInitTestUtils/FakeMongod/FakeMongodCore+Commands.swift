@@ -56,6 +56,41 @@ struct CommandFailure: Error {
     var extra: [(String, BSONValue)] = []
 }
 
+/// The reply builder shared by a mongod member (`FakeMongodCore`) and the router (`FakeShardedCluster`).
+enum CommandReply {
+    /// A command's reply before gossip: its body with `ok: 1`, or mongod's error shape (`ok: 0`, `errmsg`, `code`,
+    /// `codeName`, then the failure's extra fields).
+    static func document(_ result: Result<BSONDocument, CommandFailure>) -> BSONDocument {
+        switch result {
+        case .success(var body):
+            body.append("ok", .double(1))
+            return body
+        case .failure(let failure):
+            var document: BSONDocument = [
+                "ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
+                "codeName": .string(ServerCodeName.name(failure.code)),
+            ]
+            for (key, value) in failure.extra { document.append(key, value) }
+            return document
+        }
+    }
+
+    /// The cluster-time gossip of a replica-set member or a router: `$clusterTime` with the all-zero signature of
+    /// a deployment without keys, and `operationTime`.
+    static func appendClusterTime(_ time: BSONTimestamp, to document: inout BSONDocument) {
+        document.append(
+            "$clusterTime",
+            [
+                "clusterTime": .timestamp(time),
+                "signature": [
+                    "hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))), "keyId": .int64(0),
+                ],
+            ]
+        )
+        document.append("operationTime", .timestamp(time))
+    }
+}
+
 extension FakeMongodCore {
     /// Commands an unauthenticated client may run when auth is required (canonical lower-case keys).
     static let unauthenticatedCommands: Set<String> = [
@@ -216,37 +251,16 @@ extension FakeMongodCore {
 
     /// Adds `ok`, error fields and the replica-set gossip fields.
     private func finish(_ result: Result<BSONDocument, CommandFailure>) -> BSONDocument {
-        var document: BSONDocument
-        switch result {
-        case .success(let body):
-            document = body
-            document.append("ok", .double(1))
-        case .failure(let failure):
-            document = [
-                "ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
-                "codeName": .string(ServerCodeName.name(failure.code)),
-            ]
-            for (k, v) in failure.extra { document.append(k, v) }
-            if setMember
-                && (Self.notPrimaryErrorCodes.contains(failure.code)
-                    || (quiescing && Self.shutdownErrorCodes.contains(failure.code)))
-            {
-                document.append("topologyVersion", .document(topologyVersionDocument))
-            }
+        var document = CommandReply.document(result)
+        if case .failure(let failure) = result, setMember,
+            Self.notPrimaryErrorCodes.contains(failure.code)
+                || (quiescing && Self.shutdownErrorCodes.contains(failure.code))
+        {
+            document.append("topologyVersion", .document(topologyVersionDocument))
         }
         if setName != nil {
             let clusterTime = oplogExists ? lastTimestamp : BSONTimestamp(seconds: 0, increment: 0)
-            document.append(
-                "$clusterTime",
-                [
-                    "clusterTime": .timestamp(clusterTime),
-                    "signature": [
-                        "hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))),
-                        "keyId": .int64(0),
-                    ],
-                ]
-            )
-            document.append("operationTime", .timestamp(clusterTime))
+            CommandReply.appendClusterTime(clusterTime, to: &document)
         }
         return document
     }
