@@ -86,15 +86,21 @@ func collect(_ iterator: inout ChangeStreamTailer.Iterator, events count: Int) a
         #expect(transactionFree)
     }
 
-    @Test func anInvalidatedDatabaseStreamReopensAfterTheInvalidate() async throws {
-        let mongo = try quietPrimary()
-        defer { mongo.stop() }
+    /// A stream on database `tests`, opened, then two inserts (id0, id1) and the database dropped (an invalidate).
+    func databaseStreamAcrossADrop(_ mongo: FakeMongod) async throws -> ChangeStreamTailer.Iterator {
         var iterator = try tailer(mongo, scope: .database("tests")).makeAsyncIterator()
         _ = try await iterator.next()
         try await insertDocuments(mongo, 0..<2)
         let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
         _ = try await client.runCommand(["dropDatabase": 1], database: "tests")
         await client.close()
+        return iterator
+    }
+
+    @Test func anInvalidatedDatabaseStreamReopensAfterTheInvalidate() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        var iterator = try await databaseStreamAcrossADrop(mongo)
         try await insertDocuments(mongo, 2..<4)
         let events = try await collect(&iterator, events: 6)
         await iterator.close()

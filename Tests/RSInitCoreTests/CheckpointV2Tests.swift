@@ -203,12 +203,7 @@ extension ChangeStreamTailerTests {
     @Test func aCheckpointAtAnInvalidateReopensWithStartAfter() async throws {
         let mongo = try quietPrimary()
         defer { mongo.stop() }
-        var iterator = try tailer(mongo, scope: .database("tests")).makeAsyncIterator()
-        _ = try await iterator.next()
-        try await insertDocuments(mongo, 0..<2)
-        let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
-        _ = try await client.runCommand(["dropDatabase": 1], database: "tests")
-        await client.close()
+        var iterator = try await databaseStreamAcrossADrop(mongo)
         var stored: StoredCheckpoint?
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline, let batch = try await iterator.next() {
