@@ -375,6 +375,22 @@ extension FakeMongodCore {
         .datetime(Int64(opTime["ts"]?.timestampValue?.seconds ?? 0) * 1000)
     }
 
+    /// A peer's positions in a `replSetGetStatus` member entry: applied and durable alike (the double journals at
+    /// once), with their dates and wall times.
+    static func appendPeerOpTimes(
+        _ opTime: BSONDocument,
+        date: BSONValue,
+        wall: BSONValue,
+        to entry: inout BSONDocument
+    ) {
+        entry.append("optime", .document(opTime))
+        entry.append("optimeDurable", .document(opTime))
+        entry.append("optimeDate", date)
+        entry.append("optimeDurableDate", date)
+        entry.append("lastAppliedWallTime", wall)
+        entry.append("lastDurableWallTime", wall)
+    }
+
     /// `7fffffff` + the term as 8 big-endian bytes (protocol version 1's election id).
     var electionId: BSONObjectID {
         var bytes: [UInt8] = [0x7f, 0xff, 0xff, 0xff]
@@ -613,12 +629,7 @@ extension FakeMongodCore {
             entry.append("state", .int32(reachable ? 2 : 8))
             entry.append("stateStr", reachable ? "SECONDARY" : "(not reachable/healthy)")
             entry.append("uptime", reachable ? uptime : .int32(0))
-            entry.append("optime", .document(peerOpTime))
-            entry.append("optimeDurable", .document(peerOpTime))
-            entry.append("optimeDate", peerDate)
-            entry.append("optimeDurableDate", peerDate)
-            entry.append("lastAppliedWallTime", peerWall)
-            entry.append("lastDurableWallTime", peerWall)
+            Self.appendPeerOpTimes(peerOpTime, date: peerDate, wall: peerWall, to: &entry)
             entry.append("lastHeartbeat", .datetime(nowMillis()))
             entry.append("lastHeartbeatRecv", reachable ? .datetime(nowMillis()) : .datetime(0))
             entry.append("pingMs", .int64(0))
