@@ -28,8 +28,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
-        // Test support only (the double's SCRAM: SHA-1/SHA-256, HMAC, MD5, PBKDF2); never in the product modules.
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // RSInitCore: SHA-1 for EVALSHA ids and change-stream dedupe keys. Test support: the double's SCRAM
+        // (SHA-1/SHA-256, HMAC, MD5, PBKDF2). 4.x: on Linux it imports FoundationEssentials, not the full Foundation
+        // the shipped binary must not link (3.x does; ShippedBinaryTests).
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         // Tests only: the static checks of Docker/ (compose files and Kubernetes manifests).
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
@@ -82,6 +84,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

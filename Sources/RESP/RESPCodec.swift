@@ -256,44 +256,66 @@ public enum RESPCodec {
             cursor = position
             return .integer(value)
         case UInt8(ascii: "$"):
-            guard let text = try line(buffer, &position, limits: limits) else { return nil }
-            let length = try integer(text)
-            if length == -1 {
-                cursor = position
-                return .bulkString(nil)
-            }
-            guard length >= 0, length <= Int64(limits.maximumBulkLength) else {  // trap-checked: Int to Int64 widens
-                throw RESPError("bad bulk length \(length)")
-            }
-            let end = position + Int(length)  // trap-checked: 0...maximumBulkLength (checked above)
-            guard end + 2 <= buffer.count else { return nil }
-            guard buffer[end] == 13, buffer[end + 1] == 10 else {
-                throw RESPError("bulk string not terminated by CRLF")
-            }
-            cursor = end + 2
-            return .bulkString(Array(buffer[position..<end]))
+            return try decodeBulkString(buffer, &cursor, limits: limits)
         case UInt8(ascii: "*"):
-            guard let text = try line(buffer, &position, limits: limits) else { return nil }
-            let count = try integer(text)
-            if count == -1 {
-                cursor = position
-                return .array(nil)
-            }
-            guard count >= 0, count <= Int64(limits.maximumArrayCount) else {  // trap-checked: Int to Int64 widens
-                throw RESPError("bad array count \(count)")
-            }
-            // Never reserve from an untrusted count: a frame can claim a million elements and send three.
-            var values: [RESPValue] = []
-            for _ in 0..<count {
-                guard let value = try decodeValue(buffer, &position, depth: depth + 1, limits: limits) else {
-                    return nil
-                }
-                values.append(value)
-            }
-            cursor = position
-            return .array(values)
+            return try decodeArray(buffer, &cursor, depth: depth, limits: limits)
         default:
             throw RESPError("unknown RESP type byte 0x\(String(type, radix: 16))")
         }
+    }
+
+    /// `$<length>\r\n<bytes>\r\n` or the null bulk string `$-1\r\n`, the type byte at `cursor`; nil: incomplete.
+    private static func decodeBulkString(
+        _ buffer: UnsafeRawBufferPointer,
+        _ cursor: inout Int,
+        limits: RESPLimits
+    ) throws(RESPError) -> RESPValue? {
+        var position = cursor + 1
+        guard let text = try line(buffer, &position, limits: limits) else { return nil }
+        let length = try integer(text)
+        if length == -1 {
+            cursor = position
+            return .bulkString(nil)
+        }
+        guard length >= 0, length <= Int64(limits.maximumBulkLength) else {  // trap-checked: Int to Int64 widens
+            throw RESPError("bad bulk length \(length)")
+        }
+        let end = position + Int(length)  // trap-checked: 0...maximumBulkLength (checked above)
+        guard end + 2 <= buffer.count else { return nil }
+        guard buffer[end] == 13, buffer[end + 1] == 10 else {
+            throw RESPError("bulk string not terminated by CRLF")
+        }
+        cursor = end + 2
+        return .bulkString(Array(buffer[position..<end]))
+    }
+
+    /// `*<count>\r\n` and that many values, or the null array `*-1\r\n`, the type byte at `cursor`; nil:
+    /// incomplete (the cursor stays, so a partial frame is never consumed).
+    private static func decodeArray(
+        _ buffer: UnsafeRawBufferPointer,
+        _ cursor: inout Int,
+        depth: Int,
+        limits: RESPLimits
+    ) throws(RESPError) -> RESPValue? {
+        var position = cursor + 1
+        guard let text = try line(buffer, &position, limits: limits) else { return nil }
+        let count = try integer(text)
+        if count == -1 {
+            cursor = position
+            return .array(nil)
+        }
+        guard count >= 0, count <= Int64(limits.maximumArrayCount) else {  // trap-checked: Int to Int64 widens
+            throw RESPError("bad array count \(count)")
+        }
+        // Never reserve from an untrusted count: a frame can claim a million elements and send three.
+        var values: [RESPValue] = []
+        for _ in 0..<count {
+            guard let value = try decodeValue(buffer, &position, depth: depth + 1, limits: limits) else {
+                return nil
+            }
+            values.append(value)
+        }
+        cursor = position
+        return .array(values)
     }
 }

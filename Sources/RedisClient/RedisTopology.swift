@@ -79,8 +79,7 @@ extension RedisURL {
         let beforeQuery = rest.prefix { $0 != "?" }
         let queryText = rest.dropFirst(beforeQuery.count).dropFirst()
         let options = try TopologyOptions(queryText)
-        let (kept, sentinelUser, sentinelPassword, clusterOption) =
-            (options.kept, options.sentinelUser, options.sentinelPassword, options.cluster)
+        let (kept, clusterOption) = (options.kept, options.cluster)
         var masterName = options.masterName
         let kind = declared.isEmpty ? (clusterOption ? "cluster" : masterName != nil ? "sentinel" : "") : declared
         let authority = beforeQuery.prefix { $0 != "/" }
@@ -114,26 +113,49 @@ extension RedisURL {
         let single =
             "\(useTLS ? "rediss" : "redis")://\(userInfo)\(hostList.split(separator: ",")[0])/\(segments.first ?? "")\(queryPart)"
         var url = try RedisURL(single)
-        if kind == "sentinel" {
-            guard let masterName, !masterName.isEmpty else {
-                throw RedisError(
-                    .invalidURL,
-                    "no master name in the Sentinel URL: redis+sentinel://host:26379,host2:26379/<master-name>"
-                )
-            }
-            url.topology = .sentinel(
-                Sentinel(masterName: masterName, sentinels: seeds, username: sentinelUser, password: sentinelPassword)
-            )
-        } else {
-            if sentinelUser != nil || sentinelPassword != nil || masterName != nil {
-                throw RedisError(.invalidURL, "Sentinel options in a Cluster URL")
-            }
-            guard url.database == 0 else {
-                throw RedisError(.invalidURL, "a Redis Cluster has database 0 only: drop /\(url.database) from the URL")
-            }
-            url.topology = .cluster(seeds: seeds)
-        }
+        url.topology =
+            kind == "sentinel"
+            ? try Self.sentinelTopology(masterName: masterName, seeds: seeds, options: options)
+            : try Self.clusterTopology(seeds: seeds, options: options, masterName: masterName, database: url.database)
         return url
+    }
+
+    /// A Sentinel URL's topology: it needs a master name; the Sentinels' own credentials come from the query.
+    static func sentinelTopology(
+        masterName: String?,
+        seeds: [RedisAddress],
+        options: TopologyOptions
+    ) throws(RedisError) -> Topology {
+        guard let masterName, !masterName.isEmpty else {
+            throw RedisError(
+                .invalidURL,
+                "no master name in the Sentinel URL: redis+sentinel://host:26379,host2:26379/<master-name>"
+            )
+        }
+        return .sentinel(
+            Sentinel(
+                masterName: masterName,
+                sentinels: seeds,
+                username: options.sentinelUser,
+                password: options.sentinelPassword
+            )
+        )
+    }
+
+    /// A Cluster URL's topology: no Sentinel options, database 0 only.
+    static func clusterTopology(
+        seeds: [RedisAddress],
+        options: TopologyOptions,
+        masterName: String?,
+        database: Int
+    ) throws(RedisError) -> Topology {
+        if options.sentinelUser != nil || options.sentinelPassword != nil || masterName != nil {
+            throw RedisError(.invalidURL, "Sentinel options in a Cluster URL")
+        }
+        guard database == 0 else {
+            throw RedisError(.invalidURL, "a Redis Cluster has database 0 only: drop /\(database) from the URL")
+        }
+        return .cluster(seeds: seeds)
     }
 
     /// Celery/kombu's `sentinel://s1:26379;sentinel://s2:26379` as `redis+sentinel://s1:26379,s2:26379`; any other

@@ -49,72 +49,14 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             self = parsed
             return
         }
-        let useTLS: Bool
-        let rest: Substring
-        if text.hasPrefix("redis://") {
-            useTLS = false
-            rest = text.dropFirst("redis://".count)
-        } else if text.hasPrefix("rediss://") {
-            useTLS = true
-            rest = text.dropFirst("rediss://".count)
-        } else {
-            throw RedisError(.invalidURL, "the Redis URL must start with redis:// or rediss://")
-        }
-        var authority = rest.prefix { $0 != "/" && $0 != "?" }
+        let (useTLS, rest) = try Self.parseScheme(text)
+        let authority = rest.prefix { $0 != "/" && $0 != "?" }
         let path = rest.dropFirst(authority.count)
-        var username: String?
-        var password: String?
-        if let at = authority.lastIndex(of: "@") {
-            let userInfo = authority[..<at]
-            authority = authority[authority.index(after: at)...]
-            if let colon = userInfo.firstIndex(of: ":") {
-                let user = try Self.percentDecoded(userInfo[..<colon], "user name")
-                username = user.isEmpty ? nil : user
-                password = try Self.percentDecoded(userInfo[userInfo.index(after: colon)...], "password")
-            } else if !userInfo.isEmpty {
-                // redis://secret@host: a password alone (the common older form).
-                password = try Self.percentDecoded(userInfo, "password")
-            }
-            if let password { Redaction.registerSecret(password) }
-        }
-        let (host, port) = try Self.parseHostAndPort(authority)
+        let (username, password, hostPart) = try Self.parseUserInfo(authority)
+        let (host, port) = try Self.parseHostAndPort(hostPart)
         var tls = TLSOptions()
-        if let query = path.firstIndex(of: "?").map({ path[path.index(after: $0)...] }) {
-            for (_, key, value) in try Self.queryOptions(query) {
-                switch key {
-                case "ca", "ssl_ca_certs", "cert", "ssl_certfile", "key", "ssl_keyfile":
-                    guard !value.isEmpty else {
-                        throw RedisError(.invalidURL, "\(key)= needs a file path in the Redis URL")
-                    }
-                    switch key {
-                    case "ca", "ssl_ca_certs": tls.caFile = value
-                    case "cert", "ssl_certfile": tls.certificateFile = value
-                    default: tls.keyFile = value
-                    }
-                case "verify", "ssl_cert_reqs":
-                    switch value {
-                    case "full", "required": tls.verify = .full
-                    case "ca": tls.verify = .ca
-                    case "none": tls.verify = .none
-                    default:
-                        throw RedisError(
-                            .invalidURL,
-                            "bad \(key)=\(Self.shown(value)) in the Redis URL: use full, ca or none"
-                        )
-                    }
-                default:
-                    throw RedisError(
-                        .invalidURL,
-                        "unknown option \(Self.shown(key)) in the Redis URL (known: ca, verify, cert, key)"
-                    )
-                }
-            }
-            if !useTLS && tls != TLSOptions() {
-                throw RedisError(.invalidURL, "TLS options (ca=, verify=, cert=, key=) need a rediss:// Redis URL")
-            }
-            if (tls.certificateFile == nil) != (tls.keyFile == nil) {
-                throw RedisError(.invalidURL, "a client certificate needs both cert= and key= in the Redis URL")
-            }
+        if let question = path.firstIndex(of: "?") {
+            tls = try Self.parseTLSOptions(path[path.index(after: question)...], useTLS: useTLS)
         }
         let database = try Self.parseDatabase(path)
         self.host = host
@@ -124,6 +66,76 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         self.database = database
         self.useTLS = useTLS
         self.tls = tls
+    }
+
+    /// `redis://` or `rediss://` (TLS), and what follows it.
+    static func parseScheme(_ text: String) throws(RedisError) -> (useTLS: Bool, rest: Substring) {
+        if text.hasPrefix("redis://") { return (false, text.dropFirst("redis://".count)) }
+        if text.hasPrefix("rediss://") { return (true, text.dropFirst("rediss://".count)) }
+        throw RedisError(.invalidURL, "the Redis URL must start with redis:// or rediss://")
+    }
+
+    /// `[user:password@]host…` or `[password@]host…`: the percent-decoded credentials (the password registered as a
+    /// secret, so no log shows it) and the host part.
+    static func parseUserInfo(
+        _ authority: Substring
+    ) throws(RedisError) -> (username: String?, password: String?, host: Substring) {
+        guard let at = authority.lastIndex(of: "@") else { return (nil, nil, authority) }
+        let userInfo = authority[..<at]
+        var username: String?
+        var password: String?
+        if let colon = userInfo.firstIndex(of: ":") {
+            let user = try Self.percentDecoded(userInfo[..<colon], "user name")
+            username = user.isEmpty ? nil : user
+            password = try Self.percentDecoded(userInfo[userInfo.index(after: colon)...], "password")
+        } else if !userInfo.isEmpty {
+            // redis://secret@host: a password alone (the common older form).
+            password = try Self.percentDecoded(userInfo, "password")
+        }
+        if let password { Redaction.registerSecret(password) }
+        return (username, password, authority[authority.index(after: at)...])
+    }
+
+    /// The query's TLS options (`ca`, `verify`, `cert`, `key` and their redis-py names); they need `rediss://`, and a
+    /// client certificate needs both its files.
+    static func parseTLSOptions(_ query: Substring, useTLS: Bool) throws(RedisError) -> TLSOptions {
+        var tls = TLSOptions()
+        for (_, key, value) in try Self.queryOptions(query) {
+            switch key {
+            case "ca", "ssl_ca_certs", "cert", "ssl_certfile", "key", "ssl_keyfile":
+                guard !value.isEmpty else {
+                    throw RedisError(.invalidURL, "\(key)= needs a file path in the Redis URL")
+                }
+                switch key {
+                case "ca", "ssl_ca_certs": tls.caFile = value
+                case "cert", "ssl_certfile": tls.certificateFile = value
+                default: tls.keyFile = value
+                }
+            case "verify", "ssl_cert_reqs":
+                switch value {
+                case "full", "required": tls.verify = .full
+                case "ca": tls.verify = .ca
+                case "none": tls.verify = .none
+                default:
+                    throw RedisError(
+                        .invalidURL,
+                        "bad \(key)=\(Self.shown(value)) in the Redis URL: use full, ca or none"
+                    )
+                }
+            default:
+                throw RedisError(
+                    .invalidURL,
+                    "unknown option \(Self.shown(key)) in the Redis URL (known: ca, verify, cert, key)"
+                )
+            }
+        }
+        if !useTLS && tls != TLSOptions() {
+            throw RedisError(.invalidURL, "TLS options (ca=, verify=, cert=, key=) need a rediss:// Redis URL")
+        }
+        if (tls.certificateFile == nil) != (tls.keyFile == nil) {
+            throw RedisError(.invalidURL, "a client certificate needs both cert= and key= in the Redis URL")
+        }
+        return tls
     }
 
     /// The largest database index Redis accepts (its `databases` setting is at most INT_MAX; a server with fewer

@@ -86,55 +86,15 @@ struct DoctorCommand: AsyncParsableCommand {
         let console = Console(output: output, command: "doctor")
         let report: DoctorReport
         do {
-            let connectionString = try connection.connectionString()
-            try connection.validateSetName()
-            let timeout = try connection.timeoutDuration()
-            let sampleDuration: Duration
-            let probeTimeoutDuration: Duration
-            do {
-                sampleDuration = try InputValue.duration(sample.text, from: InputSource("--sample"))
-                probeTimeoutDuration = try InputValue.duration(probeTimeout.text, from: InputSource("--probe-timeout"))
-            } catch { throw error.failure }
-            var redisURL: RedisURL?
-            if let redis {
-                do {
-                    let url = try RedisURL(redis)
-                    try url.checkTLSFiles()
-                    redisURL = url
-                } catch {
-                    throw BootstrapFailure(
-                        .usage,
-                        error.message,
-                        fix:
-                            "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
-                    )
-                }
-            }
-            if probe && redisURL == nil {
-                throw BootstrapFailure(.usage, "--probe needs --redis", fix: "pass the bridge's --redis URL")
-            }
-            let inspector = DoctorInspector(
-                configuration: .init(
-                    connectionString: connectionString,
-                    setName: connection.setName,
-                    redis: redisURL,
-                    channelPrefix: prefix,
-                    metadataPrefix: metadataPrefix,
-                    sampleDuration: sampleDuration,
-                    probe: probe,
-                    probeTimeout: probeTimeoutDuration,
-                    attemptTimeout: min(timeout, .seconds(3))
-                ),
-                logger: console.logger
-            )
+            let configuration = try inspectorConfiguration()
             if !output.json && !output.quiet {
                 Console.writeError(
-                    "rsinit: doctor: \(connectionString.redacted) (set \(connection.setName))"
-                        + (redisURL.map { ", redis \($0)" } ?? "") + "; sampling the oplog for "
-                        + sampleDuration.formattedSeconds
+                    "rsinit: doctor: \(configuration.connectionString.redacted) (set \(configuration.setName))"
+                        + (configuration.redis.map { ", redis \($0)" } ?? "") + "; sampling the oplog for "
+                        + configuration.sampleDuration.formattedSeconds
                 )
             }
-            let facts = await inspector.gather()
+            let facts = await DoctorInspector(configuration: configuration, logger: console.logger).gather()
             report = DoctorReport(
                 facts: facts,
                 policy: .init(allowLoopbackMembers: localhostMember.allowLocalhostMember)
@@ -149,6 +109,51 @@ struct DoctorCommand: AsyncParsableCommand {
             print(Redaction.redact(DoctorText.render(report, quiet: output.quiet)))
         }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+
+    /// The flags, checked, as the inspector's configuration (a usage error names the flag and the fix).
+    private func inspectorConfiguration() throws -> DoctorInspector.Configuration {
+        let connectionString = try connection.connectionString()
+        try connection.validateSetName()
+        let timeout = try connection.timeoutDuration()
+        let sampleDuration: Duration
+        let probeTimeoutDuration: Duration
+        do {
+            sampleDuration = try InputValue.duration(sample.text, from: InputSource("--sample"))
+            probeTimeoutDuration = try InputValue.duration(probeTimeout.text, from: InputSource("--probe-timeout"))
+        } catch { throw error.failure }
+        let redisURL = try checkedRedisURL()
+        if probe && redisURL == nil {
+            throw BootstrapFailure(.usage, "--probe needs --redis", fix: "pass the bridge's --redis URL")
+        }
+        return DoctorInspector.Configuration(
+            connectionString: connectionString,
+            setName: connection.setName,
+            redis: redisURL,
+            channelPrefix: prefix,
+            metadataPrefix: metadataPrefix,
+            sampleDuration: sampleDuration,
+            probe: probe,
+            probeTimeout: probeTimeoutDuration,
+            attemptTimeout: min(timeout, .seconds(3))
+        )
+    }
+
+    /// `--redis`, parsed, with its TLS files readable (nil without the flag).
+    private func checkedRedisURL() throws -> RedisURL? {
+        guard let redis else { return nil }
+        do {
+            let url = try RedisURL(redis)
+            try url.checkTLSFiles()
+            return url
+        } catch {
+            throw BootstrapFailure(
+                .usage,
+                error.message,
+                fix:
+                    "use redis[s]://[user:password@]host[:port][/db 0-\(RedisURL.maximumDatabase)][?ca=<pem>&verify=full|ca|none&cert=<pem>&key=<pem>]"
+            )
+        }
     }
 }
 

@@ -1,14 +1,11 @@
 import BSON
+import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Decimal128 → text in pure Swift (module BSON): the BSON corpus's decimal128 vectors (their canonical BSON and
-/// canonical `$numberDecimal` string), the corpus files themselves when `RSINIT_BSON_CORPUS` names its `tests`
-/// directory. The differential test against libbson's `bson_decimal128_to_string` is in MongoCWrapperTests
-/// (``Decimal128LibBSONTests``).
+/// Decimal128 ⇄ text in pure Swift (module BSON): the BSON corpus's decimal128 vectors (their canonical BSON and
+/// canonical `$numberDecimal` string), and every row of the corpus files themselves, both ways, when
+/// `RSINIT_BSON_CORPUS` names its `tests` directory. The differential tests against libbson are in
+/// MongoCWrapperTests (``Decimal128LibBSONTests``, ``Decimal128ParsingTests``).
 @Suite struct BSONDecimal128TextTests {
     /// (canonical_bson hex, canonical `$numberDecimal`) from the corpus's decimal128-1.json, valid cases.
     static let corpusVectors: [(String, String)] = [
@@ -72,38 +69,124 @@ import Glibc
         #expect(value.description == expected)
     }
 
-    /// Every `valid` case of the corpus's decimal128-*.json files, when the corpus is present (not committed).
-    @Test func everyDecimal128FileOfTheCorpus() throws {
-        guard let directory = getenv("RSINIT_BSON_CORPUS").map({ String(cString: $0) }) else { return }
-        var checked = 0
-        for file in (1...7).map({ "\(directory)/decimal128-\($0).json" }) {
-            guard let handle = fopen(file, "r") else { continue }
-            var text: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = fread(&buffer, 1, buffer.count, handle)
-                if count <= 0 { break }
-                text.append(contentsOf: buffer.prefix(count))
+    // MARK: - The corpus files (not committed: read from RSINIT_BSON_CORPUS)
+
+    static let corpusDirectory = ProcessInfo.processInfo.environment["RSINIT_BSON_CORPUS"]
+
+    /// A corpus file's rows (source/bson-corpus/bson-corpus.md, "Test File Format").
+    struct CorpusFile: Decodable {
+        struct Valid: Decodable {
+            var description: String
+            var canonicalBson: String
+            var canonicalExtjson: String
+            var degenerateBson: String?
+            var degenerateExtjson: String?
+            /// The canonical bits have no exact Extended JSON form (a NaN's sign or payload).
+            var lossy: Bool?
+        }
+        struct DecodeError: Decodable {
+            var description: String
+            var bson: String
+        }
+        struct ParseError: Decodable {
+            var description: String
+            var string: String
+        }
+        var testKey: String?
+        var valid: [Valid]?
+        var decodeErrors: [DecodeError]?
+        var parseErrors: [ParseError]?
+    }
+
+    static func bytes(hex: String) throws -> [UInt8] {
+        let digits = Array(hex.utf8)
+        try #require(digits.count % 2 == 0, "odd-length hex \(hex)")
+        return try stride(from: 0, to: digits.count, by: 2).map { index in
+            try #require(UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16))
+        }
+    }
+
+    /// The `$numberDecimal` string of a corpus row's `{"d": {"$numberDecimal": "…"}}`.
+    static func numberDecimal(_ extendedJSON: String, key: String) throws -> String {
+        let object = try JSONDecoder().decode([String: [String: String]].self, from: Data(extendedJSON.utf8))
+        return try #require(object[key]?["$numberDecimal"], "no $numberDecimal in \(extendedJSON)")
+    }
+
+    /// Every row of the corpus's decimal128-*.json files, both ways. `valid`: the canonical BSON decodes to a value
+    /// written as the canonical string, and that value encodes back to the same bytes; the canonical and degenerate
+    /// strings parse to those bits (a `lossy` row's strings parse to a value written as the canonical string: no
+    /// string gives a NaN's sign or payload); a degenerate BSON decodes to a value written as the canonical string.
+    /// `decodeErrors`: the bytes are refused. `parseErrors`: the string is refused.
+    @Test(
+        .enabled(
+            if: corpusDirectory != nil,
+            "set RSINIT_BSON_CORPUS to mongodb/specifications' source/bson-corpus/tests directory"
+        )
+    )
+    func everyDecimal128FileOfTheCorpus() throws {
+        let directory = URL(fileURLWithPath: try #require(Self.corpusDirectory))
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        var rows = (valid: 0, decodeErrors: 0, parseErrors: 0)
+        for index in 1...7 {
+            let name = "decimal128-\(index).json"
+            let file = try decoder.decode(
+                CorpusFile.self,
+                from: try Data(contentsOf: directory.appendingPathComponent(name))
+            )
+            let key = file.testKey ?? "d"
+            for row in file.valid ?? [] {
+                try Self.checkValidRow(row, key: key, in: name)
+                rows.valid += 1
             }
-            fclose(handle)
-            // Each valid case: "canonical_bson": "<hex>", then its "canonical_extjson" with $numberDecimal.
-            let lines = String(decoding: text, as: UTF8.self).split(separator: "\n")
-            var pendingHex: String?
-            for line in lines {
-                if let range = line.firstRange(of: #""canonical_bson": ""#) {
-                    pendingHex = String(line[range.upperBound...].prefix { $0 != "\"" })
-                } else if let hex = pendingHex,
-                    let range = line.firstRange(of: #"$numberDecimal\" : \""#)
-                        ?? line.firstRange(of: #"$numberDecimal\": \""#)
-                {
-                    let expected = String(line[range.upperBound...].prefix { $0 != "\\" })
-                    let value = try Self.decimal(fromCanonicalBSON: hex)
-                    #expect(value.description == expected, "\(file): \(hex)")
-                    checked += 1
-                    pendingHex = nil
-                }
+            for row in file.decodeErrors ?? [] {
+                let bytes = try Self.bytes(hex: row.bson)
+                #expect((try? BSONDocument(bytes: bytes)) == nil, "\(name): \(row.description): decoded")
+                rows.decodeErrors += 1
+            }
+            for row in file.parseErrors ?? [] {
+                #expect(
+                    BSONDecimal128(string: row.string) == nil,
+                    "\(name): \(row.description): \(row.string) must be refused"
+                )
+                rows.parseErrors += 1
             }
         }
-        #expect(checked > 0, "RSINIT_BSON_CORPUS is set but no decimal128 case was read")
+        print(
+            "BSON corpus decimal128: \(rows.valid) valid, \(rows.decodeErrors) decodeErrors, \(rows.parseErrors) parseErrors"
+        )
+        #expect(rows.valid >= 600 && rows.parseErrors >= 130, "read \(rows)")
+    }
+
+    static func checkValidRow(_ row: CorpusFile.Valid, key: String, in file: String) throws {
+        let context = "\(file): \(row.description)"
+        let canonicalBytes = try bytes(hex: row.canonicalBson)
+        let document = try BSONDocument(bytes: canonicalBytes)
+        guard case .decimal128(let value) = try #require(document[key], "\(context): no \(key)") else {
+            Issue.record("\(context): \(key) is not a decimal128")
+            return
+        }
+        let canonicalText = try numberDecimal(row.canonicalExtjson, key: key)
+        // BSON → text, and the value → BSON.
+        #expect(value.description == canonicalText, "\(context)")
+        #expect(BSONDocument([(key, .decimal128(value))]).bytes == canonicalBytes, "\(context): encoded")
+        if let degenerate = row.degenerateBson {
+            let other = try BSONDocument(bytes: try bytes(hex: degenerate))
+            guard case .decimal128(let degenerateValue) = try #require(other[key], "\(context): no \(key)") else {
+                Issue.record("\(context): degenerate \(key) is not a decimal128")
+                return
+            }
+            #expect(degenerateValue.description == canonicalText, "\(context): degenerate BSON")
+        }
+        // Text → BSON.
+        let texts = [canonicalText] + (try row.degenerateExtjson.map { [try numberDecimal($0, key: key)] } ?? [])
+        for text in texts {
+            let parsed = BSONDecimal128(string: text)
+            if row.lossy == true {
+                #expect(parsed?.description == canonicalText, "\(context): \(text)")
+            } else {
+                #expect(parsed == value, "\(context): \(text)")
+            }
+        }
     }
 }

@@ -23,7 +23,12 @@ func withClient<T>(
     uri: String? = nil,
     _ body: (MongoClient) async throws -> T
 ) async throws -> T {
-    let client = try MongoClient(uri: uri ?? server.uri, logger: logger)
+    try await withClient(uri: uri ?? server.uri, body)
+}
+
+/// Runs `body` with a libmongoc client for `uri`, closing it afterwards.
+func withClient<T>(uri: String, _ body: (MongoClient) async throws -> T) async throws -> T {
+    let client = try MongoClient(uri: uri, logger: logger)
     do {
         let result = try await body(client)
         await client.close()

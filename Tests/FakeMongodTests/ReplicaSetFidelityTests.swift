@@ -16,15 +16,7 @@ import Testing
     )
 
     func withDirect<T>(_ set: FakeReplicaSet, _ index: Int, _ body: (MongoClient) async throws -> T) async throws -> T {
-        let client = try MongoClient(uri: set.directURI(index), logger: logger)
-        do {
-            let result = try await body(client)
-            await client.close()
-            return result
-        } catch {
-            await client.close()
-            throw error
-        }
+        try await withClient(uri: set.directURI(index), body)
     }
 
     func insert(_ client: MongoClient, _ id: Int) async throws {

@@ -1,12 +1,12 @@
 import BSON
-import Foundation
 import MongoCWrapper
 import Testing
 
 /// Text → Decimal128 in pure Swift (``BSONDecimal128/init(string:)``, module BSON) against the BSON corpus's
 /// decimal128-*.json vectors: valid strings (canonical and degenerate forms) give the canonical bits, parse errors
-/// give nil. Embedded: a sample of the corpus; every file when `RSINIT_BSON_CORPUS` names the corpus's `tests`
-/// directory. Then libbson as a second opinion, and inputs that must not trap.
+/// give nil. Embedded: a sample of the corpus (every row of the files, both ways, is
+/// `BSONDecimal128TextTests.everyDecimal128FileOfTheCorpus` in BSONTests). Then libbson as a second opinion, and
+/// inputs that must not trap.
 @Suite struct Decimal128ParsingTests {
     /// (text, the 16 little-endian bytes of the canonical value in hex), from decimal128-1…7.json.
     static let validVectors: [(text: String, bits: String)] = [
@@ -165,36 +165,6 @@ import Testing
         for text in Self.parseErrors {
             #expect(BSONDecimal128(string: text) == nil, "\(text)")
         }
-    }
-
-    @Test func everyDecimal128FileOfTheCorpus() throws {
-        guard let directory = ProcessInfo.processInfo.environment["RSINIT_BSON_CORPUS"] else { return }
-        var valid = 0
-        var errors = 0
-        for index in 1...7 {
-            let url = URL(fileURLWithPath: directory).appendingPathComponent("decimal128-\(index).json")
-            let file = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-            for case let vector as [String: Any] in file["valid"] as? [Any] ?? [] {
-                // Lossy: non-canonical bits (NaN payloads, out-of-range coefficients) no string parses back to.
-                guard vector["degenerate_bson"] == nil, vector["lossy"] as? Bool != true,
-                    let bson = vector["canonical_bson"] as? String
-                else { continue }
-                let expected = try Self.decimal(littleEndianHex: String(bson.dropFirst(14).prefix(32)))
-                for key in ["canonical_extjson", "degenerate_extjson"] {
-                    guard let json = vector[key] as? String else { continue }
-                    let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: [String: String]]
-                    let text = try #require(object?["d"]?["$numberDecimal"])
-                    #expect(BSONDecimal128(string: text) == expected, "\(url.lastPathComponent): \(text)")
-                    valid += 1
-                }
-            }
-            for case let vector as [String: Any] in file["parseErrors"] as? [Any] ?? [] {
-                let text = try #require(vector["string"] as? String)
-                #expect(BSONDecimal128(string: text) == nil, "\(url.lastPathComponent): \(text) must be refused")
-                errors += 1
-            }
-        }
-        #expect(valid > 600 && errors > 100, "read \(valid) valid strings and \(errors) parse errors")
     }
 
     /// Where both accept a string, libbson gives the same bits. They differ, by design, where the specification

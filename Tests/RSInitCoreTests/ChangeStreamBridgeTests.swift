@@ -18,30 +18,14 @@ func makeChangeStreamBridge(
     onHistoryLost: OplogBridge.OnHistoryLost = .fail,
     highAvailability: Bool = false
 ) async throws -> (OplogBridge, RedisEventPublisher) {
-    if start == .checkpoint {
-        // As in makeBridge: seed a v1 checkpoint with the newest entry now (NX keeps an existing one), so the stream
-        // opens there whenever the bridge gets to it, not at "the end" of a later moment.
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await connection.command([
-            "SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp), "NX",
-        ])
-        await connection.close()
-    }
-    let publisher = RedisEventPublisher(
-        configuration: .init(url: try RedisURL(redis.url()), channelPrefix: "", highAvailability: highAvailability),
-        logger: bridgeLogger
-    )
-    var configuration = OplogBridge.Configuration(
-        tailer: OplogTailerConfiguration(
-            connectionString: try MongoConnectionString(mongo.uri),
-            maxAwaitTime: .milliseconds(200)
-        ),
+    try await makeBridge(
+        mongo,
+        redis,
+        highAvailability: highAvailability,
         start: start,
         onHistoryLost: onHistoryLost,
-        retryBackoff: Backoff(initial: .milliseconds(300), maximum: .milliseconds(600))
+        source: .changeStream(scope: scope, fullDocument: fullDocument)
     )
-    configuration.source = .changeStream(scope: scope, fullDocument: fullDocument)
-    return (OplogBridge(configuration: configuration, publisher: publisher, logger: bridgeLogger), publisher)
 }
 
 /// Reads batches until `count` events arrived (or 10 s passed).
@@ -102,15 +86,21 @@ func collect(_ iterator: inout ChangeStreamTailer.Iterator, events count: Int) a
         #expect(transactionFree)
     }
 
-    @Test func anInvalidatedDatabaseStreamReopensAfterTheInvalidate() async throws {
-        let mongo = try quietPrimary()
-        defer { mongo.stop() }
+    /// A stream on database `tests`, opened, then two inserts (id0, id1) and the database dropped (an invalidate).
+    func databaseStreamAcrossADrop(_ mongo: FakeMongod) async throws -> ChangeStreamTailer.Iterator {
         var iterator = try tailer(mongo, scope: .database("tests")).makeAsyncIterator()
         _ = try await iterator.next()
         try await insertDocuments(mongo, 0..<2)
         let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
         _ = try await client.runCommand(["dropDatabase": 1], database: "tests")
         await client.close()
+        return iterator
+    }
+
+    @Test func anInvalidatedDatabaseStreamReopensAfterTheInvalidate() async throws {
+        let mongo = try quietPrimary()
+        defer { mongo.stop() }
+        var iterator = try await databaseStreamAcrossADrop(mongo)
         try await insertDocuments(mongo, 2..<4)
         let events = try await collect(&iterator, events: 6)
         await iterator.close()
@@ -213,13 +203,10 @@ struct ChangeStreamBridgeTests {
         let mongo = try quietPrimary()
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
-        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis)
-        let running = Task { try await bridge.run() }
-        try await writeVectorsA01A02A06(mongo, thenDrop: true)
-        let messages = await subscriber.waitFor(7)
-        bridge.stop()
-        try await running.value
-        await publisher.close()
+        let messages = try await whileRunning(try await makeChangeStreamBridge(mongo, redis)) { _ in
+            try await writeVectorsA01A02A06(mongo, thenDrop: true)
+            return await subscriber.waitFor(7)
+        }
         subscriber.stop()
         // The oplog source's vectors (§9e A01/A02/A06); `create` is an expanded event a 1.23 stream never sees.
         #expect(
@@ -239,24 +226,16 @@ struct ChangeStreamBridgeTests {
         let mongo = try quietPrimary()
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
-        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis)
-        let running = Task { try await bridge.run() }
-        try await insertDocuments(mongo, 0..<30)
-        _ = await subscriber.waitFor(60)
-        bridge.stop()
-        try await running.value
-        await publisher.close()
+        try await whileRunning(try await makeChangeStreamBridge(mongo, redis)) { _ in
+            try await insertDocuments(mongo, 0..<30)
+            _ = await subscriber.waitFor(60)
+        }
         try await insertDocuments(mongo, 30..<50)
-        let (restarted, restartedPublisher) = try await makeChangeStreamBridge(mongo, redis)
-        let runningAgain = Task { try await restarted.run() }
-        // A repeat would be published before the events written while the bridge was down.
-        _ = await waitForAll(subscriber, (0..<50).map { "id\($0)" }, timeout: .seconds(20))
-        restarted.stop()
-        try await runningAgain.value
-        await restartedPublisher.close()
-        try await subscriber.barrier()
-        subscriber.stop()
-        let messages = subscriber.received
+        try await whileRunning(try await makeChangeStreamBridge(mongo, redis)) { _ in
+            // A repeat would be published before the events written while the bridge was down.
+            _ = await waitForAll(subscriber, (0..<50).map { "id\($0)" }, timeout: .seconds(20))
+        }
+        let messages = try await subscriber.finish()
         let ids = messages.filter { $0.0 == "tests.Foo" }.map(\.1)
         #expect(Set(ids).count == 50)
         // At least once: the restart may repeat the events of the checkpoint's last clusterTime, nothing more.
@@ -271,9 +250,7 @@ struct ChangeStreamBridgeTests {
         let (redis, subscriber) = try await redisWithSubscriber()
         // Both start from the same seeded position (an oplog-format value starts a stream one tick after it), so
         // neither depends on when its stream opens.
-        let seed = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await seed.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp)])
-        await seed.close()
+        try await storeCheckpoint(CheckpointEncoding.encode(mongo.lastOplogTimestamp), in: redis)
         let (first, firstPublisher) = try await makeChangeStreamBridge(mongo, redis, highAvailability: true)
         let (second, secondPublisher) = try await makeChangeStreamBridge(mongo, redis, highAvailability: true)
         let a = Task { try await first.run() }
@@ -312,20 +289,16 @@ struct ChangeStreamBridgeTests {
         let stale = mongo.lastOplogTimestamp
         appendInsertEntries(mongo, 0..<10)
         mongo.truncateOplog(keepingLast: 3)
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await connection.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(stale)])
-        await connection.close()
+        try await storeCheckpoint(CheckpointEncoding.encode(stale), in: redis)
         let (failing, publisher) = try await makeChangeStreamBridge(mongo, redis)
         await #expect(throws: OplogHistoryLost.self) { try await failing.run() }
         #expect(failing.statistics.historyLost == 1)
         await publisher.close()
-        let (recovering, recoveringPublisher) = try await makeChangeStreamBridge(mongo, redis, onHistoryLost: .fromEnd)
-        let running = Task { try await recovering.run() }
-        _ = await eventually { recovering.statistics.historyLost > 0 }
-        recovering.stop()
-        try await running.value
-        #expect(recovering.statistics.historyLost == 1)
-        await recoveringPublisher.close()
+        let recovering = try await makeChangeStreamBridge(mongo, redis, onHistoryLost: .fromEnd)
+        try await whileRunning(recovering) { bridge in
+            _ = await eventually { bridge.statistics.historyLost > 0 }
+        }
+        #expect(recovering.0.statistics.historyLost == 1)
     }
 
     @Test func quietStreamsAdvanceTheCheckpoint() async throws {
@@ -335,15 +308,12 @@ struct ChangeStreamBridgeTests {
         defer { mongo.stop() }
         let redis = try await RedisServerProcess.launch()
         let start = mongo.lastOplogTimestamp
-        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis, start: .end)
-        let running = Task { try await bridge.run() }
-        let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline, try await checkpoint(redis).map({ $0 > start }) != true {
-            try await Task.sleep(for: .milliseconds(100))
+        try await whileRunning(try await makeChangeStreamBridge(mongo, redis, start: .end)) { _ in
+            let deadline = ContinuousClock.now + .seconds(15)
+            while ContinuousClock.now < deadline, try await checkpoint(redis).map({ $0 > start }) != true {
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
-        bridge.stop()
-        try await running.value
-        await publisher.close()
         #expect(try #require(try await checkpoint(redis)) > start)
     }
 }

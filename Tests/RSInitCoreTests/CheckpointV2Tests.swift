@@ -12,13 +12,6 @@ import Testing
 /// Checkpoint format v2 end to end: what the bridge stores, and how a restart resumes from it.
 @Suite(.enabled(if: RedisServerProcess.isAvailable, "redis-server is not installed"), .serialized)
 struct CheckpointV2Tests {
-    static func storedValue(_ redis: RedisServerProcess) async throws -> String? {
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        let value = try await connection.command(["GET", "rsinit::checkpoint"]).string
-        await connection.close()
-        return value
-    }
-
     /// One transaction of `ids` inserts: one oplog entry, so one clusterTime for all of its events.
     static func appendTransaction(_ mongo: FakeMongod, _ ids: Range<Int>) {
         let uuid = BSONBinary(subtype: 4, data: Array(repeating: 9, count: 16))
@@ -42,17 +35,12 @@ struct CheckpointV2Tests {
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
         // Start right after the newest entry whenever the stream opens (a v1 checkpoint: startAtOperationTime).
-        let seed = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await seed.command(["SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp)])
-        await seed.close()
-        let (bridge, publisher) = try await makeChangeStreamBridge(mongo, redis)
-        let running = Task { try await bridge.run() }
-        Self.appendTransaction(mongo, 0..<5)
-        _ = await subscriber.waitFor(10)
-        bridge.stop()
-        try await running.value
-        await publisher.close()
-        let stored = try #require(try await Self.storedValue(redis))
+        try await storeCheckpoint(CheckpointEncoding.encode(mongo.lastOplogTimestamp), in: redis)
+        try await whileRunning(try await makeChangeStreamBridge(mongo, redis)) { _ in
+            Self.appendTransaction(mongo, 0..<5)
+            _ = await subscriber.waitFor(10)
+        }
+        let stored = try #require(try await storedCheckpoint(in: redis))
         guard case .changeStream(let token, _) = try StoredCheckpoint.decode(stored) else {
             Issue.record("the change-stream source stored \(stored), not a token")
             return
@@ -60,16 +48,11 @@ struct CheckpointV2Tests {
         #expect(!token.isEmpty)
 
         Self.appendTransaction(mongo, 5..<8)
-        let (restarted, restartedPublisher) = try await makeChangeStreamBridge(mongo, redis)
-        let runningAgain = Task { try await restarted.run() }
-        // A repeat of 0..<5 would be published before 5..<8: once every id has arrived, it would have too.
-        _ = await waitForAll(subscriber, (0..<8).map { "id\($0)" }, timeout: .seconds(20))
-        restarted.stop()
-        try await runningAgain.value
-        await restartedPublisher.close()
-        try await subscriber.barrier()
-        subscriber.stop()
-        let messages = subscriber.received
+        try await whileRunning(try await makeChangeStreamBridge(mongo, redis)) { _ in
+            // A repeat of 0..<5 would be published before 5..<8: once every id has arrived, it would have too.
+            _ = await waitForAll(subscriber, (0..<8).map { "id\($0)" }, timeout: .seconds(20))
+        }
+        let messages = try await subscriber.finish()
         let ids = messages.filter { $0.0 == "tests.Foo" }.map(\.1)
         #expect(messages.count >= 16)
         #expect(Set(ids).count == 8, "nothing lost")
@@ -82,15 +65,12 @@ struct CheckpointV2Tests {
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
         // Seeded with the newest entry (not "the end", which resolves whenever the bridge gets to it).
-        let (bridge, publisher) = try await makeBridge(mongo, redis)
-        let running = Task { try await bridge.run() }
-        try await insertDocuments(mongo, 0..<3)
-        _ = await subscriber.waitFor(6)
-        bridge.stop()
-        try await running.value
-        await publisher.close()
+        try await whileRunning(try await makeBridge(mongo, redis)) { _ in
+            try await insertDocuments(mongo, 0..<3)
+            _ = await subscriber.waitFor(6)
+        }
         subscriber.stop()
-        let stored = try #require(try await Self.storedValue(redis))
+        let stored = try #require(try await storedCheckpoint(in: redis))
         guard case .oplog(let ts, let t) = try StoredCheckpoint.decode(stored) else {
             Issue.record("the oplog source stored \(stored), not (ts, t)")
             return
@@ -105,24 +85,15 @@ struct CheckpointV2Tests {
         defer { mongo.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
         try await insertDocuments(mongo, 0..<2)
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await connection.command([
-            "SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp),
-        ])
-        await connection.close()
+        try await storeCheckpoint(CheckpointEncoding.encode(mongo.lastOplogTimestamp), in: redis)
         try await insertDocuments(mongo, 2..<4)
-        let (bridge, publisher) = try await makeBridge(mongo, redis)
-        let running = Task { try await bridge.run() }
-        await bridge.waitDelivered(through: mongo.lastOplogTimestamp)
-        bridge.stop()
-        try await running.value
-        await publisher.close()
-        try await subscriber.barrier()
-        subscriber.stop()
-        let published = firstAppearances(subscriber.received)
+        try await whileRunning(try await makeBridge(mongo, redis)) { bridge in
+            await bridge.waitDelivered(through: mongo.lastOplogTimestamp)
+        }
+        let published = firstAppearances(try await subscriber.finish())
         #expect(published.ids == ["id2", "id3"], "resumed right after the v1 checkpoint")
         #expect(published.total == 2, "nothing before it published again")
-        let stored = try #require(try await Self.storedValue(redis))
+        let stored = try #require(try await storedCheckpoint(in: redis))
         #expect(try StoredCheckpoint.decode(stored).version == 2)
     }
 
@@ -133,10 +104,7 @@ struct CheckpointV2Tests {
         let redis = try await RedisServerProcess.launch()
         let time = mongo.lastOplogTimestamp
         let token = ChangeStreamResumeToken(clusterTime: time, tokenType: .event).data
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        let value = StoredCheckpoint.changeStream(token: token, clusterTime: time).encoded
-        _ = try await connection.command(["SET", "rsinit::checkpoint", value])
-        await connection.close()
+        try await storeCheckpoint(StoredCheckpoint.changeStream(token: token, clusterTime: time).encoded, in: redis)
         let (bridge, publisher) = try await makeBridge(mongo, redis)
         await #expect(throws: StoredCheckpointError.self) { try await bridge.run() }
         await publisher.close()
@@ -182,7 +150,7 @@ struct CheckpointV2Tests {
         let ids = subscriber.received.filter { $0.0 == "tests.Foo" }.map(\.1)
         #expect(messages.count >= 4)
         #expect(ids == [#"{"e":"i","d":{"_id":"a"},"f":["_id"]}"#, #"{"e":"i","d":{"_id":"b"},"f":["_id"]}"#])
-        #expect(try await Self.storedValue(redis) == batch.checkpoint?.encoded)
+        #expect(try await storedCheckpoint(in: redis) == batch.checkpoint?.encoded)
         for publisher in publishers { await publisher.close() }
     }
 }
@@ -196,14 +164,11 @@ extension ReplicaSetBridgeTests {
         let set = try FakeReplicaSet.start(timings: Self.timings, periodicNoopInterval: nil)
         defer { set.stop() }
         let (redis, subscriber) = try await redisWithSubscriber()
-        let (bridge, publisher) = try await makeSetBridge(set.uri, redis, seed: set.majorityOpTime(0)?.ts)
-        let run = Task { try await bridge.run() }
-        try await write(set.uri, 0..<20)
-        _ = await waitPublished(subscriber, Self.ids(0..<20))
-        bridge.stop()
-        try await run.value
-        await publisher.close()
-        let first = try StoredCheckpoint.decode(try #require(try await CheckpointV2Tests.storedValue(redis)))
+        try await whileRunning(try await makeSetBridge(set.uri, redis, seed: set.majorityOpTime(0)?.ts)) { _ in
+            try await write(set.uri, 0..<20)
+            _ = await waitPublished(subscriber, Self.ids(0..<20))
+        }
+        let first = try StoredCheckpoint.decode(try #require(try await storedCheckpoint(in: redis)))
         guard case .oplog(let ts, let t) = first else {
             Issue.record("the oplog source stored \(first), not (ts, t)")
             return
@@ -211,15 +176,12 @@ extension ReplicaSetBridgeTests {
 
         set.kill(0)
         try await write(set.uri, 20..<40)
-        let (restarted, restartedPublisher) = try await makeSetBridge(set.uri, redis, seed: nil)
-        let runAgain = Task { try await restarted.run() }
-        let order = await waitPublished(subscriber, Self.ids(0..<40))
-        restarted.stop()
-        try await runAgain.value
-        await restartedPublisher.close()
+        let order = try await whileRunning(try await makeSetBridge(set.uri, redis, seed: nil)) { _ in
+            await waitPublished(subscriber, Self.ids(0..<40))
+        }
         subscriber.stop()
         #expect(order == Self.ids(0..<40))
-        let second = try StoredCheckpoint.decode(try #require(try await CheckpointV2Tests.storedValue(redis)))
+        let second = try StoredCheckpoint.decode(try #require(try await storedCheckpoint(in: redis)))
         guard case .oplog(let newTs, let newT) = second else {
             Issue.record("the oplog source stored \(second), not (ts, t)")
             return
@@ -228,11 +190,7 @@ extension ReplicaSetBridgeTests {
         #expect(newT > t, "the writes after the failover are in a newer term")
 
         // The same ts under another term names an entry this set never committed.
-        let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
-        _ = try await connection.command([
-            "SET", "rsinit::checkpoint", StoredCheckpoint.oplog(ts: ts, t: t + 1).encoded,
-        ])
-        await connection.close()
+        try await storeCheckpoint(StoredCheckpoint.oplog(ts: ts, t: t + 1).encoded, in: redis)
         let (wrong, wrongPublisher) = try await makeSetBridge(set.uri, redis, seed: nil)
         await #expect(throws: OplogCommittedEntryMissing.self) { try await wrong.run() }
         await wrongPublisher.close()
@@ -245,12 +203,7 @@ extension ChangeStreamTailerTests {
     @Test func aCheckpointAtAnInvalidateReopensWithStartAfter() async throws {
         let mongo = try quietPrimary()
         defer { mongo.stop() }
-        var iterator = try tailer(mongo, scope: .database("tests")).makeAsyncIterator()
-        _ = try await iterator.next()
-        try await insertDocuments(mongo, 0..<2)
-        let client = try MongoClient(uri: mongo.uri, logger: bridgeLogger)
-        _ = try await client.runCommand(["dropDatabase": 1], database: "tests")
-        await client.close()
+        var iterator = try await databaseStreamAcrossADrop(mongo)
         var stored: StoredCheckpoint?
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline, let batch = try await iterator.next() {

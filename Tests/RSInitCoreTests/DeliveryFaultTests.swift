@@ -38,6 +38,63 @@ struct DeliveryFaultTests {
         return (bridge, publisher)
     }
 
+    /// A fault test's processes: a quiet primary whose oplog holds `count` inserts, real Redis with a `PSUBSCRIBE *`
+    /// subscriber, optionally a fault proxy in front of Redis, and a bridge (not running yet) that publishes to
+    /// Redis (through the proxy when there is one) from just before the inserts.
+    struct Streaming {
+        let count: Int
+        let mongo: FakeMongod
+        let redis: RedisServerProcess
+        let subscriber: Subscriber
+        let proxy: TCPFaultProxy?
+        let bridge: (OplogBridge, RedisEventPublisher)
+
+        func stop() {
+            subscriber.stop()
+            proxy?.stop()
+            redis.stop()
+            mongo.stop()
+        }
+    }
+
+    static func streaming(
+        _ count: Int,
+        throughProxy: Bool = false,
+        highAvailability: Bool = false
+    ) async throws -> Streaming {
+        let mongo = try quietPrimary()
+        let redis: RedisServerProcess
+        let subscriber: Subscriber
+        do {
+            (redis, subscriber) = try await redisWithSubscriber()
+        } catch {
+            mongo.stop()
+            throw error
+        }
+        var proxy: TCPFaultProxy?
+        do {
+            if throughProxy { proxy = try TCPFaultProxy.start(forwardingTo: redis.port) }
+            let before = mongo.lastOplogTimestamp
+            appendInsertEntries(mongo, 0..<count)
+            let url = proxy.map { "redis://127.0.0.1:\($0.port)" } ?? redis.url()
+            let bridge = try Self.bridge(mongo, redisURL: url, after: before, highAvailability: highAvailability)
+            return Streaming(
+                count: count,
+                mongo: mongo,
+                redis: redis,
+                subscriber: subscriber,
+                proxy: proxy,
+                bridge: bridge
+            )
+        } catch {
+            subscriber.stop()
+            proxy?.stop()
+            redis.stop()
+            mongo.stop()
+            throw error
+        }
+    }
+
     /// Waits until every event up to `count` appeared (or 60 s), then checks the order.
     static func check(_ subscriber: Subscriber, count: Int) async -> EventOrderChecker {
         let deadline = ContinuousClock.now + .seconds(90)
@@ -57,20 +114,10 @@ struct DeliveryFaultTests {
     /// most of the time). Before issue 17 a subscriber saw some events after later ones.
     @Test(arguments: [false, true])
     func clientKillWithBatchesInFlightKeepsFirstAppearancesInOrder(highAvailability: Bool) async throws {
-        let mongo = try quietPrimary()
-        defer { mongo.stop() }
-        let (redis, subscriber) = try await redisWithSubscriber()
-        defer { redis.stop() }
-        let count = 6000
-        let before = mongo.lastOplogTimestamp
-        appendInsertEntries(mongo, 0..<count)
-        let (bridge, publisher) = try Self.bridge(
-            mongo,
-            redisURL: redis.url(),
-            after: before,
-            highAvailability: highAvailability
-        )
-        let control = try await RedisConnection.connect(try RedisURL(redis.url()))
+        let streaming = try await Self.streaming(6000, highAvailability: highAvailability)
+        defer { streaming.stop() }
+        let (count, bridge) = (streaming.count, streaming.bridge.0)
+        let control = try await RedisConnection.connect(try RedisURL(streaming.redis.url()))
         let killer = Task {
             var kills = 0
             var batches = -1
@@ -85,15 +132,12 @@ struct DeliveryFaultTests {
             }
             return kills
         }
-        let running = Task { try await bridge.run() }
-        let checker = await Self.check(subscriber, count: count)
-        killer.cancel()
-        let kills = await killer.value
-        bridge.stop()
-        try await running.value
-        await publisher.close()
+        let (checker, kills) = try await whileRunning(streaming.bridge) { _ in
+            let checker = await Self.check(streaming.subscriber, count: count)
+            killer.cancel()
+            return (checker, await killer.value)
+        }
         await control.close()
-        subscriber.stop()
         #expect(checker.violations == [])
         #expect(checker.nextExpected == count, "not every event arrived")
         #expect(kills > 0)
@@ -103,16 +147,9 @@ struct DeliveryFaultTests {
     /// A proxy resets the bridge's connection after a random number of bytes (seeded), again and again: Redis
     /// gets part of a pipeline, the rest is lost.
     @Test func connectionsResetMidPipelineKeepFirstAppearancesInOrder() async throws {
-        let mongo = try quietPrimary()
-        defer { mongo.stop() }
-        let (redis, subscriber) = try await redisWithSubscriber()
-        defer { redis.stop() }
-        let proxy = try TCPFaultProxy.start(forwardingTo: redis.port)
-        defer { proxy.stop() }
-        let count = 6000
-        let before = mongo.lastOplogTimestamp
-        appendInsertEntries(mongo, 0..<count)
-        let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
+        let streaming = try await Self.streaming(6000, throughProxy: true)
+        defer { streaming.stop() }
+        let (count, bridge, proxy) = (streaming.count, streaming.bridge.0, try #require(streaming.proxy))
         let resetter = Task {
             var generator = SeededGenerator(seed: 17)
             var batches = -1
@@ -124,14 +161,12 @@ struct DeliveryFaultTests {
                 proxy.resetAfter(clientBytes: Int.random(in: 1...40_000, using: &generator))
             }
         }
-        let running = Task { try await bridge.run() }
-        let checker = await Self.check(subscriber, count: count)
-        resetter.cancel()
-        await resetter.value
-        bridge.stop()
-        try await running.value
-        await publisher.close()
-        subscriber.stop()
+        let checker = try await whileRunning(streaming.bridge) { _ in
+            let checker = await Self.check(streaming.subscriber, count: count)
+            resetter.cancel()
+            await resetter.value
+            return checker
+        }
         #expect(checker.violations == [])
         #expect(checker.nextExpected == count, "not every event arrived")
         #expect(proxy.resets > 0)
@@ -142,31 +177,21 @@ struct DeliveryFaultTests {
     /// the reply deadline (5 s): the bridge does not hang, reconnects, and delivers everything in order once the
     /// path works again.
     @Test func aRedisThatNeverAnswersHitsTheReplyDeadlineAndLosesNothing() async throws {
-        let mongo = try quietPrimary()
-        defer { mongo.stop() }
-        let (redis, subscriber) = try await redisWithSubscriber()
-        defer { redis.stop() }
-        let proxy = try TCPFaultProxy.start(forwardingTo: redis.port)
-        defer { proxy.stop() }
-        let count = 6000
-        let before = mongo.lastOplogTimestamp
-        appendInsertEntries(mongo, 0..<count)
-        let (bridge, publisher) = try Self.bridge(mongo, redisURL: "redis://127.0.0.1:\(proxy.port)", after: before)
-        let running = Task { try await bridge.run() }
-        try #require(
-            await eventually(within: .seconds(60), every: .milliseconds(1)) { bridge.statistics.events >= 300 }
-        )
-        proxy.stall(newConnections: true)
-        // Until the reply deadline fires (a retry is counted), not a guessed 7 s.
-        let retried = await eventually(within: .seconds(30)) { bridge.statistics.publishRetries > 0 }
-        let stalledAt = bridge.statistics.events
-        #expect(retried, "the reply deadline did not fire")
-        proxy.resume()
-        let checker = await Self.check(subscriber, count: count)
-        bridge.stop()
-        try await running.value
-        await publisher.close()
-        subscriber.stop()
+        let streaming = try await Self.streaming(6000, throughProxy: true)
+        defer { streaming.stop() }
+        let (count, proxy) = (streaming.count, try #require(streaming.proxy))
+        let (stalledAt, checker) = try await whileRunning(streaming.bridge) { bridge in
+            try #require(
+                await eventually(within: .seconds(60), every: .milliseconds(1)) { bridge.statistics.events >= 300 }
+            )
+            proxy.stall(newConnections: true)
+            // Until the reply deadline fires (a retry is counted), not a guessed 7 s.
+            let retried = await eventually(within: .seconds(30)) { bridge.statistics.publishRetries > 0 }
+            let stalledAt = bridge.statistics.events
+            #expect(retried, "the reply deadline did not fire")
+            proxy.resume()
+            return (stalledAt, await Self.check(streaming.subscriber, count: count))
+        }
         #expect(stalledAt < count)
         #expect(checker.violations == [])
         #expect(checker.nextExpected == count, "not every event arrived")

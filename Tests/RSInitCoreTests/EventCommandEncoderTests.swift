@@ -144,6 +144,50 @@ import Testing
         #expect(configuration.dedupeKey(events[5]) == "meta::processed::\(UInt64(3_000_000_000) << 32 | 1)::0")
     }
 
+    /// A change event's dedupe key ends in the SHA-1 of its resume token, spelled the same by the configuration and
+    /// by the encoder. The digests are independent vectors (`sha1sum` of a token's text; FIPS 180's empty and
+    /// two-block messages), so a wrong hash or a wrong hex spelling fails here.
+    @Test func changeStreamDedupeKeysEndInTheTokensSHA1() {
+        let configuration = RedisEventPublisher.Configuration(
+            url: try! RedisURL("redis://127.0.0.1"),
+            metadataPrefix: "meta::",
+            highAvailability: true
+        )
+        let vectors = [
+            ("8265A1B2C3000000042B042C0100296E5A1004", "151763114277f461b371403c69819500652a071d"),
+            ("", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+            ),
+        ]
+        for (token, digest) in vectors {
+            let event = ChangeEvent(
+                kind: .insert,
+                namespace: Namespace("app.tasks"),
+                documentID: .string("a"),
+                changedFields: ["_id"],
+                timestamp: BSONTimestamp(seconds: 1_700_000_000, increment: 2),
+                resumeToken: token
+            )
+            let key = "meta::processed::\(UInt64(1_700_000_000) << 32 | 2)::cs:\(digest)"
+            #expect(configuration.dedupeKey(event) == key)
+            var encoder = EventCommandEncoder(channelPrefix: "", controlChannel: "control", fanOut: [])
+            var encoded: [UInt8] = []
+            encoder.appendScriptCall(
+                [event],
+                sha: "abc",
+                checkpointKey: configuration.checkpointKey,
+                metadataPrefix: "meta::",
+                ttlSeconds: 150,
+                checkpoint: "",
+                fence: nil,
+                to: &encoded
+            )
+            #expect(Self.text(encoded).contains("$\(key.utf8.count)\r\n\(key)\r\n"))
+        }
+    }
+
     @Test func decimalsAreWrittenLikeStringDescribingThem() {
         var samples: [UInt64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, UInt64(Int64.max), .max, .max - 1]
         var power: UInt64 = 1

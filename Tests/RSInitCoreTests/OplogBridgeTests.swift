@@ -124,11 +124,13 @@ func makeBridge(
     start: StartPosition = .checkpoint,
     onHistoryLost: OplogBridge.OnHistoryLost = .fail,
     prefix: String = "",
-    metrics: BridgeMetrics = BridgeMetrics()
+    metrics: BridgeMetrics = BridgeMetrics(),
+    source: OplogBridge.Source = .oplog
 ) async throws -> (OplogBridge, RedisEventPublisher) {
     if start == .checkpoint {
         // "No checkpoint → the end of the oplog" resolves when the bridge starts, which on a loaded machine can be
-        // after the test's first write: seed the checkpoint with the newest entry now (NX keeps an existing one).
+        // after the test's first write: seed the checkpoint with the newest entry now (NX keeps an existing one; a
+        // change stream opens one tick after it whenever the bridge gets to it).
         let connection = try await RedisConnection.connect(try RedisURL(redis.url()))
         _ = try await connection.command([
             "SET", "rsinit::checkpoint", CheckpointEncoding.encode(mongo.lastOplogTimestamp), "NX",
@@ -139,20 +141,17 @@ func makeBridge(
         configuration: .init(url: try RedisURL(redis.url()), channelPrefix: prefix, highAvailability: highAvailability),
         logger: bridgeLogger
     )
-    let bridge = OplogBridge(
-        configuration: .init(
-            tailer: OplogTailerConfiguration(
-                connectionString: try MongoConnectionString(mongo.uri),
-                maxAwaitTime: .milliseconds(200)
-            ),
-            start: start,
-            onHistoryLost: onHistoryLost,
-            retryBackoff: Backoff(initial: .milliseconds(300), maximum: .milliseconds(600))
+    var configuration = OplogBridge.Configuration(
+        tailer: OplogTailerConfiguration(
+            connectionString: try MongoConnectionString(mongo.uri),
+            maxAwaitTime: .milliseconds(200)
         ),
-        publisher: publisher,
-        logger: bridgeLogger,
-        metrics: metrics
+        start: start,
+        onHistoryLost: onHistoryLost,
+        retryBackoff: Backoff(initial: .milliseconds(300), maximum: .milliseconds(600))
     )
+    configuration.source = source
+    let bridge = OplogBridge(configuration: configuration, publisher: publisher, logger: bridgeLogger, metrics: metrics)
     return (bridge, publisher)
 }
 

@@ -318,27 +318,7 @@ public struct ReplicaSetBootstrapper: Sendable {
                     continue
                 }
             } catch let error as MongoError {
-                switch error.code {
-                case .unauthorized, .authenticationFailed:
-                    throw BootstrapFailure(.auth, error.message, fix: "the user needs the clusterManager role")
-                default:
-                    // 109/308: a config change is in flight; 10107: not (yet) the writable primary; 103 "must be
-                    // greater": another reconfig won; 74: a majority did not answer. All: read again later.
-                    if error.serverCode == 93
-                        || (error.serverCode == 103 && !error.message.contains("must be greater"))
-                    {
-                        throw BootstrapFailure(
-                            .invalidConfig,
-                            "replSetReconfig refused the config adding a member: \(error.message)",
-                            fix: "check the --members hosts against rs.conf()"
-                        )
-                    }
-                    lastProblem = error.description
-                    if error.serverCode == 10107, let hello = try? HelloSummary(await client.runCommand(["hello": 1])) {
-                        // The primary moved (stepdown, failover): send the next reconfig to the new one.
-                        _ = try await followPrimary(hello, connection: connection)
-                    }
-                }
+                lastProblem = try await retriedReconfigProblem(error, connection: connection)
             }
             try await sleep(
                 Backoff(initial: .milliseconds(50), maximum: .milliseconds(500)),
@@ -347,6 +327,33 @@ public struct ReplicaSetBootstrapper: Sendable {
             )
             attempt += 1
         }
+    }
+
+    /// A MongoError while adding members. Refused credentials and a refused config end the run; anything else is
+    /// read again later and returned as the last problem: 109/308 a config change in flight; 10107 not (yet) the
+    /// writable primary (the run then follows the primary, where the next reconfig goes); 103 "must be greater":
+    /// another reconfig won; 74: a majority did not answer.
+    private func retriedReconfigProblem(_ error: MongoError, connection: ClientSlot) async throws -> String {
+        switch error.code {
+        case .unauthorized, .authenticationFailed:
+            throw BootstrapFailure(.auth, error.message, fix: "the user needs the clusterManager role")
+        default:
+            break
+        }
+        if error.serverCode == 93 || (error.serverCode == 103 && !error.message.contains("must be greater")) {
+            throw BootstrapFailure(
+                .invalidConfig,
+                "replSetReconfig refused the config adding a member: \(error.message)",
+                fix: "check the --members hosts against rs.conf()"
+            )
+        }
+        if error.serverCode == 10107,
+            let hello = try? HelloSummary(await connection.client.runCommand(["hello": 1]))
+        {
+            // The primary moved (stepdown, failover): send the next reconfig to the new one.
+            _ = try await followPrimary(hello, connection: connection)
+        }
+        return error.description
     }
 
     /// A multi-member bootstrap pointed at a member that is not the primary: the reconfig (§7.3: only a writable
@@ -480,14 +487,7 @@ public struct ReplicaSetBootstrapper: Sendable {
         deadline: ContinuousClock.Instant
     ) async -> Result<OplogProof, BootstrapFailure> {
         do {
-            let newest = try await client.find(
-                database: "local",
-                collection: "oplog.rs",
-                options: ["sort": ["$natural": -1], "limit": 1]
-            )
-            let last = try await newest.next()
-            await newest.close()
-            guard let last, let since = last["ts"]?.timestampValue else {
+            guard let since = try await newestOplogTime(client) else {
                 return .failure(BootstrapFailure(.oplogNotAdvancing, "local.oplog.rs does not exist or is empty"))
             }
             let token = HexToken.random()
@@ -502,27 +502,7 @@ public struct ReplicaSetBootstrapper: Sendable {
                 )
                 return await proveByLastWrite(client, since: since, deadline: deadline)
             }
-            let cursor = try await client.find(
-                database: "local",
-                collection: "oplog.rs",
-                filter: ["ts": ["$gte": .timestamp(since)], "op": "n"],
-                options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 500]
-            )
-            var found = false
-            do {
-                while !found && ContinuousClock.now < deadline {
-                    guard let entry = try await cursor.next() else {
-                        if !cursor.isAlive { break }
-                        continue
-                    }
-                    found = entry[path: "o.rsinit"] == .string(token)
-                }
-            } catch {
-                await cursor.close()
-                throw error
-            }
-            await cursor.close()
-            if found { return .success(.note) }
+            if try await readsBackNote(token, since: since, client, deadline: deadline) { return .success(.note) }
             return .failure(
                 BootstrapFailure(.oplogNotAdvancing, "the appendOplogNote marker was not read back from the oplog")
             )
@@ -540,6 +520,49 @@ public struct ReplicaSetBootstrapper: Sendable {
         } catch {
             return .failure(BootstrapFailure(.oplogNotAdvancing, "\(error)"))
         }
+    }
+
+    /// The `ts` of the newest oplog entry; nil when there is no oplog or it is empty.
+    private func newestOplogTime(_ client: MongoClient) async throws -> BSONTimestamp? {
+        let newest = try await client.find(
+            database: "local",
+            collection: "oplog.rs",
+            options: ["sort": ["$natural": -1], "limit": 1]
+        )
+        let last = try await newest.next()
+        await newest.close()
+        return last?["ts"]?.timestampValue
+    }
+
+    /// Tails the oplog's no-ops from `since` until the note carrying `token` is read back (true) or the deadline
+    /// passes (false).
+    private func readsBackNote(
+        _ token: String,
+        since: BSONTimestamp,
+        _ client: MongoClient,
+        deadline: ContinuousClock.Instant
+    ) async throws -> Bool {
+        let cursor = try await client.find(
+            database: "local",
+            collection: "oplog.rs",
+            filter: ["ts": ["$gte": .timestamp(since)], "op": "n"],
+            options: ["tailable": true, "awaitData": true, "maxAwaitTimeMS": 500]
+        )
+        var found = false
+        do {
+            while !found && ContinuousClock.now < deadline {
+                guard let entry = try await cursor.next() else {
+                    if !cursor.isAlive { break }
+                    continue
+                }
+                found = entry[path: "o.rsinit"] == .string(token)
+            }
+        } catch {
+            await cursor.close()
+            throw error
+        }
+        await cursor.close()
+        return found
     }
 
     private func proveByLastWrite(

@@ -65,25 +65,8 @@ public struct ReplicaSetStatusReader: Sendable {
         let hello: HelloSummary
         do {
             hello = HelloSummary(try await client.runCommand(["hello": 1]))
-        } catch let error as MongoError {
-            if error.code == .authenticationFailed || error.code == .unauthorized {
-                return .failure(
-                    BootstrapFailure(
-                        .auth,
-                        "authentication failed: \(error.message)",
-                        fix: "check the credentials in --uri"
-                    )
-                )
-            }
-            return .failure(
-                BootstrapFailure(
-                    .unreachable,
-                    "mongod did not answer: \(error.message)",
-                    fix: "check that mongod runs and that --host/--port (or --uri) reach it from here"
-                )
-            )
         } catch {
-            return .failure(BootstrapFailure(.unreachable, "\(error)"))
+            return .failure(helloFailure(error))
         }
         var report = ReplicaSetStatusReport(
             kind: "member",
@@ -104,6 +87,35 @@ public struct ReplicaSetStatusReader: Sendable {
             report.kind = "standalone"
             return .success(report)
         }
+        if let refused = await readMemberStatus(client, hello: hello, into: &report) { return .failure(refused) }
+        return .success(report)
+    }
+
+    /// A failed `hello` as the failure the user acts on: refused credentials, or a mongod that does not answer.
+    private static func helloFailure(_ error: any Error) -> BootstrapFailure {
+        guard let error = error as? MongoError else { return BootstrapFailure(.unreachable, "\(error)") }
+        if error.code == .authenticationFailed || error.code == .unauthorized {
+            return BootstrapFailure(
+                .auth,
+                "authentication failed: \(error.message)",
+                fix: "check the credentials in --uri"
+            )
+        }
+        return BootstrapFailure(
+            .unreachable,
+            "mongod did not answer: \(error.message)",
+            fix: "check that mongod runs and that --host/--port (or --uri) reach it from here"
+        )
+    }
+
+    /// The node's own view of the set (`replSetGetStatus`) into `report`: set name, state, members, majority. A node
+    /// not initiated or removed from its set is a kind of node, another error an unknown state; only a status
+    /// refused for want of privileges is a failure (returned).
+    private static func readMemberStatus(
+        _ client: MongoClient,
+        hello: HelloSummary,
+        into report: inout ReplicaSetStatusReport
+    ) async -> BootstrapFailure? {
         do {
             let status = StatusSummary(try await client.runCommand(["replSetGetStatus": 1]))
             report.setName = status.setName
@@ -118,12 +130,10 @@ public struct ReplicaSetStatusReader: Sendable {
                 report.kind = "removed"
                 report.state = "REMOVED"
             case .unauthorized, .authenticationFailed:
-                return .failure(
-                    BootstrapFailure(
-                        .auth,
-                        "replSetGetStatus was refused: \(error.message)",
-                        fix: "pass credentials of a user with the clusterMonitor role in --uri"
-                    )
+                return BootstrapFailure(
+                    .auth,
+                    "replSetGetStatus was refused: \(error.message)",
+                    fix: "pass credentials of a user with the clusterMonitor role in --uri"
                 )
             default:
                 report.state = "unknown (\(error.message))"
@@ -131,6 +141,6 @@ public struct ReplicaSetStatusReader: Sendable {
         } catch {
             report.state = "unknown"
         }
-        return .success(report)
+        return nil
     }
 }

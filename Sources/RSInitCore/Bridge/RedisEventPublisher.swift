@@ -1,4 +1,5 @@
 import BSON
+import Crypto
 import FoundationEssentials
 public import Logging
 import NIOConcurrencyHelpers
@@ -465,51 +466,18 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     }
 }
 
-/// SHA-1 (for EVALSHA script ids only; not used for anything security-related).
+/// SHA-1 in lowercase hex, from swift-crypto: the EVALSHA id of the dedupe script (Redis names scripts by it) and
+/// the bounded form of a change-stream resume token in a dedupe key. Not used for anything security-related.
 enum SHA1 {
+    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
     static func hex(_ message: [UInt8]) -> String {
-        var h: [UInt32] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0]
-        var data = message
-        let bitLength = UInt64(message.count) * 8  // trap-checked: a script of a few KB
-        data.append(0x80)
-        while data.count % 64 != 56 { data.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) {
-            data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))  // trap-checked: shift is 0...56
+        var text: [UInt8] = []
+        text.reserveCapacity(2 * Insecure.SHA1.byteCount)
+        for byte in Insecure.SHA1.hash(data: message) {
+            text.append(digits[Int(byte >> 4)])  // trap-checked: a nibble indexes 16 digits
+            text.append(digits[Int(byte & 0x0F)])  // trap-checked: a nibble indexes 16 digits
         }
-        var w = [UInt32](repeating: 0, count: 80)
-        for chunk in stride(from: 0, to: data.count, by: 64) {
-            for i in 0..<16 {
-                w[i] =
-                    UInt32(truncatingIfNeeded: data[chunk + 4 * i]) << 24
-                    | UInt32(truncatingIfNeeded: data[chunk + 4 * i + 1]) << 16
-                    | UInt32(truncatingIfNeeded: data[chunk + 4 * i + 2]) << 8
-                    | UInt32(truncatingIfNeeded: data[chunk + 4 * i + 3])
-            }
-            for i in 16..<80 {
-                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
-                w[i] = x << 1 | x >> 31
-            }
-            var (a, b, c, d, e) = (h[0], h[1], h[2], h[3], h[4])
-            for i in 0..<80 {
-                let (f, k): (UInt32, UInt32)
-                switch i {
-                case 0..<20: (f, k) = ((b & c) | (~b & d), 0x5A82_7999)
-                case 20..<40: (f, k) = (b ^ c ^ d, 0x6ED9_EBA1)
-                case 40..<60: (f, k) = ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC)
-                default: (f, k) = (b ^ c ^ d, 0xCA62_C1D6)
-                }
-                let temp = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
-                (e, d, c, b, a) = (d, c, b << 30 | b >> 2, a, temp)
-            }
-            h[0] = h[0] &+ a
-            h[1] = h[1] &+ b
-            h[2] = h[2] &+ c
-            h[3] = h[3] &+ d
-            h[4] = h[4] &+ e
-        }
-        return h.map { word in
-            let s = String(word, radix: 16)
-            return String(repeating: "0", count: 8 - s.count) + s
-        }.joined()
+        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -97,7 +97,23 @@ public struct DoctorInspector: Sendable {
             node: .unreachable("not contacted"),
             now: Date().timeIntervalSince1970
         )
-        // Doctor looks at one node first (a URI listing several: the first), then at every member host itself.
+        let status = await inspectNode(seed, ownAddresses: ownAddresses, into: &facts)
+        facts.redis = await gatherRedis()
+        if let status, configuration.probe, configuration.redis != nil, status.kind == "member" {
+            facts.probe = await runProbe(primary: primaryHost(status, members: facts.memberHosts, seed: seed))
+        }
+        facts.now = Date().timeIntervalSince1970
+        return facts
+    }
+
+    /// The node doctor looks at first (a URI listing several hosts: the first) into `facts.node`; for a set member
+    /// also every member host itself and the oplog. Returns the node's status, or nil when it could not be read
+    /// (`facts.node` says why).
+    private func inspectNode(
+        _ seed: String,
+        ownAddresses: Set<String>,
+        into facts: inout DoctorFacts
+    ) async -> ReplicaSetStatusReport? {
         let seedConnection: MongoConnectionString
         do {
             seedConnection =
@@ -106,8 +122,7 @@ public struct DoctorInspector: Sendable {
                 : try MongoConnectionString(Self.uri(configuration.connectionString.uri, replacingHostsWith: seed))
         } catch {
             facts.node = .unreachable(error.message)
-            facts.redis = await gatherRedis()
-            return facts
+            return nil
         }
         let reader = ReplicaSetStatusReader(
             connectionString: seedConnection,
@@ -118,14 +133,12 @@ public struct DoctorInspector: Sendable {
         do { status = try await reader.read() } catch {
             facts.node =
                 error.kind == .auth ? .authenticationFailed(error.message) : .unreachable(error.message)
-            facts.redis = await gatherRedis()
-            return facts
+            return nil
         }
         let client: MongoClient
         do { client = try MongoClient(try directOptions(seedConnection), logger: logger) } catch {
             facts.node = .unreachable("\(error)")
-            facts.redis = await gatherRedis()
-            return facts
+            return nil
         }
         let version = try? await client.runCommand(["buildInfo": 1])["version"]?.stringValue
         facts.node = .answered(
@@ -140,26 +153,30 @@ public struct DoctorInspector: Sendable {
             )
         )
         if status.kind == "member" {
-            var hosts = (try? await storedMemberHosts(client)) ?? []
-            if hosts.isEmpty { hosts = status.members.map(\.name) }
-            // Concurrently: an unreachable member costs one connect timeout, not one per member.
-            facts.memberHosts = await withTaskGroup(of: (Int, DoctorFacts.MemberHost).self) { group in
-                for (index, host) in hosts.enumerated() {
-                    group.addTask { (index, await inspectMember(host, ownAddresses: ownAddresses)) }
-                }
-                var inspected: [(Int, DoctorFacts.MemberHost)] = []
-                for await result in group { inspected.append(result) }
-                return inspected.sorted { $0.0 < $1.0 }.map(\.1)
-            }
+            facts.memberHosts = await inspectMembers(of: status, client, ownAddresses: ownAddresses)
             do { facts.oplog = try await gatherOplog(client) } catch { facts.oplogError = "\(error)" }
         }
         await client.close()
-        facts.redis = await gatherRedis()
-        if configuration.probe, configuration.redis != nil, status.kind == "member" {
-            facts.probe = await runProbe(primary: primaryHost(status, members: facts.memberHosts, seed: seed))
+        return status
+    }
+
+    /// Every member host (the stored configuration's, else the status's), each inspected from here, concurrently:
+    /// an unreachable member costs one connect timeout, not one per member.
+    private func inspectMembers(
+        of status: ReplicaSetStatusReport,
+        _ client: MongoClient,
+        ownAddresses: Set<String>
+    ) async -> [DoctorFacts.MemberHost] {
+        var hosts = (try? await storedMemberHosts(client)) ?? []
+        if hosts.isEmpty { hosts = status.members.map(\.name) }
+        return await withTaskGroup(of: (Int, DoctorFacts.MemberHost).self) { group in
+            for (index, host) in hosts.enumerated() {
+                group.addTask { (index, await inspectMember(host, ownAddresses: ownAddresses)) }
+            }
+            var inspected: [(Int, DoctorFacts.MemberHost)] = []
+            for await result in group { inspected.append(result) }
+            return inspected.sorted { $0.0 < $1.0 }.map(\.1)
         }
-        facts.now = Date().timeIntervalSince1970
-        return facts
     }
 
     // MARK: - MongoDB

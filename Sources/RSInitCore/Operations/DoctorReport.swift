@@ -399,76 +399,13 @@ public struct DoctorReport: Sendable, Equatable {
         facts: DoctorFacts,
         policy: Policy
     ) -> [DoctorFinding] {
-        var findings = [
-            DoctorFinding("mongod", .ok, "MongoDB \(node.version ?? "(version not readable)") answers at \(facts.seed)")
-        ]
-        switch node.kind {
-        case "standalone":
-            findings.append(
-                DoctorFinding(
-                    "replica set",
-                    .failure,
-                    "mongod runs standalone (not started with --replSet): it has no oplog to tail",
-                    fix: "start mongod with --replSet \(facts.expectedSetName), then run rsinit --host <host>"
-                )
-            )
-            return findings
-        case "mongos":
-            findings.append(
-                // A sharded cluster has no oplog here, but `rsinit tail` serves it through a change stream
-                // (`--source auto` picks it); the replica-set and oplog checks do not apply.
-                DoctorFinding(
-                    "replica set",
-                    .warning,
-                    "\(facts.seed) is a mongos router: no oplog here, so rsinit tail reads a change stream "
-                        + "(majority-committed, cluster-wide); the replica-set and oplog checks are skipped",
-                    fix: "run rsinit tail with --source auto or --source change-stream; to check a shard's "
-                        + "replica set, point doctor at one of its members"
-                )
-            )
-            return findings
-        case "uninitialized":
-            findings.append(
-                DoctorFinding(
-                    "replica set",
-                    .failure,
-                    "the replica set is not initiated (no config)",
-                    fix: "run rsinit --host <host> --set-name \(facts.expectedSetName) to initiate it"
-                )
-            )
-            return findings
-        case "removed":
-            findings.append(
-                DoctorFinding(
-                    "replica set",
-                    .failure,
-                    "this node is REMOVED: no member host of the stored config maps to it (its host name changed?)",
-                    fix: "run rsinit --host <host> --member-host <host:port> --force-reconfig to repair the config"
-                )
-            )
-            return findings
-        default:
-            break
-        }
-        if let setName = node.setName, setName != facts.expectedSetName {
-            findings.append(
-                DoctorFinding(
-                    "replica set",
-                    .failure,
-                    "the set is named \(setName), not \(facts.expectedSetName)",
-                    fix: "pass --set-name \(setName), or fix the apps' replicaSet option if \(setName) is wrong"
-                )
-            )
-        } else {
-            findings.append(
-                DoctorFinding(
-                    "replica set",
-                    .ok,
-                    "set \(node.setName ?? facts.expectedSetName), \(node.members.count) member(s); this node is "
-                        + "\(node.state ?? "?")"
-                )
-            )
-        }
+        let answers = DoctorFinding(
+            "mongod",
+            .ok,
+            "MongoDB \(node.version ?? "(version not readable)") answers at \(facts.seed)"
+        )
+        if let noSetToCheck = noSetToCheckFinding(node, facts: facts) { return [answers, noSetToCheck] }
+        var findings = [answers, setNameFinding(node, facts: facts)]
         for member in facts.memberHosts {
             findings.append(memberFinding(member, facts: facts, policy: policy))
         }
@@ -478,24 +415,105 @@ public struct DoctorReport: Sendable, Equatable {
         return findings
     }
 
+    /// The one finding for a node without a replica set to check (standalone, mongos, not initiated, removed);
+    /// nil for a set member.
+    static func noSetToCheckFinding(_ node: DoctorFacts.NodeFacts, facts: DoctorFacts) -> DoctorFinding? {
+        switch node.kind {
+        case "standalone":
+            return DoctorFinding(
+                "replica set",
+                .failure,
+                "mongod runs standalone (not started with --replSet): it has no oplog to tail",
+                fix: "start mongod with --replSet \(facts.expectedSetName), then run rsinit --host <host>"
+            )
+        case "mongos":
+            // A sharded cluster has no oplog here, but `rsinit tail` serves it through a change stream
+            // (`--source auto` picks it); the replica-set and oplog checks do not apply.
+            return DoctorFinding(
+                "replica set",
+                .warning,
+                "\(facts.seed) is a mongos router: no oplog here, so rsinit tail reads a change stream "
+                    + "(majority-committed, cluster-wide); the replica-set and oplog checks are skipped",
+                fix: "run rsinit tail with --source auto or --source change-stream; to check a shard's "
+                    + "replica set, point doctor at one of its members"
+            )
+        case "uninitialized":
+            return DoctorFinding(
+                "replica set",
+                .failure,
+                "the replica set is not initiated (no config)",
+                fix: "run rsinit --host <host> --set-name \(facts.expectedSetName) to initiate it"
+            )
+        case "removed":
+            return DoctorFinding(
+                "replica set",
+                .failure,
+                "this node is REMOVED: no member host of the stored config maps to it (its host name changed?)",
+                fix: "run rsinit --host <host> --member-host <host:port> --force-reconfig to repair the config"
+            )
+        default:
+            return nil
+        }
+    }
+
+    /// The set's name against the expected one, with its size and this node's state.
+    static func setNameFinding(_ node: DoctorFacts.NodeFacts, facts: DoctorFacts) -> DoctorFinding {
+        if let setName = node.setName, setName != facts.expectedSetName {
+            return DoctorFinding(
+                "replica set",
+                .failure,
+                "the set is named \(setName), not \(facts.expectedSetName)",
+                fix: "pass --set-name \(setName), or fix the apps' replicaSet option if \(setName) is wrong"
+            )
+        }
+        return DoctorFinding(
+            "replica set",
+            .ok,
+            "set \(node.setName ?? facts.expectedSetName), \(node.members.count) member(s); this node is "
+                + "\(node.state ?? "?")"
+        )
+    }
+
     static func memberFinding(_ member: DoctorFacts.MemberHost, facts: DoctorFacts, policy: Policy) -> DoctorFinding {
-        let check = "member \(member.host)"
-        let reconfig =
-            "reconfigure the member host to a name every client resolves to this node, e.g. rs.reconfig with "
-            + "mongodb:27017 (the compose service name)"
         let addresses: [String]
         switch member.addresses {
         case .failure(let error):
-            return DoctorFinding(check, .failure, "does not resolve from here: \(error.message)", fix: reconfig)
+            return DoctorFinding(
+                "member \(member.host)",
+                .failure,
+                "does not resolve from here: \(error.message)",
+                fix: memberReconfigFix
+            )
         case .success(let resolved):
             addresses = resolved
         }
         let shown = addresses.prefix(3).joined(separator: ", ")
-        let loopbackMessage =
-            "a loopback host (\(shown)): every client that is not inside mongod's own network namespace dials itself "
+        if let wrongAddress = memberAddressFinding(member, shown: shown, facts: facts, policy: policy) {
+            return wrongAddress
+        }
+        return memberAnswerFinding(member, shown: shown, facts: facts)
+    }
+
+    static let memberReconfigFix =
+        "reconfigure the member host to a name every client resolves to this node, e.g. rs.reconfig with "
+        + "mongodb:27017 (the compose service name)"
+
+    static func loopbackMessage(_ shown: String) -> String {
+        "a loopback host (\(shown)): every client that is not inside mongod's own network namespace dials itself "
             + "(the localhost:27017 trap)"
+    }
+
+    /// A member host that resolves where clients would dial themselves: loopback (unless allowed), or this machine
+    /// while mongod runs elsewhere. Nil when the addresses are fine.
+    static func memberAddressFinding(
+        _ member: DoctorFacts.MemberHost,
+        shown: String,
+        facts: DoctorFacts,
+        policy: Policy
+    ) -> DoctorFinding? {
+        let check = "member \(member.host)"
         if member.isLoopback && !policy.allowLoopbackMembers {
-            return DoctorFinding(check, .failure, loopbackMessage, fix: reconfig)
+            return DoctorFinding(check, .failure, loopbackMessage(shown), fix: memberReconfigFix)
         }
         if member.isThisMachine && !member.isLoopback && !facts.seedIsThisMachine {
             return DoctorFinding(
@@ -503,9 +521,19 @@ public struct DoctorReport: Sendable, Equatable {
                 .failure,
                 "resolves to this machine (\(shown)) while mongod at \(facts.seed) runs elsewhere: clients here dial "
                     + "themselves",
-                fix: reconfig
+                fix: memberReconfigFix
             )
         }
+        return nil
+    }
+
+    /// What the member host answered from here: nothing, another set's member, or this set's.
+    static func memberAnswerFinding(
+        _ member: DoctorFacts.MemberHost,
+        shown: String,
+        facts: DoctorFacts
+    ) -> DoctorFinding {
+        let check = "member \(member.host)"
         switch member.answer {
         case .unreachable(let message):
             return DoctorFinding(
@@ -522,15 +550,15 @@ public struct DoctorReport: Sendable, Equatable {
                     .failure,
                     "answers, but as \(setName.map { "a member of set \($0)" } ?? "no replica set member") "
                         + "(\(state)): the name reaches a different mongod",
-                    fix: reconfig
+                    fix: memberReconfigFix
                 )
             }
             if member.isLoopback {
                 return DoctorFinding(
                     check,
                     .warning,
-                    loopbackMessage + "; answers as \(state); accepted by --allow-localhost-member",
-                    fix: reconfig
+                    loopbackMessage(shown) + "; answers as \(state); accepted by --allow-localhost-member",
+                    fix: memberReconfigFix
                 )
             }
             return DoctorFinding(
@@ -789,6 +817,16 @@ public struct DoctorReport: Sendable, Equatable {
                 fix: "delete the key (the bridge then starts at the end of the oplog) or fix --metadata-prefix"
             )
         }
+        return checkpointPositionFinding(checkpoint, facts: facts, policy: policy)
+    }
+
+    /// Where a readable checkpoint stands in the oplog: before it (history lost), past it (another cluster's),
+    /// far behind its end (no bridge running), or resumable.
+    static func checkpointPositionFinding(
+        _ checkpoint: StoredCheckpoint,
+        facts: DoctorFacts,
+        policy: Policy
+    ) -> DoctorFinding {
         let position = checkpoint.timestamp
         let age = facts.now - Double(position.seconds)
         let shown = Self.describe(checkpoint)

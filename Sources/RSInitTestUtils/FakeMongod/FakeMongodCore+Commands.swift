@@ -56,6 +56,41 @@ struct CommandFailure: Error {
     var extra: [(String, BSONValue)] = []
 }
 
+/// The reply builder shared by a mongod member (`FakeMongodCore`) and the router (`FakeShardedCluster`).
+enum CommandReply {
+    /// A command's reply before gossip: its body with `ok: 1`, or mongod's error shape (`ok: 0`, `errmsg`, `code`,
+    /// `codeName`, then the failure's extra fields).
+    static func document(_ result: Result<BSONDocument, CommandFailure>) -> BSONDocument {
+        switch result {
+        case .success(var body):
+            body.append("ok", .double(1))
+            return body
+        case .failure(let failure):
+            var document: BSONDocument = [
+                "ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
+                "codeName": .string(ServerCodeName.name(failure.code)),
+            ]
+            for (key, value) in failure.extra { document.append(key, value) }
+            return document
+        }
+    }
+
+    /// The cluster-time gossip of a replica-set member or a router: `$clusterTime` with the all-zero signature of
+    /// a deployment without keys, and `operationTime`.
+    static func appendClusterTime(_ time: BSONTimestamp, to document: inout BSONDocument) {
+        document.append(
+            "$clusterTime",
+            [
+                "clusterTime": .timestamp(time),
+                "signature": [
+                    "hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))), "keyId": .int64(0),
+                ],
+            ]
+        )
+        document.append("operationTime", .timestamp(time))
+    }
+}
+
 extension FakeMongodCore {
     /// Commands an unauthenticated client may run when auth is required (canonical lower-case keys).
     static let unauthenticatedCommands: Set<String> = [
@@ -216,37 +251,16 @@ extension FakeMongodCore {
 
     /// Adds `ok`, error fields and the replica-set gossip fields.
     private func finish(_ result: Result<BSONDocument, CommandFailure>) -> BSONDocument {
-        var document: BSONDocument
-        switch result {
-        case .success(let body):
-            document = body
-            document.append("ok", .double(1))
-        case .failure(let failure):
-            document = [
-                "ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
-                "codeName": .string(ServerCodeName.name(failure.code)),
-            ]
-            for (k, v) in failure.extra { document.append(k, v) }
-            if setMember
-                && (Self.notPrimaryErrorCodes.contains(failure.code)
-                    || (quiescing && Self.shutdownErrorCodes.contains(failure.code)))
-            {
-                document.append("topologyVersion", .document(topologyVersionDocument))
-            }
+        var document = CommandReply.document(result)
+        if case .failure(let failure) = result, setMember,
+            Self.notPrimaryErrorCodes.contains(failure.code)
+                || (quiescing && Self.shutdownErrorCodes.contains(failure.code))
+        {
+            document.append("topologyVersion", .document(topologyVersionDocument))
         }
         if setName != nil {
             let clusterTime = oplogExists ? lastTimestamp : BSONTimestamp(seconds: 0, increment: 0)
-            document.append(
-                "$clusterTime",
-                [
-                    "clusterTime": .timestamp(clusterTime),
-                    "signature": [
-                        "hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))),
-                        "keyId": .int64(0),
-                    ],
-                ]
-            )
-            document.append("operationTime", .timestamp(clusterTime))
+            CommandReply.appendClusterTime(clusterTime, to: &document)
         }
         return document
     }
@@ -359,6 +373,22 @@ extension FakeMongodCore {
     /// The seconds of an optime's `ts` as a Date (`lastWriteDate`, `optimeDate`).
     static func secondsDate(_ opTime: BSONDocument) -> BSONValue {
         .datetime(Int64(opTime["ts"]?.timestampValue?.seconds ?? 0) * 1000)
+    }
+
+    /// A peer's positions in a `replSetGetStatus` member entry: applied and durable alike (the double journals at
+    /// once), with their dates and wall times.
+    static func appendPeerOpTimes(
+        _ opTime: BSONDocument,
+        date: BSONValue,
+        wall: BSONValue,
+        to entry: inout BSONDocument
+    ) {
+        entry.append("optime", .document(opTime))
+        entry.append("optimeDurable", .document(opTime))
+        entry.append("optimeDate", date)
+        entry.append("optimeDurableDate", date)
+        entry.append("lastAppliedWallTime", wall)
+        entry.append("lastDurableWallTime", wall)
     }
 
     /// `7fffffff` + the term as 8 big-endian bytes (protocol version 1's election id).
@@ -599,12 +629,7 @@ extension FakeMongodCore {
             entry.append("state", .int32(reachable ? 2 : 8))
             entry.append("stateStr", reachable ? "SECONDARY" : "(not reachable/healthy)")
             entry.append("uptime", reachable ? uptime : .int32(0))
-            entry.append("optime", .document(peerOpTime))
-            entry.append("optimeDurable", .document(peerOpTime))
-            entry.append("optimeDate", peerDate)
-            entry.append("optimeDurableDate", peerDate)
-            entry.append("lastAppliedWallTime", peerWall)
-            entry.append("lastDurableWallTime", peerWall)
+            Self.appendPeerOpTimes(peerOpTime, date: peerDate, wall: peerWall, to: &entry)
             entry.append("lastHeartbeat", .datetime(nowMillis()))
             entry.append("lastHeartbeatRecv", reachable ? .datetime(nowMillis()) : .datetime(0))
             entry.append("pingMs", .int64(0))

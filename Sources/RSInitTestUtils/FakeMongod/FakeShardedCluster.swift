@@ -254,29 +254,8 @@ final class FakeMongosRouter: @unchecked Sendable {
     }
 
     private func finish(_ result: Result<BSONDocument, CommandFailure>) -> BSONDocument {
-        var document: BSONDocument
-        switch result {
-        case .success(let body):
-            document = body
-            document.append("ok", .double(1))
-        case .failure(let failure):
-            document = [
-                "ok": .double(0), "errmsg": .string(failure.message), "code": .int32(failure.code),
-                "codeName": .string(ServerCodeName.name(failure.code)),
-            ]
-            for (k, v) in failure.extra { document.append(k, v) }
-        }
-        let time = clusterTime()
-        document.append(
-            "$clusterTime",
-            [
-                "clusterTime": .timestamp(time),
-                "signature": [
-                    "hash": .binary(BSONBinary(subtype: 0, data: Array(repeating: 0, count: 20))), "keyId": .int64(0),
-                ],
-            ]
-        )
-        document.append("operationTime", .timestamp(time))
+        var document = CommandReply.document(result)
+        CommandReply.appendClusterTime(clusterTime(), to: &document)
         return document
     }
 
