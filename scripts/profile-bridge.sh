@@ -3,7 +3,8 @@
 # only, never needed by the build, the tests or CI) samples one `rsinit-bench bridge-plain|bridge-ha` run from the
 # moment the double is filled (RSINIT_BENCH_PAUSE) — rsinit's threads share the process with the double's
 # (`mongod-double*`) and the subscriber's (`bench-sub`), which are reported apart — then counts libc malloc calls
-# per thread in a second run with a uprobe. Run as root (perf probe, perf record on another process).
+# per thread in a second run with a uprobe, and the Swift runtime's reference-count calls per event in a third. Run as
+# root (perf probe, perf record on another process).
 #   scripts/profile-bridge.sh [plain|ha] [events]     # results in .build/profile-bridge/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,3 +60,21 @@ perf probe -q -d 'probe_libc:malloc'
 echo "== malloc calls per event, by thread ($events events)"
 awk -v events="$events" '/probe_libc:malloc/ { gsub(",", "", $2); printf "%-28s %10d  %.2f per event\n", $1, $2, $2 / events }' \
     "$out/mallocs-$mode.txt" | sort -k2 -n -r | head -20
+
+# 3. Reference-count calls per event on rsinit's threads (uprobes on the Swift runtime; the run is slower, counts are
+# exact): every copy of an event or an entry retains each reference-counted field, and the calls were a quarter of
+# rsinit's samples (issue 23, session 27).
+swiftcore=$(readlink -f "$(ldd "$bench" 2> /dev/null | awk '$1 == "libswiftCore.so" {print $3}')")
+refcounts=(swift_retain swift_release swift_bridgeObjectRetain)
+perf probe -q -d 'probe_libswiftCore:*' 2> /dev/null || true
+for symbol in "${refcounts[@]}"; do perf probe -q -x "$swiftcore" "$symbol"; done
+start_run
+perf stat -e "$(printf 'probe_libswiftCore:%s,' "${refcounts[@]}" | sed 's/,$//')" --per-thread -p "$pid" \
+    -o "$out/refcounts-$mode.txt" 2> /dev/null || true
+wait "$pid"
+perf probe -q -d 'probe_libswiftCore:*'
+echo "== reference-count calls per event on rsinit's threads ($events events)"
+awk -v events="$events" '/probe_libswiftCore/ && $1 !~ /^(mongod-double|bench-sub)/ {
+        gsub(",", "", $2); calls[$3] += $2 }
+    END { for (name in calls) printf "%-45s %.1f per event\n", name, calls[name] / events }' \
+    "$out/refcounts-$mode.txt" | sort
