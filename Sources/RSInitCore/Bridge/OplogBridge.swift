@@ -72,6 +72,8 @@ public final class OplogBridge: Service, Sendable {
         public var events = 0
         public var publishRetries = 0
         public var historyLost = 0
+        /// The position the bridge stands at: its last confirmed batch's, or after a Redis failover the checkpoint
+        /// the node now written to holds (which an HA partner may have moved past this bridge's own batches).
         public var lastPosition: BSONTimestamp?
         public var lastWallTime: Int64?
     }
@@ -459,6 +461,9 @@ public final class OplogBridge: Service, Sendable {
             try await publisher.loadStoredCheckpoint()
         }
         let start = try checkpoint.map(resumeStart) ?? floor ?? .end
+        // Delivering again from there: a position only confirmed batches move on. Kept, an older one would lag
+        // behind for good when the HA partner had delivered everything (this bridge then reads nothing new).
+        if let checkpoint { state.withLockedValue { $0.statistics.lastPosition = checkpoint.timestamp } }
         logger.warning(
             "Redis changed under the bridge (failover or reconnection); delivering again from the checkpoint it holds",
             metadata: [
