@@ -397,20 +397,19 @@ public struct OplogEventMapper: Sendable {
         if let reason = RedisOplogFormat.collectionChannelOnlyReason(documentID) {
             report(.idNotStringifiable, ts: ts, namespace: namespace.description, reason)
         }
-        let event = ChangeEvent(
-            kind: kind,
-            namespace: namespace,
-            documentID: documentID,
-            changedFields: fields,
-            timestamp: ts,
-            transactionIndex: transactionIndex,
-            wallTime: wall,
-            fullDocument: configuration.includeFullDocuments ? full : nil,
-            command: nil
+        events.append(
+            ChangeEvent(
+                kind: kind,
+                namespace: namespace,
+                documentID: documentID,
+                changedFields: fields,
+                timestamp: ts,
+                transactionIndex: transactionIndex,
+                wallTime: wall,
+                fullDocument: configuration.includeFullDocuments ? full : nil,
+                command: nil
+            )
         )
-        // Moved in: appended as a temporary, the event was copied into the array and the temporary destroyed (a
-        // retain and a release of every field, per event).
-        events.append(consume event)
         return .emitted(1)
     }
 }
