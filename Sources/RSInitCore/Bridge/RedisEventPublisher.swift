@@ -282,29 +282,25 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
             }
         }
         let checkpointKey = configuration.checkpointKey
-        // Through a buffer pointer: its subscript lends each event, where an array slice's hands out a copy (a
-        // retain and a release of every field, per event).
-        let (pending, commands) = batch.events.withUnsafeBufferPointer { events in
-            state.withLockedValue { state in
-                var pending: [RedisConnection.PendingReplies] = []
-                var commands = 0
-                var start = 0
-                repeat {
-                    let end = min(start + Self.chunkSize, events.count)
-                    let last = end == events.count
-                    var encoded: [UInt8] = []
-                    encoded.reserveCapacity((end - start) * 200 + 100)
-                    let count = state.encoder.appendPublishes(
-                        UnsafeBufferPointer(rebasing: events[start..<end]),
-                        checkpoint: last ? checkpoint.map { (checkpointKey, $0.encoded) } : nil,
-                        to: &encoded
-                    )
-                    pending.append(connection.submit(encoded: encoded, replies: count))
-                    commands += count
-                    start = end
-                } while start < events.count
-                return (pending, commands)
-            }
+        let (pending, commands) = state.withLockedValue { state in
+            var pending: [RedisConnection.PendingReplies] = []
+            var commands = 0
+            var start = batch.events.startIndex
+            repeat {
+                let end = min(start + Self.chunkSize, batch.events.endIndex)
+                let last = end == batch.events.endIndex
+                var encoded: [UInt8] = []
+                encoded.reserveCapacity((end - start) * 200 + 100)
+                let count = state.encoder.appendPublishes(
+                    batch.events[start..<end],
+                    checkpoint: last ? checkpoint.map { (checkpointKey, $0.encoded) } : nil,
+                    to: &encoded
+                )
+                pending.append(connection.submit(encoded: encoded, replies: count))
+                commands += count
+                start = end
+            } while start < batch.events.endIndex
+            return (pending, commands)
         }
         return .pending(
             PendingPublishes(
