@@ -71,6 +71,11 @@ public struct OplogEventMapper: Sendable {
     /// collection). Two plain variables, not an optional tuple: compared in place, with nothing copied.
     private var lastNamespaceText = ""
     private var lastNamespace = Namespace(database: "", collection: "")
+    /// Whether `lastNamespace` is skipped (internal or filtered out), decided once per run of entries in it: the
+    /// string comparisons of the filter ran for every entry before.
+    private var lastNamespaceSkip: Skip?
+    /// False before the first entry of a batch: `""` is a namespace too, whose skip was never decided.
+    private var lastNamespaceKnown = false
     /// The top-level keys of the last insert or replacement: the next document of the same shape shares this
     /// array as its changed fields (no allocation per event).
     private var lastKeys: [String] = []
@@ -127,6 +132,8 @@ public struct OplogEventMapper: Sendable {
     public mutating func startBatch() {
         lastNamespaceText = ""
         lastNamespace = Namespace(database: "", collection: "")
+        lastNamespaceSkip = nil
+        lastNamespaceKnown = false
         lastKeys = []
     }
 
@@ -147,9 +154,11 @@ public struct OplogEventMapper: Sendable {
         }
         if entry.op == "n" { return .skipped(.noop) }
         if entry.fromMigrate { return .skipped(.fromMigrate) }
-        if lastNamespaceText != entry.namespace {
+        if !lastNamespaceKnown || lastNamespaceText != entry.namespace {
+            lastNamespaceKnown = true
             lastNamespace = Namespace(entry.namespace)
             lastNamespaceText = entry.namespace
+            lastNamespaceSkip = namespaceSkip(lastNamespace)
         }
         let namespace = lastNamespace
         if entry.op == "c" && namespace.collection == "$cmd" {
@@ -159,6 +168,7 @@ public struct OplogEventMapper: Sendable {
         let disposition = mapOperation(
             entry,
             namespace: namespace,
+            namespaceSkip: lastNamespaceSkip,
             ts: ts,
             wall: entry.wall,
             transactionIndex: 0,
@@ -268,6 +278,7 @@ public struct OplogEventMapper: Sendable {
                 _ = mapOperation(
                     inner,
                     namespace: namespace,
+                    namespaceSkip: namespaceSkip(namespace),
                     ts: ts,
                     wall: wall,
                     transactionIndex: index,
@@ -337,19 +348,25 @@ public struct OplogEventMapper: Sendable {
         }
     }
 
+    /// Why operations on `namespace` are not published (internal, or outside the filter); nil when they are.
+    private func namespaceSkip(_ namespace: Namespace) -> Skip? {
+        if Self.isInternal(namespace) { return .internalNamespace }
+        return configuration.filter.includes(namespace) ? nil : .filtered
+    }
+
     // MARK: - CRUD
 
     private mutating func mapOperation(
         _ entry: OplogEntry,
         namespace: Namespace,
+        namespaceSkip: Skip?,
         ts: BSONTimestamp,
         wall: Int64?,
         transactionIndex: Int,
         into events: inout [ChangeEvent]
     ) -> Disposition {
         if entry.fromMigrate { return .skipped(.fromMigrate) }
-        if Self.isInternal(namespace) { return .skipped(.internalNamespace) }
-        guard configuration.filter.includes(namespace) else { return .skipped(.filtered) }
+        if let namespaceSkip { return .skipped(namespaceSkip) }
         guard let object = entry.object else {
             report(
                 .malformed,
