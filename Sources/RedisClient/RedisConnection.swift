@@ -213,14 +213,38 @@ public final class RedisConnection: Sendable {
         }
     }
 
+    /// Replies still to come for commands whose integer answers nobody reads (pipelined PUBLISHes): they are
+    /// counted as they arrive, without an array of them.
+    public struct PendingIntegerReplies: Sendable {
+        fileprivate let future: EventLoopFuture<IntegerReplies>?
+        fileprivate let connection: RedisConnection
+
+        /// Waits for the tally; transport failures throw ``RedisError``.
+        public func tally() async throws -> IntegerReplies {
+            guard let future else { return IntegerReplies() }
+            do { return try await future.get() } catch { throw connection.transportError(error) }
+        }
+    }
+
     /// Writes commands already RESP-encoded and returns without waiting for their replies, so the caller can
     /// prepare the next commands while Redis runs these (pipelining across writes). Replies stay in order.
     public func submit(encoded: [UInt8], replies: Int) -> PendingReplies {
         guard replies > 0 else { return PendingReplies(future: nil, connection: self) }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
-        let request = RedisRequest(bytes: encoded, replies: replies, promise: promise)
+        let request = RedisRequest(bytes: encoded, replies: replies, sink: .values(promise))
         channel.writeAndFlush(request).cascadeFailure(to: promise)
         return PendingReplies(future: promise.futureResult, connection: self)
+    }
+
+    /// ``submit(encoded:replies:)`` for commands answering integers whose values are not needed: the replies are
+    /// counted on arrival, and only the first that is not an integer (an error, or the `OK` of a trailing SET) is
+    /// kept. The bridge's PUBLISH pipelines: a `RESPValue` array per chunk cost more than the PUBLISHes' encoding.
+    public func submitCounted(encoded: [UInt8], replies: Int) -> PendingIntegerReplies {
+        guard replies > 0 else { return PendingIntegerReplies(future: nil, connection: self) }
+        let promise = channel.eventLoop.makePromise(of: IntegerReplies.self)
+        let request = RedisRequest(bytes: encoded, replies: replies, sink: .integers(promise))
+        channel.writeAndFlush(request).cascadeFailure(to: promise)
+        return PendingIntegerReplies(future: promise.futureResult, connection: self)
     }
 
     /// One command; an error reply is returned as `.error`.
@@ -299,11 +323,44 @@ public final class RedisConnection: Sendable {
     }
 }
 
-/// Commands already encoded, and how many replies complete them.
+/// How many replies a run of commands got, and the first that was not an integer (with its position).
+public struct IntegerReplies: Sendable, Equatable {
+    public var count = 0
+    /// The index of ``firstOther`` among the replies.
+    public var firstOtherIndex: Int?
+    public var firstOther: RESPValue?
+
+    public init() {}
+
+    mutating func add(_ reply: RESPValue) {
+        if case .integer = reply {
+        } else if firstOther == nil {
+            firstOtherIndex = count
+            firstOther = reply
+        }
+        count += 1
+    }
+}
+
+/// Commands already encoded, how many replies complete them, and who waits for them.
 struct RedisRequest: Sendable {
+    enum Sink: Sendable {
+        /// Every reply, in order.
+        case values(EventLoopPromise<[RESPValue]>)
+        /// A tally (``RedisConnection/submitCounted(encoded:replies:)``).
+        case integers(EventLoopPromise<IntegerReplies>)
+
+        func fail(_ error: any Error) {
+            switch self {
+            case .values(let promise): promise.fail(error)
+            case .integers(let promise): promise.fail(error)
+            }
+        }
+    }
+
     var bytes: [UInt8]
     var replies: Int
-    var promise: EventLoopPromise<[RESPValue]>
+    var sink: Sink
 }
 
 /// Frames RESP values out of the byte stream with the pure codec (never consuming a partial frame), straight
@@ -354,7 +411,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     private struct Pending {
-        var promise: EventLoopPromise<[RESPValue]>
+        var sink: RedisRequest.Sink
         var expected: Int
         var deadline: Scheduled<Void>?
     }
@@ -365,6 +422,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private var pending = CircularBuffer<Pending>()
     /// Replies collected so far for `pending.first` (kept apart so appending never copies a queued element).
     private var headReplies: [RESPValue] = []
+    /// The tally so far for `pending.first` when it only counts.
+    private var headTally = IntegerReplies()
     private var pushed = CircularBuffer<RESPValue>()
     private var pushWaiters = CircularBuffer<(EventLoopPromise<RESPValue?>, Scheduled<Void>?)>()
     private var failure: RedisError?
@@ -378,7 +437,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         if let failure {
-            request.promise.fail(failure)
+            request.sink.fail(failure)
             promise?.fail(failure)
             return
         }
@@ -390,7 +449,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 context: context
             )
         }
-        pending.append(Pending(promise: request.promise, expected: request.replies, deadline: deadline))
+        pending.append(Pending(sink: request.sink, expected: request.replies, deadline: deadline))
         context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: request.bytes)), promise: promise)
     }
 
@@ -421,6 +480,20 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 }
                 continue
             }
+            guard case .values(let promise) = head.sink else {
+                let end = min(values.endIndex, index + head.expected - headTally.count)
+                while index < end {
+                    headTally.add(values[index])
+                    index += 1
+                }
+                guard headTally.count == head.expected, case .integers(let promise) = head.sink else { continue }
+                let tally = headTally
+                headTally = IntegerReplies()
+                pending.removeFirst()
+                head.deadline?.cancel()
+                promise.succeed(tally)
+                continue
+            }
             let end = min(values.endIndex, index + head.expected - headReplies.count)
             let replies: [RESPValue]
             if headReplies.isEmpty && end - index == head.expected {
@@ -437,7 +510,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             index = end
             pending.removeFirst()
             head.deadline?.cancel()
-            head.promise.succeed(replies)
+            promise.succeed(replies)
         }
     }
 
@@ -525,9 +598,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         handshake?.fail(error)
         handshake = nil
         headReplies = []
+        headTally = IntegerReplies()
         while let request = pending.popFirst() {
             request.deadline?.cancel()
-            request.promise.fail(error)
+            request.sink.fail(error)
         }
         while let (waiter, deadline) = pushWaiters.popFirst() {
             deadline?.cancel()

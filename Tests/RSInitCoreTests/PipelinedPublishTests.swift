@@ -88,6 +88,46 @@ struct PipelinedPublishTests {
         await control.close()
     }
 
+    /// The checkpoint SET rides behind a batch's PUBLISHes, whose integer replies are only counted: a SET Redis
+    /// refuses (here an ACL without the key; in production OOM or READONLY) must still fail the confirmation, and
+    /// a refused PUBLISH before it is reported as the PUBLISH's failure.
+    @Test func aRefusedCheckpointSetBehindAcceptedPublishesFailsTheConfirmation() async throws {
+        let redis = try await RedisServerProcess.launch()
+        defer { redis.stop() }
+        let control = try await RedisConnection.connect(try RedisURL(redis.url()))
+        try await control.require([
+            "ACL", "SETUSER", "bridge", "on", ">bridgepw", "~other::*", "resetchannels", "&tests.*", "+@all",
+        ])
+        let publisher = RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redis.url(user: "bridge", password: "bridgepw"))),
+            logger: bridgeLogger
+        )
+        // More events than one write holds (chunks of 500): the SET's reply comes in the last write's tally.
+        let events = (1...1_200).map { Self.insert("id\($0)", into: "tests.Foo", at: UInt32($0)) }
+        let generation = try await publisher.connect()
+        let ticket = try await publisher.send(
+            Self.batch(events),
+            checkpoint: .oplog(ts: events[0].timestamp, t: 1),
+            on: generation
+        )
+        await #expect(throws: RedisError.self) { try await publisher.confirm(Self.pending(ticket)) }
+        #expect(try await control.command(["GET", "rsinit::checkpoint"]) == .bulkString(nil))
+
+        // Accepted PUBLISHes and SET: confirmed, each PUBLISH counted once.
+        let allowed = RedisEventPublisher(configuration: .init(url: try RedisURL(redis.url())), logger: bridgeLogger)
+        let next = try await allowed.connect()
+        let confirmed = try await allowed.send(
+            Self.batch(events),
+            checkpoint: .oplog(ts: events[0].timestamp, t: 1),
+            on: next
+        )
+        #expect(try await allowed.confirm(Self.pending(confirmed)) == PublishReceipt(published: 1_200))
+        #expect(try await control.command(["GET", "rsinit::checkpoint"]) != .bulkString(nil))
+        await allowed.close()
+        await publisher.close()
+        await control.close()
+    }
+
     /// Nothing sent on a connection that failed counts as delivered.
     @Test func aFailedConnectionForgetsWhatWasInFlight() async throws {
         let redis = try await RedisServerProcess.launch()

@@ -134,7 +134,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     /// A plain batch written to Redis and not yet confirmed.
     public struct PendingPublishes: Sendable {
         let connection: RedisConnection
-        let replies: [RedisConnection.PendingReplies]
+        let replies: [RedisConnection.PendingIntegerReplies]
         let commands: Int
         /// Whether a checkpoint SET follows the PUBLISHes.
         let checkpoint: Bool
@@ -283,7 +283,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
         }
         let checkpointKey = configuration.checkpointKey
         let (pending, commands) = state.withLockedValue { state in
-            var pending: [RedisConnection.PendingReplies] = []
+            var pending: [RedisConnection.PendingIntegerReplies] = []
             var commands = 0
             var start = batch.events.startIndex
             repeat {
@@ -296,7 +296,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
                     checkpoint: last ? checkpoint.map { (checkpointKey, $0.encoded) } : nil,
                     to: &encoded
                 )
-                pending.append(connection.submit(encoded: encoded, replies: count))
+                pending.append(connection.submitCounted(encoded: encoded, replies: count))
                 commands += count
                 start = end
             } while start < batch.events.endIndex
@@ -317,17 +317,19 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
     /// this one fail too and are all sent again in order.
     public func confirm(_ sent: PendingPublishes) async throws -> PublishReceipt {
         do {
-            var index = 0
+            // PUBLISH answers the number of subscribers that got the message: only a reply that is not an integer
+            // matters (an error such as BUSY), or the checkpoint SET's, which comes last.
+            var before = 0
             for call in sent.replies {
-                for reply in try await call.replies() {
-                    index += 1
-                    if index == sent.commands && sent.checkpoint {
+                let tally = try await call.tally()
+                if let reply = tally.firstOther, let index = tally.firstOtherIndex {
+                    if sent.checkpoint && before + index == sent.commands - 1 {
                         _ = try RedisConnection.check(reply, command: "SET")
                     } else {
-                        // PUBLISH answers the number of subscribers that got the message.
                         _ = try RedisConnection.integer(reply, command: "PUBLISH")
                     }
                 }
+                before += tally.count
             }
         } catch {
             await dropConnection(sent.connection)
@@ -339,7 +341,7 @@ public final class RedisEventPublisher: EventPublisher, Sendable {
 
     /// Replies come in order, so the last write's replies mean the batch's are all in. Touches no state.
     public func answered(_ sent: PendingPublishes) async {
-        _ = try? await sent.replies.last?.replies()
+        _ = try? await sent.replies.last?.tally()
     }
 
     /// Plain mode: writes `position` as the checkpoint (HA mode writes it with each batch).
