@@ -367,7 +367,7 @@ enum Bench {
             print(
                 String(
                     format:
-                        "    run %d: rsinit %@ %.0f events/s; CPU/event: rsinit %.2f µs, double %.2f µs, redis %.2f µs",
+                        "    run %d: rsinit %@ %.0f events/s; CPU/event: rsinit %.3f µs, double %.3f µs, redis %.3f µs",
                     run,
                     ha ? "HA" : "plain",
                     figure.rate,
@@ -380,12 +380,14 @@ enum Bench {
         await control.close()
         print(
             String(
-                format: "rsinit %@ (%d runs of %d events): median %.0f events/s, rsinit CPU/event median %.2f µs",
+                format:
+                    "rsinit %@ (%d runs of %d events): median %.0f events/s, rsinit CPU/event median %.3f µs (%.2f× the double's, the same-process reference for comparing builds on a host whose speed varies)",
                 ha ? "HA" : "plain",
                 runs,
                 events,
                 percentile(figures.map(\.rate), 0.5),
-                percentile(figures.map(\.processCPU), 0.5)
+                percentile(figures.map(\.processCPU), 0.5),
+                percentile(figures.map { $0.processCPU / max($0.doubleCPU, 1e-9) }, 0.5)
             )
         )
     }
