@@ -6,22 +6,19 @@ import Musl
 
 /// Reads values out of bytes that have been validated (or produced by us). Never traps on validated input.
 struct BSONReader {
+    /// Borrowed bytes only, no owner: a reader is made for every lookup and handed to a closure per field, and an
+    /// owner held here was retained and released each time (the hot path's largest share of reference counting).
+    /// What decodes sub-documents is lent the storage `buffer` points into (`source`).
     let buffer: UnsafeRawBufferPointer
-    /// The storage `buffer` points into, when sub-documents may share it instead of copying.
-    let source: ArraySlice<UInt8>?
 
-    init(buffer: UnsafeRawBufferPointer, source: ArraySlice<UInt8>? = nil) {
+    init(buffer: UnsafeRawBufferPointer) {
         self.buffer = buffer
-        self.source = source
     }
 
-    /// A validated sub-document at `offset`: a slice of the source when there is one, else a copy.
-    func subDocument(_ offset: Int, _ size: Int) -> BSONDocument {
-        if let source {
-            let start = source.startIndex + offset
-            return BSONDocument(trustedSlice: source[start..<start + size])
-        }
-        return BSONDocument(trustedBytes: bytes(offset..<offset + size))
+    /// A validated sub-document at `offset`: a slice of `source`, the storage `buffer` points into (no copy).
+    func subDocument(_ offset: Int, _ size: Int, in source: ArraySlice<UInt8>) -> BSONDocument {
+        let start = source.startIndex + offset
+        return BSONDocument(trustedSlice: source[start..<start + size])
     }
 
     func int32(at offset: Int) -> Int32 {
@@ -87,14 +84,15 @@ struct BSONReader {
         }
     }
 
-    /// Decodes the value of `type` at `offset`.
-    func decodeValue(type: UInt8, at offset: Int) -> (value: BSONValue, size: Int) {
+    /// Decodes the value of `type` at `offset`; sub-documents are slices of `source`, the storage `buffer` points
+    /// into.
+    func decodeValue(type: UInt8, at offset: Int, in source: ArraySlice<UInt8>) -> (value: BSONValue, size: Int) {
         let size = valueSize(type: type, at: offset)
         switch type {
         case 0x01: return (.double(Double(bitPattern: uint64(at: offset))), size)
         case 0x02: return (.string(lengthPrefixedString(at: offset)), size)
-        case 0x03: return (.document(subDocument(offset, size)), size)
-        case 0x04: return (.array(decodeArray(at: offset)), size)
+        case 0x03: return (.document(subDocument(offset, size, in: source)), size)
+        case 0x04: return (.array(decodeArray(at: offset, in: source)), size)
         case 0x05:
             let length = self.length(at: offset)
             let subtype = buffer[offset + 4]
@@ -124,7 +122,7 @@ struct BSONReader {
             let code = lengthPrefixedString(at: offset + 4)
             let scopeOffset = offset + 4 + 4 + length(at: offset + 4)
             let scopeSize = length(at: scopeOffset)
-            let scope = subDocument(scopeOffset, scopeSize)
+            let scope = subDocument(scopeOffset, scopeSize, in: source)
             return (.javascriptWithScope(code: code, scope: scope), size)
         case 0x10: return (.int32(int32(at: offset)), size)
         case 0x11: return (.timestamp(BSONTimestamp(rawValue: uint64(at: offset))), size)
@@ -141,11 +139,11 @@ struct BSONReader {
         return string(offset + 4..<offset + 4 + length - 1)
     }
 
-    func decodeArray(at offset: Int) -> [BSONValue] {
+    func decodeArray(at offset: Int, in source: ArraySlice<UInt8>) -> [BSONValue] {
         var values: [BSONValue] = []
         let reader = self
         reader.forEachElement(documentAt: offset) { type, _, valueOffset in
-            values.append(decodeValue(type: type, at: valueOffset).value)
+            values.append(decodeValue(type: type, at: valueOffset, in: source).value)
             return true
         }
         return values

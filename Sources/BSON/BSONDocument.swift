@@ -62,7 +62,7 @@ public struct BSONDocument: Sendable, Hashable {
     public subscript(key: String) -> BSONValue? {
         guard let (type, offset) = locate(key) else { return nil }
         return storage.withUnsafeBytes {
-            BSONReader(buffer: $0, source: storage).decodeValue(type: type, at: offset).value
+            BSONReader(buffer: $0).decodeValue(type: type, at: offset, in: storage).value
         }
     }
 
@@ -96,7 +96,7 @@ public struct BSONDocument: Sendable, Hashable {
     /// document order, in one pass and without collecting them (the oplog hot path: no array per document).
     public func forEachValue(for keySet: BSONKeySet, _ body: (_ index: Int, _ value: BSONValue) -> Void) {
         forEachMatch(of: keySet) { index, reader, type, valueOffset in
-            body(index, reader.decodeValue(type: type, at: valueOffset).value)
+            body(index, reader.decodeValue(type: type, at: valueOffset, in: storage).value)
         }
     }
 
@@ -115,7 +115,7 @@ public struct BSONDocument: Sendable, Hashable {
                 let utf8 = UnsafeRawBufferPointer(rebasing: reader.buffer[start..<start + length - 1])
                 if string(index, utf8) { return }
             }
-            body(index, reader.decodeValue(type: type, at: valueOffset).value)
+            body(index, reader.decodeValue(type: type, at: valueOffset, in: storage).value)
         }
     }
 
@@ -128,7 +128,7 @@ public struct BSONDocument: Sendable, Hashable {
         var found: UInt64 = 0  // bit i: key i seen
         let all: UInt64 = keySet.count == 64 ? .max : (1 << UInt64(keySet.count)) - 1  // trap-checked: count is 0...64
         storage.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer, source: storage)
+            let reader = BSONReader(buffer: buffer)
             keySet.flat.withUnsafeBufferPointer { flat in
                 reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                     let length = keyRange.count
@@ -162,9 +162,13 @@ public struct BSONDocument: Sendable, Hashable {
     /// only paid for when called (the oplog hot path inspects keys and types far more often than values).
     public func forEachField(_ body: (_ key: String, _ type: UInt8, _ value: () -> BSONValue) -> Void) {
         storage.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer, source: storage)
+            let reader = BSONReader(buffer: buffer)
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
-                body(reader.string(keyRange), type, { reader.decodeValue(type: type, at: valueOffset).value })
+                body(
+                    reader.string(keyRange),
+                    type,
+                    { reader.decodeValue(type: type, at: valueOffset, in: storage).value }
+                )
                 return true
             }
         }
@@ -173,7 +177,7 @@ public struct BSONDocument: Sendable, Hashable {
     /// The top-level keys in order.
     public var keys: [String] {
         storage.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer, source: storage)
+            let reader = BSONReader(buffer: buffer)
             var count = 0
             reader.forEachElement(documentAt: 0) { _, _, _ in
                 count += 1
@@ -199,7 +203,7 @@ public struct BSONDocument: Sendable, Hashable {
     /// Whether the top-level keys are exactly `expected`, in order (byte for byte), reading no value.
     public func hasKeys(_ expected: [String]) -> Bool {
         storage.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer, source: storage)
+            let reader = BSONReader(buffer: buffer)
             var index = 0
             var equal = true
             reader.forEachElement(documentAt: 0) { _, keyRange, _ in
@@ -222,7 +226,7 @@ public struct BSONDocument: Sendable, Hashable {
     /// The name of the first field (a command's name).
     public var firstKey: String? {
         storage.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer, source: storage)
+            let reader = BSONReader(buffer: buffer)
             var result: String?
             reader.forEachElement(documentAt: 0) { _, keyRange, _ in
                 result = reader.string(keyRange)
@@ -235,10 +239,12 @@ public struct BSONDocument: Sendable, Hashable {
     /// All top-level fields, decoded, in order.
     public var elements: [(key: String, value: BSONValue)] {
         storage.withUnsafeBytes { buffer in
-            let reader = BSONReader(buffer: buffer, source: storage)
+            let reader = BSONReader(buffer: buffer)
             var result: [(String, BSONValue)] = []
             reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
-                result.append((reader.string(keyRange), reader.decodeValue(type: type, at: valueOffset).value))
+                result.append(
+                    (reader.string(keyRange), reader.decodeValue(type: type, at: valueOffset, in: storage).value)
+                )
                 return true
             }
             return result
@@ -287,7 +293,7 @@ public struct BSONDocument: Sendable, Hashable {
         var key = key
         return key.withUTF8 { keyBytes in
             storage.withUnsafeBytes { buffer in
-                let reader = BSONReader(buffer: buffer, source: storage)
+                let reader = BSONReader(buffer: buffer)
                 var found: (UInt8, Int)?
                 reader.forEachElement(documentAt: 0) { type, keyRange, valueOffset in
                     if keyRange.count == keyBytes.count,
