@@ -251,6 +251,19 @@ extension Bench {
                     ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")
                 )
             )
+            // The double serves the same entries in every round: its CPU per event moves with the host's speed
+            // only, so rsinit's relative to it compares builds and sessions on a host whose speed varies.
+            let figures = runs[ha]!
+            print(
+                String(
+                    format:
+                        "    rsinit CPU/event %@: median %.2f µs (target ≤ 2.0); %.2f× the double's (median %.3f µs) in the same rounds",
+                    ha ? "HA   " : "plain",
+                    median(figures.map(\.processCPU)),
+                    median(figures.map { $0.processCPU / max($0.doubleCPU, 1e-9) }),
+                    median(figures.map(\.doubleCPU))
+                )
+            )
         }
         return rates
     }
