@@ -8,7 +8,8 @@ import RESP
 /// - `.direct`: the URL's server.
 /// - `.sentinel`: asks the Sentinels in turn (`SENTINEL get-master-addr-by-name`), verifies the answer with `ROLE`
 ///   (a Sentinel may still name the old master during a failover), and keeps a subscription to `+switch-master` on
-///   one Sentinel: a switch closes the current connection at once, so the bridge re-discovers instead of writing
+///   one Sentinel, live before the Sentinels are asked (waiting up to 2 s for it): a switch closes the current
+///   connection at once, so the bridge re-discovers instead of writing
 ///   to a demoted master that Sentinel has not reconfigured yet. Every ``connect(forKey:)`` discovers afresh, so
 ///   any connection loss or `READONLY` reply (both end the caller's connection) leads to re-discovery. A master a
 ///   `+switch-master` named as the old one is not taken again from a Sentinel that has not learnt the switch yet
@@ -36,16 +37,27 @@ public final class RedisConnector: Sendable {
         /// one as the new master), so a missed switch back cannot keep the bridge away from a master for long.
         var demoted: [RedisAddress: ContinuousClock.Instant] = [:]
         var watcher: Task<Void, Never>?
+        /// Whether the watcher's `+switch-master` subscription is live.
+        var watching = false
         var closed = false
     }
     private let state = NIOLockedValueBox(State())
     /// How long a replaced master is not taken from a Sentinel: Sentinels learn a new configuration within ~2 s.
     static let demotedFor: Duration = .seconds(30)
 
-    public init(url: RedisURL, logger: Logger, timeout: Duration = .seconds(5)) {
+    /// Tests only: how long the watcher waits before each subscription (a slow Sentinel), to show that a
+    /// connection is not handed out before the subscription is live.
+    let watcherDelay: Duration
+
+    public convenience init(url: RedisURL, logger: Logger, timeout: Duration = .seconds(5)) {
+        self.init(url: url, logger: logger, timeout: timeout, watcherDelay: .zero)
+    }
+
+    init(url: RedisURL, logger: Logger, timeout: Duration, watcherDelay: Duration) {
         self.url = url
         self.logger = logger
         self.timeout = timeout
+        self.watcherDelay = watcherDelay
     }
 
     deinit { state.withLockedValue { $0.watcher?.cancel() } }
@@ -95,6 +107,10 @@ public final class RedisConnector: Sendable {
     // MARK: - Sentinel
 
     private func connectSentinelMaster(_ sentinel: RedisURL.Sentinel) async throws -> RedisConnection {
+        // Subscribed before the Sentinels are asked: a failover between their answer and the subscription would
+        // otherwise go unheard, and the bridge would keep writing to the replaced master until it loses them.
+        startWatcher(sentinel)
+        await waitUntilWatching(atMost: min(timeout, Self.watcherWait))
         var failures: [String] = []
         var unknown = 0
         for address in ordered(sentinel.sentinels) {
@@ -123,7 +139,6 @@ public final class RedisConnector: Sendable {
                 continue
             }
             state.withLockedValue { $0.preferred = address }
-            startWatcher(sentinel)
             let connection = try await RedisConnection.connect(url.node(master), timeout: timeout)
             let role: RESPValue
             do { role = try await connection.command(["ROLE"]) } catch {
@@ -181,6 +196,22 @@ public final class RedisConnector: Sendable {
         }
     }
 
+    /// How long a connection waits for the `+switch-master` subscription (no Sentinel answering is then the
+    /// error the discovery reports).
+    static let watcherWait: Duration = .seconds(2)
+
+    /// Returns once the watcher's subscription is live, or after `limit`.
+    private func waitUntilWatching(atMost limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while !state.withLockedValue({ $0.watching || $0.closed }) {
+            guard ContinuousClock.now < deadline, !Task.isCancelled else {
+                logger.debug("discovering the master before the +switch-master subscription is live")
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// Subscribes to `+switch-master` on one Sentinel after another until ``close()``.
     private func startWatcher(_ sentinel: RedisURL.Sentinel) {
         state.withLockedValue { state in
@@ -197,6 +228,7 @@ public final class RedisConnector: Sendable {
 
     private func watchOnce(_ sentinel: RedisURL.Sentinel) async {
         for address in ordered(sentinel.sentinels) where !Task.isCancelled {
+            if watcherDelay > .zero { try? await Task.sleep(for: watcherDelay) }
             guard
                 let connection = try? await RedisConnection.connect(
                     url.sentinelNode(address, sentinel),
@@ -211,6 +243,8 @@ public final class RedisConnector: Sendable {
     /// Reads `+switch-master` messages until the Sentinel connection fails or the task is cancelled.
     private func follow(_ connection: RedisConnection, _ sentinel: RedisURL.Sentinel) async {
         guard case .array? = try? await connection.command(["SUBSCRIBE", "+switch-master"]) else { return }
+        state.withLockedValue { $0.watching = true }
+        defer { state.withLockedValue { $0.watching = false } }
         while !Task.isCancelled {
             let pushed: RESPValue?
             do { pushed = try await connection.readPushed(wait: .seconds(1)) } catch { break }

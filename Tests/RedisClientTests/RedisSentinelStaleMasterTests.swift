@@ -1,8 +1,9 @@
 import Logging
 import RESP
 import RSInitTestUtils
-import RedisClient
 import Testing
+
+@testable import RedisClient
 
 /// Right after a failover a Sentinel that has not learnt it yet still names the old master, and that node answers
 /// `ROLE` as a master until Sentinel reconfigures it: writes there are lost when it resyncs from the new master.
@@ -52,5 +53,40 @@ import Testing
             #expect(error.message.contains("a failover replaced"), "\(error.message)")
         }
         await connector.close()
+    }
+
+    /// A failover right after the first connection must be heard: the `+switch-master` subscription is live
+    /// (a Sentinel lists it) before ``RedisConnector/connect(forKey:)`` returns, not started beside it.
+    @Test func theSwitchSubscriptionIsLiveWhenTheFirstConnectionIsReturned() async throws {
+        let set = try await RedisSentinelSet.launch()
+        defer { set.stop() }
+        // Without a delay, then with the watcher's subscription slower than the discovery (a Sentinel slow to
+        // answer it), then slower than the connector waits for it (the connection is then handed out anyway).
+        for (delay, live) in [(Duration.zero, true), (.milliseconds(600), true), (.seconds(3), false)] {
+            let connector = RedisConnector(
+                url: try RedisURL(set.url()),
+                logger: Logger(label: "rsinit.test.connector"),
+                timeout: .seconds(5),
+                watcherDelay: delay
+            )
+            let connection = try await connector.connect(forKey: "k")
+            var subscribers = 0
+            for sentinel in set.sentinels {
+                let clients = try redisAdminCommand(port: sentinel.port, ["CLIENT", "LIST"]).string ?? ""
+                subscribers += clients.split(separator: "\n").filter { $0.contains(" sub=1 ") }.count
+            }
+            #expect(subscribers == (live ? 1 : 0), "+switch-master subscriptions on the Sentinels: \(subscribers)")
+            await connection.close()
+            await connector.close()
+            // Gone with the connector (the next round counts its own).
+            #expect(
+                await eventually(within: .seconds(5)) {
+                    set.sentinels.allSatisfy { sentinel in
+                        let clients = (try? redisAdminCommand(port: sentinel.port, ["CLIENT", "LIST"]).string) ?? ""
+                        return !clients.contains(" sub=1 ")
+                    }
+                }
+            )
+        }
     }
 }
