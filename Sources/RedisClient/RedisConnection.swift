@@ -238,7 +238,7 @@ public final class RedisConnection: Sendable {
 
     /// ``submit(encoded:replies:)`` for commands answering integers whose values are not needed: the replies are
     /// counted on arrival, and only the first that is not an integer (an error, or the `OK` of a trailing SET) is
-    /// kept. The bridge's PUBLISH pipelines: a `RESPValue` array per chunk cost more than the PUBLISHes' encoding.
+    /// kept (the bridge's PUBLISH pipelines: no array of replies per chunk is collected, handed over and walked).
     public func submitCounted(encoded: [UInt8], replies: Int) -> PendingIntegerReplies {
         guard replies > 0 else { return PendingIntegerReplies(future: nil, connection: self) }
         let promise = channel.eventLoop.makePromise(of: IntegerReplies.self)
@@ -333,12 +333,12 @@ public struct IntegerReplies: Sendable, Equatable {
     public init() {}
 
     mutating func add(_ reply: RESPValue) {
-        if case .integer = reply {
-        } else if firstOther == nil {
+        defer { count += 1 }
+        if case .integer = reply { return }
+        if firstOther == nil {
             firstOtherIndex = count
             firstOther = reply
         }
-        count += 1
     }
 }
 
