@@ -77,11 +77,26 @@ public final class RedisConnector: Sendable {
         case .cluster(let seeds):
             connection = try await connectClusterMaster(seeds, slot: RedisClusterSlots.slot(of: key))
         }
-        let stale = state.withLockedValue { state -> RedisConnection? in
+        let followsSwitches = if case .sentinel = url.topology { true } else { false }
+        let (stale, replaced) = state.withLockedValue { state -> (RedisConnection?, Bool) in
+            // A `+switch-master` heard while this discovery was in flight (after the Sentinel named the master,
+            // before the watcher could close the connection, which was not `current` yet): checked in the same
+            // lock that makes it current, so either this sees the switch or the watcher sees this connection.
+            let address = RedisAddress(host: connection.url.host, port: connection.url.port)
+            if followsSwitches, let since = state.demoted[address], ContinuousClock.now - since < Self.demotedFor {
+                return (nil, true)
+            }
             let previous = state.current
             state.current = connection
             state.resolvedOnce = true
-            return previous === connection ? nil : previous
+            return (previous === connection ? nil : previous, false)
+        }
+        if replaced {
+            await connection.close()
+            throw RedisError(
+                .connectionLost,
+                "a failover replaced \(connection.url.host):\(connection.url.port) while connecting to it; discovering again"
+            )
         }
         await stale?.close()
         return connection
