@@ -123,7 +123,7 @@ public final class RedisConnector: Sendable {
 
     private func connectSentinelMaster(_ sentinel: RedisURL.Sentinel) async throws -> RedisConnection {
         // Subscribed before the Sentinels are asked: a failover between their answer and the subscription would
-        // otherwise go unheard, and the bridge would keep writing to the replaced master until it loses them.
+        // otherwise go unheard, and the bridge would keep writing to the replaced master (lost when it resyncs).
         startWatcher(sentinel)
         await waitUntilWatching(atMost: min(timeout, Self.watcherWait))
         var failures: [String] = []
