@@ -7,7 +7,7 @@ import Musl
 /// Reads values out of bytes that have been validated (or produced by us). Never traps on validated input.
 struct BSONReader {
     /// Borrowed bytes only, no owner: a reader is made for every lookup and handed to a closure per field, and an
-    /// owner held here was retained and released each time (the hot path's largest share of reference counting).
+    /// owner held here was retained and released each time (4 of ~170 reference-count calls per bridged event).
     /// What decodes sub-documents is lent the storage `buffer` points into (`source`).
     let buffer: UnsafeRawBufferPointer
 

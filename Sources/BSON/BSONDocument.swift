@@ -43,11 +43,6 @@ public struct BSONDocument: Sendable, Hashable {
         self.storage = bytes[...]
     }
 
-    /// Wraps bytes this module produced or already validated.
-    init(trustedBytes: [UInt8]) {
-        self.storage = trustedBytes[...]
-    }
-
     /// Wraps a validated slice of a parent document.
     init(trustedSlice: ArraySlice<UInt8>) {
         self.storage = trustedSlice

@@ -480,18 +480,23 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 }
                 continue
             }
-            guard case .values(let promise) = head.sink else {
+            let promise: EventLoopPromise<[RESPValue]>
+            switch head.sink {
+            case .values(let waiting):
+                promise = waiting
+            case .integers(let counted):
                 let end = min(values.endIndex, index + head.expected - headTally.count)
                 while index < end {
                     headTally.add(values[index])
                     index += 1
                 }
-                guard headTally.count == head.expected, case .integers(let promise) = head.sink else { continue }
-                let tally = headTally
-                headTally = IntegerReplies()
-                pending.removeFirst()
-                head.deadline?.cancel()
-                promise.succeed(tally)
+                if headTally.count == head.expected {
+                    let tally = headTally
+                    headTally = IntegerReplies()
+                    pending.removeFirst()
+                    head.deadline?.cancel()
+                    counted.succeed(tally)
+                }
                 continue
             }
             let end = min(values.endIndex, index + head.expected - headReplies.count)

@@ -29,6 +29,21 @@ struct PipelinedPublishTests {
         return pending
     }
 
+    /// A publisher logged in as a user whom an ACL allows the channels `tests.*` and the keys `allowedKeys` only.
+    static func publisher(
+        _ redis: RedisServerProcess,
+        _ control: RedisConnection,
+        allowedKeys: String
+    ) async throws -> RedisEventPublisher {
+        try await control.require([
+            "ACL", "SETUSER", "bridge", "on", ">bridgepw", allowedKeys, "resetchannels", "&tests.*", "+@all",
+        ])
+        return RedisEventPublisher(
+            configuration: .init(url: try RedisURL(redis.url(user: "bridge", password: "bridgepw"))),
+            logger: bridgeLogger
+        )
+    }
+
     static func batch(_ events: [ChangeEvent]) -> OplogBatch {
         OplogBatch(
             events: events,
@@ -45,13 +60,7 @@ struct PipelinedPublishTests {
         let redis = try await RedisServerProcess.launch()
         defer { redis.stop() }
         let control = try await RedisConnection.connect(try RedisURL(redis.url()))
-        try await control.require([
-            "ACL", "SETUSER", "bridge", "on", ">bridgepw", "~*", "resetchannels", "&tests.*", "+@all",
-        ])
-        let publisher = RedisEventPublisher(
-            configuration: .init(url: try RedisURL(redis.url(user: "bridge", password: "bridgepw"))),
-            logger: bridgeLogger
-        )
+        let publisher = try await Self.publisher(redis, control, allowedKeys: "~*")
         let first = Self.batch([Self.insert("a", into: "tests.Foo", at: 1)])
         let refused = Self.batch([
             Self.insert("b", into: "tests.Foo", at: 2), Self.insert("c", into: "forbidden.Bar", at: 3),
@@ -89,19 +98,12 @@ struct PipelinedPublishTests {
     }
 
     /// The checkpoint SET rides behind a batch's PUBLISHes, whose integer replies are only counted: a SET Redis
-    /// refuses (here an ACL without the key; in production OOM or READONLY) must still fail the confirmation, and
-    /// a refused PUBLISH before it is reported as the PUBLISH's failure.
+    /// refuses (here an ACL without the key; in production OOM or READONLY) must still fail the confirmation.
     @Test func aRefusedCheckpointSetBehindAcceptedPublishesFailsTheConfirmation() async throws {
         let redis = try await RedisServerProcess.launch()
         defer { redis.stop() }
         let control = try await RedisConnection.connect(try RedisURL(redis.url()))
-        try await control.require([
-            "ACL", "SETUSER", "bridge", "on", ">bridgepw", "~other::*", "resetchannels", "&tests.*", "+@all",
-        ])
-        let publisher = RedisEventPublisher(
-            configuration: .init(url: try RedisURL(redis.url(user: "bridge", password: "bridgepw"))),
-            logger: bridgeLogger
-        )
+        let publisher = try await Self.publisher(redis, control, allowedKeys: "~other::*")
         // More events than one write holds (chunks of 500): the SET's reply comes in the last write's tally.
         let events = (1...1_200).map { Self.insert("id\($0)", into: "tests.Foo", at: UInt32($0)) }
         let generation = try await publisher.connect()
